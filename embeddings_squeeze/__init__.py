@@ -1,0 +1,3 @@
+"""embeddings_squeeze: segmentation quality lost when frozen embeddings pass a VQ bottleneck."""
+
+__version__ = "0.1.0"

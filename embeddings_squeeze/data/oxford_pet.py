@@ -1,0 +1,204 @@
+"""Oxford-IIIT Pet segmentation as a Lightning DataModule.
+
+Splits: ``train`` and ``val`` are carved from the official ``trainval`` list by a random
+permutation seeded with ``seed`` (the list is sorted by breed, so cutting it by position would
+leave whole breeds out of training); ``test`` is the official test list. ``subset_size`` keeps
+the first N images of each split's seeded permutation, so small runs are still random samples
+and the same seed always picks the same images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets import OxfordIIITPet
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from embeddings_squeeze.data.labels import MASK_MODES, trimap_to_labels
+from embeddings_squeeze.errors import UserError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SPLITS = ("train", "val", "test")
+
+
+class PetTransform:
+    """Resize image and trimap to the same square size: bilinear for pixels, nearest for labels.
+
+    No crop: the classification presets centre-crop, which would cut pets out of the mask.
+    """
+
+    def __init__(self, image_size: int, mask_mode: str, mean, std):
+        self.image_size = image_size
+        self.mask_mode = mask_mode
+        self.mean, self.std = list(mean), list(std)
+
+    def __call__(self, image: Image.Image, trimap: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        size = [self.image_size, self.image_size]
+        image = TF.resize(image.convert("RGB"), size, InterpolationMode.BILINEAR, antialias=True)
+        pixels = TF.normalize(TF.to_tensor(image), self.mean, self.std)
+        trimap = TF.resize(trimap, size, InterpolationMode.NEAREST)
+        labels = trimap_to_labels(np.asarray(trimap, dtype=np.uint8), self.mask_mode)
+        return pixels, torch.from_numpy(labels.astype(np.int64))
+
+
+class PetSplit(Dataset):
+    """Selected items of an OxfordIIITPet list; yields (image, labels, position in this split)."""
+
+    def __init__(self, pets: OxfordIIITPet, indices: list[int], transform: PetTransform):
+        self.pets = pets
+        self.indices = indices
+        self.transform = transform
+        # torchvision keeps the file paths privately; we need them for ids and error messages
+        self.image_paths = [pets._images[i] for i in indices]
+        self.image_ids = [path.stem for path in self.image_paths]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int):
+        try:
+            image, trimap = self.pets[self.indices[position]]
+            pixels, labels = self.transform(image, trimap)
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            raise UserError(
+                f"cannot read sample {self.image_ids[position]} ({self.image_paths[position]}): "
+                f"{error}; fix or remove this file"
+            ) from None
+        return pixels, labels, position
+
+
+class OxfordPetDataModule(pl.LightningDataModule):
+    """Oxford-IIIT Pet with segmentation targets, resized to ``image_size`` squares.
+
+    Args:
+        data_path: folder that holds (or will hold) ``oxford-iiit-pet/``.
+        image_size: side of the square the images and masks are resized to.
+        mask_mode: ``trimap`` (pet, background, border) or ``binary`` (border ignored).
+        batch_size: images per batch.
+        num_workers: DataLoader worker processes.
+        subset_size: keep at most this many images per split (``None``: all).
+        val_fraction: share of ``trainval`` held out for validation.
+        seed: seeds the train/val permutation and the subsets.
+        download: fetch the dataset when ``oxford-iiit-pet/`` is missing.
+        mean, std: normalisation of the backbone's weights preset.
+    """
+
+    def __init__(
+        self,
+        data_path: str = "./data",
+        image_size: int = 224,
+        mask_mode: str = "trimap",
+        batch_size: int = 4,
+        num_workers: int = 0,
+        subset_size: int | None = None,
+        val_fraction: float = 0.1,
+        seed: int = 42,
+        download: bool = True,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+    ):
+        super().__init__()
+        if mask_mode not in MASK_MODES:
+            raise UserError(f"--mask_mode must be one of {', '.join(MASK_MODES)}, got {mask_mode!r}")
+        if not 0 < val_fraction < 1:
+            raise UserError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
+        self.save_hyperparameters(ignore=["data_path", "download", "num_workers"])
+        self.data_path = str(data_path)
+        self.download = download
+        self.num_workers = num_workers
+        self.transform = PetTransform(image_size, mask_mode, mean, std)
+        self.splits: dict[str, PetSplit] = {}
+
+    @property
+    def dataset_folder(self) -> Path:
+        return Path(self.data_path) / "oxford-iiit-pet"
+
+    def prepare_data(self) -> None:
+        if self._exists() or not self.download:
+            return
+        try:
+            OxfordIIITPet(self.data_path, split="trainval", download=True)
+        except (OSError, RuntimeError) as error:  # URLError is an OSError
+            raise UserError(
+                f"Oxford-IIIT Pet not found in {self.dataset_folder} and the download failed "
+                f"({error}); pass --data_path to where oxford-iiit-pet/ is, or run "
+                f"'embeddings-squeeze make-data --root {self.data_path}' for synthetic data"
+            ) from None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        if not self._exists():
+            raise UserError(
+                f"Oxford-IIIT Pet not found in {self.dataset_folder}; pass --data_path to the folder "
+                f"holding oxford-iiit-pet/, or run 'embeddings-squeeze make-data --root "
+                f"{self.data_path}' for synthetic data"
+            )
+        trainval = self._load("trainval")
+        test = self._load("test")
+        order = self._permutation(len(trainval), offset=0)
+        n_val = max(1, round(len(order) * self.hparams.val_fraction))
+        if len(order) - n_val < 1:
+            raise UserError(f"trainval has {len(order)} image(s): too few to hold out validation")
+        chosen = {
+            "train": (trainval, order[n_val:]),
+            "val": (trainval, order[:n_val]),
+            "test": (test, self._permutation(len(test), offset=1)),
+        }
+        limit = self.hparams.subset_size
+        for name, (pets, indices) in chosen.items():
+            kept = sorted(indices[:limit] if limit is not None else indices)
+            if not kept:
+                raise UserError(f"the {name} split is empty; check the dataset's list files")
+            self.splits[name] = PetSplit(pets, kept, self.transform)
+
+    def split_record(self) -> dict:
+        """The image ids of every split, for the run directory's split file."""
+        return {
+            "seed": self.hparams.seed,
+            "val_fraction": self.hparams.val_fraction,
+            "subset_size": self.hparams.subset_size,
+            **{name: split.image_ids for name, split in self.splits.items()},
+        }
+
+    def dataloader(self, split: str, shuffle: bool = False) -> DataLoader:
+        self.setup()
+        return DataLoader(
+            self.splits[split],
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.dataloader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.dataloader("test")
+
+    def _exists(self) -> bool:
+        return all((self.dataset_folder / sub).is_dir() for sub in ("images", "annotations"))
+
+    def _load(self, split: str) -> OxfordIIITPet:
+        try:
+            return OxfordIIITPet(self.data_path, split=split, target_types="segmentation")
+        except (OSError, ValueError) as error:
+            raise UserError(
+                f"cannot read the {split} list of {self.dataset_folder} ({error}); "
+                "the folder is incomplete: download it again or regenerate it"
+            ) from None
+
+    def _permutation(self, length: int, offset: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.hparams.seed + offset)
+        return torch.randperm(length, generator=generator).tolist()

@@ -1,0 +1,124 @@
+"""The contract every backbone follows, and how pretrained weights are chosen.
+
+Contract: ``features(x)`` maps images (B, 3, H, W) through the frozen encoder to a feature map
+(B, out_channels, h, w); ``classify(features, (H, W))`` runs the trainable head and upsamples
+its logits to (B, num_classes, H, W); ``forward(x)`` returns ``{'out': logits}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from embeddings_squeeze.errors import UserError
+
+WEIGHTS_HELP = "'default' (torchvision's pretrained weights), 'none' (random init) or a state-dict file"
+
+
+class SegmentationBackbone(nn.Module):
+    """A frozen encoder followed by a trainable head; see the module docstring for the contract."""
+
+    name: str = ""
+    out_channels: int = 0
+    default_weights = None  # the torchvision WeightsEnum member that 'default' means
+
+    @classmethod
+    def normalization(cls) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) of the default weights' preset, used for every weights choice."""
+        preset = cls.default_weights.transforms()
+        return tuple(preset.mean), tuple(preset.std)
+
+    def __init__(self, encoder: nn.Module, head: nn.Module, weights_id: str | None):
+        super().__init__()
+        self.encoder = encoder.requires_grad_(False).eval()
+        self.head = head
+        self._weights_id = weights_id
+        self.mean, self.std = self.normalization()
+
+    @property
+    def weights_id(self) -> str:
+        """Named torchvision weights identify themselves; random or file weights by a hash."""
+        if self._weights_id is None:
+            self._weights_id = f"sha256:{frozen_fingerprint(self.encoder)}"
+        return self._weights_id
+
+    def train(self, mode: bool = True):
+        # Lightning switches every submodule back to train mode after validation; the frozen
+        # encoder must stay in eval so BatchNorm statistics and dropout never change.
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encode(images)
+
+    def classify(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        logits = self.head(features)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.classify(self.features(images), images.shape[-2:])}
+
+    def grid_size(self, image_size: int) -> tuple[int, int]:
+        """(h, w) of the feature map for a square input of ``image_size``."""
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, image_size, image_size)
+            return tuple(self.features(probe).shape[-2:])
+
+
+def frozen_fingerprint(module: nn.Module) -> str:
+    """A short hash of a module's weights, to tell random or file-loaded backbones apart."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a state dict without ever executing code from the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file {path} not found; pass --weights default, none, or an existing file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as error:
+        reason = str(error).splitlines()[0]
+        raise UserError(f"cannot load weights file {path} as a plain state dict ({reason})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"weights file {path} does not hold a state dict of tensors")
+    return state
+
+
+def load_matching(model: nn.Module, state: dict, path: str | Path, required_prefixes: tuple[str, ...]):
+    """Load ``state`` into ``model``; every key under ``required_prefixes`` must be present."""
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches
+        reason = str(error).splitlines()[-1].strip()
+        raise UserError(f"weights file {path} does not fit this model ({reason})") from None
+    missing = [k for k in result.missing_keys if k.startswith(required_prefixes)]
+    if missing:
+        raise UserError(
+            f"weights file {path} lacks {len(missing)} encoder tensors (first: {missing[0]}); "
+            f"is it a state dict of the same torchvision model?"
+        )
+
+
+def download_failed(weights_name: str, error: Exception) -> UserError:
+    return UserError(
+        f"could not download pretrained weights {weights_name} ({error}); connect to the internet, "
+        "or pass --weights none (random init) or --weights PATH (a local state dict)"
+    )

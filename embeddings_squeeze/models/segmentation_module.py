@@ -1,0 +1,116 @@
+"""The LightningModule shared by the baseline and the VQ model: steps, loss, metrics, checkpoints."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassJaccardIndex
+
+from embeddings_squeeze import __version__
+from embeddings_squeeze.data.labels import IGNORE_INDEX, class_names
+from embeddings_squeeze.models.backbones import build_backbone
+
+CHECKPOINT_KEY = "embeddings_squeeze"
+CHECKPOINT_FORMAT = 1
+FROZEN_PREFIX = "backbone.encoder."
+STAGES = ("train", "val", "test")
+
+
+class SegmentationModule(pl.LightningModule):
+    """Frozen backbone features -> ``squeeze`` (identity here) -> trainable head -> logits.
+
+    Args:
+        backbone: 'vit' or 'deeplab'.
+        weights: 'default', 'none' or a state-dict path (see ``--weights``).
+        mask_mode: 'trimap' or 'binary'; fixes the classes.
+        image_size: square input side the model is built for.
+        lr: Adam learning rate of the trainable parameters.
+        weight_decay: Adam weight decay.
+        weights_id: identity of the frozen weights; computed when None.
+    """
+
+    kind = "segmentation"
+
+    def __init__(
+        self,
+        backbone: str = "vit",
+        weights: str = "default",
+        mask_mode: str = "trimap",
+        image_size: int = 224,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        weights_id: str | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.class_names = class_names(mask_mode)
+        self.num_classes = len(self.class_names)
+        self.backbone = build_backbone(backbone, self.num_classes, weights, image_size)
+        if weights_id is None:
+            self.hparams.weights_id = self.backbone.weights_id
+        # named torchvision weights are rebuilt on load; anything else must travel in the file
+        self.stores_frozen_weights = weights != "default"
+        self.strict_loading = self.stores_frozen_weights
+        for stage in STAGES:  # one metric object per stage, as Lightning's logging expects
+            metric = MulticlassJaccardIndex(self.num_classes, ignore_index=IGNORE_INDEX)
+            setattr(self, f"{stage}_miou", metric)
+
+    def squeeze(self, features: torch.Tensor):
+        """Hook for a bottleneck: returns (features, extra loss, code indices or None)."""
+        return features, features.new_zeros(()), None
+
+    def record_squeeze(self, stage: str, loss: torch.Tensor, indices, batch_size: int) -> None:
+        """Hook to log what ``squeeze`` did during a step."""
+
+    def logits_from_features(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Frozen-backbone features -> (B, C, H, W) logits at the input size ``size``."""
+        squeezed, _, _ = self.squeeze(features)
+        return self.backbone.classify(squeezed, size)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.logits_from_features(self.backbone.features(images), images.shape[-2:])}
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        images, masks = batch[0], batch[1]
+        features, squeeze_loss, indices = self.squeeze(self.backbone.features(images))
+        logits = self.backbone.classify(features, images.shape[-2:])
+        cross_entropy = F.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX)
+        loss = cross_entropy + squeeze_loss
+        miou = getattr(self, f"{stage}_miou")
+        miou.update(logits.argmax(dim=1), masks)
+        size = len(images)
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=size)
+        self.log(f"{stage}/cross_entropy", cross_entropy, on_epoch=True, batch_size=size)
+        self.log(f"{stage}/miou", miou, on_step=False, on_epoch=True, prog_bar=True)
+        self.record_squeeze(stage, squeeze_loss, indices, size)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.Adam(trainable, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "format_version": CHECKPOINT_FORMAT,
+            "package_version": __version__,
+            "kind": self.kind,
+            "backbone": self.hparams.backbone,
+            "weights_id": self.hparams.weights_id,
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "frozen_weights_stored": self.stores_frozen_weights,
+        }
+        if not self.stores_frozen_weights:
+            state = checkpoint["state_dict"]
+            for key in [k for k in state if k.startswith(FROZEN_PREFIX)]:
+                del state[key]

@@ -1,0 +1,1 @@
+"""Metrics, checkpoint loading, model comparison and run bookkeeping."""

@@ -1,0 +1,44 @@
+"""The one IoU definition used everywhere: per-image confusion counts, then a reduction.
+
+A class counts for an image only if it appears in that image's ground truth or prediction
+(union > 0); classes absent from both are left out of the mean instead of scoring 0 or 1.
+Pixels labelled ``ignore_index`` count for nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from embeddings_squeeze.data.labels import IGNORE_INDEX
+
+
+def confusion_matrices(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
+    """(B, H, W) predictions and targets -> (B, C, C) counts, rows = target, columns = prediction."""
+    batch = pred.shape[0]
+    valid = target != ignore_index
+    image = torch.arange(batch, device=pred.device).view(batch, 1, 1).expand_as(target)
+    cells = (image * num_classes + target.long()) * num_classes + pred.long()
+    counts = torch.bincount(cells[valid], minlength=batch * num_classes * num_classes)
+    return counts.view(batch, num_classes, num_classes)
+
+
+def class_iou(confusion: torch.Tensor) -> torch.Tensor:
+    """(..., C, C) counts -> (..., C) IoU per class, NaN where the class is in neither map."""
+    true_positive = confusion.diagonal(dim1=-2, dim2=-1).double()
+    union = confusion.sum(dim=-1) + confusion.sum(dim=-2) - true_positive
+    iou = true_positive / union
+    return torch.where(union > 0, iou, torch.full_like(iou, float("nan")))
+
+
+def per_image_iou(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
+    """(B,) mean IoU of each image over its present classes; NaN if it has no labelled pixel."""
+    return class_iou(confusion_matrices(pred, target, num_classes, ignore_index)).nanmean(dim=-1)
+
+
+def mean_iou(confusion: torch.Tensor) -> float:
+    """Dataset mIoU from summed (C, C) counts: the mean over classes present anywhere."""
+    return class_iou(confusion).nanmean().item()

@@ -1,0 +1,234 @@
+"""Compare a baseline and a VQ checkpoint on one split; draw the best and worst VQ results.
+
+    python visualize.py --vq_checkpoint ./outputs/my_vq/version_0/last.ckpt \\
+        --baseline_checkpoint ./outputs/my_baseline_baseline/version_0/last.ckpt \\
+        --dataset_split test --n_best 5 --n_worst 5 --output_dir ./visualizations
+
+Both models are rebuilt from their checkpoint files alone. Writes best_results_<split>.png,
+worst_results_<split>.png, scores_<split>.csv (every image) and summary_<split>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure  # no pyplot: figures go to files, no display backend needed
+from matplotlib.patches import Patch
+
+from embeddings_squeeze import cli
+from embeddings_squeeze.data.labels import IGNORE_INDEX
+from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.training import build_datamodule
+from embeddings_squeeze.utils.checkpoint import build_module, expect_kind, read_checkpoint
+from embeddings_squeeze.utils.comparison import Comparison, ScoredImage, compare_models
+from embeddings_squeeze.utils.run_info import write_json
+
+log = logging.getLogger(__name__)
+
+PANEL_INCHES = 3.0
+HEADER_INCHES = 1.0
+DPI = 80
+COLUMNS = ("Original image", "Ground truth", "Baseline prediction", "VQ prediction")
+# colour-blind-safe colours, one per class in label order; ignored pixels are black
+CLASS_COLOURS = np.array([[230, 159, 0], [86, 180, 233], [240, 228, 66]], dtype=np.uint8)
+IGNORE_COLOUR = np.array([0, 0, 0], dtype=np.uint8)
+SCORE_FIELDS = ("position", "image_id", "baseline_iou", "vq_iou", "iou_difference")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--vq_checkpoint", required=True, help="VQ model checkpoint (squeeze.py)")
+    parser.add_argument(
+        "--baseline_checkpoint", required=True, help="baseline checkpoint (train_baseline.py)"
+    )
+    parser.add_argument("--dataset_split", choices=("test", "val"), default="test", help="default: test")
+    parser.add_argument(
+        "--n_best", type=cli.non_negative_int, default=5, help="best results to show (default: 5)"
+    )
+    parser.add_argument(
+        "--n_worst", type=cli.non_negative_int, default=5, help="worst results to show (default: 5)"
+    )
+    parser.add_argument("--output_dir", default="./visualizations", help="default: ./visualizations")
+    cli.add_model_args(parser, training=False)
+    cli.add_data_args(parser, training=False)
+    cli.add_runtime_args(parser)
+    parser.set_defaults(seed=None)
+    return parser
+
+
+def check_pair(model: str, baseline: dict, vq: dict) -> None:
+    """Refuse checkpoint pairs whose comparison would be meaningless."""
+    baseline_info, vq_info = baseline["embeddings_squeeze"], vq["embeddings_squeeze"]
+    if baseline_info["backbone"] != vq_info["backbone"]:
+        raise UserError(
+            f"the checkpoints use different backbones (baseline: {baseline_info['backbone']}, "
+            f"VQ: {vq_info['backbone']}); train both with the same --model"
+        )
+    if model != vq_info["backbone"]:
+        raise UserError(
+            f"--model {model} does not match the checkpoints, which use {vq_info['backbone']}; "
+            f"pass --model {vq_info['backbone']}"
+        )
+    for key in ("mask_mode", "image_size"):
+        if baseline["hyper_parameters"][key] != vq["hyper_parameters"][key]:
+            raise UserError(
+                f"the checkpoints differ in {key} (baseline: {baseline['hyper_parameters'][key]}, "
+                f"VQ: {vq['hyper_parameters'][key]}); train both with the same --{key}"
+            )
+    if baseline_info["weights_id"] != vq_info["weights_id"]:
+        log.warning(
+            "warning: the two checkpoints were trained on different frozen weights (%s vs %s); "
+            "the comparison mixes backbone and bottleneck effects",
+            baseline_info["weights_id"],
+            vq_info["weights_id"],
+        )
+
+
+def pick_device(accelerator: str, devices) -> torch.device:
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        index = int(str(devices).strip("[]").split(",")[0]) if "," in str(devices) else 0
+        return torch.device("cuda", index)
+    if accelerator in ("gpu", "cuda"):
+        raise UserError(f"--accelerator {accelerator} was asked for but no CUDA device is visible")
+    return torch.device("cpu")
+
+
+def colourise(labels: np.ndarray) -> np.ndarray:
+    """(H, W) labels -> (H, W, 3) colours."""
+    rgb = np.empty((*labels.shape, 3), dtype=np.uint8)
+    rgb[:] = IGNORE_COLOUR
+    known = labels != IGNORE_INDEX
+    rgb[known] = CLASS_COLOURS[labels[known]]
+    return rgb
+
+
+def figure_size_pixels(rows: int) -> tuple[int, int]:
+    """(width, height) in pixels of a figure with ``rows`` result rows."""
+    return round(len(COLUMNS) * PANEL_INCHES * DPI), round((rows * PANEL_INCHES + HEADER_INCHES) * DPI)
+
+
+def plot_results(items: list[ScoredImage], class_names, title: str, path: Path) -> None:
+    """One row per image: input, ground truth, baseline and VQ predictions with their IoU."""
+    rows = max(len(items), 1)
+    width, height = len(COLUMNS) * PANEL_INCHES, rows * PANEL_INCHES + HEADER_INCHES
+    figure = Figure(figsize=(width, height), dpi=DPI)
+    top = 1 - HEADER_INCHES / height
+    grid = figure.add_gridspec(rows, len(COLUMNS), left=0.01, right=0.99, bottom=0.01, top=top, hspace=0.25)
+    for row, item in enumerate(items):
+        panels = (item.image, colourise(item.target), colourise(item.baseline_pred), colourise(item.vq_pred))
+        titles = (
+            item.image_id,
+            "Ground truth",
+            f"Baseline (IoU {item.baseline_iou:.3f})",
+            f"VQ (IoU {item.vq_iou:.3f})",
+        )
+        for column, (panel, panel_title) in enumerate(zip(panels, titles)):
+            axis = figure.add_subplot(grid[row, column])
+            axis.imshow(panel, interpolation="nearest")
+            axis.set_title(panel_title, fontsize=9)
+            axis.axis("off")
+    if not items:
+        figure.text(0.5, 0.5, "no images to show", ha="center", va="center")
+    legend = [Patch(color=CLASS_COLOURS[i] / 255, label=name) for i, name in enumerate(class_names)]
+    legend.append(Patch(color=IGNORE_COLOUR / 255, label="ignored"))
+    figure.suptitle(f"{title}\ncolumns: {' | '.join(COLUMNS)}", fontsize=10, y=1 - 0.05 / height)
+    legend_top = 1 - 0.5 / height  # below the two title lines
+    figure.legend(
+        handles=legend, loc="upper center", bbox_to_anchor=(0.5, legend_top), ncol=len(legend), frameon=False
+    )
+    figure.savefig(path, dpi=DPI)
+
+
+def print_summary(summary: dict, split: str) -> None:
+    print(f"\n{split} split: {summary['images']} images ({summary['images_scored']} scored)")
+    print(f"{'':24}{'baseline':>10}{'VQ':>10}{'VQ - base':>11}")
+    print(
+        f"{'mIoU (dataset)':24}{summary['baseline_miou']:10.4f}{summary['vq_miou']:10.4f}"
+        f"{summary['miou_difference']:+11.4f}"
+    )
+    print(
+        f"{'mean per-image IoU':24}{summary['baseline_mean_image_iou']:10.4f}"
+        f"{summary['vq_mean_image_iou']:10.4f}{summary['mean_image_iou_difference']:+11.4f}"
+    )
+    for name, value in summary["baseline_class_iou"].items():
+        print(f"{'IoU ' + name:24}{value:10.4f}{summary['vq_class_iou'][name]:10.4f}")
+
+
+def write_outputs(comparison: Comparison, args: argparse.Namespace, output_dir: Path) -> dict:
+    split = args.dataset_split
+    summary = comparison.summary()
+    summary.update(
+        split=split, baseline_checkpoint=str(args.baseline_checkpoint), vq_checkpoint=str(args.vq_checkpoint)
+    )
+    write_json(output_dir / f"summary_{split}.json", summary)
+    for kind, items, wanted in (
+        ("best", comparison.best, args.n_best),
+        ("worst", comparison.worst, args.n_worst),
+    ):
+        if len(items) < wanted:
+            log.warning(
+                "only %d scored images in the %s split; showing %d %s", len(items), split, len(items), kind
+            )
+        title = f"{len(items)} {kind} VQ results on the {split} split, ranked by VQ per-image IoU"
+        plot_results(items, comparison.class_names, title, output_dir / f"{kind}_results_{split}.png")
+    return summary
+
+
+def main(args: argparse.Namespace) -> dict:
+    baseline_checkpoint = read_checkpoint(args.baseline_checkpoint)
+    vq_checkpoint = read_checkpoint(args.vq_checkpoint)
+    expect_kind(baseline_checkpoint, "baseline", "--baseline_checkpoint", args.baseline_checkpoint)
+    expect_kind(vq_checkpoint, "vq", "--vq_checkpoint", args.vq_checkpoint)
+    check_pair(args.model, baseline_checkpoint, vq_checkpoint)
+
+    trained = vq_checkpoint.get("datamodule_hyper_parameters", {})
+    hparams = vq_checkpoint["hyper_parameters"]
+    datamodule = build_datamodule(
+        args,
+        args.model,
+        image_size=hparams["image_size"],
+        mask_mode=hparams["mask_mode"],
+        val_fraction=trained.get("val_fraction", 0.1),
+        seed=args.seed if args.seed is not None else trained.get("seed", 42),
+    )
+    datamodule.prepare_data()
+    datamodule.setup()
+    split = datamodule.splits[args.dataset_split]
+
+    output_dir = Path(args.output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create --output_dir {output_dir} ({error.strerror})") from None
+    baseline = build_module(baseline_checkpoint, args.baseline_checkpoint)
+    vq = build_module(vq_checkpoint, args.vq_checkpoint)
+    device = pick_device(args.accelerator, args.devices)
+    scores_path = output_dir / f"scores_{args.dataset_split}.csv"
+    with open(scores_path, "w", newline="") as scores_file:
+        writer = csv.DictWriter(scores_file, fieldnames=SCORE_FIELDS)
+        writer.writeheader()
+        comparison = compare_models(
+            baseline,
+            vq,
+            datamodule.dataloader(args.dataset_split),
+            split.image_ids,
+            args.n_best,
+            args.n_worst,
+            device,
+            record=writer.writerow,
+        )
+    summary = write_outputs(comparison, args, output_dir)
+    print_summary(summary, args.dataset_split)
+    print(f"\nwrote {output_dir}/{{best,worst}}_results_{args.dataset_split}.png, {scores_path.name}")
+    return summary
+
+
+if __name__ == "__main__":
+    cli.run(main, get_args_parser())
