@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -18,8 +17,6 @@ from embeddings_squeeze.models.backbones import BACKBONES
 from embeddings_squeeze.utils.run_info import package_versions, write_json
 
 log = logging.getLogger(__name__)
-# the frozen encoder is kept in eval mode on purpose (see SegmentationBackbone.train)
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 
 def build_datamodule(args: argparse.Namespace, model: str, **overrides) -> OxfordPetDataModule:

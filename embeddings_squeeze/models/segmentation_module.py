@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
@@ -15,6 +17,8 @@ CHECKPOINT_KEY = "embeddings_squeeze"
 CHECKPOINT_FORMAT = 1
 FROZEN_PREFIX = "backbone.encoder."
 STAGES = ("train", "val", "test")
+# the frozen encoder is kept in eval mode on purpose (see SegmentationBackbone.train)
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 
 class SegmentationModule(pl.LightningModule):

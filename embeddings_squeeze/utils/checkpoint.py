@@ -20,9 +20,10 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(
-            f"checkpoint not found: {path}; "
-            "training saves <output_dir>/<experiment_name>/version_N/last.ckpt"
+            f"checkpoint not found: {path}; training saves <output_dir>/<experiment_name>/version_N/last.ckpt"
         )
+    if not zipfile.is_zipfile(path):  # torch.save writes zip archives; anything else is foreign or cut
+        raise UserError(f"{path} is not a readable checkpoint (truncated, corrupt or another kind of file)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -1,0 +1,73 @@
+"""Integration test of the simplified baseline: classifier training, optimizer creation, inference.
+
+    cd embeddings_squeeze && python test_simplified_baseline.py     (pytest collects it too)
+
+Runs offline on a few synthetic pets with a randomly initialised ViT-B/32 at 64x64.
+"""
+
+import sys
+import tempfile
+import traceback
+
+import lightning.pytorch as pl
+import torch
+
+from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
+from embeddings_squeeze.data.synthetic import make_synthetic_dataset
+from embeddings_squeeze.models import BaselineSegmentationModule
+
+IMAGE_SIZE = 64
+
+
+def _baseline() -> BaselineSegmentationModule:
+    pl.seed_everything(0)
+    return BaselineSegmentationModule(backbone="vit", weights="none", image_size=IMAGE_SIZE)
+
+
+def test_backbone_classifier_training():
+    module = _baseline()
+    encoder_before = {k: v.clone() for k, v in module.backbone.encoder.state_dict().items()}
+    head_before = {k: v.clone() for k, v in module.backbone.head.state_dict().items()}
+    with tempfile.TemporaryDirectory() as root:
+        make_synthetic_dataset(root, n_trainval=8, n_test=4, seed=0, min_size=48, max_size=64)
+        datamodule = OxfordPetDataModule(root, image_size=IMAGE_SIZE, batch_size=4, download=False)
+        trainer = pl.Trainer(
+            max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
+        trainer.fit(module, datamodule=datamodule)
+    assert torch.isfinite(trainer.callback_metrics["train/loss_epoch"])
+    head_after = module.backbone.head.state_dict()
+    assert any(not torch.equal(head_before[k], head_after[k]) for k in head_before), "head did not train"
+    encoder_after = module.backbone.encoder.state_dict()
+    assert all(torch.equal(encoder_before[k], encoder_after[k]) for k in encoder_before), "encoder moved"
+
+
+def test_optimizer_creation():
+    module = _baseline()
+    optimizer = module.configure_optimizers()
+    optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert optimized == {id(p) for p in module.backbone.head.parameters()}
+    assert not any(p.requires_grad for p in module.backbone.encoder.parameters())
+
+
+def test_model_inference():
+    module = _baseline().eval()
+    images = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    logits = module(images)["out"]
+    assert logits.shape == (2, module.num_classes, IMAGE_SIZE, IMAGE_SIZE)
+    assert torch.equal(logits.argmax(dim=1), module(images)["out"].argmax(dim=1))
+
+
+if __name__ == "__main__":
+    tests = [test_backbone_classifier_training, test_optimizer_creation, test_model_inference]
+    failed = 0
+    for test in tests:
+        try:
+            test()
+            print(f"PASS {test.__name__}")
+        except Exception:
+            failed += 1
+            print(f"FAIL {test.__name__}\n{traceback.format_exc()}")
+    print(f"{len(tests) - failed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)

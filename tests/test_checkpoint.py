@@ -1,0 +1,96 @@
+import lightning.pytorch as pl
+import pytest
+import torch
+from torchvision.models import vit_b_32
+
+from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
+from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.models import VQSegmentationModule
+from embeddings_squeeze.models.segmentation_module import FROZEN_PREFIX
+from embeddings_squeeze.utils.checkpoint import load_module, read_checkpoint
+
+
+def test_checkpoint_describes_itself(trained):
+    checkpoint = torch.load(trained["vq"], map_location="cpu", weights_only=True)
+    info = checkpoint["embeddings_squeeze"]
+    assert info["kind"] == "vq" and info["backbone"] == "vit"
+    assert info["num_classes"] == 3 and info["class_names"] == ["pet", "background", "border"]
+    assert info["frozen_weights_stored"] is True  # --weights none: they cannot be rebuilt by name
+    hparams = checkpoint["hyper_parameters"]
+    assert hparams["num_vectors"] == 8 and hparams["mask_mode"] == "trimap" and hparams["image_size"] == 64
+    assert all(isinstance(v, (str, int, float, bool)) for v in hparams.values())
+    assert checkpoint["datamodule_hyper_parameters"]["seed"] == 3
+    assert any(key.startswith(FROZEN_PREFIX) for key in checkpoint["state_dict"])
+
+
+@pytest.mark.parametrize("weights", ["none", "default"])
+def test_rebuilt_model_predicts_identically(pet_root, tmp_path, monkeypatch, weights):
+    if weights == "default":  # torchvision's real loading path, fed from a stand-in cache file
+        cache = tmp_path / "hub" / "checkpoints"
+        cache.mkdir(parents=True)
+        torch.save(vit_b_32().state_dict(), cache / "vit_b_32-d86f8d99.pth")
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    pl.seed_everything(0)
+    module = VQSegmentationModule(backbone="vit", weights=weights, image_size=64, num_vectors=8)
+    trainer = pl.Trainer(
+        max_epochs=1, limit_train_batches=2, limit_val_batches=1, accelerator="cpu", logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(module, datamodule=OxfordPetDataModule(pet_root, image_size=64, download=False))
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    stored = torch.load(path, weights_only=True)["state_dict"]
+    assert any(k.startswith(FROZEN_PREFIX) for k in stored) == (weights == "none")
+    rebuilt = load_module(path, "vq")
+    images = torch.randn(2, 3, 64, 64)
+    module.eval()
+    assert torch.equal(rebuilt(images)["out"], module(images)["out"])
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(UserError, match="checkpoint not found"):
+        read_checkpoint(tmp_path / "nope.ckpt")
+
+
+def test_file_that_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "notes.ckpt"
+    path.write_text("hello")
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        read_checkpoint(path)
+
+
+def test_foreign_checkpoint(tmp_path):
+    path = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(UserError, match="not an embeddings_squeeze checkpoint"):
+        read_checkpoint(path)
+
+
+def test_truncated_checkpoint(trained, tmp_path):
+    path = tmp_path / "truncated.ckpt"
+    data = trained["baseline"].read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="truncated, corrupt"):
+        read_checkpoint(path)
+
+
+class _CreatesFileWhenUnpickled:
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_checkpoint_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"embeddings_squeeze": _CreatesFileWhenUnpickled(marker)}, path)
+    with pytest.raises(UserError, match="refused"):
+        read_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_wrong_kind(trained):
+    with pytest.raises(UserError, match="needs a VQ"):
+        load_module(trained["baseline"], "vq", "--vq_checkpoint")

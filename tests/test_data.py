@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from embeddings_squeeze.data.labels import IGNORE_INDEX, trimap_to_labels
+from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
+from embeddings_squeeze.data.synthetic import make_synthetic_dataset
+from embeddings_squeeze.errors import UserError
+
+
+def datamodule(root, **settings):
+    settings = {"image_size": 32, "download": False, **settings}
+    module = OxfordPetDataModule(data_path=root, **settings)
+    module.setup()
+    return module
+
+
+def test_seeded_split_is_disjoint_and_complete(pet_root):
+    record = datamodule(pet_root, seed=1).split_record()
+    trainval_ids = [line.split()[0] for line in (pet_root / "oxford-iiit-pet/annotations/trainval.txt").open()]
+    assert sorted(record["train"] + record["val"]) == sorted(trainval_ids)
+    assert not set(record["train"]) & set(record["val"])
+    assert len(record["val"]) == round(0.1 * len(trainval_ids))
+    assert len(record["test"]) == 6
+
+
+def test_split_depends_on_seed_only(pet_root):
+    first = datamodule(pet_root, seed=1).split_record()
+    assert datamodule(pet_root, seed=1).split_record() == first
+    others = [datamodule(pet_root, seed=s, val_fraction=0.25).split_record()["val"] for s in range(2, 6)]
+    assert any(val != others[0] for val in others[1:])
+
+
+def test_subset_size_limits_each_split_deterministically(pet_root):
+    record = datamodule(pet_root, subset_size=3, val_fraction=0.25).split_record()
+    assert [len(record[s]) for s in ("train", "val", "test")] == [3, 3, 3]
+    assert datamodule(pet_root, subset_size=3, val_fraction=0.25).split_record() == record
+    full = datamodule(pet_root, val_fraction=0.25).split_record()
+    assert set(record["train"]) <= set(full["train"])
+
+
+def test_samples_are_resized_normalised_tensors(pet_root):
+    split = datamodule(pet_root, image_size=40).splits["train"]
+    for position in range(len(split)):
+        pixels, labels, index = split[position]
+        assert pixels.shape == (3, 40, 40) and pixels.dtype == torch.float32
+        assert labels.shape == (40, 40) and labels.dtype == torch.int64
+        assert index == position
+        # nearest-neighbour resizing never invents labels between classes
+        assert set(labels.unique().tolist()) <= {0, 1, 2}
+
+
+def test_binary_mode_ignores_the_border():
+    trimap = np.array([[1, 2, 3]], dtype=np.uint8)
+    assert trimap_to_labels(trimap, "trimap").tolist() == [[0, 1, 2]]
+    assert trimap_to_labels(trimap, "binary").tolist() == [[0, 1, IGNORE_INDEX]]
+
+
+def test_binary_mode_through_the_datamodule(pet_root):
+    split = datamodule(pet_root, mask_mode="binary").splits["test"]
+    values = set()
+    for position in range(len(split)):
+        values |= set(split[position][1].unique().tolist())
+    assert values == {0, 1, IGNORE_INDEX}
+
+
+def test_missing_dataset_says_what_to_do(tmp_path):
+    module = OxfordPetDataModule(data_path=tmp_path, download=False)
+    with pytest.raises(UserError, match="make-data"):
+        module.setup()
+
+
+def test_unreachable_download_says_what_to_do(tmp_path):
+    # no network here: torchvision's real download fails and must become one clear message
+    module = OxfordPetDataModule(data_path=tmp_path, download=True)
+    with pytest.raises(UserError, match="download failed"):
+        module.prepare_data()
+
+
+def test_corrupt_image_names_the_file(tmp_path):
+    base = make_synthetic_dataset(tmp_path, 4, 2, min_size=32, max_size=32)
+    victim = sorted((base / "images").glob("*.jpg"))[0]
+    victim.write_bytes(victim.read_bytes()[:40])
+    module = datamodule(tmp_path, subset_size=None)
+    split = next(s for s in module.splits.values() if victim.stem in s.image_ids)
+    with pytest.raises(UserError, match=victim.stem):
+        split[split.image_ids.index(victim.stem)]
+
+
+def test_trimap_with_unknown_values_names_the_file(tmp_path):
+    base = make_synthetic_dataset(tmp_path, 4, 2, min_size=32, max_size=32)
+    victim = sorted((base / "annotations" / "trimaps").glob("*.png"))[0]
+    Image.fromarray(np.full((32, 32), 7, dtype=np.uint8)).save(victim)
+    split = next(s for s in datamodule(tmp_path).splits.values() if victim.stem in s.image_ids)
+    with pytest.raises(UserError, match=f"{victim.stem}.*1, 2 or 3"):
+        split[split.image_ids.index(victim.stem)]

@@ -1,0 +1,82 @@
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
+from embeddings_squeeze.models import BaselineSegmentationModule, VQSegmentationModule
+from embeddings_squeeze.models.bottleneck import CodebookUsage
+
+MODULE_CASES = [
+    (BaselineSegmentationModule, {}),
+    (VQSegmentationModule, {"num_vectors": 8, "bottleneck_dim": 16}),
+]
+
+
+def fit(module, root, epochs=2, image_size=64):
+    datamodule = OxfordPetDataModule(root, image_size=image_size, batch_size=4, download=False)
+    trainer = pl.Trainer(
+        max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(module, datamodule=datamodule)
+    return trainer
+
+
+@pytest.mark.parametrize("backbone", ["vit", "deeplab"])
+@pytest.mark.parametrize("module_cls,extra", MODULE_CASES)
+def test_fit_keeps_frozen_part_bit_identical(pet_root, backbone, module_cls, extra):
+    pl.seed_everything(0)
+    module = module_cls(backbone=backbone, weights="none", image_size=64, **extra)
+    frozen_before = {k: v.clone() for k, v in module.backbone.encoder.state_dict().items()}
+    head_before = {k: v.clone() for k, v in module.backbone.head.state_dict().items()}
+    trainer = fit(module, pet_root)
+    frozen_after = module.backbone.encoder.state_dict()
+    # parameters and BatchNorm running statistics (DeepLab's ResNet) must not move
+    assert all(torch.equal(frozen_before[k], frozen_after[k]) for k in frozen_before)
+    if backbone == "deeplab":
+        assert any("running_mean" in k for k in frozen_before)
+    assert any(not torch.equal(head_before[k], v) for k, v in module.backbone.head.state_dict().items())
+    assert not any(m.training for m in module.backbone.encoder.modules())
+    metrics = trainer.callback_metrics
+    assert 0.0 <= metrics["val/miou"].item() <= 1.0 and torch.isfinite(metrics["train/loss_epoch"])
+    if module_cls is VQSegmentationModule:
+        assert 1.0 <= metrics["val/perplexity"].item() <= 8.0
+        assert 0.0 < metrics["val/code_usage"].item() <= 1.0
+
+
+@pytest.mark.parametrize("module_cls,extra", MODULE_CASES)
+def test_optimizer_holds_only_trainable_parameters(module_cls, extra):
+    module = module_cls(backbone="vit", weights="none", image_size=64, lr=0.123, **extra)
+    optimizer = module.configure_optimizers()
+    optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    expected = {id(p) for p in module.backbone.head.parameters()}
+    if module_cls is VQSegmentationModule:
+        expected |= {id(p) for p in module.bottleneck.parameters()}
+    assert optimized == expected
+    assert optimizer.param_groups[0]["lr"] == 0.123
+
+
+def test_hyperparameters_are_plain_values():
+    module = VQSegmentationModule(backbone="vit", weights="none", image_size=64, num_vectors=8)
+    assert all(isinstance(v, (str, int, float, bool)) for v in module.hparams.values())
+    assert module.hparams.num_vectors == 8 and module.hparams.backbone == "vit"
+    assert module.hparams.weights_id.startswith("sha256:")
+
+
+def test_vq_forward_returns_indices_within_the_codebook():
+    module = VQSegmentationModule(backbone="vit", weights="none", image_size=64, num_vectors=8).eval()
+    features = module.backbone.features(torch.randn(3, 3, 64, 64))
+    reconstructed, loss, indices = module.squeeze(features)
+    assert reconstructed.shape == features.shape and loss.ndim == 0
+    assert indices.shape == (3, 2, 2) and 0 <= indices.min() and indices.max() < 8
+
+
+def test_codebook_usage_on_known_indices():
+    usage = CodebookUsage(4)
+    usage.update(torch.tensor([0, 1, 2, 3]))
+    stats = usage.compute()
+    assert stats["perplexity"].item() == pytest.approx(4.0) and stats["code_usage"].item() == 1.0
+    usage.reset()
+    usage.update(torch.tensor([[2, 2], [2, 2]]))
+    stats = usage.compute()
+    assert stats["perplexity"].item() == pytest.approx(1.0) and stats["code_usage"].item() == 0.25
