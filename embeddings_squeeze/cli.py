@@ -13,13 +13,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-import torch
-
 from embeddings_squeeze.data.labels import MASK_MODES
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models.backbones.base import WEIGHTS_HELP
 
 MODEL_CHOICES = ("vit", "deeplab")
+WEIGHTS_HELP = "'default' (torchvision's pretrained weights), 'none' (random init) or a state-dict file"
 CUDA_OOM_HINT = (
     "CUDA out of memory: reduce --batch_size, or run on the CPU with "
     'CUDA_VISIBLE_DEVICES="" python <script>.py ...'
@@ -161,7 +159,9 @@ def run(main: Callable, parser: argparse.ArgumentParser, argv: Sequence[str] | N
         main(args)
     except UserError as error:
         fail(_last_line(str(error)))
-    except torch.cuda.OutOfMemoryError:
+    except RuntimeError as error:  # torch.cuda.OutOfMemoryError is a RuntimeError
+        if type(error).__name__ != "OutOfMemoryError":
+            raise
         fail(CUDA_OOM_HINT)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -17,6 +18,8 @@ from embeddings_squeeze.models.backbones import BACKBONES
 from embeddings_squeeze.utils.run_info import package_versions, write_json
 
 log = logging.getLogger(__name__)
+# config.json and split.json are written into the fresh run directory before Lightning's first checkpoint
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def build_datamodule(args: argparse.Namespace, model: str, **overrides) -> OxfordPetDataModule:

@@ -18,7 +18,9 @@ def datamodule(root, **settings):
 
 def test_seeded_split_is_disjoint_and_complete(pet_root):
     record = datamodule(pet_root, seed=1).split_record()
-    trainval_ids = [line.split()[0] for line in (pet_root / "oxford-iiit-pet/annotations/trainval.txt").open()]
+    trainval_ids = [
+        line.split()[0] for line in (pet_root / "oxford-iiit-pet/annotations/trainval.txt").open()
+    ]
     assert sorted(record["train"] + record["val"]) == sorted(trainval_ids)
     assert not set(record["train"]) & set(record["val"])
     assert len(record["val"]) == round(0.1 * len(trainval_ids))

@@ -18,8 +18,6 @@ from torch import nn
 
 from embeddings_squeeze.errors import UserError
 
-WEIGHTS_HELP = "'default' (torchvision's pretrained weights), 'none' (random init) or a state-dict file"
-
 
 class SegmentationBackbone(nn.Module):
     """A frozen encoder followed by a trainable head; see the module docstring for the contract."""

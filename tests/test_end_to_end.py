@@ -1,0 +1,76 @@
+"""The seed's commands, run as a user runs them: scripts from inside the package directory."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+import embeddings_squeeze
+from embeddings_squeeze.visualize import figure_size_pixels
+
+PACKAGE_DIR = Path(embeddings_squeeze.__file__).parent
+
+
+def run(*argv, cwd=PACKAGE_DIR):
+    result = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_seed_workflow(tmp_path):
+    data = tmp_path / "data"
+    run(sys.executable, "-m", "embeddings_squeeze", "make-data", "--root", data, "--n-trainval", 12,
+        "--n-test", 5, "--min-size", 48, "--max-size", 80)  # fmt: skip
+    outputs = tmp_path / "outputs"
+    tiny = ["--weights", "none", "--image_size", 64, "--data_path", data, "--output_dir", outputs]
+    run(sys.executable, "train_baseline.py", "--model", "vit", "--epochs", 1, "--batch_size", 4,
+        "--experiment_name", "my_baseline", *tiny)  # fmt: skip
+    run(sys.executable, "squeeze.py", "--model", "vit", "--epochs", 1, "--batch_size", 4,
+        "--experiment_name", "my_vq", "--num_vectors", 16, *tiny)  # fmt: skip
+
+    baseline_dir = outputs / "my_baseline_baseline" / "version_0"
+    vq_dir = outputs / "my_vq" / "version_0"
+    for run_dir in (baseline_dir, vq_dir):
+        assert (run_dir / "last.ckpt").is_file() and (run_dir / "hparams.yaml").is_file()
+        assert list(run_dir.glob("events.out.tfevents.*"))
+        config = json.loads((run_dir / "config.json").read_text())
+        assert config["versions"]["torch"] and config["args"]["model"] == "vit"
+        split = json.loads((run_dir / "split.json").read_text())
+        assert len(split["train"]) + len(split["val"]) == 12 and len(split["test"]) == 5
+
+    visualizations = tmp_path / "visualizations"
+    run(sys.executable, "visualize.py", "--vq_checkpoint", vq_dir / "last.ckpt",
+        "--baseline_checkpoint", baseline_dir / "last.ckpt", "--dataset_split", "test",
+        "--n_best", 2, "--n_worst", 2, "--output_dir", visualizations, "--data_path", data)  # fmt: skip
+    for name in ("best_results_test.png", "worst_results_test.png"):
+        with Image.open(visualizations / name) as figure:
+            assert figure.size == figure_size_pixels(2)
+    with open(visualizations / "scores_test.csv") as scores:
+        assert len(list(csv.DictReader(scores))) == 5
+
+    # a second run never touches the first: it gets the next version
+    run(sys.executable, "train_baseline.py", "--epochs", 1, "--experiment_name", "my_baseline", *tiny)
+    assert (outputs / "my_baseline_baseline" / "version_1" / "last.ckpt").is_file()
+
+
+def test_console_command_and_module_entry_point():
+    console = Path(sys.executable).parent / "embeddings-squeeze"  # installed beside this interpreter
+    assert "make-data" in run(console, "--help").stdout
+    assert "--num_vectors" in run(sys.executable, "-m", "embeddings_squeeze", "squeeze", "--help").stdout
+
+
+def test_user_error_exits_2_without_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "train_baseline.py", "--data_path", tmp_path, "--weights", "none"],
+        cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: Oxford-IIIT Pet not found")
+
+
+def test_seed_integration_script():
+    assert "3 passed, 0 failed" in run(sys.executable, "test_simplified_baseline.py").stdout

@@ -1,0 +1,117 @@
+import csv
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from embeddings_squeeze import cli
+from embeddings_squeeze.utils.comparison import Extremes
+from embeddings_squeeze.visualize import COLUMNS, figure_size_pixels
+
+
+def run_cli(*argv):
+    """Run ``embeddings-squeeze`` in-process; returns the exit code (0 when it returns)."""
+    try:
+        cli.main([str(arg) for arg in argv])
+    except SystemExit as exit_:
+        return exit_.code
+    return 0
+
+
+def visualize_args(trained, pet_root, output_dir, *extra):
+    return [
+        "visualize", "--baseline_checkpoint", trained["baseline"], "--vq_checkpoint", trained["vq"],
+        "--data_path", pet_root, "--output_dir", output_dir, "--accelerator", "cpu", *extra,
+    ]  # fmt: skip
+
+
+def test_figures_csv_and_summary(trained, pet_root, tmp_path, capsys):
+    out = tmp_path / "vis"
+    assert run_cli(*visualize_args(trained, pet_root, out, "--n_best", 2, "--n_worst", 3)) == 0
+    printed = capsys.readouterr().out
+    assert "mIoU (dataset)" in printed and "mean per-image IoU" in printed
+    for name, rows in (("best_results_test.png", 2), ("worst_results_test.png", 3)):
+        with Image.open(out / name) as figure:
+            assert figure.size == figure_size_pixels(rows)
+    assert len(COLUMNS) == 4
+    with open(out / "scores_test.csv") as scores:
+        rows = list(csv.DictReader(scores))
+    assert len(rows) == 6 and len({row["image_id"] for row in rows}) == 6
+    for row in rows:
+        assert 0 <= float(row["vq_iou"]) <= 1 and 0 <= float(row["baseline_iou"]) <= 1
+        assert float(row["iou_difference"]) == pytest.approx(
+            float(row["vq_iou"]) - float(row["baseline_iou"])
+        )
+    summary = json.loads((out / "summary_test.json").read_text())
+    mean_vq = sum(float(row["vq_iou"]) for row in rows) / len(rows)
+    assert summary["vq_mean_image_iou"] == pytest.approx(mean_vq)
+    assert summary["images"] == 6 and set(summary["vq_class_iou"]) == {"pet", "background", "border"}
+
+
+def test_more_rows_asked_than_images(trained, pet_root, tmp_path, caplog):
+    out = tmp_path / "vis"
+    assert (
+        run_cli(
+            *visualize_args(trained, pet_root, out, "--n_best", 50, "--n_worst", 0, "--dataset_split", "val")
+        )
+        == 0
+    )
+    with Image.open(out / "best_results_val.png") as figure:
+        assert figure.size == figure_size_pixels(2)  # the validation split holds 2 images
+    assert "only 2 scored images" in caplog.text
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("error: ")
+    return err
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"--model": "deeplab"}, "pass --model vit"),
+        ({"baseline_as_vq": True}, "--vq_checkpoint needs a VQ"),
+        ({"--vq_checkpoint": "missing.ckpt"}, "checkpoint not found"),
+        ({"--data_path": "empty"}, "download failed"),
+    ],
+)
+def test_user_mistakes_end_in_one_line(trained, pet_root, tmp_path, capsys, change, message):
+    argv = visualize_args(trained, pet_root, tmp_path / "vis")
+    if change.pop("baseline_as_vq", False):
+        argv[argv.index("--vq_checkpoint") + 1] = trained["baseline"]
+    for flag, value in change.items():
+        value = tmp_path / value if flag != "--model" else value
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
+    assert run_cli(*argv) == 2
+    assert message in one_line_error(capsys)
+
+
+def test_checkpoints_on_different_backbones(trained, pet_root, tmp_path, capsys):
+    checkpoint = torch.load(trained["baseline"], weights_only=True)
+    checkpoint["embeddings_squeeze"]["backbone"] = "deeplab"
+    other = tmp_path / "deeplab_baseline.ckpt"
+    torch.save(checkpoint, other)
+    argv = visualize_args({**trained, "baseline": other}, pet_root, tmp_path / "vis")
+    assert run_cli(*argv) == 2
+    assert "different backbones" in one_line_error(capsys)
+
+
+def test_unknown_command(capsys):
+    assert run_cli("compress") == 2
+    assert "unknown command" in one_line_error(capsys)
+
+
+def test_extremes_keep_only_the_ends_with_stable_ties():
+    extremes = Extremes(n_best=2, n_worst=2)
+    built = []
+    for position, score in enumerate([0.5, 0.9, 0.1, 0.9, 0.3, 0.1, 0.6]):
+        extremes.offer(score, position, lambda p=position: built.append(p) or p)
+    assert extremes.best() == [1, 3]  # equal scores: the earlier image first
+    assert extremes.worst() == [2, 5]
+    assert 6 not in built  # an item that never enters either list is never built
