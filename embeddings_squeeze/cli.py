@@ -30,6 +30,8 @@ COMMANDS = {
     "visualize": "embeddings_squeeze.visualize",
     "make-data": "embeddings_squeeze.data.make_data",
     "demo": "embeddings_squeeze.demo",
+    "encode": "embeddings_squeeze.encode",
+    "decode": "embeddings_squeeze.decode",
 }
 
 
@@ -127,24 +129,37 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_vq_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("vector quantization")
+    group = parser.add_argument_group("quantization")
     group.add_argument(
-        "--num_vectors",
-        "--codebook_size",
-        type=positive_int,
-        default=512,
-        help="codebook size K: each feature-grid position costs log2(K) bits (default: 512)",
+        "--quantizer_type", choices=("vq", "rvq", "fsq", "lfq"), default="vq",
+        help="vq: EMA codebook; rvq: residual VQ; fsq: finite scalar; lfq: lookup-free (default: vq)",
+    )  # fmt: skip
+    group.add_argument(
+        "--num_vectors", "--codebook_size", type=positive_int, default=512,
+        help="codebook size K per level: each grid position costs log2(K) bits per level (default: 512)",
+    )  # fmt: skip
+    group.add_argument(
+        "--bottleneck_dim", type=positive_int, default=64, help="quantized vector size (default: 64)"
     )
+    group.add_argument("--num_quantizers", type=positive_int, default=1, help="RVQ levels (default: 1)")
     group.add_argument(
-        "--bottleneck_dim", type=positive_int, default=64, help="codebook vector size (default: 64)"
+        "--fsq_levels", default=None, help="FSQ levels such as 8,5,5 (default: from --num_vectors)"
     )
     group.add_argument(
         "--commitment_weight", type=float, default=0.25, help="VQ commitment weight (default: 0.25)"
     )
     group.add_argument("--decay", type=float, default=0.99, help="EMA decay of the codebook (default: 0.99)")
     group.add_argument(
-        "--vq_loss_weight", type=float, default=1.0, help="weight of the VQ loss (default: 1.0)"
+        "--vq_loss_weight", type=float, default=1.0, help="weight of the quantizer loss (default: 1.0)"
     )
+    group.add_argument(
+        "--dead_code_threshold", type=float, default=2.0,
+        help="replace VQ/RVQ codes whose EMA usage drops below this; 0 turns it off (default: 2)",
+    )  # fmt: skip
+    group.add_argument(
+        "--no_kmeans_init", dest="kmeans_init", action="store_false",
+        help="start VQ/RVQ codebooks at random instead of k-means on the first training batch",
+    )  # fmt: skip
 
 
 def configure_logging() -> None:

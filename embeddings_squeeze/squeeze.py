@@ -1,4 +1,4 @@
-"""Train the VQ model: the baseline's head behind a vector-quantization bottleneck.
+"""Train the VQ model: the baseline's head behind a quantization bottleneck (VQ, RVQ, FSQ or LFQ).
 
     python squeeze.py --model vit --epochs 10 --batch_size 4 --experiment_name my_vq
 
@@ -25,16 +25,21 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace):
-    name = args.experiment_name or f"{args.model}_vq{args.num_vectors}"
+    name = args.experiment_name or f"{args.model}_{args.quantizer_type}{args.num_vectors}"
     return train(
         args,
         VQSegmentationModule,
         name,
+        quantizer_type=args.quantizer_type,
         num_vectors=args.num_vectors,
         bottleneck_dim=args.bottleneck_dim,
+        num_quantizers=args.num_quantizers,
+        fsq_levels=args.fsq_levels,
         commitment_weight=args.commitment_weight,
         decay=args.decay,
         vq_loss_weight=args.vq_loss_weight,
+        kmeans_init=args.kmeans_init,
+        dead_code_threshold=args.dead_code_threshold,
     )
 
 

@@ -13,8 +13,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
-from embeddings_squeeze.models import SegmentationModule
+from embeddings_squeeze.models import SegmentationModule, VQSegmentationModule
 from embeddings_squeeze.models.backbones import BACKBONES
+from embeddings_squeeze.utils.rate import evaluate_rate
 from embeddings_squeeze.utils.run_info import package_versions, write_json
 
 log = logging.getLogger(__name__)
@@ -92,5 +93,14 @@ def train(
         write_json(run_dir / "split.json", datamodule.split_record())
     trainer.fit(module, datamodule=datamodule)
     last = run_dir / "last.ckpt"
+    if isinstance(module, VQSegmentationModule):
+        # the entropy coder's model: code counts over the training split, saved with the weights
+        module.count_codes(datamodule.dataloader("train"))
+        trainer.save_checkpoint(last)
+        if trainer.is_global_zero:
+            rate = evaluate_rate(module, datamodule.dataloader("val"))
+            write_json(run_dir / "rate.json", {"split": "val", **rate})
+            fixed, payload = rate["fixed_bits_per_image"], rate["payload_bytes_mean"]
+            log.info("rate on val: %s bits/image fixed-length, %s bytes/image as payload", fixed, payload)
     log.info("saved %s (best: %s)", last, checkpoints.best_model_path)
     return last

@@ -26,7 +26,8 @@ from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.training import build_datamodule
 from embeddings_squeeze.utils.checkpoint import build_module, expect_kind, read_checkpoint
 from embeddings_squeeze.utils.comparison import Comparison, ScoredImage, compare_models
-from embeddings_squeeze.utils.run_info import write_json
+from embeddings_squeeze.utils.rate import evaluate_rate
+from embeddings_squeeze.utils.run_info import prepare_output_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -159,13 +160,28 @@ def print_summary(summary: dict, split: str) -> None:
     )
     for name, value in summary["baseline_class_iou"].items():
         print(f"{'IoU ' + name:24}{value:10.4f}{summary['vq_class_iou'][name]:10.4f}")
+    rate = summary["rate"]
+    print(
+        f"\nVQ rate per image ({rate['positions_per_image']} grid positions): "
+        f"fixed {rate['fixed_bits_per_image']:.0f} bits, entropy {_bits(rate['entropy_bits_per_image'])}, "
+        f"payload {rate['payload_bytes_mean']:.1f} bytes mean ({rate['payload_bits_per_pixel']:.4f} bpp); "
+        f"float32 embeddings {rate['float32_bits_per_image'] // 8} bytes "
+        f"({rate['compression_vs_float32_payload']:.0f}x smaller as payload)"
+    )
 
 
-def write_outputs(comparison: Comparison, args: argparse.Namespace, output_dir: Path) -> dict:
+def _bits(value) -> str:
+    return "unknown" if value is None else f"{value:.1f} bits"
+
+
+def write_outputs(comparison: Comparison, args: argparse.Namespace, output_dir: Path, rate: dict) -> dict:
     split = args.dataset_split
     summary = comparison.summary()
     summary.update(
-        split=split, baseline_checkpoint=str(args.baseline_checkpoint), vq_checkpoint=str(args.vq_checkpoint)
+        split=split,
+        baseline_checkpoint=str(args.baseline_checkpoint),
+        vq_checkpoint=str(args.vq_checkpoint),
+        rate=rate,
     )
     write_json(output_dir / f"summary_{split}.json", summary)
     for kind, items, wanted in (
@@ -202,11 +218,7 @@ def main(args: argparse.Namespace) -> dict:
     datamodule.setup()
     split = datamodule.splits[args.dataset_split]
 
-    output_dir = Path(args.output_dir)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"cannot create --output_dir {output_dir} ({error.strerror})") from None
+    output_dir = prepare_output_dir(args.output_dir)
     baseline = build_module(baseline_checkpoint, args.baseline_checkpoint)
     vq = build_module(vq_checkpoint, args.vq_checkpoint)
     device = pick_device(args.accelerator, args.devices)
@@ -224,7 +236,8 @@ def main(args: argparse.Namespace) -> dict:
             device,
             record=writer.writerow,
         )
-    summary = write_outputs(comparison, args, output_dir)
+    rate = evaluate_rate(vq, datamodule.dataloader(args.dataset_split))
+    summary = write_outputs(comparison, args, output_dir, rate)
     print_summary(summary, args.dataset_split)
     print(f"\nwrote {output_dir}/{{best,worst}}_results_{args.dataset_split}.png, {scores_path.name}")
     return summary

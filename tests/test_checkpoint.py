@@ -18,7 +18,7 @@ def test_checkpoint_describes_itself(trained):
     assert info["frozen_weights_stored"] is True  # --weights none: they cannot be rebuilt by name
     hparams = checkpoint["hyper_parameters"]
     assert hparams["num_vectors"] == 8 and hparams["mask_mode"] == "trimap" and hparams["image_size"] == 64
-    assert all(isinstance(v, (str, int, float, bool)) for v in hparams.values())
+    assert all(v is None or isinstance(v, (str, int, float, bool)) for v in hparams.values())
     assert checkpoint["datamodule_hyper_parameters"]["seed"] == 3
     assert any(key.startswith(FROZEN_PREFIX) for key in checkpoint["state_dict"])
 

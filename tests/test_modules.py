@@ -58,7 +58,7 @@ def test_optimizer_holds_only_trainable_parameters(module_cls, extra):
 
 def test_hyperparameters_are_plain_values():
     module = VQSegmentationModule(backbone="vit", weights="none", image_size=64, num_vectors=8)
-    assert all(isinstance(v, (str, int, float, bool)) for v in module.hparams.values())
+    assert all(v is None or isinstance(v, (str, int, float, bool)) for v in module.hparams.values())
     assert module.hparams.num_vectors == 8 and module.hparams.backbone == "vit"
     assert module.hparams.weights_id.startswith("sha256:")
 
@@ -68,15 +68,24 @@ def test_vq_forward_returns_indices_within_the_codebook():
     features = module.backbone.features(torch.randn(3, 3, 64, 64))
     reconstructed, loss, indices = module.squeeze(features)
     assert reconstructed.shape == features.shape and loss.ndim == 0
-    assert indices.shape == (3, 2, 2) and 0 <= indices.min() and indices.max() < 8
+    assert indices.shape == (3, 2, 2, 1) and 0 <= indices.min() and indices.max() < 8
 
 
 def test_codebook_usage_on_known_indices():
-    usage = CodebookUsage(4)
-    usage.update(torch.tensor([0, 1, 2, 3]))
+    usage = CodebookUsage(1, 4)
+    usage.update(torch.tensor([0, 1, 2, 3]).view(2, 2, 1))
     stats = usage.compute()
     assert stats["perplexity"].item() == pytest.approx(4.0) and stats["code_usage"].item() == 1.0
     usage.reset()
-    usage.update(torch.tensor([[2, 2], [2, 2]]))
+    usage.update(torch.full((2, 2, 1), 2))
     stats = usage.compute()
     assert stats["perplexity"].item() == pytest.approx(1.0) and stats["code_usage"].item() == 0.25
+    assert stats["dead_code_fraction"].item() == 0.75
+
+
+def test_codebook_usage_per_residual_level():
+    usage = CodebookUsage(2, 4)
+    usage.update(torch.tensor([[0, 3], [1, 3], [2, 3], [3, 3]]))  # level 0 uniform, level 1 one code
+    stats = usage.compute()
+    assert stats["perplexity_per_level"].tolist() == pytest.approx([4.0, 1.0])
+    assert stats["code_usage_per_level"].tolist() == [1.0, 0.25]

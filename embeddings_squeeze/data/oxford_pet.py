@@ -39,10 +39,15 @@ class PetTransform:
         self.mask_mode = mask_mode
         self.mean, self.std = list(mean), list(std)
 
-    def __call__(self, image: Image.Image, trimap: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+    def image(self, image: Image.Image) -> torch.Tensor:
+        """Any PIL image -> normalised (3, S, S) tensor."""
         size = [self.image_size, self.image_size]
         image = TF.resize(image.convert("RGB"), size, InterpolationMode.BILINEAR, antialias=True)
-        pixels = TF.normalize(TF.to_tensor(image), self.mean, self.std)
+        return TF.normalize(TF.to_tensor(image), self.mean, self.std)
+
+    def __call__(self, image: Image.Image, trimap: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = self.image(image)
+        size = [self.image_size, self.image_size]
         trimap = TF.resize(trimap, size, InterpolationMode.NEAREST)
         labels = trimap_to_labels(np.asarray(trimap, dtype=np.uint8), self.mask_mode)
         return pixels, torch.from_numpy(labels.astype(np.int64))

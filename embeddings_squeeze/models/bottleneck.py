@@ -1,77 +1,91 @@
-"""The vector-quantization bottleneck between frozen features and the trainable head."""
+"""The quantization bottleneck between frozen features and the trainable head."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 from torchmetrics import Metric
-from vector_quantize_pytorch import VectorQuantize
+
+from embeddings_squeeze.models.quantizers import Quantizer
 
 
-class VQBottleneck(nn.Module):
-    """Project features down, quantize them with an EMA codebook, project back up.
+class Bottleneck(nn.Module):
+    """Project features down, quantize them, project back up.
 
-    Only the codebook indices need to cross the wire: ``(B, h, w)`` integers in
-    ``[0, codebook_size)``; the receiver holds the codebook and ``project_out``.
+    Only the indices cross the wire: (B, h, w, L) integers, each below ``alphabet_size``. The
+    receiver holds the quantizer's codebook, ``project_out`` and the head. ``code_histogram``
+    (L, alphabet_size) counts the indices over the training split after training; it is the
+    probability model of the entropy coder and of the entropy rate.
 
     Args:
         in_channels: channels of the backbone feature map.
-        bottleneck_dim: dimension of each codebook vector.
-        codebook_size: number of codebook vectors (``--num_vectors``).
-        commitment_weight: weight of the commitment loss inside VectorQuantize.
-        decay: EMA decay of the codebook updates.
+        bottleneck_dim: dimension of the quantized vectors.
+        **quantizer_args: see ``Quantizer``.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        bottleneck_dim: int = 64,
-        codebook_size: int = 512,
-        commitment_weight: float = 0.25,
-        decay: float = 0.99,
-    ):
+    def __init__(self, in_channels: int, bottleneck_dim: int = 64, **quantizer_args):
         super().__init__()
-        self.codebook_size = codebook_size
         self.project_in = nn.Conv2d(in_channels, bottleneck_dim, kernel_size=1)
-        self.quantizer = VectorQuantize(
-            dim=bottleneck_dim,
-            codebook_size=codebook_size,
-            decay=decay,
-            commitment_weight=commitment_weight,
-            accept_image_fmap=True,  # takes and returns (B, D, h, w) maps
-        )
+        self.quantizer = Quantizer(dim=bottleneck_dim, **quantizer_args)
         self.project_out = nn.Conv2d(bottleneck_dim, in_channels, kernel_size=1)
+        shape = (self.quantizer.levels, self.quantizer.alphabet_size)
+        self.register_buffer("code_histogram", torch.zeros(shape, dtype=torch.long))
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, C, h, w) features -> (reconstructed (B, C, h, w), indices (B, h, w), loss)."""
+    def encode(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, C, h, w) features -> quantized latent (B, D, h, w), indices (B, h, w, L), loss."""
         # codebook distances and EMA updates are unstable in half precision: keep them float32
         with torch.autocast(device_type=features.device.type, enabled=False):
-            latent = self.project_in(features.float())
-            quantized, indices, loss = self.quantizer(latent)
+            return self.quantizer(self.project_in(features.float()))
+
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        """Indices (B, h, w, L) -> reconstructed features (B, C, h, w), as the receiver computes them."""
+        with torch.autocast(device_type=indices.device.type, enabled=False):
+            return self.project_out(self.quantizer.decode(indices))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, C, h, w) -> (reconstructed (B, C, h, w), indices (B, h, w, L), loss)."""
+        quantized, indices, loss = self.encode(features)
+        if not self.training:
+            # evaluate exactly what a receiver computes from the indices, so decoded payloads
+            # reproduce these predictions bit for bit
+            return self.decode(indices), indices, loss
+        with torch.autocast(device_type=features.device.type, enabled=False):
             return self.project_out(quantized), indices, loss
 
 
 class CodebookUsage(Metric):
-    """How evenly codes are used over a whole epoch: perplexity and fraction of codes used.
-
-    Counts are summed across processes, so DDP runs report usage over all their images.
-    """
+    """Code counts over a whole epoch, per index level; summed across processes under DDP."""
 
     full_state_update = False
 
-    def __init__(self, codebook_size: int, **kwargs):
+    def __init__(self, levels: int, alphabet_size: int, **kwargs):
         super().__init__(**kwargs)
-        self.codebook_size = codebook_size
-        self.add_state("counts", default=torch.zeros(codebook_size, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state(
+            "counts", default=torch.zeros(levels, alphabet_size, dtype=torch.long), dist_reduce_fx="sum"
+        )
 
     def update(self, indices: torch.Tensor) -> None:
-        self.counts += torch.bincount(indices.flatten(), minlength=self.codebook_size)
+        """Count (..., L) indices."""
+        flat = indices.reshape(-1, self.counts.shape[0])
+        for level in range(self.counts.shape[0]):
+            self.counts[level] += torch.bincount(flat[:, level], minlength=self.counts.shape[1])
 
     def compute(self) -> dict[str, torch.Tensor]:
-        total = self.counts.sum().clamp(min=1)
-        probabilities = self.counts.float() / total
-        entropy = -(probabilities * probabilities.clamp(min=1e-12).log()).sum()
-        return {
-            "perplexity": entropy.exp(),
-            "code_usage": (self.counts > 0).float().mean(),
-        }
+        return usage_statistics(self.counts)
+
+
+def usage_statistics(counts: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(L, A) counts -> perplexity, fraction of codes used and dead-code fraction, averaged over levels.
+
+    A dead code is one never chosen in the counted period.
+    """
+    probabilities = counts.double() / counts.sum(dim=-1, keepdim=True).clamp(min=1)
+    entropy = -(probabilities * probabilities.clamp(min=1e-12).log()).sum(dim=-1)
+    used = (counts > 0).double().mean(dim=-1)
+    return {
+        "perplexity": entropy.exp().mean(),
+        "code_usage": used.mean(),
+        "dead_code_fraction": 1 - used.mean(),
+        "perplexity_per_level": entropy.exp(),
+        "code_usage_per_level": used,
+    }

@@ -1,29 +1,38 @@
-"""The VQ model: the baseline with a vector-quantization bottleneck before the head."""
+"""The VQ model: the baseline with a quantization bottleneck before the head."""
 
 from __future__ import annotations
 
 import logging
 
 import torch
+from lightning.pytorch.utilities import rank_zero_only
+from tqdm import tqdm
 
-from embeddings_squeeze.models.bottleneck import CodebookUsage, VQBottleneck
+from embeddings_squeeze.models.bottleneck import Bottleneck, CodebookUsage, usage_statistics
+from embeddings_squeeze.models.quantizers import parse_levels
 from embeddings_squeeze.models.segmentation_module import STAGES, SegmentationModule
 
 log = logging.getLogger(__name__)
+LOW_USAGE = 0.10
 
 
 class VQSegmentationModule(SegmentationModule):
-    """Frozen features -> project to ``bottleneck_dim`` -> VQ codebook -> project back -> head.
+    """Frozen features -> project to ``bottleneck_dim`` -> quantizer -> project back -> head.
 
-    Loss: cross-entropy + ``vq_loss_weight`` x the quantizer's commitment loss. Codebook usage
-    (perplexity, fraction of codes used) is logged over each whole epoch.
+    Loss: cross-entropy + ``vq_loss_weight`` x the quantizer's loss. Codebook usage (perplexity,
+    fraction of codes used, dead codes; per level for RVQ) is logged over each whole epoch.
 
     Args:
-        num_vectors: codebook size K; each feature-grid position costs log2(K) bits.
-        bottleneck_dim: dimension of the codebook vectors.
-        commitment_weight: commitment loss weight inside the quantizer.
-        decay: EMA decay of the codebook.
+        quantizer_type: 'vq', 'rvq', 'fsq' or 'lfq'.
+        num_vectors: codebook size K per level (for FSQ it picks the levels unless given).
+        bottleneck_dim: dimension of the quantized vectors.
+        num_quantizers: residual levels for RVQ.
+        fsq_levels: FSQ levels as text, e.g. '8,5,5'; None derives them from ``num_vectors``.
+        commitment_weight: commitment loss weight inside VQ/RVQ.
+        decay: EMA decay of VQ/RVQ codebooks.
         vq_loss_weight: weight of the quantizer loss in the total loss.
+        kmeans_init: k-means initialisation of VQ/RVQ codebooks on the first training batch.
+        dead_code_threshold: replace VQ/RVQ codes whose EMA usage falls below this (0: off).
         **segmentation_args: see ``SegmentationModule``.
     """
 
@@ -31,19 +40,34 @@ class VQSegmentationModule(SegmentationModule):
 
     def __init__(
         self,
+        quantizer_type: str = "vq",
         num_vectors: int = 512,
         bottleneck_dim: int = 64,
+        num_quantizers: int = 1,
+        fsq_levels: str | None = None,
         commitment_weight: float = 0.25,
         decay: float = 0.99,
         vq_loss_weight: float = 1.0,
+        kmeans_init: bool = True,
+        dead_code_threshold: float = 2.0,
         **segmentation_args,
     ):
         super().__init__(**segmentation_args)
-        self.bottleneck = VQBottleneck(
-            self.backbone.out_channels, bottleneck_dim, num_vectors, commitment_weight, decay
+        self.bottleneck = Bottleneck(
+            self.backbone.out_channels,
+            bottleneck_dim,
+            quantizer_type=quantizer_type,
+            codebook_size=num_vectors,
+            num_quantizers=num_quantizers,
+            fsq_levels=parse_levels(fsq_levels),
+            commitment_weight=commitment_weight,
+            decay=decay,
+            kmeans_init=kmeans_init,
+            dead_code_threshold=dead_code_threshold,
         )
+        quantizer = self.bottleneck.quantizer
         for stage in STAGES:
-            setattr(self, f"{stage}_usage", CodebookUsage(num_vectors))
+            setattr(self, f"{stage}_usage", CodebookUsage(quantizer.levels, quantizer.alphabet_size))
 
     def squeeze(self, features: torch.Tensor):
         reconstructed, indices, loss = self.bottleneck(features)
@@ -54,16 +78,31 @@ class VQSegmentationModule(SegmentationModule):
         self.log(f"{stage}/vq_loss", loss, on_epoch=True, batch_size=batch_size)
 
     def _log_usage(self, stage: str) -> None:
-        stats = getattr(self, f"{stage}_usage").compute()
-        getattr(self, f"{stage}_usage").reset()
-        self.log_dict({f"{stage}/{name}": value for name, value in stats.items()})
-        if stage == "val":
-            log.info(
-                "epoch %d: %.1f%% of %d codes used, perplexity %.1f",
-                self.current_epoch,
-                100 * stats["code_usage"],
-                self.hparams.num_vectors,
-                stats["perplexity"],
+        usage = getattr(self, f"{stage}_usage")
+        stats = usage.compute()
+        usage.reset()
+        scalars = {
+            f"{stage}/{name}": stats[name] for name in ("perplexity", "code_usage", "dead_code_fraction")
+        }
+        if self.bottleneck.quantizer.levels > 1:
+            for level, value in enumerate(stats["perplexity_per_level"].tolist()):
+                scalars[f"{stage}/perplexity_level{level}"] = value
+        self.log_dict({name: float(value) for name, value in scalars.items()})
+        if stage == "val" and not self.trainer.sanity_checking:
+            self._report_usage(stats)
+
+    @rank_zero_only
+    def _report_usage(self, stats: dict) -> None:
+        alphabet = self.bottleneck.quantizer.alphabet_size
+        usage = float(stats["code_usage"])
+        log.info("epoch %d: %.1f%% of %d codes used, perplexity %.1f", self.current_epoch, 100 * usage,
+                 alphabet, float(stats["perplexity"]))  # fmt: skip
+        if usage < LOW_USAGE:
+            log.warning(
+                "warning: only %.1f%% of the %d codes are in use; try a smaller --num_vectors, "
+                "a lower --decay or --dead_code_threshold above 0",
+                100 * usage,
+                alphabet,
             )
 
     def on_train_epoch_end(self) -> None:
@@ -74,3 +113,17 @@ class VQSegmentationModule(SegmentationModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_usage("test")
+
+    @torch.no_grad()
+    def count_codes(self, dataloader) -> dict:
+        """Fill ``code_histogram`` with the eval-mode indices of every image in ``dataloader``."""
+        self.eval()
+        histogram = torch.zeros_like(self.bottleneck.code_histogram)
+        for batch in tqdm(dataloader, desc="counting codes on the training split", unit="batch"):
+            features = self.backbone.features(batch[0].to(self.device))
+            _, indices, _ = self.bottleneck(features)
+            flat = indices.reshape(-1, histogram.shape[0])
+            for level in range(histogram.shape[0]):
+                histogram[level] += torch.bincount(flat[:, level], minlength=histogram.shape[1])
+        self.bottleneck.code_histogram.copy_(histogram)
+        return usage_statistics(histogram)

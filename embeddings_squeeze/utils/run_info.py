@@ -9,6 +9,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from embeddings_squeeze.errors import UserError
+
 PACKAGES = (
     "embeddings_squeeze",
     "torch",
@@ -36,3 +38,13 @@ def write_json(path: str | Path, data) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(json.dumps(data, indent=2, default=str) + "\n")
     os.replace(temporary, path)
+
+
+def prepare_output_dir(path: str | Path) -> Path:
+    """Create ``path`` if needed; one clear error when it cannot be."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create output directory {path} ({error.strerror})") from None
+    return path

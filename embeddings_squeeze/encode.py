@@ -1,0 +1,67 @@
+"""Encode images into compact payloads with a trained VQ checkpoint (the sender's side).
+
+    embeddings-squeeze encode --checkpoint outputs/my_vq/version_0/last.ckpt cat.jpg dog.jpg -o payloads/
+
+Each image becomes <output_dir>/<name>.esq: a small header and the range-coded codebook indices.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from embeddings_squeeze import cli
+from embeddings_squeeze.data.oxford_pet import PetTransform
+from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.utils.checkpoint import load_module
+from embeddings_squeeze.utils.payload import encode_indices, fingerprint
+from embeddings_squeeze.utils.run_info import prepare_output_dir
+
+log = logging.getLogger(__name__)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--checkpoint", required=True, help="VQ checkpoint written by squeeze.py")
+    parser.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
+    parser.add_argument("-o", "--output_dir", required=True, help="folder for the .esq payloads")
+    return parser
+
+
+def read_image(path: Path, transform: PetTransform) -> torch.Tensor:
+    try:
+        with Image.open(path) as image:
+            return transform.image(image)
+    except (OSError, UnidentifiedImageError) as error:
+        raise UserError(f"cannot read image {path} ({error})") from None
+
+
+@torch.no_grad()
+def encode_image(module, pixels: torch.Tensor, key: bytes) -> bytes:
+    """One (3, S, S) image -> payload bytes."""
+    _, indices, _ = module.bottleneck(module.backbone.features(pixels.unsqueeze(0)))
+    return encode_indices(indices[0], module.bottleneck.code_histogram, key)
+
+
+def main(args: argparse.Namespace) -> list[Path]:
+    module = load_module(args.checkpoint, "vq", "--checkpoint")
+    mean, std = module.backbone.mean, module.backbone.std
+    transform = PetTransform(module.hparams.image_size, module.hparams.mask_mode, mean, std)
+    output_dir = prepare_output_dir(args.output_dir)
+    key = fingerprint(module)
+    written = []
+    for image_path in map(Path, args.images):
+        payload = encode_image(module, read_image(image_path, transform), key)
+        target = output_dir / f"{image_path.stem}.esq"
+        target.write_bytes(payload)
+        log.info("%s -> %s (%d bytes)", image_path, target, len(payload))
+        written.append(target)
+    return written
+
+
+if __name__ == "__main__":
+    cli.run(main, get_args_parser())

@@ -1,0 +1,126 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, parse
+from PIL import Image
+
+from embeddings_squeeze import decode, encode, squeeze
+from embeddings_squeeze.data.oxford_pet import PetTransform
+from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.models import VQSegmentationModule
+from embeddings_squeeze.models.quantizers import QUANTIZER_TYPES, Quantizer, fsq_levels_for
+from embeddings_squeeze.utils.checkpoint import load_module
+from embeddings_squeeze.utils.payload import HEADER, decode_indices, encode_indices, fingerprint
+from embeddings_squeeze.utils.rate import entropy_bits, rate_report
+
+
+@pytest.mark.parametrize("quantizer_type", QUANTIZER_TYPES)
+def test_indices_decode_to_the_quantized_vectors(quantizer_type):
+    quantizer = Quantizer(quantizer_type, dim=16, codebook_size=16, num_quantizers=2).eval()
+    quantized, indices, loss = quantizer(torch.randn(2, 16, 3, 3))
+    levels = 2 if quantizer_type == "rvq" else 1
+    assert quantized.shape == (2, 16, 3, 3) and indices.shape == (2, 3, 3, levels) and loss.ndim == 0
+    assert 0 <= indices.min() and indices.max() < quantizer.alphabet_size
+    assert torch.allclose(quantizer.decode(indices), quantized, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "quantizer_type,size,levels,bits",
+    [("vq", 256, 1, 8), ("vq", 300, 1, 9), ("rvq", 256, 3, 24), ("lfq", 1024, 1, 10)],
+)
+def test_fixed_bits_per_vector(quantizer_type, size, levels, bits):
+    quantizer = Quantizer(quantizer_type, dim=8, codebook_size=size, num_quantizers=levels)
+    assert quantizer.fixed_bits_per_vector == bits
+
+
+def test_fsq_bits_are_the_sum_of_log2_levels():
+    quantizer = Quantizer("fsq", dim=8, fsq_levels=[8, 5, 5, 5])
+    assert quantizer.fixed_bits_per_vector == pytest.approx(3 + 3 * math.log2(5))
+    assert quantizer.alphabet_size == 1000
+    assert fsq_levels_for(256) == [8, 6, 5]
+
+
+def test_lfq_needs_a_power_of_two():
+    with pytest.raises(UserError, match="power of two"):
+        Quantizer("lfq", dim=8, codebook_size=100)
+
+
+def test_vit_rate_at_224_hand_computed():
+    module = VQSegmentationModule(backbone="vit", weights="none", image_size=224, num_vectors=256)
+    module.bottleneck.code_histogram.fill_(5)  # uniform over K codes: entropy log2 K = 8 bits
+    report = rate_report(module)
+    assert report["positions_per_image"] == 49
+    assert report["fixed_bits_per_image"] == 392  # 8 bits x 7 x 7
+    assert report["entropy_bits_per_image"] == pytest.approx(392)
+    assert report["float32_bits_per_image"] == 49 * 768 * 32
+    assert report["compression_vs_float16_fixed"] == pytest.approx(49 * 768 * 16 / 392)
+    assert report["decoder_bytes"] == 4 * (256 * 64 + 64 * 768 + 768)
+
+
+def test_entropy_of_known_histograms():
+    assert entropy_bits(torch.ones(1, 16)) == pytest.approx(4.0)
+    assert entropy_bits(torch.tensor([[7, 0, 0, 0]])) == 0.0
+    assert entropy_bits(torch.tensor([[1, 1], [1, 1]])) == pytest.approx(2.0)  # two levels add
+
+
+def payload_case():
+    generator = torch.Generator().manual_seed(0)
+    histogram = torch.randint(0, 50, (2, 32), generator=generator)
+    indices = torch.randint(0, 32, (8, 8, 2), generator=generator)
+    return indices, histogram, b"K" * 8
+
+
+def test_payload_round_trip_is_exact():
+    indices, histogram, key = payload_case()
+    payload = encode_indices(indices, histogram, key)
+    assert torch.equal(decode_indices(payload, histogram, key), indices)
+    assert len(payload) < HEADER.size + 8 * 8 * 2 * 5 / 8 + 8  # beats a fixed-length code
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda p: p[:-4], "truncated or corrupt"),
+        (lambda p: p[:-1], "truncated or corrupt"),
+        (lambda p: p[:-8] + bytes([p[-8] ^ 0x10]) + p[-7:], "truncated or corrupt"),
+        (lambda p: p[:4] + bytes([9]) + p[5:], "format version 9"),
+        (lambda p: p[:5] + b"X" * 8 + p[13:], "another checkpoint"),
+        (lambda p: b"GIF89a" + p[6:], "not an embeddings_squeeze payload"),
+    ],
+)
+def test_damaged_payloads_never_decode(damage, message):
+    indices, histogram, key = payload_case()
+    payload = damage(encode_indices(indices, histogram, key))
+    with pytest.raises(UserError, match=message):
+        decode_indices(payload, histogram, key)
+
+
+@pytest.mark.parametrize("quantizer_type", QUANTIZER_TYPES)
+def test_each_quantizer_end_to_end(quantizer_type, pet_root, tmp_path):
+    args = parse(
+        squeeze, *TINY, "--data_path", pet_root, "--output_dir", tmp_path / "runs", "--epochs", 1,
+        "--quantizer_type", quantizer_type, "--num_vectors", 16, "--num_quantizers", 2,
+    )  # fmt: skip
+    checkpoint = squeeze.main(args)
+    rate = (checkpoint.parent / "rate.json").read_text()
+    assert '"payload_bytes_mean"' in rate and f'"quantizer_type": "{quantizer_type}"' in rate
+    module = load_module(checkpoint, "vq")
+    assert (
+        module.bottleneck.code_histogram.sum() == 4 * module.bottleneck.quantizer.levels * 14
+    )  # 14 train images
+
+    images = sorted((pet_root / "oxford-iiit-pet" / "images").glob("*.jpg"))[:3]
+    payloads = encode.main(parse(encode, "--checkpoint", checkpoint, *images, "-o", tmp_path / "payloads"))
+    masks = decode.main(parse(decode, "--checkpoint", checkpoint, *payloads, "-o", tmp_path / "masks"))
+    transform = PetTransform(64, "trimap", module.backbone.mean, module.backbone.std)
+    key = fingerprint(module)
+    for image_path, payload_path, mask_path in zip(images, payloads, masks):
+        with Image.open(image_path) as image:
+            pixels = transform.image(image).unsqueeze(0)
+        _, direct_indices, _ = module.bottleneck(module.backbone.features(pixels))
+        decoded = decode_indices(payload_path.read_bytes(), module.bottleneck.code_histogram, key)
+        assert torch.equal(decoded, direct_indices[0])
+        with Image.open(mask_path) as mask:
+            assert torch.equal(torch.from_numpy(np.array(mask)).long(), module(pixels)["out"].argmax(1)[0])
