@@ -65,13 +65,16 @@ class CodebookUsage(Metric):
         )
 
     def update(self, indices: torch.Tensor) -> None:
-        """Count (..., L) indices."""
-        flat = indices.reshape(-1, self.counts.shape[0])
-        for level in range(self.counts.shape[0]):
-            self.counts[level] += torch.bincount(flat[:, level], minlength=self.counts.shape[1])
+        self.counts += count_codes(indices, self.counts.shape[1])
 
     def compute(self) -> dict[str, torch.Tensor]:
         return usage_statistics(self.counts)
+
+
+def count_codes(indices: torch.Tensor, alphabet_size: int) -> torch.Tensor:
+    """(..., L) indices -> (L, alphabet_size) counts per index level."""
+    flat = indices.reshape(-1, indices.shape[-1])
+    return torch.stack([torch.bincount(column, minlength=alphabet_size) for column in flat.unbind(dim=1)])
 
 
 def usage_statistics(counts: torch.Tensor) -> dict[str, torch.Tensor]:

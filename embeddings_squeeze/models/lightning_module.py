@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from tqdm import tqdm
 
-from embeddings_squeeze.models.bottleneck import Bottleneck, CodebookUsage, usage_statistics
+from embeddings_squeeze.models.bottleneck import Bottleneck, CodebookUsage, count_codes, usage_statistics
 from embeddings_squeeze.models.quantizers import parse_levels
 from embeddings_squeeze.models.segmentation_module import STAGES, SegmentationModule
 
@@ -122,8 +122,6 @@ class VQSegmentationModule(SegmentationModule):
         for batch in tqdm(dataloader, desc="counting codes on the training split", unit="batch"):
             features = self.backbone.features(batch[0].to(self.device))
             _, indices, _ = self.bottleneck(features)
-            flat = indices.reshape(-1, histogram.shape[0])
-            for level in range(histogram.shape[0]):
-                histogram[level] += torch.bincount(flat[:, level], minlength=histogram.shape[1])
+            histogram += count_codes(indices, histogram.shape[1])
         self.bottleneck.code_histogram.copy_(histogram)
         return usage_statistics(histogram)

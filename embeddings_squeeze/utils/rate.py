@@ -18,6 +18,7 @@ import statistics
 import torch
 from tqdm import tqdm
 
+from embeddings_squeeze.models.bottleneck import count_codes
 from embeddings_squeeze.utils.payload import encode_indices, fingerprint
 
 
@@ -113,8 +114,6 @@ def evaluate_rate(module, dataloader) -> dict:
     for batch in tqdm(dataloader, desc="measuring payload sizes", unit="batch"):
         _, indices, _ = module.bottleneck(module.backbone.features(batch[0].to(module.device)))
         indices = indices.cpu()
-        flat = indices.reshape(-1, counts.shape[0])
-        for level in range(counts.shape[0]):
-            counts[level] += torch.bincount(flat[:, level], minlength=counts.shape[1])
+        counts += count_codes(indices, counts.shape[1])
         sizes += [len(encode_indices(image_indices, histogram, key)) for image_indices in indices]
     return rate_report(module, counts, sizes)
