@@ -6,7 +6,7 @@ import torch
 from conftest import TINY, parse
 from PIL import Image
 
-from embeddings_squeeze import decode, encode, squeeze
+from embeddings_squeeze import decode, encode, squeeze, visualize
 from embeddings_squeeze.data.oxford_pet import PetTransform
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models import VQSegmentationModule
@@ -98,7 +98,7 @@ def test_damaged_payloads_never_decode(damage, message):
 
 
 @pytest.mark.parametrize("quantizer_type", QUANTIZER_TYPES)
-def test_each_quantizer_end_to_end(quantizer_type, pet_root, tmp_path):
+def test_each_quantizer_end_to_end(quantizer_type, pet_root, tmp_path, trained):
     args = parse(
         squeeze, *TINY, "--data_path", pet_root, "--output_dir", tmp_path / "runs", "--epochs", 1,
         "--quantizer_type", quantizer_type, "--num_vectors", 16, "--num_quantizers", 2,
@@ -110,6 +110,26 @@ def test_each_quantizer_end_to_end(quantizer_type, pet_root, tmp_path):
     assert (
         module.bottleneck.code_histogram.sum() == 4 * module.bottleneck.quantizer.levels * 14
     )  # 14 train images
+
+    summary = visualize.main(
+        parse(
+            visualize,
+            "--baseline_checkpoint",
+            trained["baseline"],
+            "--vq_checkpoint",
+            checkpoint,
+            "--data_path",
+            pet_root,
+            "--output_dir",
+            tmp_path / "vis",
+            "--n_best",
+            1,
+            "--n_worst",
+            1,
+        )  # fmt: skip
+    )
+    assert summary["rate"]["quantizer_type"] == quantizer_type and summary["rate"]["payload_images"] == 6
+    assert (tmp_path / "vis" / "best_results_test.png").is_file()
 
     images = sorted((pet_root / "oxford-iiit-pet" / "images").glob("*.jpg"))[:3]
     payloads = encode.main(parse(encode, "--checkpoint", checkpoint, *images, "-o", tmp_path / "payloads"))
