@@ -123,6 +123,10 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
         help="run name; outputs go to <output_dir>/<experiment_name>[_baseline]/version_N",
     )
     group.add_argument("--output_dir", default="./outputs", help="root of all runs (default: ./outputs)")
+    group.add_argument(
+        "--resume", nargs="?", const="latest", default=None, metavar="PATH",
+        help="continue a run up to --epochs: the newest run of this experiment, or the given last.ckpt",
+    )  # fmt: skip
     group.add_argument("--precision", default="32-true", help="Lightning precision, e.g. 32-true, bf16-mixed")
     group.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp (default: auto)")
     group.add_argument("--num_nodes", type=positive_int, default=1, help="machines for multi-node training")
@@ -173,16 +177,16 @@ def run(main: Callable, parser: argparse.ArgumentParser, argv: Sequence[str] | N
     try:
         main(args)
     except UserError as error:
-        fail(_last_line(str(error)))
+        fail(_last_line(str(error)), error.exit_code)
     except RuntimeError as error:  # torch.cuda.OutOfMemoryError is a RuntimeError
         if type(error).__name__ != "OutOfMemoryError":
             raise
         fail(CUDA_OOM_HINT)
 
 
-def fail(message: str) -> NoReturn:
+def fail(message: str, exit_code: int = 2) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(exit_code)
 
 
 def _last_line(message: str) -> str:

@@ -15,7 +15,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torchvision.datasets import OxfordIIITPet
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
@@ -77,6 +77,44 @@ class PetSplit(Dataset):
                 f"{error}; fix or remove this file"
             ) from None
         return pixels, labels, position
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A new random order each epoch, drawn from (seed, epoch) alone.
+
+    The order never depends on what ran before, so a run resumed at epoch k sees exactly the
+    batches an uninterrupted run would. Lightning calls ``set_epoch`` before every epoch.
+    """
+
+    def __init__(self, length: int, seed: int):
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())
+
+
+class UnpaddedDistributedSampler(Sampler[int]):
+    """Every image exactly once across processes (rank r takes r, r + world, ...).
+
+    ``DistributedSampler`` pads the split with repeated images to even the shards, which would
+    count those images twice in validation and test metrics.
+    """
+
+    def __init__(self, length: int, rank: int, world_size: int):
+        self.indices = list(range(rank, length, world_size))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self):
+        return iter(self.indices)
 
 
 class OxfordPetDataModule(pl.LightningDataModule):
@@ -173,24 +211,43 @@ class OxfordPetDataModule(pl.LightningDataModule):
             **{name: split.image_ids for name, split in self.splits.items()},
         }
 
-    def dataloader(self, split: str, shuffle: bool = False) -> DataLoader:
+    def dataloader(self, split: str, sampler: Sampler | None = None) -> DataLoader:
+        """Batches of one split in list order, or in ``sampler``'s order."""
         self.setup()
         return DataLoader(
             self.splits[split],
             batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
+    def _world(self) -> tuple[int, int]:
+        """(rank, world size) of the attached trainer; (0, 1) when used on its own."""
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _evaluation_dataloader(self, split: str) -> DataLoader:
+        self.setup()
+        rank, world_size = self._world()
+        if world_size == 1:
+            return self.dataloader(split)
+        return self.dataloader(split, UnpaddedDistributedSampler(len(self.splits[split]), rank, world_size))
+
     def train_dataloader(self) -> DataLoader:
-        return self.dataloader("train", shuffle=True)
+        # the Trainer runs with use_distributed_sampler=False: the samplers here are the ones used
+        self.setup()
+        rank, world_size = self._world()
+        split, seed = self.splits["train"], self.hparams.seed
+        if world_size == 1:
+            return self.dataloader("train", EpochShuffleSampler(len(split), seed))
+        return self.dataloader("train", DistributedSampler(split, world_size, rank, shuffle=True, seed=seed))
 
     def val_dataloader(self) -> DataLoader:
-        return self.dataloader("val")
+        return self._evaluation_dataloader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self.dataloader("test")
+        return self._evaluation_dataloader("test")
 
     def _exists(self) -> bool:
         return all((self.dataset_folder / sub).is_dir() for sub in ("images", "annotations"))

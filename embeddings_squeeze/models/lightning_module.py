@@ -69,6 +69,22 @@ class VQSegmentationModule(SegmentationModule):
         for stage in STAGES:
             setattr(self, f"{stage}_usage", CodebookUsage(quantizer.levels, quantizer.alphabet_size))
 
+    def setup(self, stage: str) -> None:
+        if self.trainer.world_size > 1:
+            self.bottleneck.quantizer.synchronize_across_processes()
+
+    def on_fit_end(self) -> None:
+        if self.trainer.world_size > 1:
+            self._check_bottleneck_in_sync()
+
+    def _check_bottleneck_in_sync(self) -> None:
+        """Every process must end training with the same codebook and projections."""
+        for name, tensor in self.bottleneck.state_dict().items():
+            gathered = self.all_gather(tensor)  # (world, ...)
+            if not all(torch.equal(gathered[0], other) for other in gathered[1:]):
+                raise RuntimeError(f"bottleneck tensor {name} differs across processes after training")
+        log.info("bottleneck identical on all %d processes", self.trainer.world_size)
+
     def squeeze(self, features: torch.Tensor):
         reconstructed, indices, loss = self.bottleneck(features)
         return reconstructed, self.hparams.vq_loss_weight * loss, indices

@@ -12,8 +12,9 @@ import math
 
 import torch
 from einops import rearrange
-from torch import nn
+from torch import distributed, nn
 from vector_quantize_pytorch import FSQ, LFQ, ResidualVQ, VectorQuantize
+from vector_quantize_pytorch.vector_quantize_pytorch import Codebook, sample_vectors_distributed
 
 from embeddings_squeeze.errors import UserError
 
@@ -128,6 +129,19 @@ class Quantizer(nn.Module):
             return sum(layer.codebook.numel() for layer in self.quantizer.layers)
         # FSQ and LFQ codes are implicit: only their output projection is learned
         return sum(p.numel() for p in self.quantizer.project_out.parameters())
+
+    def synchronize_across_processes(self) -> None:
+        """Make VQ/RVQ codebook updates identical on every DDP process.
+
+        vector-quantize-pytorch decides at construction whether to all-reduce its EMA statistics,
+        but Lightning builds the model before the process group exists; switch it on afterwards.
+        """
+        for codebook in self.modules():
+            if isinstance(codebook, Codebook):
+                codebook.use_ddp = True
+                codebook.all_reduce_fn = distributed.all_reduce
+                codebook.kmeans_all_reduce_fn = distributed.all_reduce
+                codebook.sample_fn = codebook.replace_sample_fn = sample_vectors_distributed
 
     def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, D, h, w) -> quantized (B, D, h, w), indices (B, h, w, L), scalar loss."""

@@ -54,16 +54,22 @@ def expect_kind(checkpoint: dict, kind: str, flag: str, path: str | Path) -> Non
         raise UserError(f"{flag} {path} holds {KIND_NAMES[found]} model; {flag} needs {KIND_NAMES[kind]} one")
 
 
-def build_module(checkpoint: dict, path: str | Path) -> SegmentationModule:
-    """Rebuild the model a checkpoint describes and load its weights; returns it in eval mode."""
+def instantiate(checkpoint: dict, path: str | Path) -> SegmentationModule:
+    """The untrained model a checkpoint describes (its frozen weights, if stored, still to load)."""
     info = checkpoint[CHECKPOINT_KEY]
     hparams = dict(checkpoint["hyper_parameters"])
     if info["frozen_weights_stored"]:
-        hparams["weights"] = "none"  # the stored frozen weights replace the random init below
+        hparams["weights"] = "none"  # the stored frozen weights replace the random init on load
     try:
-        module = MODULES[info["kind"]](**hparams)
+        return MODULES[info["kind"]](**hparams)
     except TypeError as error:
         raise UserError(f"{path} has hyperparameters this version does not know ({error})") from None
+
+
+def build_module(checkpoint: dict, path: str | Path) -> SegmentationModule:
+    """Rebuild the model a checkpoint describes and load its weights; returns it in eval mode."""
+    info = checkpoint[CHECKPOINT_KEY]
+    module = instantiate(checkpoint, path)
     result = module.load_state_dict(checkpoint["state_dict"], strict=False)
     stored = info["frozen_weights_stored"]
     missing = [k for k in result.missing_keys if stored or not k.startswith(FROZEN_PREFIX)]

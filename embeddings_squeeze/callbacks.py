@@ -1,0 +1,78 @@
+"""Trainer plumbing that keeps runs safe: atomic checkpoint files, interrupts, NaN guard, RNG state."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from embeddings_squeeze.errors import UserError
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temporary file, then rename it into place.
+
+    A process killed mid-write leaves the previous file whole; loading is always weights-only.
+    """
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.partial")
+        super().save_checkpoint(checkpoint, temporary, storage_options)
+        os.replace(temporary, path)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+
+
+class InterruptCheckpoint(Callback):
+    """On SIGINT/SIGTERM, save the partial epoch as ``interrupted.ckpt`` and remember it.
+
+    Resuming continues from ``last.ckpt`` (the last completed epoch), so a resumed run repeats
+    the interrupted epoch exactly and ends with the same result as an uninterrupted one.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.interrupted_epoch: int | None = None
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            self.interrupted_epoch = trainer.current_epoch
+            trainer.save_checkpoint(self.run_dir / "interrupted.ckpt")
+
+
+class FiniteLossGuard(Callback):
+    """Stop as soon as the training loss is NaN or infinite; earlier checkpoints stay untouched."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not math.isfinite(float(loss)):
+            last = self.run_dir / "last.ckpt"
+            kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved yet"
+            raise UserError(
+                f"the training loss became {float(loss)} at epoch {trainer.current_epoch}, step "
+                f"{trainer.global_step}; training stopped and {kept}; try a lower --lr"
+            )
+
+
+class RNGState(Callback):
+    """Carry torch's random state in checkpoints, so a resumed run draws what the original would."""
+
+    def state_dict(self) -> dict:
+        return {"torch": torch.get_rng_state()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        torch.set_rng_state(state_dict["torch"])
