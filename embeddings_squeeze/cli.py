@@ -178,6 +178,8 @@ def run(main: Callable, parser: argparse.ArgumentParser, argv: Sequence[str] | N
         main(args)
     except UserError as error:
         fail(_last_line(str(error)), error.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
     except RuntimeError as error:  # torch.cuda.OutOfMemoryError is a RuntimeError
         if type(error).__name__ != "OutOfMemoryError":
             raise

@@ -36,7 +36,7 @@ def test_backbone_classifier_training():
             enable_progress_bar=False, enable_model_summary=False,
         )  # fmt: skip
         trainer.fit(module, datamodule=datamodule)
-    assert torch.isfinite(trainer.callback_metrics["train/loss_epoch"])
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
     head_after = module.backbone.head.state_dict()
     assert any(not torch.equal(head_before[k], head_after[k]) for k in head_before), "head did not train"
     encoder_after = module.backbone.encoder.state_dict()

@@ -38,7 +38,7 @@ def test_fit_keeps_frozen_part_bit_identical(pet_root, backbone, module_cls, ext
     assert any(not torch.equal(head_before[k], v) for k, v in module.backbone.head.state_dict().items())
     assert not any(m.training for m in module.backbone.encoder.modules())
     metrics = trainer.callback_metrics
-    assert 0.0 <= metrics["val/miou"].item() <= 1.0 and torch.isfinite(metrics["train/loss_epoch"])
+    assert 0.0 <= metrics["val/miou"].item() <= 1.0 and torch.isfinite(metrics["train/loss"])
     if module_cls is VQSegmentationModule:
         assert 1.0 <= metrics["val/perplexity"].item() <= 8.0
         assert 0.0 < metrics["val/code_usage"].item() <= 1.0

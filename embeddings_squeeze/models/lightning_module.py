@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 import torch
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from torchmetrics import MeanMetric
 from tqdm import tqdm
 
 from embeddings_squeeze.models.bottleneck import Bottleneck, CodebookUsage, count_codes, usage_statistics
@@ -68,6 +69,7 @@ class VQSegmentationModule(SegmentationModule):
         quantizer = self.bottleneck.quantizer
         for stage in STAGES:
             setattr(self, f"{stage}_usage", CodebookUsage(quantizer.levels, quantizer.alphabet_size))
+            setattr(self, f"{stage}_vq_loss", MeanMetric())
 
     def setup(self, stage: str) -> None:
         if self.trainer.world_size > 1:
@@ -83,29 +85,30 @@ class VQSegmentationModule(SegmentationModule):
             gathered = self.all_gather(tensor)  # (world, ...)
             if not all(torch.equal(gathered[0], other) for other in gathered[1:]):
                 raise RuntimeError(f"bottleneck tensor {name} differs across processes after training")
-        log.info("bottleneck identical on all %d processes", self.trainer.world_size)
+        rank_zero_info(f"bottleneck identical on all {self.trainer.world_size} processes")
 
     def squeeze(self, features: torch.Tensor):
         reconstructed, indices, loss = self.bottleneck(features)
         return reconstructed, self.hparams.vq_loss_weight * loss, indices
 
     def record_squeeze(self, stage: str, loss: torch.Tensor, indices, batch_size: int) -> None:
-        getattr(self, f"{stage}_usage").update(indices)
-        self.log(f"{stage}/vq_loss", loss, on_epoch=True, batch_size=batch_size)
+        self._metric(stage, "usage").update(indices)
+        self._metric(stage, "vq_loss").update(loss.detach(), weight=batch_size)
 
-    def _log_usage(self, stage: str) -> None:
-        usage = getattr(self, f"{stage}_usage")
-        stats = usage.compute()
-        usage.reset()
-        scalars = {
-            f"{stage}/{name}": stats[name] for name in ("perplexity", "code_usage", "dead_code_fraction")
-        }
+    def epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        values = super().epoch_metrics(stage)
+        values["vq_loss"] = self._metric(stage, "vq_loss").compute()
+        self._metric(stage, "vq_loss").reset()
+        stats = self._metric(stage, "usage").compute()
+        self._metric(stage, "usage").reset()
+        for name in ("perplexity", "code_usage", "dead_code_fraction"):
+            values[name] = stats[name].float()
         if self.bottleneck.quantizer.levels > 1:
-            for level, value in enumerate(stats["perplexity_per_level"].tolist()):
-                scalars[f"{stage}/perplexity_level{level}"] = value
-        self.log_dict({name: float(value) for name, value in scalars.items()})
+            for level, value in enumerate(stats["perplexity_per_level"]):
+                values[f"perplexity_level{level}"] = value.float()
         if stage == "val" and not self.trainer.sanity_checking:
             self._report_usage(stats)
+        return values
 
     @rank_zero_only
     def _report_usage(self, stats: dict) -> None:
@@ -120,15 +123,6 @@ class VQSegmentationModule(SegmentationModule):
                 100 * usage,
                 alphabet,
             )
-
-    def on_train_epoch_end(self) -> None:
-        self._log_usage("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_usage("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_usage("test")
 
     @torch.no_grad()
     def count_codes(self, dataloader) -> dict:

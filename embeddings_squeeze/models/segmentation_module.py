@@ -7,6 +7,7 @@ import warnings
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from embeddings_squeeze import __version__
@@ -19,6 +20,8 @@ FROZEN_PREFIX = "backbone.encoder."
 STAGES = ("train", "val", "test")
 # the frozen encoder is kept in eval mode on purpose (see SegmentationBackbone.train)
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+# epoch values are synced by their torchmetrics accumulators before they are logged
+warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting")
 
 
 class SegmentationModule(pl.LightningModule):
@@ -56,9 +59,12 @@ class SegmentationModule(pl.LightningModule):
         # named torchvision weights are rebuilt on load; anything else must travel in the file
         self.stores_frozen_weights = weights != "default"
         self.strict_loading = self.stores_frozen_weights
-        for stage in STAGES:  # one metric object per stage, as Lightning's logging expects
-            metric = MulticlassJaccardIndex(self.num_classes, ignore_index=IGNORE_INDEX)
-            setattr(self, f"{stage}_miou", metric)
+        for stage in STAGES:  # accumulators over an epoch, one set per stage
+            setattr(
+                self, f"{stage}_miou", MulticlassJaccardIndex(self.num_classes, ignore_index=IGNORE_INDEX)
+            )
+            setattr(self, f"{stage}_loss", MeanMetric())
+            setattr(self, f"{stage}_cross_entropy", MeanMetric())
 
     def squeeze(self, features: torch.Tensor):
         """Hook for a bottleneck: returns (features, extra loss, code indices or None)."""
@@ -81,14 +87,43 @@ class SegmentationModule(pl.LightningModule):
         logits = self.backbone.classify(features, images.shape[-2:])
         cross_entropy = F.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX)
         loss = cross_entropy + squeeze_loss
-        miou = getattr(self, f"{stage}_miou")
-        miou.update(logits.argmax(dim=1), masks)
         size = len(images)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=size)
-        self.log(f"{stage}/cross_entropy", cross_entropy, on_epoch=True, batch_size=size)
-        self.log(f"{stage}/miou", miou, on_step=False, on_epoch=True, prog_bar=True)
+        self._metric(stage, "miou").update(logits.argmax(dim=1), masks)
+        self._metric(stage, "loss").update(loss.detach(), weight=size)
+        self._metric(stage, "cross_entropy").update(cross_entropy.detach(), weight=size)
         self.record_squeeze(stage, squeeze_loss, indices, size)
+        if stage == "train":
+            self.log("train/loss_step", loss, prog_bar=True, batch_size=size)
         return loss
+
+    def _metric(self, stage: str, name: str) -> Metric:
+        return getattr(self, f"{stage}_{name}")
+
+    def epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        """This epoch's values over every image of every process; resets the accumulators."""
+        values = {}
+        for name in ("miou", "loss", "cross_entropy"):
+            values[name] = self._metric(stage, name).compute()
+            self._metric(stage, name).reset()
+        return values
+
+    def _log_epoch(self, stage: str) -> None:
+        # Metrics are computed (and, under DDP, synced) here, in the same order on every process,
+        # and logged as plain values: syncs inside Lightning's logging would run on rank 0 alone
+        # when its progress bar reads them, out of step with the other processes.
+        values = self.epoch_metrics(stage)
+        miou = values.pop("miou")
+        self.log(f"{stage}/miou", miou, prog_bar=True)
+        self.log_dict({f"{stage}/{name}": value for name, value in values.items()})
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")

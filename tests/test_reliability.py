@@ -1,0 +1,183 @@
+"""Interrupts, kills, NaN losses, hostile checkpoints, bad paths and multi-process training."""
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY
+from test_visualize import one_line_error, run_cli
+
+from embeddings_squeeze.data.oxford_pet import UnpaddedDistributedSampler
+from embeddings_squeeze.data.synthetic import make_synthetic_dataset
+from embeddings_squeeze.utils.checkpoint import load_module
+
+COMMAND = [sys.executable, "-m", "embeddings_squeeze"]
+
+
+def tiny(command, data, output_dir, *extra):
+    return [
+        str(a) for a in [*COMMAND, command, *TINY, "--data_path", data, "--output_dir", output_dir, *extra]
+    ]
+
+
+def wait_for(condition, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def state(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_resumes_to_the_same_result(pet_root, tmp_path, signum):
+    args = ["--epochs", 6, "--num_vectors", 8, "--experiment_name", "r", "--seed", 5]
+    subprocess.run(tiny("squeeze", pet_root, tmp_path / "reference", *args), check=True, capture_output=True)
+
+    run = subprocess.Popen(
+        tiny("squeeze", pet_root, tmp_path / "run", *args), stderr=subprocess.PIPE, text=True
+    )
+    last = tmp_path / "run" / "r" / "version_0" / "last.ckpt"
+    wait_for(last.exists)  # one epoch done
+    run.send_signal(signum)
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 130, stderr[-2000:]
+    message = stderr.strip().splitlines()[-1]
+    assert message.startswith("error: training interrupted during epoch") and f"--resume {last}" in message
+    assert (last.parent / "interrupted.ckpt").is_file()
+
+    resumed = subprocess.run(
+        tiny("squeeze", pet_root, tmp_path / "run", *args, "--resume"), capture_output=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not (last.parent.parent / "version_1").exists()  # continued in the same run directory
+    expected, got = state(tmp_path / "reference" / "r" / "version_0" / "last.ckpt"), state(last)
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected), (
+        "resumed run differs from uninterrupted one"
+    )
+
+
+def test_sigkill_never_leaves_a_broken_last_checkpoint(pet_root, tmp_path):
+    last = tmp_path / "k_baseline" / "version_0" / "last.ckpt"
+    chance = random.Random(0)
+    for _ in range(3):
+        argv = tiny("train-baseline", pet_root, tmp_path, "--epochs", 200, "--experiment_name", "k")
+        before = last.stat().st_mtime_ns if last.exists() else None
+        run = subprocess.Popen(
+            argv + (["--resume"] if before else []), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for(lambda: last.exists() and last.stat().st_mtime_ns != before)
+        time.sleep(chance.uniform(0.0, 1.5))  # land anywhere, mid-write included
+        run.kill()
+        run.wait()
+        assert load_module(last, "baseline").num_classes == 3
+
+
+def test_nan_loss_stops_with_one_clear_line(pet_root, tmp_path, capsys):
+    code = run_cli("train-baseline", *TINY, "--data_path", pet_root, "--output_dir", tmp_path, "--lr", "1e38")
+    assert code == 2
+    message = one_line_error(capsys)
+    assert "training loss became" in message and "lower --lr" in message
+
+
+def _evil_checkpoint(tmp_path) -> tuple[Path, Path]:
+    class CreatesFileWhenLoaded:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"embeddings_squeeze": CreatesFileWhenLoaded(), "state_dict": {}}, path)
+    return path, marker
+
+
+@pytest.mark.parametrize(
+    "command", ["visualize-vq", "visualize-baseline", "encode", "decode", "resume-baseline", "resume-vq"]
+)
+def test_checkpoint_that_would_run_code_is_refused_everywhere(trained, pet_root, tmp_path, capsys, command):
+    evil, marker = _evil_checkpoint(tmp_path)
+    common = ["--data_path", pet_root, "--output_dir", tmp_path / "out"]
+    argv = {
+        "visualize-vq": [
+            "visualize",
+            "--vq_checkpoint",
+            evil,
+            "--baseline_checkpoint",
+            trained["baseline"],
+            *common,
+        ],
+        "visualize-baseline": [
+            "visualize",
+            "--vq_checkpoint",
+            trained["vq"],
+            "--baseline_checkpoint",
+            evil,
+            *common,
+        ],
+        "encode": ["encode", "--checkpoint", evil, "image.jpg", "-o", tmp_path / "out"],
+        "decode": ["decode", "--checkpoint", evil, "image.esq", "-o", tmp_path / "out"],
+        "resume-baseline": ["train-baseline", *TINY, "--resume", evil, *common],
+        "resume-vq": ["squeeze", *TINY, "--resume", evil, *common],
+    }[command]
+    assert run_cli(*argv) == 2
+    assert "refused" in one_line_error(capsys)
+    assert not marker.exists()
+
+
+def test_output_dir_that_cannot_be_written(pet_root, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert run_cli("train-baseline", *TINY, "--data_path", pet_root, "--output_dir", blocker / "runs") == 2
+    assert "cannot write to --output_dir" in one_line_error(capsys)
+
+
+def test_corrupt_image_read_by_a_worker_process(tmp_path, capsys):
+    base = make_synthetic_dataset(tmp_path / "data", 6, 2, min_size=48, max_size=48)
+    victim = base / "images" / f"{(base / 'annotations' / 'trainval.txt').read_text().split()[0]}.jpg"
+    victim.write_bytes(b"\xff\xd8 truncated jpeg")
+    argv = ["train-baseline", *TINY, "--data_path", tmp_path / "data", "--output_dir", tmp_path / "runs"]
+    assert run_cli(*argv, "--num_workers", 1, "--val_fraction", 0.5) == 2
+    message = one_line_error(capsys)
+    assert victim.stem in message and "fix or remove this file" in message
+
+
+def test_resume_without_a_previous_run(pet_root, tmp_path, capsys):
+    argv = ["train-baseline", *TINY, "--data_path", pet_root, "--output_dir", tmp_path, "--resume"]
+    assert run_cli(*argv) == 2
+    assert "found no last.ckpt" in one_line_error(capsys)
+
+
+def test_unpadded_shards_cover_each_image_once():
+    shards = [list(UnpaddedDistributedSampler(5, rank, 2)) for rank in range(2)]
+    assert sorted(shards[0] + shards[1]) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("command,run_name", [("train-baseline", "ddp_baseline"), ("squeeze", "ddp")])
+def test_two_process_ddp_gives_the_same_artifacts(pet_root, tmp_path, command, run_name):
+    argv = tiny(command, pet_root, tmp_path, "--epochs", 1, "--experiment_name", "ddp", "--num_vectors", 8,
+                "--accelerator", "cpu", "--devices", 2, "--strategy", "ddp")  # fmt: skip
+    if command == "train-baseline":
+        argv.remove("--num_vectors")
+        argv.remove("8")
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / run_name / "version_0"
+    expected = {"last.ckpt", "config.json", "split.json", "hparams.yaml"} | (
+        {"rate.json"} if command == "squeeze" else set()
+    )
+    assert expected <= {p.name for p in run_dir.iterdir()}
+    assert [p.name for p in (tmp_path / run_name).iterdir()] == [
+        "version_0"
+    ]  # both processes used one directory
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    if command == "squeeze":
+        assert "bottleneck identical on all 2 processes" in result.stderr + result.stdout
+    load_module(run_dir / "last.ckpt", "vq" if command == "squeeze" else "baseline")
