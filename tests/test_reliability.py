@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import TINY
 from test_visualize import one_line_error, run_cli
+from torchvision.models import vit_b_32
 
 from embeddings_squeeze.data.oxford_pet import UnpaddedDistributedSampler
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
@@ -82,10 +83,14 @@ def test_sigkill_never_leaves_a_broken_last_checkpoint(pet_root, tmp_path):
 
 
 def test_nan_loss_stops_with_one_clear_line(pet_root, tmp_path, capsys):
-    code = run_cli("train-baseline", *TINY, "--data_path", pet_root, "--output_dir", tmp_path, "--lr", "1e38")
-    assert code == 2
+    state = vit_b_32().state_dict()
+    state["conv_proj.weight"][0, 0, 0, 0] = float("nan")  # a damaged weights file: every feature turns NaN
+    weights = tmp_path / "damaged.pth"
+    torch.save(state, weights)
+    argv = ["train-baseline", *TINY, "--weights", weights, "--data_path", pet_root, "--output_dir", tmp_path]
+    assert run_cli(*argv) == 2
     message = one_line_error(capsys)
-    assert "training loss became" in message and "lower --lr" in message
+    assert "training loss became nan at epoch 0" in message and "no checkpoint was saved yet" in message
 
 
 def _evil_checkpoint(tmp_path) -> tuple[Path, Path]:
@@ -181,3 +186,42 @@ def test_two_process_ddp_gives_the_same_artifacts(pet_root, tmp_path, command, r
     if command == "squeeze":
         assert "bottleneck identical on all 2 processes" in result.stderr + result.stdout
     load_module(run_dir / "last.ckpt", "vq" if command == "squeeze" else "baseline")
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train-baseline", "--epochs", "0"], "--epochs: must be a positive integer"),
+        (["train-baseline", "--batch_size", "-2"], "--batch_size: must be a positive integer"),
+        (["train-baseline", "--image_size", "0"], "--image_size: must be a positive integer"),
+        (["train-baseline", "--model", "resnet"], "invalid choice: 'resnet'"),
+        (["squeeze", "--quantizer_type", "pq"], "invalid choice: 'pq'"),
+    ],
+)
+def test_invalid_flags_are_refused_before_any_work(argv, message, capsys):
+    assert run_cli(*argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_image_size_the_patch_does_not_divide(pet_root, tmp_path, capsys):
+    argv = ["train-baseline", *TINY, "--data_path", pet_root, "--output_dir", tmp_path]
+    assert run_cli(*argv, "--image_size", 100) == 2
+    assert "divisible by 32" in one_line_error(capsys)
+
+
+def test_checkpoint_from_an_incompatible_version(trained, pet_root, tmp_path, capsys):
+    checkpoint = torch.load(trained["vq"], weights_only=True)
+    del checkpoint["state_dict"]["bottleneck.project_out.weight"]
+    damaged = tmp_path / "old.ckpt"
+    torch.save(checkpoint, damaged)
+    argv = ["visualize", "--vq_checkpoint", damaged, "--baseline_checkpoint", trained["baseline"]]
+    assert run_cli(*argv, "--data_path", pet_root, "--output_dir", tmp_path / "out") == 2
+    assert "does not match the model it describes" in one_line_error(capsys)
+
+
+def test_zero_best_and_worst_rows(trained, pet_root, tmp_path):
+    argv = ["visualize", "--vq_checkpoint", trained["vq"], "--baseline_checkpoint", trained["baseline"]]
+    assert (
+        run_cli(*argv, "--data_path", pet_root, "--output_dir", tmp_path, "--n_best", 0, "--n_worst", 0) == 0
+    )
+    assert (tmp_path / "best_results_test.png").is_file() and (tmp_path / "scores_test.csv").is_file()
