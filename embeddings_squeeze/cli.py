@@ -127,6 +127,14 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
         "--resume", nargs="?", const="latest", default=None, metavar="PATH",
         help="continue a run up to --epochs: the newest run of this experiment, or the given last.ckpt",
     )  # fmt: skip
+    group.add_argument(
+        "--cache_features", choices=("auto", "on", "off"), default="auto",
+        help="reuse frozen-backbone features across epochs and runs; auto: on for runs of 2+ epochs "
+        "or when a cache entry exists (default: auto)",
+    )  # fmt: skip
+    group.add_argument(
+        "--cache_dir", default=None, help="feature cache folder (default: <output_dir>/.feature_cache)"
+    )
     group.add_argument("--precision", default="32-true", help="Lightning precision, e.g. 32-true, bf16-mixed")
     group.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp (default: auto)")
     group.add_argument("--num_nodes", type=positive_int, default=1, help="machines for multi-node training")

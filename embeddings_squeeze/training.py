@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -45,6 +46,23 @@ def build_datamodule(args: argparse.Namespace, model: str, **overrides) -> Oxfor
     )
     settings.update(overrides)
     return OxfordPetDataModule(**settings)
+
+
+def pick_device(accelerator: str, devices) -> torch.device:
+    """The one device for work outside the Trainer (feature caching, evaluation)."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        index = int(str(devices).strip("[]").split(",")[0]) if "," in str(devices) else 0
+        return torch.device("cuda", index)
+    if accelerator in ("gpu", "cuda"):
+        raise UserError(f"--accelerator {accelerator} was asked for but no CUDA device is visible")
+    return torch.device("cpu")
+
+
+def _wants_cache(args: argparse.Namespace) -> bool:
+    if args.cache_features != "auto":
+        return args.cache_features == "on"
+    cache_dir = Path(args.cache_dir or Path(args.output_dir) / ".feature_cache")
+    return args.epochs > 1 or cache_dir.is_dir()
 
 
 def _version_of(run_dir: Path) -> int:
@@ -106,7 +124,11 @@ def _resumed_parts(
 
 
 def train(
-    args: argparse.Namespace, module_cls: type[SegmentationModule], run_name: str, **module_args
+    args: argparse.Namespace,
+    module_cls: type[SegmentationModule],
+    run_name: str,
+    extra_callbacks: list | None = None,
+    **module_args,
 ) -> Path:
     """Fit ``module_cls`` on Oxford-IIIT Pet (or resume a run); returns the run's ``last.ckpt``."""
     resume = find_resume_checkpoint(args, run_name)
@@ -130,6 +152,9 @@ def train(
             weight_decay=args.weight_decay,
             **module_args,
         )
+    if _wants_cache(args):
+        cache_dir = args.cache_dir or Path(args.output_dir) / ".feature_cache"
+        datamodule.use_feature_cache(module.backbone, cache_dir, pick_device(args.accelerator, args.devices))
     save_dir, name, version = _run_location(args, run_name, resume)
     _check_writable(save_dir)
     logger = TensorBoardLogger(save_dir, name=name, version=version, default_hp_metric=False)
@@ -152,7 +177,7 @@ def train(
         num_nodes=args.num_nodes,
         precision=args.precision,
         logger=logger,
-        callbacks=[best, latest, interrupt, FiniteLossGuard(run_dir), RNGState()],
+        callbacks=[best, latest, interrupt, FiniteLossGuard(run_dir), RNGState(), *(extra_callbacks or [])],
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,  # the DataModule shards without padding evaluation splits
         log_every_n_steps=min(10, len(datamodule.train_dataloader())),

@@ -16,17 +16,15 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure  # no pyplot: figures go to files, no display backend needed
 from matplotlib.patches import Patch
 
 from embeddings_squeeze import cli
 from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.training import build_datamodule
+from embeddings_squeeze.training import build_datamodule, pick_device
 from embeddings_squeeze.utils.checkpoint import build_module, expect_kind, read_checkpoint
 from embeddings_squeeze.utils.comparison import Comparison, ScoredImage, compare_models
-from embeddings_squeeze.utils.rate import evaluate_rate
 from embeddings_squeeze.utils.run_info import prepare_output_dir, write_json
 
 log = logging.getLogger(__name__)
@@ -90,15 +88,6 @@ def check_pair(model: str, baseline: dict, vq: dict) -> None:
             baseline_info["weights_id"],
             vq_info["weights_id"],
         )
-
-
-def pick_device(accelerator: str, devices) -> torch.device:
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        index = int(str(devices).strip("[]").split(",")[0]) if "," in str(devices) else 0
-        return torch.device("cuda", index)
-    if accelerator in ("gpu", "cuda"):
-        raise UserError(f"--accelerator {accelerator} was asked for but no CUDA device is visible")
-    return torch.device("cpu")
 
 
 def colourise(labels: np.ndarray) -> np.ndarray:
@@ -174,14 +163,14 @@ def _bits(value) -> str:
     return "unknown" if value is None else f"{value:.1f} bits"
 
 
-def write_outputs(comparison: Comparison, args: argparse.Namespace, output_dir: Path, rate: dict) -> dict:
+def write_outputs(comparison: Comparison, args: argparse.Namespace, output_dir: Path) -> dict:
     split = args.dataset_split
     summary = comparison.summary()
     summary.update(
         split=split,
         baseline_checkpoint=str(args.baseline_checkpoint),
         vq_checkpoint=str(args.vq_checkpoint),
-        rate=rate,
+        rate=comparison.rate,
     )
     write_json(output_dir / f"summary_{split}.json", summary)
     for kind, items, wanted in (
@@ -236,8 +225,7 @@ def main(args: argparse.Namespace) -> dict:
             device,
             record=writer.writerow,
         )
-    rate = evaluate_rate(vq, datamodule.dataloader(args.dataset_split))
-    summary = write_outputs(comparison, args, output_dir, rate)
+    summary = write_outputs(comparison, args, output_dir)
     print_summary(summary, args.dataset_split)
     print(f"\nwrote {output_dir}/{{best,worst}}_results_{args.dataset_split}.png, {scores_path.name}")
     return summary

@@ -37,15 +37,33 @@ def state(path):
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_run_resumes_to_the_same_result(pet_root, tmp_path, signum):
-    args = ["--epochs", 6, "--num_vectors", 8, "--experiment_name", "r", "--seed", 5]
-    subprocess.run(tiny("squeeze", pet_root, tmp_path / "reference", *args), check=True, capture_output=True)
+RESUME_ARGS = [
+    "--epochs",
+    6,
+    "--num_vectors",
+    8,
+    "--experiment_name",
+    "r",
+    "--seed",
+    5,
+    "--cache_features",
+    "off",
+]
 
+
+@pytest.fixture(scope="module")
+def uninterrupted(pet_root, tmp_path_factory) -> Path:
+    output_dir = tmp_path_factory.mktemp("reference")
+    subprocess.run(tiny("squeeze", pet_root, output_dir, *RESUME_ARGS), check=True, capture_output=True)
+    return output_dir / "r" / "version_0" / "last.ckpt"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_resumes_to_the_same_result(pet_root, tmp_path, uninterrupted, signum):
     run = subprocess.Popen(
-        tiny("squeeze", pet_root, tmp_path / "run", *args), stderr=subprocess.PIPE, text=True
+        tiny("squeeze", pet_root, tmp_path, *RESUME_ARGS), stderr=subprocess.PIPE, text=True
     )
-    last = tmp_path / "run" / "r" / "version_0" / "last.ckpt"
+    last = tmp_path / "r" / "version_0" / "last.ckpt"
     wait_for(last.exists)  # one epoch done
     run.send_signal(signum)
     _, stderr = run.communicate(timeout=300)
@@ -55,11 +73,11 @@ def test_interrupted_run_resumes_to_the_same_result(pet_root, tmp_path, signum):
     assert (last.parent / "interrupted.ckpt").is_file()
 
     resumed = subprocess.run(
-        tiny("squeeze", pet_root, tmp_path / "run", *args, "--resume"), capture_output=True
+        tiny("squeeze", pet_root, tmp_path, *RESUME_ARGS, "--resume"), capture_output=True
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert not (last.parent.parent / "version_1").exists()  # continued in the same run directory
-    expected, got = state(tmp_path / "reference" / "r" / "version_0" / "last.ckpt"), state(last)
+    expected, got = state(uninterrupted), state(last)
     assert expected.keys() == got.keys()
     assert all(torch.equal(expected[k], got[k]) for k in expected), (
         "resumed run differs from uninterrupted one"
@@ -69,7 +87,7 @@ def test_interrupted_run_resumes_to_the_same_result(pet_root, tmp_path, signum):
 def test_sigkill_never_leaves_a_broken_last_checkpoint(pet_root, tmp_path):
     last = tmp_path / "k_baseline" / "version_0" / "last.ckpt"
     chance = random.Random(0)
-    for _ in range(3):
+    for _ in range(2):
         argv = tiny("train-baseline", pet_root, tmp_path, "--epochs", 200, "--experiment_name", "k")
         before = last.stat().st_mtime_ns if last.exists() else None
         run = subprocess.Popen(

@@ -157,7 +157,7 @@ class OxfordPetDataModule(pl.LightningDataModule):
         self.download = download
         self.num_workers = num_workers
         self.transform = PetTransform(image_size, mask_mode, mean, std)
-        self.splits: dict[str, PetSplit] = {}
+        self.splits: dict[str, Dataset] = {}
 
     @property
     def dataset_folder(self) -> Path:
@@ -201,6 +201,17 @@ class OxfordPetDataModule(pl.LightningDataModule):
             if not kept:
                 raise UserError(f"the {name} split is empty; check the dataset's list files")
             self.splits[name] = PetSplit(pets, kept, self.transform)
+
+    def use_feature_cache(self, backbone, cache_dir, device) -> None:
+        """Serve train and val as cached backbone features (see ``feature_cache``)."""
+        from embeddings_squeeze.data.feature_cache import cached_split  # avoids an import cycle
+
+        self.setup()
+        for name in ("train", "val"):
+            self.splits[name] = cached_split(
+                self.splits[name], backbone, cache_dir, self.hparams.image_size, self.hparams.mask_mode,
+                self.hparams.batch_size, device,
+            )  # fmt: skip
 
     def split_record(self) -> dict:
         """The image ids of every split, for the run directory's split file."""

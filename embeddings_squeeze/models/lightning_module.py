@@ -130,7 +130,7 @@ class VQSegmentationModule(SegmentationModule):
         self.eval()
         histogram = torch.zeros_like(self.bottleneck.code_histogram)
         for batch in tqdm(dataloader, desc="counting codes on the training split", unit="batch"):
-            features = self.backbone.features(batch[0].to(self.device))
+            features = self.features_of(batch[0].to(self.device))
             _, indices, _ = self.bottleneck(features)
             histogram += count_codes(indices, histogram.shape[1])
         self.bottleneck.code_histogram.copy_(histogram)

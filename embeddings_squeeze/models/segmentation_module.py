@@ -78,16 +78,20 @@ class SegmentationModule(pl.LightningModule):
         squeezed, _, _ = self.squeeze(features)
         return self.backbone.classify(squeezed, size)
 
+    def features_of(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) go through the frozen encoder; cached features (B, C, h, w) already did."""
+        return self.backbone.features(inputs) if inputs.shape[1] == 3 else inputs
+
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"out": self.logits_from_features(self.backbone.features(images), images.shape[-2:])}
 
     def _step(self, batch, stage: str) -> torch.Tensor:
-        images, masks = batch[0], batch[1]
-        features, squeeze_loss, indices = self.squeeze(self.backbone.features(images))
-        logits = self.backbone.classify(features, images.shape[-2:])
+        inputs, masks = batch[0], batch[1]
+        features, squeeze_loss, indices = self.squeeze(self.features_of(inputs))
+        logits = self.backbone.classify(features, masks.shape[-2:])
         cross_entropy = F.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX)
         loss = cross_entropy + squeeze_loss
-        size = len(images)
+        size = len(inputs)
         self._metric(stage, "miou").update(logits.argmax(dim=1), masks)
         self._metric(stage, "loss").update(loss.detach(), weight=size)
         self._metric(stage, "cross_entropy").update(cross_entropy.detach(), weight=size)

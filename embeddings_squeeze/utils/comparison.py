@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from embeddings_squeeze.models import SegmentationModule
 from embeddings_squeeze.utils.iou import class_iou, confusion_matrices
+from embeddings_squeeze.utils.rate import RateMeter
 
 
 @dataclass
@@ -78,6 +79,7 @@ class Comparison:
     total_images: int = 0
     best: list[ScoredImage] = field(default_factory=list)
     worst: list[ScoredImage] = field(default_factory=list)
+    rate: dict = field(default_factory=dict)  # the VQ model's rate table on this split
 
     def summary(self) -> dict:
         baseline_classes = class_iou(self.baseline_confusion).tolist()
@@ -125,10 +127,15 @@ def compare_models(
     n_worst: int,
     device: torch.device,
     record: Callable[[dict], None],
+    share_backbone: bool = True,
 ) -> Comparison:
-    """Score both models on every image of ``loader``; rank by VQ IoU."""
+    """Score both models on every image of ``loader``; rank by VQ IoU; measure the VQ rate.
+
+    When both models share their frozen encoder, it runs once per batch for both (unless
+    ``share_backbone`` is False, which only benchmarks use).
+    """
     num_classes = vq.num_classes
-    shared = shares_backbone(baseline, vq)
+    shared = share_backbone and shares_backbone(baseline, vq)
     baseline.to(device).eval()
     vq.to(device).eval()
     result = Comparison(
@@ -137,6 +144,7 @@ def compare_models(
         vq_confusion=torch.zeros(num_classes, num_classes, dtype=torch.long),
     )
     extremes = Extremes(n_best, n_worst)
+    rate = RateMeter(vq)
     mean, std = vq.backbone.mean, vq.backbone.std
     for images, masks, positions in tqdm(loader, desc="comparing baseline and VQ", unit="batch"):
         inputs = images.to(device)
@@ -144,7 +152,9 @@ def compare_models(
         vq_features = vq.backbone.features(inputs)
         baseline_features = vq_features if shared else baseline.backbone.features(inputs)
         baseline_pred = baseline.logits_from_features(baseline_features, size).argmax(dim=1).cpu()
-        vq_pred = vq.logits_from_features(vq_features, size).argmax(dim=1).cpu()
+        reconstructed, _, indices = vq.squeeze(vq_features)
+        vq_pred = vq.backbone.classify(reconstructed, size).argmax(dim=1).cpu()
+        rate.update(indices)
         baseline_confusion = confusion_matrices(baseline_pred, masks, num_classes)
         vq_confusion = confusion_matrices(vq_pred, masks, num_classes)
         result.baseline_confusion += baseline_confusion.sum(dim=0)
@@ -182,4 +192,5 @@ def compare_models(
 
             extremes.offer(vq_iou[j], position, make_item)
     result.best, result.worst = extremes.best(), extremes.worst()
+    result.rate = rate.report()
     return result

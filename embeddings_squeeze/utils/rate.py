@@ -102,18 +102,35 @@ def rate_report(
     }
 
 
+class RateMeter:
+    """Accumulates a split's code counts and real payload sizes, one image at a time."""
+
+    def __init__(self, module):
+        quantizer = module.bottleneck.quantizer
+        self.module = module
+        self.counts = torch.zeros(quantizer.levels, quantizer.alphabet_size, dtype=torch.long)
+        self.histogram = module.bottleneck.code_histogram.cpu()
+        self.key = fingerprint(module)
+        self.sizes: list[int] = []
+
+    def update(self, indices: torch.Tensor) -> None:
+        """Count (B, h, w, L) indices and encode each image's payload to measure it."""
+        indices = indices.cpu()
+        self.counts += count_codes(indices, self.counts.shape[1])
+        self.sizes += [
+            len(encode_indices(image_indices, self.histogram, self.key)) for image_indices in indices
+        ]
+
+    def report(self) -> dict:
+        return rate_report(self.module, self.counts, self.sizes)
+
+
 @torch.no_grad()
 def evaluate_rate(module, dataloader) -> dict:
     """Run ``module`` over ``dataloader`` in eval mode; rate table with real payload sizes."""
     module.eval()
-    quantizer = module.bottleneck.quantizer
-    counts = torch.zeros(quantizer.levels, quantizer.alphabet_size, dtype=torch.long)
-    histogram = module.bottleneck.code_histogram.cpu()
-    key = fingerprint(module)
-    sizes = []
+    meter = RateMeter(module)
     for batch in tqdm(dataloader, desc="measuring payload sizes", unit="batch"):
-        _, indices, _ = module.bottleneck(module.backbone.features(batch[0].to(module.device)))
-        indices = indices.cpu()
-        counts += count_codes(indices, counts.shape[1])
-        sizes += [len(encode_indices(image_indices, histogram, key)) for image_indices in indices]
-    return rate_report(module, counts, sizes)
+        _, indices, _ = module.bottleneck(module.features_of(batch[0].to(module.device)))
+        meter.update(indices)
+    return meter.report()

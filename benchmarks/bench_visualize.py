@@ -1,0 +1,102 @@
+"""visualize.py's evaluation: one shared backbone pass vs two, and peak memory vs split size.
+
+    python benchmarks/bench_visualize.py --model vit --images 200
+
+1. Trains a tiny baseline and VQ model (same seed, so the same random frozen backbone), then
+   times the comparison over the test split with the backbone run once per batch for both
+   models, and with one backbone pass per model, in the same process.
+2. Runs visualize.py in fresh processes on 100 and on 1,000 test images (64 px inputs, so it
+   stays quick) and compares their peak resident memory.
+"""
+
+import argparse
+import csv
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from embeddings_squeeze import squeeze, train_baseline
+from embeddings_squeeze.data.synthetic import make_synthetic_dataset
+from embeddings_squeeze.training import build_datamodule
+from embeddings_squeeze.utils.checkpoint import load_module
+from embeddings_squeeze.utils.comparison import compare_models
+from embeddings_squeeze.visualize import get_args_parser
+
+PEAK_RSS = """
+import resource, sys
+from embeddings_squeeze import visualize
+visualize.main(visualize.get_args_parser().parse_args(sys.argv[1:]))
+print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def train_pair(data: Path, output: Path, model: str, image_size: int) -> tuple[Path, Path]:
+    common = [
+        "--model", model, "--weights", "none", "--data_path", str(data), "--output_dir", str(output),
+        "--epochs", "1", "--image_size", str(image_size), "--seed", "0", "--accelerator", "cpu",
+    ]  # fmt: skip
+    baseline = train_baseline.main(
+        train_baseline.get_args_parser().parse_args([*common, "--experiment_name", "b"])
+    )
+    vq = squeeze.main(squeeze.get_args_parser().parse_args([*common, "--experiment_name", "v"]))
+    return baseline, vq
+
+
+def time_comparison(data: Path, baseline_path: Path, vq_path: Path, model: str, share: bool) -> float:
+    baseline, vq = load_module(baseline_path, "baseline"), load_module(vq_path, "vq")
+    argv = ["--vq_checkpoint", "-", "--baseline_checkpoint", "-", "--model", model, "--data_path", str(data)]
+    args = get_args_parser().parse_args([*argv, "--batch_size", "8"])
+    datamodule = build_datamodule(args, model, image_size=vq.hparams.image_size, seed=0)
+    datamodule.setup()
+    split = datamodule.splits["test"]
+    started = time.perf_counter()
+    compare_models(baseline, vq, datamodule.dataloader("test"), split.image_ids, 5, 5, torch.device("cpu"),
+                   record=lambda row: None, share_backbone=share)  # fmt: skip
+    return time.perf_counter() - started
+
+
+def peak_rss_kb(data: Path, baseline: Path, vq: Path, images: int, output: Path) -> int:
+    argv = ["--vq_checkpoint", str(vq), "--baseline_checkpoint", str(baseline), "--data_path", str(data),
+            "--subset_size", str(images), "--output_dir", str(output), "--accelerator", "cpu"]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, *argv], capture_output=True, text=True, check=True
+    )
+    with open(output / "scores_test.csv") as scores:
+        assert len(list(csv.DictReader(scores))) == images
+    return int(result.stdout.split("PEAK_KB")[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="vit", choices=("vit", "deeplab"))
+    parser.add_argument("--images", type=int, default=200, help="test images for the timing part")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        make_synthetic_dataset(root / "timing", 16, args.images, seed=0)
+        baseline, vq = train_pair(root / "timing", root / "runs", args.model, 224)
+        shared = time_comparison(root / "timing", baseline, vq, args.model, share=True)
+        separate = time_comparison(root / "timing", baseline, vq, args.model, share=False)
+        print(f"model {args.model}, {args.images} test images at 224 px, CPU")
+        print(f"comparison with one shared backbone pass: {shared:.1f} s; with two passes: {separate:.1f} s")
+        print(f"-> shared pass takes {shared / separate:.2f}x the time")
+
+        make_synthetic_dataset(root / "memory", 16, 1000, seed=1, min_size=48, max_size=96)
+        small_baseline, small_vq = train_pair(root / "memory", root / "small_runs", "vit", 64)
+        rss = {
+            n: peak_rss_kb(root / "memory", small_baseline, small_vq, n, root / f"vis{n}")
+            for n in (100, 1000)
+        }
+        small, large = rss[100] / 1024, rss[1000] / 1024
+        print(f"visualize.py peak RSS: {small:.0f} MiB on 100 images, {large:.0f} MiB on 1000")
+        print(f"-> 1,000 images need {rss[1000] / rss[100]:.3f}x the memory of 100")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Backbone features computed once per image, stored on disk and reused by later epochs and runs.
+
+The backbone is frozen and there is no image augmentation, so an image's features never change.
+A cache entry holds one split's features (float16, memory-mapped: the OS keeps small caches in
+RAM, large ones are paged from disk) and its label maps, under a key that covers everything they
+depend on: the split's image and trimap files (names, sizes, modification times), image size, mask
+mode, backbone, frozen-weights identity and package version. Any change gives a new key.
+
+An entry is built in a private temporary folder and renamed into place when complete, so
+concurrent builders never see each other's partial files; ``meta.json`` records the SHA-256 of
+each array, and an entry whose arrays do not match it is rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from embeddings_squeeze import __version__
+from embeddings_squeeze.data.oxford_pet import PetSplit
+
+log = logging.getLogger(__name__)
+FORMAT = 1
+
+
+def cache_key(split: PetSplit, backbone, image_size: int, mask_mode: str) -> str:
+    """A digest of everything the cached features and labels depend on."""
+    files = []
+    for image_path in split.image_paths:
+        trimap_path = image_path.parent.parent / "annotations" / "trimaps" / f"{image_path.stem}.png"
+        for path in (image_path, trimap_path):
+            status = path.stat()
+            files.append([path.name, status.st_size, status.st_mtime_ns])
+    description = {
+        "format": FORMAT,
+        "package": __version__,
+        "files": files,
+        "image_size": image_size,
+        "mask_mode": mask_mode,
+        "backbone": backbone.name,
+        "weights": backbone.weights_id,
+    }
+    return hashlib.sha256(json.dumps(description).encode()).hexdigest()[:24]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class CachedSplit(Dataset):
+    """A split served from the cache: (features (C, h, w) float32, labels (S, S), position)."""
+
+    def __init__(self, folder: Path, image_ids: list[str]):
+        self.features = np.load(folder / "features.npy", mmap_mode="r")
+        self.labels = np.load(folder / "labels.npy", mmap_mode="r")
+        self.image_ids = image_ids
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, position: int):
+        features = torch.from_numpy(np.array(self.features[position], dtype=np.float32))
+        labels = torch.from_numpy(self.labels[position].astype(np.int64))
+        return features, labels, position
+
+
+def _is_valid(folder: Path) -> bool:
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        return all(_sha256(folder / name) == digest for name, digest in meta["sha256"].items())
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+@torch.no_grad()
+def _build(folder: Path, split: PetSplit, backbone, batch_size: int, device: torch.device) -> None:
+    """Compute every image's features into a temporary folder, then rename it to ``folder``."""
+    temporary = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    loader = DataLoader(split, batch_size=batch_size)
+    features = labels = None
+    backbone = backbone.to(device).eval()
+    for images, masks, positions in tqdm(loader, desc=f"caching backbone features ({len(split)} images)"):
+        batch_features = backbone.features(images.to(device)).half().cpu().numpy()
+        if features is None:  # shapes are known after the first batch
+            shape = (len(split), *batch_features.shape[1:])
+            features = np.lib.format.open_memmap(temporary / "features.npy", "w+", np.float16, shape)
+            labels = np.lib.format.open_memmap(
+                temporary / "labels.npy", "w+", np.uint8, (len(split), *masks.shape[1:])
+            )
+        features[positions.numpy()] = batch_features
+        labels[positions.numpy()] = masks.numpy().astype(np.uint8)
+    features.flush()
+    labels.flush()
+    del features, labels
+    meta = {"format": FORMAT, "images": len(split), "sha256": {}}
+    for name in ("features.npy", "labels.npy"):
+        meta["sha256"][name] = _sha256(temporary / name)
+    (temporary / "meta.json").write_text(json.dumps(meta))
+    try:
+        os.rename(temporary, folder)
+    except OSError:  # another process finished the same entry first: keep theirs
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def cached_split(
+    split: PetSplit, backbone, cache_dir: str | Path, image_size: int, mask_mode: str, batch_size: int, device
+) -> CachedSplit:
+    """The split's cache entry, built now if missing or damaged."""
+    folder = Path(cache_dir) / cache_key(split, backbone, image_size, mask_mode)
+    if folder.exists() and not _is_valid(folder):
+        log.warning("feature cache %s is incomplete or corrupt; rebuilding it", folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    if not folder.exists():
+        _build(folder, split, backbone, batch_size, device)
+    else:
+        log.info("reusing cached features from %s", folder)
+    return CachedSplit(folder, split.image_ids)

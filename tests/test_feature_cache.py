@@ -1,0 +1,86 @@
+import os
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+
+from embeddings_squeeze.data.feature_cache import cache_key, cached_split
+from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
+from embeddings_squeeze.models import VQSegmentationModule
+from embeddings_squeeze.models.backbones import build_backbone
+
+
+def datamodule(root):
+    module = OxfordPetDataModule(root, image_size=64, batch_size=4, download=False)
+    module.setup()
+    return module
+
+
+def test_cached_split_matches_the_backbone(pet_root, tmp_path):
+    data = datamodule(pet_root)
+    backbone = build_backbone("vit", 3, weights="none", image_size=64)
+    cached = cached_split(data.splits["val"], backbone, tmp_path, 64, "trimap", 4, torch.device("cpu"))
+    for position in range(len(cached)):
+        features, labels, index = cached[position]
+        image, expected_labels, _ = data.splits["val"][position]
+        expected = backbone.features(image.unsqueeze(0))[0]
+        assert index == position and torch.equal(labels, expected_labels)
+        assert torch.allclose(features, expected, rtol=1e-3, atol=1e-3)  # float16 storage
+
+
+def test_key_changes_with_any_input(pet_root, tmp_path):
+    split = datamodule(pet_root).splits["train"]
+    backbone = build_backbone("vit", 3, weights="none", image_size=64)
+    key = cache_key(split, backbone, 64, "trimap")
+    assert cache_key(split, backbone, 96, "trimap") != key
+    assert cache_key(split, backbone, 64, "binary") != key
+    other = build_backbone("vit", 3, weights="none", image_size=64)  # different random weights
+    assert cache_key(split, other, 64, "trimap") != key
+    image = split.image_paths[0]
+    stat = image.stat()
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    try:
+        assert cache_key(split, backbone, 64, "trimap") != key
+    finally:
+        os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_corrupt_entry_is_rebuilt(pet_root, tmp_path, caplog):
+    split = datamodule(pet_root).splits["val"]
+    backbone = build_backbone("vit", 3, weights="none", image_size=64)
+    first = cached_split(split, backbone, tmp_path, 64, "trimap", 4, torch.device("cpu"))
+    reference = np.array(first.features)
+    entry = next(p for p in tmp_path.iterdir() if p.is_dir())
+    del first
+    with open(entry / "features.npy", "r+b") as handle:  # flip bytes inside the array
+        handle.seek(-8, os.SEEK_END)
+        handle.write(b"\x00\x7c" * 4)
+    rebuilt = cached_split(split, backbone, tmp_path, 64, "trimap", 4, torch.device("cpu"))
+    assert "corrupt" in caplog.text
+    assert np.array_equal(np.array(rebuilt.features), reference)
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+def fit_vq(root, cache_dir=None):
+    pl.seed_everything(0)
+    data = datamodule(root)
+    module = VQSegmentationModule(
+        backbone="vit", weights="none", image_size=64, num_vectors=8, dead_code_threshold=0
+    )
+    if cache_dir is not None:
+        data.use_feature_cache(module.backbone, cache_dir, torch.device("cpu"))
+    pl.seed_everything(1)
+    trainer = pl.Trainer(
+        max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(module, datamodule=data)
+    return trainer.callback_metrics
+
+
+def test_cached_training_matches_uncached(pet_root, tmp_path):
+    uncached = fit_vq(pet_root)
+    cached = fit_vq(pet_root, tmp_path)
+    for name in ("train/loss", "val/loss", "val/miou", "val/perplexity"):
+        assert cached[name].item() == pytest.approx(uncached[name].item(), rel=2e-2, abs=2e-2), name
