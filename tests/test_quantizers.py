@@ -144,3 +144,14 @@ def test_each_quantizer_end_to_end(quantizer_type, pet_root, tmp_path, trained):
         assert torch.equal(decoded, direct_indices[0])
         with Image.open(mask_path) as mask:
             assert torch.equal(torch.from_numpy(np.array(mask)).long(), module(pixels)["out"].argmax(1)[0])
+
+
+def test_quantizer_stays_float32_under_bf16_autocast():
+    module = VQSegmentationModule(backbone="vit", weights="none", image_size=64, num_vectors=8).train()
+    features = torch.randn(2, 768, 2, 2)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        latent = module.bottleneck.project_in(features)  # what an unprotected bottleneck would get
+        reconstructed, indices, loss = module.bottleneck(features)
+    assert latent.dtype == torch.bfloat16
+    assert reconstructed.dtype == torch.float32 and loss.dtype == torch.float32
+    assert module.bottleneck.quantizer.quantizer.codebook.dtype == torch.float32
