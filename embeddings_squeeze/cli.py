@@ -32,6 +32,7 @@ COMMANDS = {
     "demo": "embeddings_squeeze.demo",
     "encode": "embeddings_squeeze.encode",
     "decode": "embeddings_squeeze.decode",
+    "sweep": "embeddings_squeeze.sweep",
 }
 
 

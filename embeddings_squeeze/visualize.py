@@ -55,6 +55,10 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--n_worst", type=cli.non_negative_int, default=5, help="worst results to show (default: 5)"
     )
     parser.add_argument("--output_dir", default="./visualizations", help="default: ./visualizations")
+    parser.add_argument(
+        "--rank_by", choices=("iou", "delta"), default="iou",
+        help="iou: by VQ per-image IoU; delta: by VQ minus baseline IoU, worst = where VQ loses most",
+    )  # fmt: skip
     cli.add_model_args(parser, training=False)
     cli.add_data_args(parser, training=False)
     cli.add_runtime_args(parser)
@@ -181,7 +185,8 @@ def write_outputs(comparison: Comparison, args: argparse.Namespace, output_dir: 
             log.warning(
                 "only %d scored images in the %s split; showing %d %s", len(items), split, len(items), kind
             )
-        title = f"{len(items)} {kind} VQ results on the {split} split, ranked by VQ per-image IoU"
+        ranking = "VQ minus baseline per-image IoU" if args.rank_by == "delta" else "VQ per-image IoU"
+        title = f"{len(items)} {kind} VQ results on the {split} split, ranked by {ranking}"
         plot_results(items, comparison.class_names, title, output_dir / f"{kind}_results_{split}.png")
     return summary
 
@@ -224,6 +229,7 @@ def main(args: argparse.Namespace) -> dict:
             args.n_worst,
             device,
             record=writer.writerow,
+            rank_by=args.rank_by,
         )
     summary = write_outputs(comparison, args, output_dir)
     print_summary(summary, args.dataset_split)

@@ -85,6 +85,11 @@ class SegmentationModule(pl.LightningModule):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"out": self.logits_from_features(self.backbone.features(images), images.shape[-2:])}
 
+    @torch.no_grad()
+    def predict_masks(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) images -> (B, H, W) predicted labels."""
+        return self(images)["out"].argmax(dim=1)
+
     def _step(self, batch, stage: str) -> torch.Tensor:
         inputs, masks = batch[0], batch[1]
         features, squeeze_loss, indices = self.squeeze(self.features_of(inputs))

@@ -128,8 +128,12 @@ def compare_models(
     device: torch.device,
     record: Callable[[dict], None],
     share_backbone: bool = True,
+    rank_by: str = "iou",
 ) -> Comparison:
-    """Score both models on every image of ``loader``; rank by VQ IoU; measure the VQ rate.
+    """Score both models on every image of ``loader``; rank them; measure the VQ rate.
+
+    ``rank_by``: 'iou' ranks by VQ IoU; 'delta' by VQ IoU minus baseline IoU, so the worst images
+    are those where the bottleneck loses most against the baseline.
 
     When both models share their frozen encoder, it runs once per batch for both (unless
     ``share_backbone`` is False, which only benchmarks use).
@@ -190,7 +194,8 @@ def compare_models(
                     vq_pred=vq_pred[j].to(torch.uint8).numpy(),
                 )
 
-            extremes.offer(vq_iou[j], position, make_item)
+            score = vq_iou[j] - baseline_iou[j] if rank_by == "delta" else vq_iou[j]
+            extremes.offer(score, position, make_item)
     result.best, result.worst = extremes.best(), extremes.worst()
     result.rate = rate.report()
     return result
