@@ -11,12 +11,16 @@ import argparse
 import io
 import json
 import logging
+import os
 import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import torch
+
 from embeddings_squeeze import cli, squeeze, train_baseline, visualize
 from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.models.backbones import random_weights
 from embeddings_squeeze.training import build_datamodule, pick_device
 from embeddings_squeeze.utils.checkpoint import load_module
 from embeddings_squeeze.utils.comparison import compare_models
@@ -49,12 +53,29 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _frozen_weights(args: argparse.Namespace, output_dir: Path) -> str:
+    """The frozen weights every model of the sweep uses.
+
+    With ``--weights none`` each seed would otherwise draw its own random backbone, and the
+    comparison would mix backbone and bottleneck effects; draw one, save it, and share it.
+    """
+    if args.weights != "none":
+        return args.weights
+    path = output_dir / f"random_{args.model}_{args.image_size}px_seed{args.seed}.pth"
+    if not path.is_file():
+        torch.manual_seed(args.seed)
+        temporary = path.with_name(f".{path.name}.partial")
+        torch.save(random_weights(args.model, args.image_size), temporary)
+        os.replace(temporary, path)
+    return str(path)
+
+
 def _common(args: argparse.Namespace, runs: Path, seed: int) -> list[str]:
     return [
         "--model",
         args.model,
         "--weights",
-        args.weights,
+        args.frozen_weights,
         "--data_path",
         args.data_path,
         "--output_dir",
@@ -119,6 +140,7 @@ def main(args: argparse.Namespace) -> list[dict]:
     output_dir = Path(args.output_dir)
     runs, results = output_dir / "runs", output_dir / "results"
     results.mkdir(parents=True, exist_ok=True)
+    args.frozen_weights = _frozen_weights(args, output_dir)
     device = pick_device(args.accelerator, args.devices)
     seeds = [args.seed + offset for offset in range(args.seeds)]
 

@@ -98,7 +98,7 @@ def _run_location(
     return Path(args.output_dir), run_name, None if version is None else int(version)
 
 
-def _check_writable(folder: Path) -> None:
+def _check_writable(folder: Path, flag: str = "--output_dir") -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"
@@ -152,11 +152,12 @@ def train(
             weight_decay=args.weight_decay,
             **module_args,
         )
-    if _wants_cache(args):
-        cache_dir = args.cache_dir or Path(args.output_dir) / ".feature_cache"
-        datamodule.use_feature_cache(module.backbone, cache_dir, pick_device(args.accelerator, args.devices))
     save_dir, name, version = _run_location(args, run_name, resume)
     _check_writable(save_dir)
+    if _wants_cache(args):
+        cache_dir = Path(args.cache_dir or Path(args.output_dir) / ".feature_cache")
+        _check_writable(cache_dir, "--cache_dir")
+        datamodule.use_feature_cache(module.backbone, cache_dir, pick_device(args.accelerator, args.devices))
     logger = TensorBoardLogger(save_dir, name=name, version=version, default_hp_metric=False)
     run_dir = Path(logger.log_dir)
     interrupt = InterruptCheckpoint(run_dir)

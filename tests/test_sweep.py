@@ -29,6 +29,11 @@ def test_tables_hold_every_model(finished_sweep):
     assert [row["name"] for row in table] == names
     stored = json.loads((output_dir / "sweep.json").read_text())
     assert [row["name"] for row in stored["rows"]] == names
+    # with --weights none one random backbone is drawn, saved and shared by every model
+    assert (output_dir / "random_vit_64px_seed42.pth").is_file()
+    assert not any(
+        "different frozen weights" in line for line in (output_dir / "report.html").read_text().splitlines()
+    )
     baseline = rows[0]
     assert baseline["delta_miou"] == 0.0
     for row in rows:

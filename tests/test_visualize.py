@@ -63,10 +63,12 @@ def test_more_rows_asked_than_images(trained, pet_root, tmp_path, caplog):
 
 
 def one_line_error(capsys) -> str:
+    """The one error line (last, no traceback); progress bars may come before it."""
     err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    assert err.startswith("error: ")
-    return err
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and err.splitlines()[-1] == errors[0], err
+    return errors[0]
 
 
 @pytest.mark.parametrize(
