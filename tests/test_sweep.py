@@ -41,7 +41,8 @@ def test_tables_hold_every_model(finished_sweep):
         assert row["delta_miou"] == pytest.approx(row["miou"] - baseline["miou"])
         if row["kind"] == "vq":
             assert row["payload_bytes_per_image"] > 0 and row["fixed_bits_per_image"] > 0
-            assert {"iou_pet", "iou_background", "iou_border", "code_usage", "training_seconds"} <= set(row)
+            assert {"iou_pet", "iou_background", "iou_border", "training_seconds"} <= set(row)
+            assert 0 < row["code_usage"] <= 1
 
 
 def test_image_bytes_grow_with_quality(finished_sweep):

@@ -82,10 +82,10 @@ def rate_report(
     }
     if entropy_vector > 0:
         report["compression_vs_float32_entropy"] = float32_bits / (entropy_vector * positions)
-    if split_counts is not None and split_counts.sum() > 0 and histogram.sum() > 0:
-        report["coded_bits_per_vector_on_split"] = cross_entropy_bits(
-            split_counts, module.bottleneck.code_histogram
-        )
+    if split_counts is not None and split_counts.sum() > 0:
+        report["code_usage_on_split"] = (split_counts > 0).double().mean().item()
+        if histogram.sum() > 0:
+            report["coded_bits_per_vector_on_split"] = cross_entropy_bits(split_counts, histogram)
     if payload_bytes:
         mean = statistics.fmean(payload_bytes)
         report.update(
