@@ -89,14 +89,9 @@ def add_data_args(parser: argparse.ArgumentParser, *, training: bool = True) -> 
 
 def add_model_args(parser: argparse.ArgumentParser, *, training: bool = True) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument(
-        "--model",
-        choices=MODEL_CHOICES,
-        default="vit",
-        help="backbone: vit (ViT-B/32) or deeplab (DeepLabV3-ResNet50); must match the checkpoints"
-        if not training
-        else "backbone: vit (ViT-B/32) or deeplab (DeepLabV3-ResNet50) (default: vit)",
-    )
+    usage = "training" if training else "the checkpoints (they are checked against it)"
+    help_text = f"backbone: vit (ViT-B/32) or deeplab (DeepLabV3-ResNet50) for {usage} (default: vit)"
+    group.add_argument("--model", choices=MODEL_CHOICES, default="vit", help=help_text)
     if training:
         group.add_argument("--weights", default="default", help=f"frozen backbone weights: {WEIGHTS_HELP}")
 

@@ -66,7 +66,7 @@ if __name__ == "__main__":
         try:
             test()
             print(f"PASS {test.__name__}")
-        except Exception:
+        except Exception:  # report every failure with its traceback, then run the rest
             failed += 1
             print(f"FAIL {test.__name__}\n{traceback.format_exc()}")
     print(f"{len(tests) - failed} passed, {failed} failed")
