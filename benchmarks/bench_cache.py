@@ -1,6 +1,6 @@
 """Training time with and without the feature cache, measured side by side in one run.
 
-    python benchmarks/bench_cache.py --model vit --images 200 --epochs 10
+    python benchmarks/bench_cache.py --model vit --images 200 --epochs 10 [--accelerator gpu]
 
 Writes synthetic data to a temporary folder, trains the VQ model twice with identical settings
 (--cache_features off, then on, the cache built from scratch inside the timed run) and prints
@@ -35,8 +35,8 @@ def timed_run(data: Path, output: Path, args, cache: str) -> tuple[float, list[f
     timer = EpochTimer()
     argv = [
         "--model", args.model, "--weights", "none", "--data_path", str(data), "--output_dir", str(output),
-        "--epochs", str(args.epochs), "--batch_size", "8", "--cache_features", cache, "--accelerator", "cpu",
-        "--experiment_name", f"cache_{cache}", "--num_vectors", "64",
+        "--epochs", str(args.epochs), "--batch_size", "8", "--cache_features", cache,
+        "--accelerator", args.accelerator, "--experiment_name", f"cache_{cache}", "--num_vectors", "64",
     ]  # fmt: skip
     run_args = squeeze.get_args_parser().parse_args(argv)
     started = time.perf_counter()
@@ -57,6 +57,7 @@ def main():
     parser.add_argument("--model", default="vit", choices=("vit", "deeplab"))
     parser.add_argument("--images", type=int, default=200, help="synthetic trainval images")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--accelerator", default="cpu", help="cpu or gpu (default: cpu)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "data"
@@ -65,7 +66,8 @@ def main():
         cached_total, cached = timed_run(data, Path(folder) / "runs", args, "on")
     first_cached = cached[0]
     epoch_off, epoch_on = statistics.median(uncached), statistics.median(cached[1:] or cached)
-    print(f"model {args.model}, {args.images} trainval images at 224 px, {args.epochs} epochs, CPU")
+    print(f"model {args.model}, {args.images} trainval images at 224 px, {args.epochs} epochs")
+    print(f"accelerator: {args.accelerator}")
     print(f"epoch computing features: {epoch_off:.2f} s (median)")
     print(f"epoch on cached features: {epoch_on:.2f} s (median of epochs after the first)")
     print(f"-> cached epoch is {epoch_off / epoch_on:.1f}x faster")

@@ -50,7 +50,7 @@ def time_comparison(data: Path, baseline_path: Path, vq_path: Path, model: str, 
     baseline, vq = load_module(baseline_path, "baseline"), load_module(vq_path, "vq")
     argv = ["--vq_checkpoint", "-", "--baseline_checkpoint", "-", "--model", model, "--data_path", str(data)]
     args = get_args_parser().parse_args([*argv, "--batch_size", "8"])
-    datamodule = build_datamodule(args, model, image_size=vq.hparams.image_size, seed=0)
+    datamodule = build_datamodule(args, model, image_size=vq.hparams.image_size, split_seed=0)
     datamodule.setup()
     split = datamodule.splits["test"]
     started = time.perf_counter()

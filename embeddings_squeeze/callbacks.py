@@ -48,7 +48,7 @@ class InterruptCheckpoint(Callback):
     ) -> None:
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             self.interrupted_epoch = trainer.current_epoch
-            trainer.save_checkpoint(self.run_dir / "interrupted.ckpt")
+            trainer.save_checkpoint(self.run_dir / "interrupted.ckpt", weights_only=False)
 
 
 class FiniteLossGuard(Callback):

@@ -9,15 +9,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from embeddings_squeeze.data.labels import MASK_MODES
 from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.settings import DEFAULT_SPLIT_SEED, parse_dead_code_threshold
 
 MODEL_CHOICES = ("vit", "deeplab")
 WEIGHTS_HELP = "'default' (torchvision's pretrained weights), 'none' (random init) or a state-dict file"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 CUDA_OOM_HINT = (
     "CUDA out of memory: reduce --batch_size, or run on the CPU with "
     'CUDA_VISIBLE_DEVICES="" python <script>.py ...'
@@ -48,6 +51,13 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be zero or more, got {value}")
     return value
+
+
+def dead_code_threshold(text: str) -> float | str:
+    try:
+        return parse_dead_code_threshold(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def devices_value(text: str) -> int | str:
@@ -85,6 +95,12 @@ def add_data_args(parser: argparse.ArgumentParser, *, training: bool = True) -> 
             default=0.1,
             help="share of trainval held out for validation by a seeded split (default: 0.1)",
         )
+    group.add_argument(
+        "--split_seed", type=int, default=DEFAULT_SPLIT_SEED if training else None,
+        help=f"seed of the train/val split and of --subset_size samples, separate from --seed so runs "
+        f"with different seeds share one split (default: {DEFAULT_SPLIT_SEED}"
+        f"{'' if training else ', or as stored in the checkpoints'})",
+    )  # fmt: skip
 
 
 def add_model_args(parser: argparse.ArgumentParser, *, training: bool = True) -> None:
@@ -102,10 +118,20 @@ def add_runtime_args(parser: argparse.ArgumentParser, *, batch_size: int = 4) ->
         "--batch_size", type=positive_int, default=batch_size, help=f"batch size (default: {batch_size})"
     )
     group.add_argument(
-        "--seed", type=int, default=42, help="seed for splits, init and shuffling (default: 42)"
+        "--seed", type=int, default=42, help="seed for initialisation and shuffling (default: 42)"
     )
     group.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default: auto)")
     group.add_argument("--devices", type=devices_value, default=1, help="device count or ids (default: 1)")
+
+
+def add_codec_args(parser: argparse.ArgumentParser, inputs: str, inputs_help: str, output_help: str) -> None:
+    """Flags of encode and decode: the checkpoint, the files, the output folder and the device."""
+    parser.add_argument("--checkpoint", required=True, help="the VQ checkpoint (squeeze.py's last.ckpt)")
+    parser.add_argument(inputs, nargs="+", help=inputs_help)
+    parser.add_argument("-o", "--output_dir", required=True, help=output_help)
+    parser.add_argument(
+        "--accelerator", default="auto", help="cpu, gpu or auto (default: auto, a GPU when there is one)"
+    )
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
@@ -161,12 +187,17 @@ def add_vq_args(parser: argparse.ArgumentParser) -> None:
         "--vq_loss_weight", type=float, default=1.0, help="weight of the quantizer loss (default: 1.0)"
     )
     group.add_argument(
-        "--dead_code_threshold", type=float, default=2.0,
-        help="replace VQ/RVQ codes whose EMA usage drops below this; 0 turns it off (default: 2)",
+        "--dead_code_threshold", type=dead_code_threshold, default="auto",
+        help="re-seed a VQ/RVQ code whose EMA usage per step drops below this; auto: 1/16 of a "
+        "uniform code's usage (batch vectors / K); 0 turns it off (default: auto)",
     )  # fmt: skip
     group.add_argument(
         "--no_kmeans_init", dest="kmeans_init", action="store_false",
-        help="start VQ/RVQ codebooks at random instead of k-means on the first training batch",
+        help="start VQ/RVQ codebooks at random instead of k-means on pooled training vectors",
+    )  # fmt: skip
+    group.add_argument(
+        "--entropy_loss_weight", type=float, default=0.01,
+        help="weight of LFQ's entropy loss (default: 0.01; the library's 0.1 collapses the head)",
     )  # fmt: skip
 
 
@@ -191,8 +222,13 @@ def run(main: Callable, parser: argparse.ArgumentParser, argv: Sequence[str] | N
 
 
 def fail(message: str, exit_code: int = 2) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {one_line(message)}", file=sys.stderr)
     sys.exit(exit_code)
+
+
+def one_line(message: str) -> str:
+    """``message`` without terminal escape codes, its lines joined: an error is one plain line."""
+    return " ".join(ANSI_ESCAPE.sub("", message).split())
 
 
 def _last_line(message: str) -> str:

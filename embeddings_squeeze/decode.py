@@ -11,49 +11,41 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from embeddings_squeeze import cli
+from embeddings_squeeze.data.labels import CLASS_COLOURS
 from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.training import pick_device
 from embeddings_squeeze.utils.checkpoint import load_module
 from embeddings_squeeze.utils.payload import decode_indices, fingerprint
+from embeddings_squeeze.utils.rate import coder_histogram
 from embeddings_squeeze.utils.run_info import prepare_output_dir
 
 log = logging.getLogger(__name__)
-PALETTE = [230, 159, 0, 86, 180, 233, 240, 228, 66]  # one colour per class, as in the figures
+PALETTE = [value for colour in CLASS_COLOURS for value in colour]  # as in the figures
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--checkpoint", required=True, help="the VQ checkpoint that encoded the payloads")
-    parser.add_argument("payloads", nargs="+", help=".esq files written by encode")
-    parser.add_argument("-o", "--output_dir", required=True, help="folder for the mask PNGs")
+    cli.add_codec_args(parser, "payloads", ".esq files written by encode", "folder for the mask PNGs")
     return parser
 
 
-@torch.no_grad()
-def decode_mask(module, indices: torch.Tensor) -> torch.Tensor:
-    """(h, w, L) indices -> (S, S) labels, exactly as the VQ model predicts them from the image."""
-    features = module.bottleneck.decode(indices.unsqueeze(0))
-    size = (module.hparams.image_size, module.hparams.image_size)
-    return module.backbone.classify(features, size).argmax(dim=1)[0]
-
-
 def main(args: argparse.Namespace) -> list[Path]:
-    module = load_module(args.checkpoint, "vq", "--checkpoint")
+    module = load_module(args.checkpoint, "vq", "--checkpoint").to(pick_device(args.accelerator, 1))
     output_dir = prepare_output_dir(args.output_dir)
-    key = fingerprint(module)
+    key, histogram = fingerprint(module), coder_histogram(module)
     written = []
     for payload_path in map(Path, args.payloads):
         try:
             payload = payload_path.read_bytes()
         except OSError as error:
             raise UserError(f"cannot read payload {payload_path} ({error.strerror})") from None
-        indices = decode_indices(payload, module.bottleneck.code_histogram, key, name=str(payload_path))
-        mask = Image.fromarray(decode_mask(module, indices).numpy().astype(np.uint8), mode="P")
+        indices = decode_indices(payload, histogram, key, name=str(payload_path))
+        mask = Image.fromarray(module.decode_mask(indices).cpu().numpy().astype(np.uint8), mode="P")
         mask.putpalette(PALETTE)
         target = output_dir / f"{payload_path.stem}.png"
         mask.save(target)

@@ -15,8 +15,10 @@ from PIL import Image, UnidentifiedImageError
 from embeddings_squeeze import cli
 from embeddings_squeeze.data.oxford_pet import PetTransform
 from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.training import pick_device
 from embeddings_squeeze.utils.checkpoint import load_module
 from embeddings_squeeze.utils.payload import encode_indices, fingerprint
+from embeddings_squeeze.utils.rate import coder_histogram
 from embeddings_squeeze.utils.run_info import prepare_output_dir
 
 log = logging.getLogger(__name__)
@@ -26,9 +28,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--checkpoint", required=True, help="VQ checkpoint written by squeeze.py")
-    parser.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
-    parser.add_argument("-o", "--output_dir", required=True, help="folder for the .esq payloads")
+    cli.add_codec_args(
+        parser, "images", "image files (any format Pillow reads)", "folder for the .esq payloads"
+    )
     return parser
 
 
@@ -36,26 +38,22 @@ def read_image(path: Path, transform: PetTransform) -> torch.Tensor:
     try:
         with Image.open(path) as image:
             return transform.image(image)
-    except (OSError, UnidentifiedImageError) as error:
-        raise UserError(f"cannot read image {path} ({error})") from None
-
-
-@torch.no_grad()
-def encode_image(module, pixels: torch.Tensor, key: bytes) -> bytes:
-    """One (3, S, S) image -> payload bytes."""
-    _, indices, _ = module.bottleneck(module.backbone.features(pixels.unsqueeze(0)))
-    return encode_indices(indices[0], module.bottleneck.code_histogram, key)
+    except FileNotFoundError:
+        raise UserError(f"image {path} not found; check the path") from None
+    except (OSError, UnidentifiedImageError):
+        raise UserError(f"cannot read image {path}: truncated or not an image") from None
 
 
 def main(args: argparse.Namespace) -> list[Path]:
-    module = load_module(args.checkpoint, "vq", "--checkpoint")
+    module = load_module(args.checkpoint, "vq", "--checkpoint").to(pick_device(args.accelerator, 1))
     mean, std = module.backbone.mean, module.backbone.std
     transform = PetTransform(module.hparams.image_size, module.hparams.mask_mode, mean, std)
     output_dir = prepare_output_dir(args.output_dir)
-    key = fingerprint(module)
+    key, histogram = fingerprint(module), coder_histogram(module)
     written = []
     for image_path in map(Path, args.images):
-        payload = encode_image(module, read_image(image_path, transform), key)
+        _, indices = module.encode_image(read_image(image_path, transform))
+        payload = encode_indices(indices, histogram, key)
         target = output_dir / f"{image_path.stem}.esq"
         target.write_bytes(payload)
         log.info("%s -> %s (%d bytes)", image_path, target, len(payload))

@@ -40,6 +40,7 @@ def main(args: argparse.Namespace):
         vq_loss_weight=args.vq_loss_weight,
         kmeans_init=args.kmeans_init,
         dead_code_threshold=args.dead_code_threshold,
+        entropy_loss_weight=args.entropy_loss_weight,
     )
 
 

@@ -41,6 +41,7 @@ def build_datamodule(args: argparse.Namespace, model: str, **overrides) -> Oxfor
         subset_size=args.subset_size,
         val_fraction=getattr(args, "val_fraction", 0.1),
         seed=args.seed,
+        split_seed=args.split_seed,
         mean=mean,
         std=std,
     )
@@ -72,19 +73,44 @@ def _version_of(run_dir: Path) -> int:
     return int(number)
 
 
+def completed_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint of ``run_dir`` that holds the most completed epochs, whichever file it is.
+
+    ``best-epochNN.ckpt`` and ``last.ckpt`` are written one after the other at the end of an
+    epoch, so an interrupt between the two leaves the newer epoch in the best file only.
+    """
+    newest, newest_key = None, None
+    for path in [run_dir / "last.ckpt", *sorted(run_dir.glob("best-epoch*.ckpt"))]:
+        if path.is_file():
+            checkpoint = read_checkpoint(path)
+            key = (checkpoint["epoch"], checkpoint["global_step"])
+            if newest_key is None or key > newest_key:
+                newest, newest_key = path, key
+    return newest
+
+
 def find_resume_checkpoint(args: argparse.Namespace, run_name: str) -> Path | None:
-    """The checkpoint ``--resume`` points at: a path, or the newest run's last.ckpt for 'latest'."""
+    """What ``--resume`` points at: a checkpoint file, or a run directory to continue or restart.
+
+    'latest' means the newest version directory of this run; a directory resumes from its newest
+    completed epoch, or restarts in place when no epoch completed there.
+    """
     if args.resume is None:
         return None
-    if args.resume != "latest":
-        return Path(args.resume)
-    candidates = [p for p in (Path(args.output_dir) / run_name).glob("version_*/last.ckpt")]
-    if not candidates:
-        raise UserError(
-            f"--resume found no last.ckpt under {Path(args.output_dir) / run_name}; "
-            "check --output_dir and --experiment_name, or pass --resume PATH"
-        )
-    return max(candidates, key=lambda path: _version_of(path.parent))
+    if args.resume == "latest":
+        runs = [p for p in (Path(args.output_dir) / run_name).glob("version_*") if p.is_dir()]
+        if not runs:
+            raise UserError(
+                f"--resume found no run under {Path(args.output_dir) / run_name}; "
+                "check --output_dir and --experiment_name, or pass --resume PATH"
+            )
+        target = max(runs, key=_version_of)
+    else:
+        target = Path(args.resume)
+    if target.is_dir():
+        _version_of(target)  # refuses folders that are not version_N run directories
+        return completed_checkpoint(target) or target
+    return target
 
 
 def _run_location(
@@ -92,7 +118,7 @@ def _run_location(
 ) -> tuple[Path, str, int | None]:
     """(save_dir, name, version) for the logger; DDP worker processes reuse rank 0's choice."""
     if resume is not None:
-        run_dir = resume.resolve().parent
+        run_dir = resume.resolve() if resume.is_dir() else resume.resolve().parent
         return run_dir.parent.parent, run_dir.parent.name, _version_of(run_dir)
     version = os.environ.get(RUN_VERSION_ENV) if os.environ.get("LOCAL_RANK", "0") != "0" else None
     return Path(args.output_dir), run_name, None if version is None else int(version)
@@ -132,7 +158,9 @@ def train(
 ) -> Path:
     """Fit ``module_cls`` on Oxford-IIIT Pet (or resume a run); returns the run's ``last.ckpt``."""
     resume = find_resume_checkpoint(args, run_name)
-    if resume is not None:
+    if resume is not None and resume.is_dir():
+        log.info("no epoch of %s completed; restarting the run in that directory", resume)
+    if resume is not None and not resume.is_dir():
         checkpoint = read_checkpoint(resume)
         expect_kind(checkpoint, module_cls.kind, "--resume", resume)
         module, datamodule = _resumed_parts(args, checkpoint, resume)
@@ -143,6 +171,11 @@ def train(
         datamodule = build_datamodule(args, args.model)
         datamodule.prepare_data()
         datamodule.setup()  # a missing or broken dataset fails here, before any weights are fetched
+        if args.model == "deeplab" and args.batch_size < 2:
+            raise UserError(
+                "DeepLab's head has BatchNorm layers that need at least 2 images per training batch; "
+                "pass --batch_size 2 or more"
+            )
         module = module_cls(
             backbone=args.model,
             weights=args.weights,
@@ -183,11 +216,12 @@ def train(
         use_distributed_sampler=False,  # the DataModule shards without padding evaluation splits
         log_every_n_steps=min(10, len(datamodule.train_dataloader())),
     )
-    if trainer.is_global_zero and resume is None:
+    if trainer.is_global_zero and (resume is None or resume.is_dir()):
         _write_run_files(run_dir, args, module, datamodule)
     os.environ[RUN_VERSION_ENV] = str(logger.version)  # inherited by DDP worker processes
+    ckpt_path = None if resume is None or resume.is_dir() else resume
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except (KeyboardInterrupt, SystemExit):  # Lightning exits on Ctrl-C; SIGTERM arrives as SystemExit
         if interrupt.interrupted_epoch is None:
             raise
@@ -198,14 +232,25 @@ def train(
     if isinstance(module, VQSegmentationModule):
         # the entropy coder's model: code counts over the training split, saved with the weights
         module.count_codes(datamodule.dataloader("train"))
-        trainer.save_checkpoint(last)
+        trainer.save_checkpoint(last, weights_only=False)  # the full state, resumable
         if trainer.is_global_zero:
             rate = evaluate_rate(module, datamodule.dataloader("val"))
             write_json(run_dir / "rate.json", {"split": "val", **rate})
             fixed, payload = rate["fixed_bits_per_image"], rate["payload_bytes_mean"]
             log.info("rate on val: %s bits/image fixed-length, %s bytes/image as payload", fixed, payload)
+            if best.best_model_path and Path(best.best_model_path) != last:
+                _count_codes_into(Path(best.best_model_path), module, datamodule)
     log.info("saved %s (best: %s)", last, best.best_model_path)
     return last
+
+
+def _count_codes_into(path: Path, module: VQSegmentationModule, datamodule: OxfordPetDataModule) -> None:
+    """Give the checkpoint at ``path`` its own code histogram, so it can code payloads too."""
+    checkpoint = read_checkpoint(path)
+    module.load_state_dict(checkpoint["state_dict"], strict=module.stores_frozen_weights)
+    module.count_codes(datamodule.dataloader("train"))
+    checkpoint["state_dict"]["bottleneck.code_histogram"] = module.bottleneck.code_histogram.cpu()
+    AtomicCheckpointIO().save_checkpoint(checkpoint, path)
 
 
 def _write_run_files(run_dir: Path, args: argparse.Namespace, module, datamodule) -> None:
@@ -222,14 +267,34 @@ def _write_run_files(run_dir: Path, args: argparse.Namespace, module, datamodule
 
 
 def _interrupted(run_dir: Path, epoch: int) -> Interrupted:
-    last = run_dir / "last.ckpt"
+    """The one line that says what was kept and the exact command that continues the run."""
+    command = " ".join(_without_resume(sys.argv))
     partial = f"the partial epoch is in {run_dir / 'interrupted.ckpt'}"
-    if not last.is_file():
+    completed = completed_checkpoint(run_dir)
+    if completed is None:
         return Interrupted(
-            f"training interrupted during epoch {epoch}, before any epoch completed; {partial}"
+            f"training interrupted during epoch {epoch}, before any epoch completed; {partial}; "
+            f"restart in the same run directory with: {command} --resume {run_dir}"
         )
-    command = " ".join(arg for arg in sys.argv if arg != "--resume")
+    saved = read_checkpoint(completed)["epoch"]
+    where = f"epochs up to {saved} are saved in {completed}"
     return Interrupted(
-        f"training interrupted during epoch {epoch}; {partial}; epoch {epoch} restarts on resume: "
-        f"{command} --resume {last}"
+        f"training interrupted during epoch {epoch}; {where}; {partial}; continue with: "
+        f"{command} --resume {completed}"
     )
+
+
+def _without_resume(argv: list[str]) -> list[str]:
+    """``argv`` without ``--resume`` and the path that may follow it."""
+    kept, skip = [], False
+    for position, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg == "--resume":
+            following = argv[position + 1] if position + 1 < len(argv) else ""
+            skip = bool(following) and not following.startswith("-")
+            continue
+        if not arg.startswith("--resume="):
+            kept.append(arg)
+    return kept

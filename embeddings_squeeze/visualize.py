@@ -20,6 +20,7 @@ from matplotlib.figure import Figure  # no pyplot: figures go to files, no displ
 from matplotlib.patches import Patch
 
 from embeddings_squeeze import cli
+from embeddings_squeeze.data import labels
 from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.training import build_datamodule, pick_device
@@ -33,8 +34,7 @@ PANEL_INCHES = 3.0
 HEADER_INCHES = 1.0
 DPI = 80
 COLUMNS = ("Original image", "Ground truth", "Baseline prediction", "VQ prediction")
-# colour-blind-safe colours, one per class in label order; ignored pixels are black
-CLASS_COLOURS = np.array([[230, 159, 0], [86, 180, 233], [240, 228, 66]], dtype=np.uint8)
+CLASS_COLOURS = np.array(labels.CLASS_COLOURS, dtype=np.uint8)  # ignored pixels are black
 IGNORE_COLOUR = np.array([0, 0, 0], dtype=np.uint8)
 SCORE_FIELDS = ("position", "image_id", "baseline_iou", "vq_iou", "iou_difference")
 
@@ -62,7 +62,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     cli.add_model_args(parser, training=False)
     cli.add_data_args(parser, training=False)
     cli.add_runtime_args(parser)
-    parser.set_defaults(seed=None)
     return parser
 
 
@@ -155,16 +154,14 @@ def print_summary(summary: dict, split: str) -> None:
         print(f"{'IoU ' + name:24}{value:10.4f}{summary['vq_class_iou'][name]:10.4f}")
     rate = summary["rate"]
     print(
-        f"\nVQ rate per image ({rate['positions_per_image']} grid positions): "
-        f"fixed {rate['fixed_bits_per_image']:.0f} bits, entropy {_bits(rate['entropy_bits_per_image'])}, "
+        f"\nVQ rate per image ({rate['positions_per_image']} grid positions, "
+        f"{rate['alphabet_size']} codes per level): fixed {rate['fixed_bits_per_image']:.0f} bits, "
+        f"entropy {rate['entropy_bits_per_image']:.1f} bits (this split's own statistics), "
+        f"coded {rate['coded_bits_per_image']:.1f} bits (the coder's model), "
         f"payload {rate['payload_bytes_mean']:.1f} bytes mean ({rate['payload_bits_per_pixel']:.4f} bpp); "
         f"float32 embeddings {rate['float32_bits_per_image'] // 8} bytes "
         f"({rate['compression_vs_float32_payload']:.0f}x smaller as payload)"
     )
-
-
-def _bits(value) -> str:
-    return "unknown" if value is None else f"{value:.1f} bits"
 
 
 def write_outputs(comparison: Comparison, args: argparse.Namespace, output_dir: Path) -> dict:
@@ -177,18 +174,26 @@ def write_outputs(comparison: Comparison, args: argparse.Namespace, output_dir: 
         rate=comparison.rate,
     )
     write_json(output_dir / f"summary_{split}.json", summary)
-    for kind, items, wanted in (
-        ("best", comparison.best, args.n_best),
-        ("worst", comparison.worst, args.n_worst),
-    ):
+    draw_rankings(comparison, args.rank_by, split, args.n_best, args.n_worst, output_dir)
+    return summary
+
+
+def draw_rankings(
+    comparison: Comparison, ranking: str, split: str, n_best: int, n_worst: int, output_dir: Path
+) -> dict[str, Path]:
+    """best_results_<split>.png and worst_results_<split>.png for one ranking; returns their paths."""
+    best, worst = comparison.rankings[ranking]
+    ranked_by = "VQ minus baseline per-image IoU" if ranking == "delta" else "VQ per-image IoU"
+    paths = {}
+    for kind, items, wanted in (("best", best, n_best), ("worst", worst, n_worst)):
         if len(items) < wanted:
             log.warning(
                 "only %d scored images in the %s split; showing %d %s", len(items), split, len(items), kind
             )
-        ranking = "VQ minus baseline per-image IoU" if args.rank_by == "delta" else "VQ per-image IoU"
-        title = f"{len(items)} {kind} VQ results on the {split} split, ranked by {ranking}"
-        plot_results(items, comparison.class_names, title, output_dir / f"{kind}_results_{split}.png")
-    return summary
+        title = f"{len(items)} {kind} VQ results on the {split} split, ranked by {ranked_by}"
+        paths[kind] = output_dir / f"{kind}_results_{split}.png"
+        plot_results(items, comparison.class_names, title, paths[kind])
+    return paths
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -198,15 +203,15 @@ def main(args: argparse.Namespace) -> dict:
     expect_kind(vq_checkpoint, "vq", "--vq_checkpoint", args.vq_checkpoint)
     check_pair(args.model, baseline_checkpoint, vq_checkpoint)
 
-    trained = vq_checkpoint.get("datamodule_hyper_parameters", {})
+    trained = vq_checkpoint["datamodule_hyper_parameters"]
     hparams = vq_checkpoint["hyper_parameters"]
     datamodule = build_datamodule(
         args,
         args.model,
         image_size=hparams["image_size"],
         mask_mode=hparams["mask_mode"],
-        val_fraction=trained.get("val_fraction", 0.1),
-        seed=args.seed if args.seed is not None else trained.get("seed", 42),
+        val_fraction=trained["val_fraction"],
+        split_seed=trained["split_seed"] if args.split_seed is None else args.split_seed,
     )
     datamodule.prepare_data()
     datamodule.setup()
@@ -229,7 +234,7 @@ def main(args: argparse.Namespace) -> dict:
             args.n_worst,
             device,
             record=writer.writerow,
-            rank_by=args.rank_by,
+            rank_by=(args.rank_by,),
         )
     summary = write_outputs(comparison, args, output_dir)
     print_summary(summary, args.dataset_split)

@@ -8,6 +8,7 @@ from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models import VQSegmentationModule
 from embeddings_squeeze.models.segmentation_module import FROZEN_PREFIX
 from embeddings_squeeze.utils.checkpoint import load_module, read_checkpoint
+from embeddings_squeeze.utils.rate import coder_histogram
 
 
 def test_checkpoint_describes_itself(trained):
@@ -94,3 +95,21 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
 def test_wrong_kind(trained):
     with pytest.raises(UserError, match="needs a VQ"):
         load_module(trained["baseline"], "vq", "--vq_checkpoint")
+
+
+def test_every_finished_checkpoint_carries_its_code_histogram(trained):
+    run_dir = trained["vq"].parent
+    best = next(run_dir.glob("best-epoch*.ckpt"))
+    for path in (trained["vq"], best):
+        module = load_module(path, "vq")
+        # 14 training images x 2 x 2 grid positions counted once each
+        assert module.bottleneck.code_histogram.sum() == 14 * 4, path.name
+
+
+def test_checkpoint_without_histogram_is_refused_for_coding(trained, tmp_path):
+    checkpoint = torch.load(trained["vq"], weights_only=True)
+    checkpoint["state_dict"]["bottleneck.code_histogram"].zero_()  # as in interrupted.ckpt
+    path = tmp_path / "interrupted.ckpt"
+    torch.save(checkpoint, path)
+    with pytest.raises(UserError, match="no code histogram"):
+        coder_histogram(load_module(path, "vq"))

@@ -27,11 +27,24 @@ def test_seeded_split_is_disjoint_and_complete(pet_root):
     assert len(record["test"]) == 6
 
 
-def test_split_depends_on_seed_only(pet_root):
-    first = datamodule(pet_root, seed=1).split_record()
-    assert datamodule(pet_root, seed=1).split_record() == first
-    others = [datamodule(pet_root, seed=s, val_fraction=0.25).split_record()["val"] for s in range(2, 6)]
+def test_split_depends_on_split_seed_only(pet_root):
+    first = datamodule(pet_root, split_seed=1).split_record()
+    assert datamodule(pet_root, split_seed=1).split_record() == first
+    # the training seed shuffles batches but never moves an image between splits
+    assert all(datamodule(pet_root, split_seed=1, seed=s).split_record() == first for s in range(2, 6))
+    others = [
+        datamodule(pet_root, split_seed=s, val_fraction=0.25).split_record()["val"] for s in range(2, 6)
+    ]
     assert any(val != others[0] for val in others[1:])
+
+
+def test_a_last_training_batch_of_one_image_is_dropped(tmp_path):
+    make_synthetic_dataset(tmp_path, 10, 2, min_size=32, max_size=32)
+    module = datamodule(tmp_path, val_fraction=0.1, batch_size=4)  # 9 training images: 4 + 4 + 1
+    sizes = [len(batch[0]) for batch in module.train_dataloader()]
+    assert sizes == [4, 4]
+    module = datamodule(tmp_path, val_fraction=0.2, batch_size=4)  # 8 images: nothing dropped
+    assert [len(batch[0]) for batch in module.train_dataloader()] == [4, 4]
 
 
 def test_subset_size_limits_each_split_deterministically(pet_root):

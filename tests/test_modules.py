@@ -1,8 +1,11 @@
 import lightning.pytorch as pl
 import pytest
 import torch
+import torch.nn.functional as F
 
+from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
+from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.models import BaselineSegmentationModule, VQSegmentationModule
 from embeddings_squeeze.models.bottleneck import CodebookUsage
 
@@ -89,3 +92,32 @@ def test_codebook_usage_per_residual_level():
     stats = usage.compute()
     assert stats["perplexity_per_level"].tolist() == pytest.approx([4.0, 1.0])
     assert stats["code_usage_per_level"].tolist() == [1.0, 0.25]
+
+
+def test_train_and_val_loss_are_the_same_cross_entropy(pet_root):
+    pl.seed_everything(0)
+    module = VQSegmentationModule(
+        backbone="vit", weights="none", image_size=64, num_vectors=8, bottleneck_dim=16, vq_loss_weight=1000.0
+    )
+    metrics = fit(module, pet_root, epochs=1).callback_metrics
+    data = OxfordPetDataModule(pet_root, image_size=64, batch_size=4, download=False)
+    data.setup()
+    module.eval()
+    with torch.no_grad():  # the validation cross-entropy, computed here by hand
+        losses = [
+            (F.cross_entropy(module(images)["out"], masks, ignore_index=IGNORE_INDEX), len(images))
+            for images, masks, _ in data.val_dataloader()
+        ]
+    expected = sum(loss * size for loss, size in losses) / sum(size for _, size in losses)
+    assert metrics["val/loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    # the quantizer's loss (weighted 1000x here) is logged on its own, never inside train/loss
+    assert metrics["train/vq_loss"].item() > 10 * metrics["train/loss"].item()
+    assert metrics["train/loss"].item() < 3.0
+
+
+def test_deeplab_trains_when_the_last_batch_would_hold_one_image(tmp_path):
+    make_synthetic_dataset(tmp_path, 10, 2, min_size=48, max_size=64)  # 9 training images, batch 4
+    pl.seed_everything(0)
+    module = BaselineSegmentationModule(backbone="deeplab", weights="none", image_size=64)
+    trainer = fit(module, tmp_path, epochs=1)
+    assert trainer.global_step == 2  # 4 + 4; the lone ninth image would break BatchNorm's statistics

@@ -10,10 +10,11 @@ from embeddings_squeeze import decode, encode, squeeze, visualize
 from embeddings_squeeze.data.oxford_pet import PetTransform
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models import VQSegmentationModule
-from embeddings_squeeze.models.quantizers import QUANTIZER_TYPES, Quantizer, fsq_levels_for
+from embeddings_squeeze.models.bottleneck import count_codes
+from embeddings_squeeze.models.quantizers import QUANTIZER_TYPES, Quantizer, fsq_levels_for, parse_levels
 from embeddings_squeeze.utils.checkpoint import load_module
 from embeddings_squeeze.utils.payload import HEADER, decode_indices, encode_indices, fingerprint
-from embeddings_squeeze.utils.rate import entropy_bits, rate_report
+from embeddings_squeeze.utils.rate import coded_bits, entropy_bits, rate_report
 
 
 @pytest.mark.parametrize("quantizer_type", QUANTIZER_TYPES)
@@ -28,18 +29,28 @@ def test_indices_decode_to_the_quantized_vectors(quantizer_type):
 
 @pytest.mark.parametrize(
     "quantizer_type,size,levels,bits",
-    [("vq", 256, 1, 8), ("vq", 300, 1, 9), ("rvq", 256, 3, 24), ("lfq", 1024, 1, 10)],
+    [("vq", 256, 1, 8), ("vq", 300, 1, 9), ("rvq", 256, 3, 24), ("lfq", 1024, 1, 10), ("fsq", 256, 1, 8)],
 )
-def test_fixed_bits_per_vector(quantizer_type, size, levels, bits):
+def test_fixed_bits_follow_one_rule(quantizer_type, size, levels, bits):
+    # ceil(log2 alphabet) per level for every type: FSQ's 240 codes for K=256 cost 8 bits, not 7.9
     quantizer = Quantizer(quantizer_type, dim=8, codebook_size=size, num_quantizers=levels)
     assert quantizer.fixed_bits_per_vector == bits
 
 
-def test_fsq_bits_are_the_sum_of_log2_levels():
+def test_fsq_alphabet_is_the_product_of_its_levels():
+    assert Quantizer("fsq", dim=8, codebook_size=256).alphabet_size == 8 * 6 * 5
     quantizer = Quantizer("fsq", dim=8, fsq_levels=[8, 5, 5, 5])
-    assert quantizer.fixed_bits_per_vector == pytest.approx(3 + 3 * math.log2(5))
-    assert quantizer.alphabet_size == 1000
+    assert quantizer.alphabet_size == 1000 and quantizer.fixed_bits_per_vector == 10
     assert fsq_levels_for(256) == [8, 6, 5]
+
+
+def test_fsq_level_of_two_is_refused_with_a_clear_error():
+    with pytest.raises(UserError, match="at least 3"):
+        parse_levels("8,2,5")
+    with pytest.raises(UserError, match="at least 3"):
+        Quantizer("fsq", dim=8, fsq_levels=[2, 4])
+    # derived levels never need the refused value
+    assert all(min(fsq_levels_for(k)) >= 3 for k in range(2, 5000))
 
 
 def test_lfq_needs_a_power_of_two():
@@ -49,20 +60,39 @@ def test_lfq_needs_a_power_of_two():
 
 def test_vit_rate_at_224_hand_computed():
     module = VQSegmentationModule(backbone="vit", weights="none", image_size=224, num_vectors=256)
-    module.bottleneck.code_histogram.fill_(5)  # uniform over K codes: entropy log2 K = 8 bits
-    report = rate_report(module)
-    assert report["positions_per_image"] == 49
+    module.bottleneck.code_histogram.fill_(5)  # uniform: the coder spends log2 256 = 8 bits a vector
+    split_counts = torch.zeros(1, 256, dtype=torch.long)
+    split_counts[0, :2] = 49  # this split uses two codes equally: 1 bit of entropy per vector
+    report = rate_report(module, split_counts, payload_bytes=[40, 50, 60])
+    assert report["positions_per_image"] == 49 and report["alphabet_size"] == 256
     assert report["fixed_bits_per_image"] == 392  # 8 bits x 7 x 7
-    assert report["entropy_bits_per_image"] == pytest.approx(392)
+    assert report["entropy_bits_per_image"] == pytest.approx(49)
+    assert report["coded_bits_per_image"] == pytest.approx(392)
+    assert report["payload_bytes_mean"] == 50 and report["payload_bytes_median"] == 50
+    assert report["code_usage_on_split"] == pytest.approx(2 / 256, abs=1e-6)  # rounded to 6 places
     assert report["float32_bits_per_image"] == 49 * 768 * 32
     assert report["compression_vs_float16_fixed"] == pytest.approx(49 * 768 * 16 / 392)
+    assert report["compression_vs_float32_payload"] == pytest.approx(49 * 768 * 32 / 400)
     assert report["decoder_bytes"] == 4 * (256 * 64 + 64 * 768 + 768)
+    assert report["head_bytes"] == 4 * (768 * 3 + 3)  # the 1x1 convolution to three classes
 
 
-def test_entropy_of_known_histograms():
-    assert entropy_bits(torch.ones(1, 16)) == pytest.approx(4.0)
-    assert entropy_bits(torch.tensor([[7, 0, 0, 0]])) == 0.0
+def test_entropy_and_coded_bits_by_hand():
+    counts = torch.tensor([[3, 1, 0, 0]])
+    assert entropy_bits(counts) == pytest.approx(-(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25)))
     assert entropy_bits(torch.tensor([[1, 1], [1, 1]])) == pytest.approx(2.0)  # two levels add
+    # the coder's model is the training histogram plus one: (8, 4, 1, 1) / 14
+    expected = -(3 * math.log2(8 / 14) + math.log2(4 / 14)) / 4
+    assert coded_bits(counts, torch.tensor([[7, 3, 0, 0]])) == pytest.approx(expected)
+
+
+def test_coded_bits_predict_the_range_coder(tmp_path):
+    generator = torch.Generator().manual_seed(1)
+    histogram = torch.randint(0, 100, (1, 64), generator=generator)
+    indices = torch.multinomial(histogram[0].double() + 1, 2000, replacement=True, generator=generator)
+    body = len(encode_indices(indices.view(40, 50, 1), histogram, b"K" * 8)) - HEADER.size
+    predicted = coded_bits(count_codes(indices.view(-1, 1), 64), histogram) * 2000
+    assert predicted <= 8 * body <= predicted + 64  # the coder's overhead: its final 32-bit words
 
 
 def payload_case():
@@ -128,7 +158,11 @@ def test_each_quantizer_end_to_end(quantizer_type, pet_root, tmp_path, trained):
             1,
         )  # fmt: skip
     )
-    assert summary["rate"]["quantizer_type"] == quantizer_type and summary["rate"]["payload_images"] == 6
+    rate = summary["rate"]
+    assert rate["quantizer_type"] == quantizer_type and rate["images"] == 6
+    levels = module.bottleneck.quantizer.levels
+    # a quantizer that sends one code for every position carries no information
+    assert rate["code_usage_on_split"] * rate["alphabet_size"] * levels >= 2 * levels
     assert (tmp_path / "vis" / "best_results_test.png").is_file()
 
     images = sorted((pet_root / "oxford-iiit-pet" / "images").glob("*.jpg"))[:3]

@@ -1,5 +1,6 @@
 """Interrupts, kills, NaN losses, hostile checkpoints, bad paths and multi-process training."""
 
+import logging
 import random
 import signal
 import subprocess
@@ -13,6 +14,8 @@ from conftest import TINY
 from test_visualize import one_line_error, run_cli
 from torchvision.models import vit_b_32
 
+from embeddings_squeeze import training
+from embeddings_squeeze.callbacks import AtomicCheckpointIO
 from embeddings_squeeze.data.oxford_pet import UnpaddedDistributedSampler
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.utils.checkpoint import load_module
@@ -151,8 +154,10 @@ def test_checkpoint_that_would_run_code_is_refused_everywhere(trained, pet_root,
         "resume-vq": ["squeeze", *TINY, "--resume", evil, *common],
     }[command]
     assert run_cli(*argv) == 2
-    assert "refused" in one_line_error(capsys)
-    assert not marker.exists()
+    message = one_line_error(capsys)
+    assert "refused" in message and not marker.exists()
+    # our words on one line, not torch's multi-line hint with its terminal escape codes
+    assert "\x1b" not in message and "Weights only load failed" not in message
 
 
 def test_output_dir_that_cannot_be_written(pet_root, tmp_path, capsys):
@@ -175,7 +180,7 @@ def test_corrupt_image_read_by_a_worker_process(tmp_path, capsys):
 def test_resume_without_a_previous_run(pet_root, tmp_path, capsys):
     argv = ["train-baseline", *TINY, "--data_path", pet_root, "--output_dir", tmp_path, "--resume"]
     assert run_cli(*argv) == 2
-    assert "found no last.ckpt" in one_line_error(capsys)
+    assert "--resume found no run under" in one_line_error(capsys)
 
 
 def test_unpadded_shards_cover_each_image_once():
@@ -221,6 +226,12 @@ def test_invalid_flags_are_refused_before_any_work(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_deeplab_training_needs_two_images_per_batch(pet_root, tmp_path, capsys):
+    argv = ["train-baseline", *TINY, "--model", "deeplab", "--data_path", pet_root, "--output_dir", tmp_path]
+    assert run_cli(*argv, "--batch_size", 1) == 2
+    assert "--batch_size 2 or more" in one_line_error(capsys)
+
+
 def test_image_size_the_patch_does_not_divide(pet_root, tmp_path, capsys):
     argv = ["train-baseline", *TINY, "--data_path", pet_root, "--output_dir", tmp_path]
     assert run_cli(*argv, "--image_size", 100) == 2
@@ -243,3 +254,47 @@ def test_zero_best_and_worst_rows(trained, pet_root, tmp_path):
         run_cli(*argv, "--data_path", pet_root, "--output_dir", tmp_path, "--n_best", 0, "--n_worst", 0) == 0
     )
     assert (tmp_path / "best_results_test.png").is_file() and (tmp_path / "scores_test.csv").is_file()
+
+
+class InterruptAfterSaving(AtomicCheckpointIO):
+    """Ctrl-C arriving right after (or, with ``before=True``, instead of) the first best-epoch save."""
+
+    fired = False
+    before = False
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        hit = Path(path).name.startswith("best-epoch") and not InterruptAfterSaving.fired
+        if hit and InterruptAfterSaving.before:
+            InterruptAfterSaving.fired = True
+            raise KeyboardInterrupt
+        super().save_checkpoint(checkpoint, path, storage_options)
+        if hit:
+            InterruptAfterSaving.fired = True
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_interrupt_between_the_epoch_end_saves_leaves_a_resumable_run(
+    pet_root, tmp_path, capsys, caplog, monkeypatch, before
+):
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(InterruptAfterSaving, "fired", False)
+    monkeypatch.setattr(InterruptAfterSaving, "before", before)
+    monkeypatch.setattr(training, "AtomicCheckpointIO", InterruptAfterSaving)
+    argv = ["squeeze", *TINY, "--data_path", pet_root, "--output_dir", tmp_path, "--epochs", 2,
+            "--num_vectors", 8, "--experiment_name", "race", "--cache_features", "off"]  # fmt: skip
+    assert run_cli(*argv) == 130
+    message = one_line_error(capsys)
+    run_dir = tmp_path / "race" / "version_0"
+    assert not (run_dir / "last.ckpt").exists()  # the interrupt landed before last.ckpt was written
+    if before:  # no epoch was saved: restart in the same run directory
+        assert "before any epoch completed" in message and message.endswith(f"--resume {run_dir}")
+    else:  # epoch 0 was saved, in the best-epoch file only
+        best = next(run_dir.glob("best-epoch*.ckpt"))
+        assert "epochs up to 0 are saved" in message and message.endswith(f"--resume {best}")
+    resume_from = message.rsplit("--resume ", 1)[1]
+    monkeypatch.setattr(training, "AtomicCheckpointIO", AtomicCheckpointIO)
+    assert run_cli(*argv, "--resume", resume_from) == 0
+    assert (run_dir / "last.ckpt").is_file() and not (run_dir.parent / "version_1").exists()
+    assert load_module(run_dir / "last.ckpt", "vq").bottleneck.code_histogram.sum() > 0
+    assert "weights_only` was not set" not in caplog.text

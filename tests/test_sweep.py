@@ -4,16 +4,21 @@ import logging
 
 import pytest
 from conftest import TINY, parse
+from PIL import Image
 
 from embeddings_squeeze import sweep
 from embeddings_squeeze.utils.input_compression import codecs
+from embeddings_squeeze.visualize import figure_size_pixels
+
+SEEDS = (42, 43)
 
 
 @pytest.fixture(scope="module")
 def finished_sweep(pet_root, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("sweep")
-    argv = [*TINY, "--data_path", pet_root, "--output_dir", output_dir, "--epochs", 1,
-            "--quantizer_type", "vq", "fsq", "--num_vectors", 8, "--jpeg_qualities", 10, 90]  # fmt: skip
+    argv = [*TINY, "--data_path", pet_root, "--output_dir", output_dir, "--epochs", 1, "--seeds", 2,
+            "--subset_size", 4, "--quantizer_type", "vq", "fsq", "--num_vectors", 8,
+            "--jpeg_qualities", 10, 90]  # fmt: skip
     rows = sweep.main(parse(sweep, *argv))
     return output_dir, rows, argv
 
@@ -21,28 +26,40 @@ def finished_sweep(pet_root, tmp_path_factory):
 def test_tables_hold_every_model(finished_sweep):
     output_dir, rows, _ = finished_sweep
     names = [row["name"] for row in rows]
-    expected_vq = {"vq_K8_seed42", "fsq_K8_seed42"}
-    assert names[0] == "baseline" and expected_vq <= set(names)
+    assert names[:2] == ["baseline_seed42", "baseline_seed43"]
+    assert {f"{q}_K8_seed{s}" for q in ("vq", "fsq") for s in SEEDS} <= set(names)
     assert len([r for r in rows if r["kind"] == "input"]) == 2 * len(codecs())
     with open(output_dir / "sweep.csv") as handle:
         table = list(csv.DictReader(handle))
-    assert [row["name"] for row in table] == names
+    assert [row["name"] for row in table][: len(names)] == names
     stored = json.loads((output_dir / "sweep.json").read_text())
     assert [row["name"] for row in stored["rows"]] == names
+    assert {a["name"] for a in stored["aggregates"]} == {"vq_K8_mean", "fsq_K8_mean"}
     # with --weights none one random backbone is drawn, saved and shared by every model
     assert (output_dir / "random_vit_64px_seed42.pth").is_file()
-    assert not any(
-        "different frozen weights" in line for line in (output_dir / "report.html").read_text().splitlines()
-    )
-    baseline = rows[0]
-    assert baseline["delta_miou"] == 0.0
     for row in rows:
         assert 0.0 <= row["miou"] <= 1.0
-        assert row["delta_miou"] == pytest.approx(row["miou"] - baseline["miou"])
         if row["kind"] == "vq":
             assert row["payload_bytes_per_image"] > 0 and row["fixed_bits_per_image"] > 0
+            assert row["alphabet_size"] == 8  # FSQ: one level of 8
+            assert row["coded_bits_per_image"] >= row["entropy_bits_per_image"]  # entropy: the bound
             assert {"iou_pet", "iou_background", "iou_border", "training_seconds"} <= set(row)
             assert 0 < row["code_usage"] <= 1
+
+
+def test_seeds_share_one_split_and_compare_with_their_own_baseline(finished_sweep):
+    output_dir, rows, _ = finished_sweep
+    splits = {path.read_text() for path in (output_dir / "runs").glob("*/version_0/split.json")}
+    assert len(list((output_dir / "runs").glob("*/version_0/split.json"))) == 6 and len(splits) == 1
+    baselines = {row["seed"]: row["miou"] for row in rows if row["kind"] == "baseline"}
+    for row in rows:
+        if row["kind"] == "vq":
+            assert row["baseline_miou"] == baselines[row["seed"]]
+            assert row["delta_miou"] == pytest.approx(row["miou"] - baselines[row["seed"]])
+    first = baselines[SEEDS[0]]
+    for row in rows:
+        if row["kind"] == "input":  # images sent as JPEG/WebP go to the first seed's baseline
+            assert row["delta_miou"] == pytest.approx(row["miou"] - first)
 
 
 def test_image_bytes_grow_with_quality(finished_sweep):
@@ -50,6 +67,16 @@ def test_image_bytes_grow_with_quality(finished_sweep):
     for codec in codecs():
         sizes = {r["quality"]: r["payload_bytes_per_image"] for r in rows if r.get("codec") == codec}
         assert sizes[90] > sizes[10]
+
+
+def test_figures_show_the_images_the_table_scores(finished_sweep):
+    output_dir, rows, _ = finished_sweep
+    scored = {row["name"]: row for row in rows}["vq_K8_seed42"]
+    assert scored["payload_bytes_per_image"] > 0
+    # --subset_size 4: the table scores 4 test images, and the figures draw from those same 4
+    for name in ("iou/best_results_test.png", "iou/worst_results_test.png", "delta/worst_results_test.png"):
+        with Image.open(output_dir / "figures" / name) as figure:
+            assert figure.size == figure_size_pixels(4)
 
 
 def test_plot_and_report_reference_every_figure(finished_sweep):
@@ -65,9 +92,11 @@ def test_plot_and_report_reference_every_figure(finished_sweep):
 def test_rerun_skips_finished_work(finished_sweep, caplog):
     caplog.set_level(logging.INFO)
     output_dir, rows, argv = finished_sweep
-    before = {p.name: p.stat().st_mtime_ns for p in (output_dir / "results").iterdir()}
+    outputs = [*(output_dir / "results").iterdir(), *(output_dir / "figures").rglob("*.png")]
+    before = {path: path.stat().st_mtime_ns for path in outputs}
     again = sweep.main(parse(sweep, *argv))
     assert [r["name"] for r in again] == [r["name"] for r in rows]
-    assert {p.name: p.stat().st_mtime_ns for p in (output_dir / "results").iterdir()} == before
+    # no result rewritten and no figure redrawn: nothing was trained or scored again
+    assert {path: path.stat().st_mtime_ns for path in outputs} == before
     assert "skipping vq_K8_seed42" in caplog.text
-    assert len(list((output_dir / "runs").iterdir())) == 3  # baseline + 2 VQ runs, none retrained
+    assert len(list((output_dir / "runs").iterdir())) == 6  # 2 baselines + 4 VQ runs, none retrained

@@ -1,12 +1,16 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
+from conftest import parse
 from PIL import Image
 
-from embeddings_squeeze import cli
-from embeddings_squeeze.utils.comparison import Extremes
+from embeddings_squeeze import cli, decode, encode
+from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
+from embeddings_squeeze.utils.checkpoint import load_module
+from embeddings_squeeze.utils.comparison import Extremes, compare_models
 from embeddings_squeeze.visualize import COLUMNS, figure_size_pixels
 
 
@@ -117,3 +121,29 @@ def test_extremes_keep_only_the_ends_with_stable_ties():
     assert extremes.best() == [1, 3]  # equal scores: the earlier image first
     assert extremes.worst() == [2, 5]
     assert 6 not in built  # an item that never enters either list is never built
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_vq_prediction_is_what_the_receiver_decodes(trained, pet_root, tmp_path, batch_size):
+    baseline, vq = load_module(trained["baseline"], "baseline"), load_module(trained["vq"], "vq")
+    data = OxfordPetDataModule(pet_root, image_size=64, batch_size=batch_size, download=False)
+    data.setup()
+    split = data.splits["test"]
+    comparison = compare_models(
+        baseline, vq, data.dataloader("test"), split.image_ids, len(split), 0, torch.device("cpu"),
+        record=lambda _: None,
+    )  # fmt: skip
+    shown = {item.image_id: item.vq_pred for item in comparison.rankings["iou"][0]}
+    assert len(shown) == len(split)
+    payloads = encode.main(
+        parse(encode, "--checkpoint", trained["vq"], *split.image_paths, "-o", tmp_path / "esq")
+    )
+    masks = decode.main(parse(decode, "--checkpoint", trained["vq"], *payloads, "-o", tmp_path / "png"))
+    for mask_path in masks:
+        with Image.open(mask_path) as mask:
+            assert np.array_equal(np.array(mask), shown[mask_path.stem]), mask_path.stem
+
+
+def test_error_lines_are_plain_single_lines():
+    message = "refused:\n\x1b[1mdo those steps only if you trust the source\x1b[0m\n  more"
+    assert cli.one_line(message) == "refused: do those steps only if you trust the source more"

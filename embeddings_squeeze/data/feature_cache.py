@@ -1,10 +1,12 @@
 """Backbone features computed once per image, stored on disk and reused by later epochs and runs.
 
 The backbone is frozen and there is no image augmentation, so an image's features never change.
-A cache entry holds one split's features (float16, memory-mapped: the OS keeps small caches in
-RAM, large ones are paged from disk) and its label maps, under a key that covers everything they
-depend on: the split's image and trimap files (names, sizes, modification times), image size, mask
-mode, backbone, frozen-weights identity and package version. Any change gives a new key.
+A cache entry holds one split's features and label maps. Features are computed one image at a
+time and stored in float16, exactly as a sender computes them, so cached and live runs see
+identical numbers; the arrays are memory-mapped (the OS keeps small caches in RAM, large ones are
+paged from disk). The entry's key covers everything they depend on: the split's image and
+trimap files (names, sizes, modification times), image size, mask mode, backbone, frozen-weights
+identity and package version. Any change gives a new key.
 
 An entry is built in a private temporary folder and renamed into place when complete, so
 concurrent builders never see each other's partial files; ``meta.json`` records the SHA-256 of
@@ -27,9 +29,10 @@ from tqdm import tqdm
 
 from embeddings_squeeze import __version__
 from embeddings_squeeze.data.oxford_pet import PetSplit
+from embeddings_squeeze.models.backbones.base import FEATURE_DTYPE
 
 log = logging.getLogger(__name__)
-FORMAT = 1
+FORMAT = 2  # 2: features computed one image at a time
 
 
 def cache_key(split: PetSplit, backbone, image_size: int, mask_mode: str) -> str:
@@ -95,7 +98,7 @@ def _build(folder: Path, split: PetSplit, backbone, batch_size: int, device: tor
     features = labels = None
     backbone = backbone.to(device).eval()
     for images, masks, positions in tqdm(loader, desc=f"caching backbone features ({len(split)} images)"):
-        batch_features = backbone.features(images.to(device)).half().cpu().numpy()
+        batch_features = backbone.features_one_by_one(images.to(device)).to(FEATURE_DTYPE).cpu().numpy()
         if features is None:  # shapes are known after the first batch
             shape = (len(split), *batch_features.shape[1:])
             features = np.lib.format.open_memmap(temporary / "features.npy", "w+", np.float16, shape)

@@ -16,6 +16,8 @@ CLASS_NAMES = {
     "binary": ("pet", "background"),
 }
 MASK_MODES = tuple(CLASS_NAMES)
+# colour-blind-safe RGB colours, one per class in label order (figures and decoded mask PNGs)
+CLASS_COLOURS = ((230, 159, 0), (86, 180, 233), (240, 228, 66))
 
 
 def _lookup_table(mask_mode: str) -> np.ndarray:

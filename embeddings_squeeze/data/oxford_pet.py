@@ -1,10 +1,11 @@
 """Oxford-IIIT Pet segmentation as a Lightning DataModule.
 
 Splits: ``train`` and ``val`` are carved from the official ``trainval`` list by a random
-permutation seeded with ``seed`` (the list is sorted by breed, so cutting it by position would
-leave whole breeds out of training); ``test`` is the official test list. ``subset_size`` keeps
-the first N images of each split's seeded permutation, so small runs are still random samples
-and the same seed always picks the same images.
+permutation seeded with ``split_seed`` (the list is sorted by breed, so cutting it by position
+would leave whole breeds out of training); ``test`` is the official test list. ``subset_size``
+keeps the first N images of each split's seeded permutation, so small runs are still random
+samples and the same split seed always picks the same images. ``seed`` only shuffles training
+batches: runs with different seeds share one split.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from torchvision.transforms import functional as TF
 
 from embeddings_squeeze.data.labels import MASK_MODES, trimap_to_labels
 from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.settings import DEFAULT_SPLIT_SEED
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-SPLITS = ("train", "val", "test")
 
 
 class PetTransform:
@@ -71,10 +72,15 @@ class PetSplit(Dataset):
         try:
             image, trimap = self.pets[self.indices[position]]
             pixels, labels = self.transform(image, trimap)
-        except (OSError, UnidentifiedImageError, ValueError) as error:
+        except ValueError as error:  # our own check of the trimap values
             raise UserError(
                 f"cannot read sample {self.image_ids[position]} ({self.image_paths[position]}): "
                 f"{error}; fix or remove this file"
+            ) from None
+        except (OSError, UnidentifiedImageError):
+            raise UserError(
+                f"cannot read sample {self.image_ids[position]} ({self.image_paths[position]}): the image "
+                "or its trimap is truncated or not an image; fix or remove this file"
             ) from None
         return pixels, labels, position
 
@@ -128,7 +134,8 @@ class OxfordPetDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes.
         subset_size: keep at most this many images per split (``None``: all).
         val_fraction: share of ``trainval`` held out for validation.
-        seed: seeds the train/val permutation and the subsets.
+        seed: seeds the order of training batches.
+        split_seed: seeds the train/val permutation and the subsets.
         download: fetch the dataset when ``oxford-iiit-pet/`` is missing.
         mean, std: normalisation of the backbone's weights preset.
     """
@@ -143,6 +150,7 @@ class OxfordPetDataModule(pl.LightningDataModule):
         subset_size: int | None = None,
         val_fraction: float = 0.1,
         seed: int = 42,
+        split_seed: int = DEFAULT_SPLIT_SEED,
         download: bool = True,
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
@@ -171,8 +179,8 @@ class OxfordPetDataModule(pl.LightningDataModule):
         except (OSError, RuntimeError) as error:  # URLError is an OSError
             raise UserError(
                 f"Oxford-IIIT Pet not found in {self.dataset_folder} and the download failed "
-                f"({error}); pass --data_path to where oxford-iiit-pet/ is, or run "
-                f"'embeddings-squeeze make-data --root {self.data_path}' for synthetic data"
+                f"({type(error).__name__}: no network?); pass --data_path to where oxford-iiit-pet/ is, "
+                f"or run 'embeddings-squeeze make-data --root {self.data_path}' for synthetic data"
             ) from None
 
     def setup(self, stage: str | None = None) -> None:
@@ -216,19 +224,20 @@ class OxfordPetDataModule(pl.LightningDataModule):
     def split_record(self) -> dict:
         """The image ids of every split, for the run directory's split file."""
         return {
-            "seed": self.hparams.seed,
+            "split_seed": self.hparams.split_seed,
             "val_fraction": self.hparams.val_fraction,
             "subset_size": self.hparams.subset_size,
             **{name: split.image_ids for name, split in self.splits.items()},
         }
 
-    def dataloader(self, split: str, sampler: Sampler | None = None) -> DataLoader:
+    def dataloader(self, split: str, sampler: Sampler | None = None, drop_last: bool = False) -> DataLoader:
         """Batches of one split in list order, or in ``sampler``'s order."""
         self.setup()
         return DataLoader(
             self.splits[split],
             batch_size=self.hparams.batch_size,
             sampler=sampler,
+            drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
@@ -251,8 +260,13 @@ class OxfordPetDataModule(pl.LightningDataModule):
         rank, world_size = self._world()
         split, seed = self.splits["train"], self.hparams.seed
         if world_size == 1:
-            return self.dataloader("train", EpochShuffleSampler(len(split), seed))
-        return self.dataloader("train", DistributedSampler(split, world_size, rank, shuffle=True, seed=seed))
+            sampler = EpochShuffleSampler(len(split), seed)
+        else:
+            sampler = DistributedSampler(split, world_size, rank, shuffle=True, seed=seed)
+        # a last training batch of one image breaks BatchNorm in training mode (DeepLab's ASPP
+        # pooling branch): drop it; the next epoch's order puts other images last
+        lone_last_image = len(sampler) % self.hparams.batch_size == 1 and len(sampler) > 1
+        return self.dataloader("train", sampler, drop_last=lone_last_image)
 
     def val_dataloader(self) -> DataLoader:
         return self._evaluation_dataloader("val")
@@ -266,12 +280,12 @@ class OxfordPetDataModule(pl.LightningDataModule):
     def _load(self, split: str) -> OxfordIIITPet:
         try:
             return OxfordIIITPet(self.data_path, split=split, target_types="segmentation")
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError):
             raise UserError(
-                f"cannot read the {split} list of {self.dataset_folder} ({error}); "
-                "the folder is incomplete: download it again or regenerate it"
+                f"cannot read the {split} list of {self.dataset_folder}: the folder is incomplete; "
+                "download it again or regenerate it"
             ) from None
 
     def _permutation(self, length: int, offset: int) -> list[int]:
-        generator = torch.Generator().manual_seed(self.hparams.seed + offset)
+        generator = torch.Generator().manual_seed(self.hparams.split_seed + offset)
         return torch.randperm(length, generator=generator).tolist()

@@ -31,11 +31,17 @@ class Bottleneck(nn.Module):
         shape = (self.quantizer.levels, self.quantizer.alphabet_size)
         self.register_buffer("code_histogram", torch.zeros(shape, dtype=torch.long))
 
-    def encode(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, C, h, w) features -> quantized latent (B, D, h, w), indices (B, h, w, L), loss."""
+    def latent(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) features -> the (B, D, h, w) vectors the quantizer sees, in float32."""
         # codebook distances and EMA updates are unstable in half precision: keep them float32
         with torch.autocast(device_type=features.device.type, enabled=False):
-            return self.quantizer(self.project_in(features.float()))
+            return self.project_in(features.float())
+
+    def encode(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, C, h, w) features -> quantized latent (B, D, h, w), indices (B, h, w, L), loss."""
+        latent = self.latent(features)
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return self.quantizer(latent)
 
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
         """Indices (B, h, w, L) -> reconstructed features (B, C, h, w), as the receiver computes them."""

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 
 import torch
+from einops import rearrange
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torchmetrics import MeanMetric
 from tqdm import tqdm
 
+from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.bottleneck import Bottleneck, CodebookUsage, count_codes, usage_statistics
-from embeddings_squeeze.models.quantizers import parse_levels
-from embeddings_squeeze.models.segmentation_module import STAGES, SegmentationModule
+from embeddings_squeeze.models.quantizers import KMEANS_VECTORS_PER_CODE, parse_levels
+from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY, STAGES, SegmentationModule
+from embeddings_squeeze.settings import parse_dead_code_threshold
 
 log = logging.getLogger(__name__)
 LOW_USAGE = 0.10
@@ -21,7 +24,10 @@ class VQSegmentationModule(SegmentationModule):
     """Frozen features -> project to ``bottleneck_dim`` -> quantizer -> project back -> head.
 
     Loss: cross-entropy + ``vq_loss_weight`` x the quantizer's loss. Codebook usage (perplexity,
-    fraction of codes used, dead codes; per level for RVQ) is logged over each whole epoch.
+    fraction of codes used, dead codes; per level for RVQ) is logged over each whole epoch, and the
+    codes re-seeded at each training step as ``train/codes_replaced``. VQ/RVQ codebooks start from
+    k-means on training vectors only, pooled over as many batches as the codebook needs, before
+    Lightning's sanity check can show the library a validation batch.
 
     Args:
         quantizer_type: 'vq', 'rvq', 'fsq' or 'lfq'.
@@ -32,8 +38,10 @@ class VQSegmentationModule(SegmentationModule):
         commitment_weight: commitment loss weight inside VQ/RVQ.
         decay: EMA decay of VQ/RVQ codebooks.
         vq_loss_weight: weight of the quantizer loss in the total loss.
-        kmeans_init: k-means initialisation of VQ/RVQ codebooks on the first training batch.
-        dead_code_threshold: replace VQ/RVQ codes whose EMA usage falls below this (0: off).
+        kmeans_init: k-means initialisation of VQ/RVQ codebooks on pooled training vectors.
+        dead_code_threshold: 'auto' (scaled to the vectors per step and K) or the EMA usage per
+            step below which a VQ/RVQ code is re-seeded (0: never).
+        entropy_loss_weight: weight of LFQ's entropy auxiliary loss.
         **segmentation_args: see ``SegmentationModule``.
     """
 
@@ -50,10 +58,14 @@ class VQSegmentationModule(SegmentationModule):
         decay: float = 0.99,
         vq_loss_weight: float = 1.0,
         kmeans_init: bool = True,
-        dead_code_threshold: float = 2.0,
+        dead_code_threshold: float | str = "auto",
+        entropy_loss_weight: float = 0.01,
         **segmentation_args,
     ):
         super().__init__(**segmentation_args)
+        self.dead_code_threshold = parse_dead_code_threshold(dead_code_threshold)
+        # mean codes re-seeded per training step, one entry per completed epoch
+        self.codes_replaced_history: list[float] = []
         self.bottleneck = Bottleneck(
             self.backbone.out_channels,
             bottleneck_dim,
@@ -64,16 +76,52 @@ class VQSegmentationModule(SegmentationModule):
             commitment_weight=commitment_weight,
             decay=decay,
             kmeans_init=kmeans_init,
-            dead_code_threshold=dead_code_threshold,
+            entropy_loss_weight=entropy_loss_weight,
         )
         quantizer = self.bottleneck.quantizer
         for stage in STAGES:
             setattr(self, f"{stage}_usage", CodebookUsage(quantizer.levels, quantizer.alphabet_size))
             setattr(self, f"{stage}_vq_loss", MeanMetric())
+        self.train_codes_replaced = MeanMetric()
 
     def setup(self, stage: str) -> None:
+        quantizer = self.bottleneck.quantizer
         if self.trainer.world_size > 1:
-            self.bottleneck.quantizer.synchronize_across_processes()
+            quantizer.synchronize_across_processes()
+        quantizer.configure_dead_codes(self.dead_code_threshold, self.vectors_per_step())
+
+    def vectors_per_step(self) -> int:
+        """Vectors one training step feeds the codebook statistics (all processes together)."""
+        grid_h, grid_w = self.backbone.grid_size(self.hparams.image_size)
+        batch_size = self.trainer.datamodule.hparams.batch_size
+        return batch_size * grid_h * grid_w * self.trainer.world_size
+
+    def on_fit_start(self) -> None:
+        quantizer = self.bottleneck.quantizer
+        if quantizer.needs_initialization:  # a fresh run; resumed runs bring their codebook
+            wanted = KMEANS_VECTORS_PER_CODE * quantizer.alphabet_size
+            quantizer.initialize_codebooks(self._training_vectors(wanted), self.vectors_per_step())
+
+    @torch.no_grad()
+    def _training_vectors(self, wanted: int) -> torch.Tensor:
+        """At least ``wanted`` (N, D) bottleneck inputs from training batches, or the whole split."""
+        if self.trainer.datamodule is None:
+            raise RuntimeError("fit VQSegmentationModule with a datamodule: its codebook starts from it")
+        pooled, count = [], 0
+        for batch in self.trainer.datamodule.train_dataloader():
+            latent = self.bottleneck.latent(self.features_of(batch[0].to(self.device)))
+            pooled.append(rearrange(latent, "b d h w -> (b h w) d"))
+            count += len(pooled[-1])
+            if count >= wanted:
+                break
+        vectors = torch.cat(pooled)
+        size = self.bottleneck.quantizer.alphabet_size
+        if len(torch.unique(vectors, dim=0)) < size:
+            raise UserError(
+                f"the training split has {len(vectors)} feature vectors, too few distinct ones for a "
+                f"codebook of {size}; pass a smaller --num_vectors or use more training images"
+            )
+        return vectors
 
     def on_fit_end(self) -> None:
         if self.trainer.world_size > 1:
@@ -94,9 +142,17 @@ class VQSegmentationModule(SegmentationModule):
     def record_squeeze(self, stage: str, loss: torch.Tensor, indices, batch_size: int) -> None:
         self._metric(stage, "usage").update(indices)
         self._metric(stage, "vq_loss").update(loss.detach(), weight=batch_size)
+        if stage == "train":
+            replaced = float(self.bottleneck.quantizer.read_codes_replaced())
+            self.train_codes_replaced.update(replaced)
+            self.log("train/codes_replaced", replaced, on_step=True, on_epoch=False, batch_size=batch_size)
 
     def epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
         values = super().epoch_metrics(stage)
+        if stage == "train":
+            values["codes_replaced_per_step"] = self.train_codes_replaced.compute()
+            self.train_codes_replaced.reset()
+            self.codes_replaced_history.append(float(values["codes_replaced_per_step"]))
         values["vq_loss"] = self._metric(stage, "vq_loss").compute()
         self._metric(stage, "vq_loss").reset()
         stats = self._metric(stage, "usage").compute()
@@ -110,6 +166,13 @@ class VQSegmentationModule(SegmentationModule):
             self._report_usage(stats)
         return values
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[CHECKPOINT_KEY]["codes_replaced_per_step"] = list(self.codes_replaced_history)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.codes_replaced_history = list(checkpoint[CHECKPOINT_KEY]["codes_replaced_per_step"])
+
     @rank_zero_only
     def _report_usage(self, stats: dict) -> None:
         alphabet = self.bottleneck.quantizer.alphabet_size
@@ -118,11 +181,32 @@ class VQSegmentationModule(SegmentationModule):
                  alphabet, float(stats["perplexity"]))  # fmt: skip
         if usage < LOW_USAGE:
             log.warning(
-                "warning: only %.1f%% of the %d codes are in use; try a smaller --num_vectors, "
-                "a lower --decay or --dead_code_threshold above 0",
+                "warning: only %.1f%% of the %d codes are in use; try a smaller --num_vectors "
+                "or a lower --decay",
                 100 * usage,
                 alphabet,
             )
+
+    # the sender and the receiver, one image at a time: batched matrix products can round
+    # differently from single-image ones, and a payload always carries one image
+
+    @torch.no_grad()
+    def encode_image(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One (3, S, S) image -> its (1, C, h, w) features and the (h, w, L) indices sent for it."""
+        features = self.backbone.features_one_by_one(image.unsqueeze(0).to(self.device))
+        return features, self.indices_of(features)[0]
+
+    @torch.no_grad()
+    def indices_of(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) features -> (B, h, w, L) indices, as in eval mode."""
+        return self.bottleneck.encode(features)[1]
+
+    @torch.no_grad()
+    def decode_mask(self, indices: torch.Tensor) -> torch.Tensor:
+        """One image's (h, w, L) indices -> its (S, S) labels: exactly what the receiver computes."""
+        features = self.bottleneck.decode(indices.unsqueeze(0).to(self.device))
+        size = (self.hparams.image_size, self.hparams.image_size)
+        return self.backbone.classify(features, size).argmax(dim=1)[0]
 
     @torch.no_grad()
     def count_codes(self, dataloader) -> dict:

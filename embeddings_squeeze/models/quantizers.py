@@ -4,11 +4,16 @@ Every quantizer takes (B, D, h, w) maps and returns the quantized map, integer i
 (B, h, w, L) with one column per index level (L = ``num_quantizers`` for RVQ, 1 otherwise), and a
 scalar loss. ``alphabet_size`` is the number of values one index level can take; those indices
 are what a sender transmits.
+
+Codebook health (VQ, RVQ): codebooks start from k-means on a pool of training vectors (see
+``initialize_codebooks``), and a code is re-seeded only when its EMA usage per training step falls
+far below its fair share of the step's vectors (see ``configure_dead_codes``).
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from einops import rearrange
@@ -27,6 +32,14 @@ FSQ_LEVELS = {
     2**14: [8, 8, 8, 6, 5],
     2**16: [8, 8, 8, 5, 5, 5],
 }
+# vector-quantize-pytorch's FSQ refuses a level of 2 unless its symmetry-preserving variant is on
+MIN_FSQ_LEVEL = 3
+# 'auto' dead-code rule: a code is dead when its EMA usage drops below this share of a uniform
+# code's usage per step (vectors per step / K); a re-seeded code restarts at the uniform share, so
+# an unused code survives about ln(1 / DEAD_CODE_SHARE) / (1 - decay) steps before it is replaced
+DEAD_CODE_SHARE = 1 / 16
+# k-means starts from this many training vectors per code (fewer only when the split is smaller)
+KMEANS_VECTORS_PER_CODE = 10
 
 
 def parse_levels(text: str | None) -> list[int] | None:
@@ -39,8 +52,11 @@ def parse_levels(text: str | None) -> list[int] | None:
         raise UserError(
             f"--fsq_levels must be comma-separated integers such as 8,5,5, got {text!r}"
         ) from None
-    if any(level < 2 for level in levels):
-        raise UserError(f"every FSQ level must be at least 2, got {text!r}")
+    if any(level < MIN_FSQ_LEVEL for level in levels):
+        raise UserError(
+            f"every FSQ level must be at least {MIN_FSQ_LEVEL} (the FSQ implementation rejects a "
+            f"level of 2), got {text!r}; try 3 instead of 2"
+        )
     return levels
 
 
@@ -49,8 +65,22 @@ def fsq_levels_for(codebook_size: int) -> list[int]:
     if codebook_size in FSQ_LEVELS:
         return FSQ_LEVELS[codebook_size]
     dims = max(1, round(math.log(codebook_size) / math.log(6)))
-    level = max(2, round(codebook_size ** (1 / dims)))
+    level = max(MIN_FSQ_LEVEL, round(codebook_size ** (1 / dims)))
     return [level] * dims
+
+
+class CodeNorm(nn.BatchNorm1d):
+    """Per-channel standardisation of (..., C) code inputs, without a learned scale.
+
+    FSQ bounds each channel with tanh; without this, the projection grows during training until
+    most inputs saturate the tanh (|z| > 2), their gradients vanish and the codes stop moving.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__(channels, affine=False)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return super().forward(codes.reshape(-1, codes.shape[-1])).reshape(codes.shape)
 
 
 class Quantizer(nn.Module):
@@ -62,11 +92,11 @@ class Quantizer(nn.Module):
         codebook_size: K, codes per level (VQ, RVQ, LFQ; a power of two for LFQ); for FSQ it only
             chooses the levels when ``fsq_levels`` is not given.
         num_quantizers: residual levels (RVQ only).
-        fsq_levels: FSQ levels, e.g. [8, 5, 5] (FSQ only).
+        fsq_levels: FSQ levels, e.g. [8, 5, 5] (FSQ only), each at least 3.
         commitment_weight: commitment loss weight (VQ, RVQ).
         decay: EMA decay of the codebooks (VQ, RVQ).
-        kmeans_init: initialise VQ/RVQ codebooks by k-means on the first training batch.
-        dead_code_threshold: replace VQ/RVQ codes whose EMA usage falls below this (0: never).
+        kmeans_init: initialise VQ/RVQ codebooks by k-means on training vectors.
+        entropy_loss_weight: weight of LFQ's entropy auxiliary loss (LFQ only).
     """
 
     def __init__(
@@ -79,7 +109,7 @@ class Quantizer(nn.Module):
         commitment_weight: float = 0.25,
         decay: float = 0.99,
         kmeans_init: bool = True,
-        dead_code_threshold: float = 2.0,
+        entropy_loss_weight: float = 0.01,
     ):
         super().__init__()
         if quantizer_type not in QUANTIZER_TYPES:
@@ -89,12 +119,14 @@ class Quantizer(nn.Module):
         self.quantizer_type = quantizer_type
         self.levels = num_quantizers if quantizer_type == "rvq" else 1
         self.norm = nn.Identity()
+        self.codes_replaced = 0  # since the last read_codes_replaced()
+        # replacement stays off until configure_dead_codes() knows the vectors per step
         codebook = dict(
             codebook_size=codebook_size,
             decay=decay,
             commitment_weight=commitment_weight,
             kmeans_init=kmeans_init,
-            threshold_ema_dead_code=dead_code_threshold,
+            threshold_ema_dead_code=0,
         )
         if quantizer_type == "vq":
             self.quantizer = VectorQuantize(dim=dim, **codebook)
@@ -104,31 +136,103 @@ class Quantizer(nn.Module):
             self.alphabet_size = codebook_size
         elif quantizer_type == "fsq":
             self.fsq_levels = fsq_levels or fsq_levels_for(codebook_size)
+            if min(self.fsq_levels) < MIN_FSQ_LEVEL:
+                raise UserError(f"every FSQ level must be at least {MIN_FSQ_LEVEL}, got {self.fsq_levels}")
             self.quantizer = FSQ(levels=self.fsq_levels, dim=dim)
+            # standardise what reaches FSQ's tanh bound (see CodeNorm)
+            self.quantizer.project_in = nn.Sequential(
+                self.quantizer.project_in, CodeNorm(len(self.fsq_levels))
+            )
             self.alphabet_size = math.prod(self.fsq_levels)
         else:
             if codebook_size < 2 or codebook_size & (codebook_size - 1):
                 raise UserError(f"LFQ needs --num_vectors to be a power of two, got {codebook_size}")
             # sign quantization collapses on features of one sign (post-ReLU maps): centre them first
             self.norm = nn.LayerNorm(dim)
-            self.quantizer = LFQ(dim=dim, codebook_size=codebook_size, entropy_loss_weight=0.1)
+            # the library's default entropy weight (0.1) outweighs the segmentation loss here and
+            # collapses the head onto the majority class; 0.01 keeps it a regulariser
+            self.quantizer = LFQ(
+                dim=dim, codebook_size=codebook_size, entropy_loss_weight=entropy_loss_weight
+            )
             self.alphabet_size = codebook_size
+        for book in self.codebooks():
+            book.replace = partial(self._counted_replace, book.replace)
+
+    def codebooks(self) -> list[Codebook]:
+        """The learned codebooks (VQ: one, RVQ: one per level, FSQ/LFQ: none), in level order."""
+        return [module for module in self.modules() if isinstance(module, Codebook)]
 
     @property
-    def fixed_bits_per_vector(self) -> float:
-        """Bits of a fixed-length code for one grid position."""
-        if self.quantizer_type == "fsq":
-            return sum(math.log2(level) for level in self.fsq_levels)
+    def fixed_bits_per_vector(self) -> int:
+        """Bits of a fixed-length code for one grid position: whole bits per index level.
+
+        One rule for every type: ceil(log2(alphabet size)) per level, since a fixed-length code
+        cannot send a fraction of a bit (FSQ's 8 x 6 x 5 = 240 codes cost 8 bits, not 7.9).
+        """
         return math.ceil(math.log2(self.alphabet_size)) * self.levels
 
     def decoder_parameter_count(self) -> int:
         """Numbers the receiver needs to turn indices back into vectors."""
-        if self.quantizer_type == "vq":
-            return self.quantizer.codebook.numel()
-        if self.quantizer_type == "rvq":
-            return sum(layer.codebook.numel() for layer in self.quantizer.layers)
+        if self.codebooks():
+            return sum(book.embed.numel() for book in self.codebooks())
         # FSQ and LFQ codes are implicit: only their output projection is learned
         return sum(p.numel() for p in self.quantizer.project_out.parameters())
+
+    def distinct_codes(self) -> int:
+        """Distinct code vectors per level, summed (implicit FSQ/LFQ codes are distinct by design)."""
+        if not self.codebooks():
+            return self.alphabet_size
+        return sum(len(torch.unique(book.embed[0], dim=0)) for book in self.codebooks())
+
+    def configure_dead_codes(self, threshold: float | str, vectors_per_step: int) -> None:
+        """Set the VQ/RVQ dead-code rule for training steps of ``vectors_per_step`` vectors.
+
+        ``threshold`` 'auto' scales with the step and the codebook (see ``DEAD_CODE_SHARE``); a
+        number is the EMA usage per step below which a code is replaced (0: never). A replaced
+        code restarts at the uniform usage vectors_per_step / K, so it is not replaced again at
+        once.
+        """
+        fair_share = vectors_per_step / self.alphabet_size
+        value = DEAD_CODE_SHARE * fair_share if threshold == "auto" else float(threshold)
+        for book in self.codebooks():
+            book.threshold_ema_dead_code = value
+            book.has_dead_code_replacement = value > 0
+            book.reset_cluster_size = max(value, fair_share)
+
+    def _counted_replace(self, replace, batch_samples, batch_mask, seq_mask=None) -> None:
+        # as the library does, at most as many codes as there are vectors are replaced at once
+        samples = batch_samples.shape[-2]
+        self.codes_replaced += int(batch_mask.sum(dim=-1).clamp(max=samples).sum())
+        replace(batch_samples, batch_mask, seq_mask)
+
+    def read_codes_replaced(self) -> int:
+        """Codes re-seeded since the last call (all levels)."""
+        count, self.codes_replaced = self.codes_replaced, 0
+        return count
+
+    @torch.no_grad()
+    def initialize_codebooks(self, vectors: torch.Tensor, vectors_per_step: int) -> None:
+        """k-means start of every VQ/RVQ codebook from (N, D) training vectors.
+
+        RVQ levels are initialised in order, each on the residuals the previous levels leave. The
+        k-means cluster sizes are rescaled to usage per step of ``vectors_per_step`` vectors, the
+        unit of the EMA usage that the dead-code rule compares against.
+        """
+        was_training = self.training
+        self.eval()
+        residual = vectors.float()
+        layers = self.quantizer.layers if self.quantizer_type == "rvq" else [self.quantizer]
+        for layer, book in zip(layers, self.codebooks()):
+            book.init_embed_(residual.unsqueeze(0))  # (1, N, D): one codebook head
+            book.cluster_size.mul_(vectors_per_step / len(residual))
+            book.embed_avg.copy_(book.embed * book.cluster_size.unsqueeze(-1))
+            quantized, _, _ = layer(residual.unsqueeze(0))
+            residual = residual - quantized[0]
+        self.train(was_training)
+
+    @property
+    def needs_initialization(self) -> bool:
+        return any(not book.initted for book in self.codebooks())
 
     def synchronize_across_processes(self) -> None:
         """Make VQ/RVQ codebook updates identical on every DDP process.
@@ -136,12 +240,11 @@ class Quantizer(nn.Module):
         vector-quantize-pytorch decides at construction whether to all-reduce its EMA statistics,
         but Lightning builds the model before the process group exists; switch it on afterwards.
         """
-        for codebook in self.modules():
-            if isinstance(codebook, Codebook):
-                codebook.use_ddp = True
-                codebook.all_reduce_fn = distributed.all_reduce
-                codebook.kmeans_all_reduce_fn = distributed.all_reduce
-                codebook.sample_fn = codebook.replace_sample_fn = sample_vectors_distributed
+        for codebook in self.codebooks():
+            codebook.use_ddp = True
+            codebook.all_reduce_fn = distributed.all_reduce
+            codebook.kmeans_all_reduce_fn = distributed.all_reduce
+            codebook.sample_fn = codebook.replace_sample_fn = sample_vectors_distributed
 
     def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, D, h, w) -> quantized (B, D, h, w), indices (B, h, w, L), scalar loss."""

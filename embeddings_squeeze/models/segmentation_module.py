@@ -15,7 +15,8 @@ from embeddings_squeeze.data.labels import IGNORE_INDEX, class_names
 from embeddings_squeeze.models.backbones import build_backbone
 
 CHECKPOINT_KEY = "embeddings_squeeze"
-CHECKPOINT_FORMAT = 1
+# 2: float16-rounded features, split_seed, FSQ code norm, cross-entropy as loss, replacement history
+CHECKPOINT_FORMAT = 2
 FROZEN_PREFIX = "backbone.encoder."
 STAGES = ("train", "val", "test")
 # the frozen encoder is kept in eval mode on purpose (see SegmentationBackbone.train)
@@ -63,8 +64,7 @@ class SegmentationModule(pl.LightningModule):
             setattr(
                 self, f"{stage}_miou", MulticlassJaccardIndex(self.num_classes, ignore_index=IGNORE_INDEX)
             )
-            setattr(self, f"{stage}_loss", MeanMetric())
-            setattr(self, f"{stage}_cross_entropy", MeanMetric())
+            setattr(self, f"{stage}_loss", MeanMetric())  # cross-entropy, the same on every stage
 
     def squeeze(self, features: torch.Tensor):
         """Hook for a bottleneck: returns (features, extra loss, code indices or None)."""
@@ -95,15 +95,14 @@ class SegmentationModule(pl.LightningModule):
         features, squeeze_loss, indices = self.squeeze(self.features_of(inputs))
         logits = self.backbone.classify(features, masks.shape[-2:])
         cross_entropy = F.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX)
-        loss = cross_entropy + squeeze_loss
         size = len(inputs)
         self._metric(stage, "miou").update(logits.argmax(dim=1), masks)
-        self._metric(stage, "loss").update(loss.detach(), weight=size)
-        self._metric(stage, "cross_entropy").update(cross_entropy.detach(), weight=size)
+        self._metric(stage, "loss").update(cross_entropy.detach(), weight=size)
         self.record_squeeze(stage, squeeze_loss, indices, size)
         if stage == "train":
-            self.log("train/loss_step", loss, prog_bar=True, batch_size=size)
-        return loss
+            self.log("train/loss_step", cross_entropy, prog_bar=True, batch_size=size)
+        # what is minimised: the quantizer's loss (logged on its own) joins the cross-entropy
+        return cross_entropy + squeeze_loss
 
     def _metric(self, stage: str, name: str) -> Metric:
         return getattr(self, f"{stage}_{name}")
@@ -111,7 +110,7 @@ class SegmentationModule(pl.LightningModule):
     def epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
         """This epoch's values over every image of every process; resets the accumulators."""
         values = {}
-        for name in ("miou", "loss", "cross_entropy"):
+        for name in ("miou", "loss"):
             values[name] = self._metric(stage, name).compute()
             self._metric(stage, name).reset()
         return values

@@ -25,15 +25,17 @@ def read_checkpoint(path: str | Path) -> dict:
     if not zipfile.is_zipfile(path):  # torch.save writes zip archives; anything else is foreign or cut
         raise UserError(f"{path} is not a readable checkpoint (truncated, corrupt or another kind of file)")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0]
+        # memory-mapped: reading the metadata of a large checkpoint does not read its weights
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
         raise UserError(
-            f"{path} was refused: it is not a plain-data checkpoint and loading it could run code ({reason})"
+            f"{path} was refused: loading it would run code stored in the file (it holds objects other "
+            "than tensors and plain values); use a checkpoint written by embeddings_squeeze training"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{path} is not a readable checkpoint (truncated or corrupt? {reason})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile):
+        raise UserError(
+            f"{path} is not a readable checkpoint (truncated or corrupt); copy it again or retrain"
+        ) from None
     if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
         raise UserError(
             f"{path} is not an embeddings_squeeze checkpoint; pass a last.ckpt written by training"

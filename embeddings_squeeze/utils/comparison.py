@@ -77,8 +77,8 @@ class Comparison:
     vq_iou_sum: float = 0.0
     scored_images: int = 0
     total_images: int = 0
-    best: list[ScoredImage] = field(default_factory=list)
-    worst: list[ScoredImage] = field(default_factory=list)
+    # ranking ('iou' or 'delta') -> (best images, worst images)
+    rankings: dict[str, tuple[list[ScoredImage], list[ScoredImage]]] = field(default_factory=dict)
     rate: dict = field(default_factory=dict)  # the VQ model's rate table on this split
 
     def summary(self) -> dict:
@@ -128,12 +128,15 @@ def compare_models(
     device: torch.device,
     record: Callable[[dict], None],
     share_backbone: bool = True,
-    rank_by: str = "iou",
+    rank_by: tuple[str, ...] = ("iou",),
 ) -> Comparison:
     """Score both models on every image of ``loader``; rank them; measure the VQ rate.
 
-    ``rank_by``: 'iou' ranks by VQ IoU; 'delta' by VQ IoU minus baseline IoU, so the worst images
-    are those where the bottleneck loses most against the baseline.
+    Each image runs on its own, the VQ model through ``encode_image`` and ``decode_mask``, so its
+    prediction is exactly what decode(encode(image)) gives, whatever the loader's batch size.
+
+    ``rank_by``: the rankings to keep, from one pass: 'iou' ranks by VQ IoU; 'delta' by VQ IoU
+    minus baseline IoU, so the worst images are those where the bottleneck loses most.
 
     When both models share their frozen encoder, it runs once per batch for both (unless
     ``share_backbone`` is False, which only benchmarks use).
@@ -147,18 +150,23 @@ def compare_models(
         baseline_confusion=torch.zeros(num_classes, num_classes, dtype=torch.long),
         vq_confusion=torch.zeros(num_classes, num_classes, dtype=torch.long),
     )
-    extremes = Extremes(n_best, n_worst)
+    rankings = {ranking: Extremes(n_best, n_worst) for ranking in rank_by}
     rate = RateMeter(vq)
     mean, std = vq.backbone.mean, vq.backbone.std
     for images, masks, positions in tqdm(loader, desc="comparing baseline and VQ", unit="batch"):
-        inputs = images.to(device)
-        size = inputs.shape[-2:]
-        vq_features = vq.backbone.features(inputs)
-        baseline_features = vq_features if shared else baseline.backbone.features(inputs)
-        baseline_pred = baseline.logits_from_features(baseline_features, size).argmax(dim=1).cpu()
-        reconstructed, _, indices = vq.squeeze(vq_features)
-        vq_pred = vq.backbone.classify(reconstructed, size).argmax(dim=1).cpu()
-        rate.update(indices)
+        baseline_preds, vq_preds, batch_indices = [], [], []
+        for image in images:  # one at a time, as encode and decode handle images (see encode_image)
+            vq_features, indices = vq.encode_image(image)
+            if shared:
+                baseline_features = vq_features
+            else:
+                baseline_features = baseline.backbone.features(image.unsqueeze(0).to(device))
+            size = image.shape[-2:]
+            baseline_preds.append(baseline.logits_from_features(baseline_features, size).argmax(dim=1)[0])
+            vq_preds.append(vq.decode_mask(indices))
+            batch_indices.append(indices)
+        baseline_pred, vq_pred = torch.stack(baseline_preds).cpu(), torch.stack(vq_preds).cpu()
+        rate.update(torch.stack(batch_indices))
         baseline_confusion = confusion_matrices(baseline_pred, masks, num_classes)
         vq_confusion = confusion_matrices(vq_pred, masks, num_classes)
         result.baseline_confusion += baseline_confusion.sum(dim=0)
@@ -194,8 +202,9 @@ def compare_models(
                     vq_pred=vq_pred[j].to(torch.uint8).numpy(),
                 )
 
-            score = vq_iou[j] - baseline_iou[j] if rank_by == "delta" else vq_iou[j]
-            extremes.offer(score, position, make_item)
-    result.best, result.worst = extremes.best(), extremes.worst()
+            scores = {"iou": vq_iou[j], "delta": vq_iou[j] - baseline_iou[j]}
+            for ranking, extremes in rankings.items():
+                extremes.offer(scores[ranking], position, make_item)
+    result.rankings = {ranking: (ext.best(), ext.worst()) for ranking, ext in rankings.items()}
     result.rate = rate.report()
     return result

@@ -33,7 +33,7 @@ def _round_trip(pixels: torch.Tensor, mean, std, codec: str, quality: int) -> tu
     size = buffer.tell()
     buffer.seek(0)
     with Image.open(buffer) as decoded:
-        array = np.asarray(decoded.convert("RGB"))
+        array = np.array(decoded.convert("RGB"))  # a writable copy for torch
     restored = TF.normalize(TF.to_tensor(array), list(mean), list(std))
     return restored, size
 

@@ -37,9 +37,18 @@ def fingerprint(module) -> bytes:
     return digest.digest()[:8]
 
 
+def coder_probabilities(histogram: torch.Tensor) -> torch.Tensor:
+    """(L, A) training code counts -> the coder's (L, A) probabilities, add-one smoothed.
+
+    The one definition of the coder's model: payloads are coded with it, and the rate table's
+    coded bits are the cross-entropy under it.
+    """
+    smoothed = histogram.double().cpu() + 1
+    return smoothed / smoothed.sum(dim=-1, keepdim=True)
+
+
 def _models(histogram: torch.Tensor) -> list:
-    probabilities = (histogram.double() + 1).numpy()
-    probabilities /= probabilities.sum(axis=-1, keepdims=True)
+    probabilities = coder_probabilities(histogram).numpy()
     return [constriction.stream.model.Categorical(level, perfect=False) for level in probabilities]
 
 
@@ -79,8 +88,10 @@ def decode_indices(
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(body, dtype=">u4").astype(np.uint32))
     try:
         symbols = np.stack([decoder.decode(model, height * width) for model in _models(histogram)], axis=-1)
-    except (ValueError, RuntimeError) as error:
-        raise UserError(f"{name} is truncated or corrupt ({error}); encode the image again") from None
+    except (ValueError, RuntimeError):
+        raise UserError(
+            f"{name} is truncated or corrupt (the range decoder failed); encode the image again"
+        ) from None
     if _crc(symbols) != crc:
         raise UserError(f"{name} is truncated or corrupt (checksum mismatch); encode the image again")
     return torch.from_numpy(symbols.astype(np.int64)).reshape(height, width, levels)

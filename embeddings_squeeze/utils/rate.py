@@ -1,12 +1,15 @@
-"""Rate accounting: what each image costs to send through the bottleneck.
+"""Rate accounting: what each image costs to send through the bottleneck, on the evaluated split.
 
-- fixed-length: every grid position sends ``fixed_bits_per_vector`` bits (ceil(log2 K) per level
-  for VQ/RVQ, sum(log2 level) for FSQ, log2 K for LFQ);
-- entropy: the empirical entropy of the indices under the training split's code histogram, the
-  rate an ideal entropy coder would reach with that model;
-- payload: the measured length of real encoded files (``utils/payload.py``), header included;
+- fixed-length: every grid position sends ``fixed_bits_per_vector`` bits, ceil(log2 alphabet size)
+  per index level for every quantizer type;
+- entropy: the empirical entropy of the split's own indices, a lower bound no coder with a fixed
+  model reaches;
+- coded: the cross-entropy of the split's indices under the coder's model (the training split's
+  add-one-smoothed histogram), i.e. what the range coder achieves before framing;
+- payload: the measured length of real encoded files (``utils/payload.py``), header and framing included;
 - references: the same grid of embeddings sent as float32 or float16 numbers;
-- decoder cost: the one-off size of what the receiver must hold (codebooks and output projection).
+- receiver: the one-off size of what the receiver must hold: the bottleneck's decoder (codebooks
+  and output projection) and, separately, the segmentation head.
 Bits per pixel divide by the model input H x W.
 """
 
@@ -18,39 +21,44 @@ import statistics
 import torch
 from tqdm import tqdm
 
+from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.bottleneck import count_codes
-from embeddings_squeeze.utils.payload import encode_indices, fingerprint
+from embeddings_squeeze.utils.payload import coder_probabilities, encode_indices, fingerprint
 
 
-def entropy_bits(histogram: torch.Tensor) -> float:
-    """Sum over index levels of the Shannon entropy (bits) of each level's code distribution."""
-    probabilities = histogram.double() / histogram.sum(dim=-1, keepdim=True).clamp(min=1)
+def entropy_bits(counts: torch.Tensor) -> float:
+    """Sum over index levels of the Shannon entropy (bits) of each level's (L, A) code counts."""
+    probabilities = counts.double() / counts.sum(dim=-1, keepdim=True).clamp(min=1)
     return float(-(probabilities * probabilities.clamp(min=1e-300).log2()).sum())
 
 
-def cross_entropy_bits(counts: torch.Tensor, histogram: torch.Tensor) -> float:
-    """Mean bits per vector of coding ``counts`` with the add-one-smoothed training histogram."""
-    model = (histogram.double() + 1) / (histogram.double() + 1).sum(dim=-1, keepdim=True)
+def coded_bits(counts: torch.Tensor, histogram: torch.Tensor) -> float:
+    """Mean bits per vector of coding (L, A) ``counts`` with the coder's model built from ``histogram``."""
     vectors = counts[0].sum().clamp(min=1)
-    return float(-(counts.double() * model.log2()).sum() / vectors)
+    return float(-(counts.double().cpu() * coder_probabilities(histogram).log2()).sum() / vectors)
 
 
-def decoder_bytes(module) -> int:
-    """Bytes (float32) the receiver holds once: the codebooks and the output projection."""
-    bottleneck = module.bottleneck
-    return 4 * (
-        bottleneck.quantizer.decoder_parameter_count()
-        + sum(p.numel() for p in bottleneck.project_out.parameters())
-    )
+def float32_bytes(parameters) -> int:
+    """Bytes of these tensors sent once as float32 numbers."""
+    return 4 * sum(tensor.numel() for tensor in parameters)
 
 
-def rate_report(
-    module, split_counts: torch.Tensor | None = None, payload_bytes: list[int] | None = None
-) -> dict:
-    """The rate table for a VQ module at its own input size.
+def coder_histogram(module) -> torch.Tensor:
+    """The VQ module's code histogram, refused when the checkpoint was saved before counting."""
+    histogram = module.bottleneck.code_histogram
+    if histogram.sum() == 0:
+        raise UserError(
+            "this checkpoint has no code histogram (it was saved before training finished, e.g. "
+            "interrupted.ckpt); use last.ckpt or best-epochNN.ckpt of a finished run"
+        )
+    return histogram.cpu()
 
-    ``split_counts`` (L, A) are the evaluated split's code counts (for the cross-entropy the coder
-    achieves on that split); ``payload_bytes`` are real payload sizes measured one image at a time.
+
+def rate_report(module, split_counts: torch.Tensor, payload_bytes: list[int]) -> dict:
+    """The rate table of a VQ module at its own input size, on a split.
+
+    ``split_counts`` (L, A) are the evaluated split's code counts; ``payload_bytes`` are real
+    payload sizes measured one image at a time.
     """
     image_size = module.hparams.image_size
     grid_h, grid_w = module.backbone.grid_size(image_size)
@@ -58,44 +66,48 @@ def rate_report(
     pixels = image_size * image_size
     quantizer = module.bottleneck.quantizer
     fixed_vector = quantizer.fixed_bits_per_vector
-    histogram = module.bottleneck.code_histogram
-    # a checkpoint saved before the training split was counted has no code statistics
-    entropy_vector = entropy_bits(histogram) if histogram.sum() > 0 else float("nan")
+    entropy_vector = entropy_bits(split_counts)
+    coded_vector = coded_bits(split_counts, coder_histogram(module))
+    payload_mean = statistics.fmean(payload_bytes)
     float32_bits = positions * module.backbone.out_channels * 32
+    bits = {
+        "fixed": fixed_vector * positions,
+        "coded": coded_vector * positions,
+        "payload": 8 * payload_mean,
+    }
+    history = module.codes_replaced_history
     report = {
         "quantizer_type": quantizer.quantizer_type,
         "index_levels": quantizer.levels,
         "alphabet_size": quantizer.alphabet_size,
+        "distinct_codes": quantizer.distinct_codes(),
         "grid": [grid_h, grid_w],
         "positions_per_image": positions,
         "input_pixels": pixels,
+        "images": len(payload_bytes),
+        "code_usage_on_split": float((split_counts > 0).double().mean()),
         "fixed_bits_per_vector": fixed_vector,
         "fixed_bits_per_image": fixed_vector * positions,
         "fixed_bits_per_pixel": fixed_vector * positions / pixels,
         "entropy_bits_per_vector": entropy_vector,
         "entropy_bits_per_image": entropy_vector * positions,
+        "coded_bits_per_vector": coded_vector,
+        "coded_bits_per_image": coded_vector * positions,
+        "payload_bytes_mean": payload_mean,
+        "payload_bytes_median": statistics.median(payload_bytes),
+        "payload_bits_per_pixel": 8 * payload_mean / pixels,
         "float32_bits_per_image": float32_bits,
         "float16_bits_per_image": float32_bits // 2,
-        "compression_vs_float32_fixed": float32_bits / (fixed_vector * positions),
-        "compression_vs_float16_fixed": float32_bits / 2 / (fixed_vector * positions),
-        "decoder_bytes": decoder_bytes(module),
+        "decoder_bytes": 4 * quantizer.decoder_parameter_count()
+        + float32_bytes(module.bottleneck.project_out.parameters()),
+        "head_bytes": float32_bytes(module.backbone.head.state_dict().values()),
+        # mean codes re-seeded per training step, over the epochs after the first
+        "codes_replaced_per_step_after_epoch1": statistics.fmean(history[1:]) if len(history) > 1 else None,
     }
-    if entropy_vector > 0:
-        report["compression_vs_float32_entropy"] = float32_bits / (entropy_vector * positions)
-    if split_counts is not None and split_counts.sum() > 0:
-        report["code_usage_on_split"] = (split_counts > 0).double().mean().item()
-        if histogram.sum() > 0:
-            report["coded_bits_per_vector_on_split"] = cross_entropy_bits(split_counts, histogram)
-    if payload_bytes:
-        mean = statistics.fmean(payload_bytes)
-        report.update(
-            payload_images=len(payload_bytes),
-            payload_bytes_mean=mean,
-            payload_bytes_median=statistics.median(payload_bytes),
-            payload_bits_per_pixel=8 * mean / pixels,
-            compression_vs_float32_payload=float32_bits / (8 * mean),
-            compression_vs_float16_payload=float32_bits / 2 / (8 * mean),
-        )
+    for name, size in bits.items():
+        if size > 0:
+            report[f"compression_vs_float32_{name}"] = float32_bits / size
+            report[f"compression_vs_float16_{name}"] = float32_bits / 2 / size
     return {
         key: (round(value, 6) if isinstance(value, float) and math.isfinite(value) else value)
         for key, value in report.items()
@@ -109,7 +121,7 @@ class RateMeter:
         quantizer = module.bottleneck.quantizer
         self.module = module
         self.counts = torch.zeros(quantizer.levels, quantizer.alphabet_size, dtype=torch.long)
-        self.histogram = module.bottleneck.code_histogram.cpu()
+        self.histogram = coder_histogram(module)
         self.key = fingerprint(module)
         self.sizes: list[int] = []
 

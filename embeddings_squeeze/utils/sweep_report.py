@@ -16,6 +16,8 @@ from embeddings_squeeze.utils.run_info import write_json
 NUMERIC = (
     "fixed_bits_per_image",
     "entropy_bits_per_image",
+    "coded_bits_per_image",
+    "codes_replaced_per_step",
     "payload_bytes_per_image",
     "miou",
     "delta_miou",
@@ -64,41 +66,55 @@ def write_tables(rows: list[dict], output_dir: Path) -> list[dict]:
     return aggregates
 
 
+def _curve(members: list[dict], key: str, size) -> tuple[list, list, list]:
+    """(bytes, mean mIoU, mIoU std over seeds) per point of one curve, sorted by bytes."""
+    points = defaultdict(list)
+    for row in members:
+        points[row["num_vectors"] if row["kind"] == "vq" else row["quality"]].append(row)
+    curve = []
+    for group in points.values():
+        ious = [r["miou"] for r in group]
+        curve.append(
+            (statistics.fmean(size(r[key]) for r in group), statistics.fmean(ious),
+             statistics.stdev(ious) if len(ious) > 1 else 0.0)
+        )  # fmt: skip
+    return [list(values) for values in zip(*sorted(curve))]
+
+
 def plot_rate_quality(rows: list[dict], title: str, path: Path) -> None:
-    """mIoU against bytes per image (log x): a line per quantizer and per image codec."""
+    """mIoU against bytes per image (log x): per quantizer its measured payloads (solid) and its
+    entropy-coded size before framing (dashed, the coded bits), and a line per image codec."""
     figure = Figure(figsize=(8, 5.5), dpi=100)
     axis = figure.add_subplot()
     lines = defaultdict(list)
     for row in rows:
-        if row["kind"] == "vq":
-            lines[f"{row['quantizer'].upper()} (entropy-coded payload)"].append(row)
-        elif row["kind"] == "input":
-            lines[f"{row['codec']} input + baseline"].append(row)
-    for label, members in sorted(lines.items()):
-        points = defaultdict(list)
-        for row in members:
-            points[row["num_vectors"] if row["kind"] == "vq" else row["quality"]].append(row)
-        xs, ys, errors = [], [], []
-        for _, group in sorted(points.items()):
-            xs.append(statistics.fmean(r["payload_bytes_per_image"] for r in group))
-            ys.append(statistics.fmean(r["miou"] for r in group))
-            errors.append(statistics.stdev([r["miou"] for r in group]) if len(group) > 1 else 0.0)
-        order = sorted(range(len(xs)), key=xs.__getitem__)
-        axis.errorbar(
-            [xs[i] for i in order],
-            [ys[i] for i in order],
-            yerr=[errors[i] for i in order],
-            marker="o",
-            capsize=3,
-            label=label,
+        if row["kind"] in ("vq", "input"):
+            lines[row["quantizer"] if row["kind"] == "vq" else row["codec"]].append(row)
+    colours = iter(f"C{i}" for i in range(10))
+    for name, members in sorted(lines.items()):
+        colour = next(colours)
+        if members[0]["kind"] == "input":
+            curves = [("payload_bytes_per_image", 1, "-", f"{name} input + baseline")]
+        else:
+            curves = [
+                ("payload_bytes_per_image", 1, "-", f"{name.upper()} payload (measured)"),
+                ("coded_bits_per_image", 1 / 8, "--", f"{name.upper()} entropy-coded, before framing"),
+            ]
+        for key, scale, style, label in curves:
+            xs, ys, errors = _curve(members, key, lambda value, scale=scale: value * scale)
+            axis.errorbar(
+                xs, ys, yerr=errors, marker="o", capsize=3, linestyle=style, color=colour, label=label
+            )
+    baselines = [row["miou"] for row in rows if row["kind"] == "baseline"]
+    if baselines:
+        label = "baseline, uncompressed features" + (
+            f" (mean of {len(baselines)} seeds)" if len(baselines) > 1 else ""
         )
-    baseline = next((row for row in rows if row["kind"] == "baseline"), None)
-    if baseline is not None:
-        axis.axhline(baseline["miou"], color="black", linestyle="--", label="baseline, uncompressed features")
+        axis.axhline(statistics.fmean(baselines), color="black", linestyle=":", label=label)
     axis.set_xscale("log")
-    axis.set_xlabel("bytes per image (measured, log scale)")
+    axis.set_xlabel("bytes per image (log scale)")
     axis.set_ylabel("mIoU")
-    axis.set_title(title, fontsize=10)
+    axis.set_title(title, fontsize=10, wrap=True)
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize=8)
     figure.tight_layout()
@@ -145,10 +161,14 @@ def write_report(
         "quality",
         "num_vectors",
         "seed",
+        "alphabet_size",
+        "distinct_codes",
         "fixed_bits_per_image",
         "entropy_bits_per_image",
+        "coded_bits_per_image",
         "payload_bytes_per_image",
         "compression_vs_float32",
+        "codes_replaced_per_step",
         "miou",
         "delta_miou",
         "code_usage",

@@ -18,6 +18,8 @@ from torch import nn
 
 from embeddings_squeeze.errors import UserError
 
+FEATURE_DTYPE = torch.float16  # the precision of frozen features, cached or live
+
 
 class SegmentationBackbone(nn.Module):
     """A frozen encoder followed by a trainable head; see the module docstring for the contract."""
@@ -37,6 +39,7 @@ class SegmentationBackbone(nn.Module):
         self.encoder = encoder.requires_grad_(False).eval()
         self.head = head
         self._weights_id = weights_id
+        self._grids: dict[int, tuple[int, int]] = {}
         self.mean, self.std = self.normalization()
 
     @property
@@ -58,7 +61,20 @@ class SegmentationBackbone(nn.Module):
 
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encode(images)
+        """Frozen features, as float32 values rounded to float16.
+
+        The feature cache stores float16; rounding live features the same way means training,
+        the code histogram, rates, visualize and payloads all see the same numbers for an image.
+        """
+        return self.encode(images).to(FEATURE_DTYPE).float()
+
+    def features_one_by_one(self, images: torch.Tensor) -> torch.Tensor:
+        """``features`` of each image computed on its own, as a sender computes them.
+
+        Batched matrix products may round differently from single-image ones; features that must
+        equal a payload's (the feature cache, evaluation, encode) are computed this way.
+        """
+        return torch.cat([self.features(image.unsqueeze(0)) for image in images])
 
     def classify(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         logits = self.head(features)
@@ -69,9 +85,12 @@ class SegmentationBackbone(nn.Module):
 
     def grid_size(self, image_size: int) -> tuple[int, int]:
         """(h, w) of the feature map for a square input of ``image_size``."""
-        with torch.no_grad():
-            probe = torch.zeros(1, 3, image_size, image_size)
-            return tuple(self.features(probe).shape[-2:])
+        if image_size not in self._grids:
+            # probe wherever the encoder lives: the CPU, or a GPU after the model was moved there
+            device = next(self.encoder.parameters()).device
+            probe = torch.zeros(1, 3, image_size, image_size, device=device)
+            self._grids[image_size] = tuple(self.features(probe).shape[-2:])
+        return self._grids[image_size]
 
 
 def frozen_fingerprint(module: nn.Module) -> str:
@@ -88,11 +107,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"weights file {path} not found; pass --weights default, none, or an existing file")
+    unreadable = (
+        f"cannot load weights file {path} as a state dict (truncated, corrupt or another kind of file)"
+    )
+    if not zipfile.is_zipfile(path):  # torch.save writes zip archives
+        raise UserError(unreadable)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as error:
-        reason = str(error).splitlines()[0]
-        raise UserError(f"cannot load weights file {path} as a plain state dict ({reason})") from None
+    except pickle.UnpicklingError:
+        raise UserError(
+            f"weights file {path} was refused: loading it would run code stored in the file; "
+            "pass a plain state dict saved with torch.save(model.state_dict(), path)"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile):
+        raise UserError(unreadable) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -102,11 +130,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_matching(model: nn.Module, state: dict, path: str | Path, required_prefixes: tuple[str, ...]):
     """Load ``state`` into ``model``; every key under ``required_prefixes`` must be present."""
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as error:  # shape mismatches
-        reason = str(error).splitlines()[-1].strip()
-        raise UserError(f"weights file {path} does not fit this model ({reason})") from None
+    expected = model.state_dict()
+    for key, tensor in state.items():
+        if key in expected and tensor.shape != expected[key].shape:
+            raise UserError(
+                f"weights file {path} does not fit this model: {key} has shape {tuple(tensor.shape)}, "
+                f"the model expects {tuple(expected[key].shape)}; is it a state dict of the same model?"
+            )
+    result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if k.startswith(required_prefixes)]
     if missing:
         raise UserError(
@@ -117,6 +148,6 @@ def load_matching(model: nn.Module, state: dict, path: str | Path, required_pref
 
 def download_failed(weights_name: str, error: Exception) -> UserError:
     return UserError(
-        f"could not download pretrained weights {weights_name} ({error}); connect to the internet, "
-        "or pass --weights none (random init) or --weights PATH (a local state dict)"
+        f"could not download pretrained weights {weights_name} ({type(error).__name__}: no network?); "
+        "connect to the internet, or pass --weights none (random init) or --weights PATH (a local state dict)"
     )

@@ -1,0 +1,67 @@
+"""The commands on a CUDA device, on tiny data; skipped where there is none.
+
+python -m pytest -m gpu          (benchmarks/gpu_check.sh runs this)
+"""
+
+import pytest
+import torch
+from conftest import parse
+
+from embeddings_squeeze import decode, encode, squeeze, sweep, train_baseline, visualize
+from embeddings_squeeze.utils.checkpoint import load_module
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+ON_GPU = ["--weights", "none", "--image_size", 64, "--batch_size", 4, "--accelerator", "gpu"]
+
+
+def test_every_command_runs_on_cuda(pet_root, tmp_path):
+    common = [*ON_GPU, "--data_path", pet_root, "--output_dir", tmp_path / "runs", "--epochs", 2]
+    baseline = train_baseline.main(parse(train_baseline, *common, "--experiment_name", "gpu"))
+    vq = squeeze.main(parse(squeeze, *common, "--experiment_name", "gpu_vq", "--num_vectors", 8))
+    assert load_module(vq, "vq").bottleneck.code_histogram.sum() > 0
+    summary = visualize.main(
+        parse(
+            visualize,
+            "--baseline_checkpoint",
+            baseline,
+            "--vq_checkpoint",
+            vq,
+            "--data_path",
+            pet_root,
+            "--output_dir",
+            tmp_path / "vis",
+            "--accelerator",
+            "gpu",
+        )  # fmt: skip
+    )
+    assert summary["rate"]["images"] == 6 and (tmp_path / "vis" / "best_results_test.png").is_file()
+
+    images = sorted((pet_root / "oxford-iiit-pet" / "images").glob("*.jpg"))[:3]
+    payloads = encode.main(
+        parse(encode, "--checkpoint", vq, *images, "-o", tmp_path / "esq", "--accelerator", "gpu")
+    )
+    masks = decode.main(
+        parse(decode, "--checkpoint", vq, *payloads, "-o", tmp_path / "png", "--accelerator", "gpu")
+    )
+    assert [path.stem for path in masks] == [path.stem for path in images]
+
+    rows = sweep.main(
+        parse(
+            sweep,
+            *ON_GPU,
+            "--data_path",
+            pet_root,
+            "--output_dir",
+            tmp_path / "sweep",
+            "--epochs",
+            1,
+            "--num_vectors",
+            8,
+            "--jpeg_qualities",
+            50,
+        )  # fmt: skip
+    )
+    assert [row["kind"] for row in rows][:2] == ["baseline", "vq"]
