@@ -15,9 +15,9 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
 
-from embeddings_squeeze import squeeze
+from embeddings_squeeze.config import DataConfig, ModelConfig, QuantizerConfig, RuntimeConfig, TrainingConfig
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
-from embeddings_squeeze.training import train
+from embeddings_squeeze.engine.fitting import fit
 
 
 class EpochTimer(Callback):
@@ -33,20 +33,15 @@ class EpochTimer(Callback):
 
 def timed_run(data: Path, output: Path, args, cache: str) -> tuple[float, list[float]]:
     timer = EpochTimer()
-    argv = [
-        "--model", args.model, "--weights", "none", "--data_path", str(data), "--output_dir", str(output),
-        "--epochs", str(args.epochs), "--batch_size", "8", "--cache_features", cache,
-        "--accelerator", args.accelerator, "--experiment_name", f"cache_{cache}", "--num_vectors", "64",
-    ]  # fmt: skip
-    run_args = squeeze.get_args_parser().parse_args(argv)
+    model = ModelConfig(backbone=args.model, weights="none")
+    training = TrainingConfig(epochs=args.epochs, output_dir=str(output), cache_features=cache)
+    data_config = DataConfig(data_path=str(data), batch_size=8)
+    runtime = RuntimeConfig(accelerator=args.accelerator)
     started = time.perf_counter()
-    train(
-        run_args,
-        squeeze.VQSegmentationModule,
-        run_args.experiment_name,
-        num_vectors=64,
-        extra_callbacks=[timer],
-    )
+    fit(
+        f"cache_{cache}", model, data_config, training, runtime,
+        quantizer=QuantizerConfig(num_vectors=64), extra_callbacks=(timer,),
+    )  # fmt: skip
     return time.perf_counter() - started, timer.durations
 
 

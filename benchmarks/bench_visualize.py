@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 from embeddings_squeeze import squeeze, train_baseline
+from embeddings_squeeze.config import DataConfig
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
-from embeddings_squeeze.training import build_datamodule
+from embeddings_squeeze.engine.evaluation import compare_models
+from embeddings_squeeze.engine.setup import datamodule_for
 from embeddings_squeeze.utils.checkpoint import load_module
-from embeddings_squeeze.utils.comparison import compare_models
-from embeddings_squeeze.visualize import get_args_parser
 
 PEAK_RSS = """
 import resource, sys
@@ -48,9 +48,9 @@ def train_pair(data: Path, output: Path, model: str, image_size: int) -> tuple[P
 
 def time_comparison(data: Path, baseline_path: Path, vq_path: Path, model: str, share: bool) -> float:
     baseline, vq = load_module(baseline_path, "baseline"), load_module(vq_path, "vq")
-    argv = ["--vq_checkpoint", "-", "--baseline_checkpoint", "-", "--model", model, "--data_path", str(data)]
-    args = get_args_parser().parse_args([*argv, "--batch_size", "8"])
-    datamodule = build_datamodule(args, model, image_size=vq.hparams.image_size, split_seed=0)
+    datamodule = datamodule_for(
+        DataConfig(data_path=str(data), batch_size=8, split_seed=0), vq.model_config, 0
+    )
     datamodule.setup()
     split = datamodule.splits["test"]
     started = time.perf_counter()

@@ -14,30 +14,26 @@ import numpy as np
 from PIL import Image
 
 from embeddings_squeeze import cli
+from embeddings_squeeze.config import RuntimeConfig, from_namespace
 from embeddings_squeeze.data.labels import CLASS_COLOURS
+from embeddings_squeeze.engine.run_dirs import prepare_output_dir
+from embeddings_squeeze.engine.setup import load_coder
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.training import pick_device
-from embeddings_squeeze.utils.checkpoint import load_module
-from embeddings_squeeze.utils.payload import decode_indices, fingerprint
-from embeddings_squeeze.utils.rate import coder_histogram
-from embeddings_squeeze.utils.run_info import prepare_output_dir
+from embeddings_squeeze.utils.payload import decode_indices
 
 log = logging.getLogger(__name__)
 PALETTE = [value for colour in CLASS_COLOURS for value in colour]  # as in the figures
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    cli.add_codec_args(parser, "payloads", ".esq files written by encode", "folder for the mask PNGs")
+    parser = cli.parser_for(__doc__)
+    cli.add_codec_arguments(parser, "payloads", ".esq files written by encode", "folder for the mask PNGs")
     return parser
 
 
 def main(args: argparse.Namespace) -> list[Path]:
-    module = load_module(args.checkpoint, "vq", "--checkpoint").to(pick_device(args.accelerator, 1))
+    module, key, histogram = load_coder(args.checkpoint, from_namespace(RuntimeConfig, args))
     output_dir = prepare_output_dir(args.output_dir)
-    key, histogram = fingerprint(module), coder_histogram(module)
     written = []
     for payload_path in map(Path, args.payloads):
         try:

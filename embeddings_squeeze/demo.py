@@ -2,7 +2,7 @@
 
     embeddings-squeeze demo --output_dir ./demo
 
-Uses randomly initialised frozen backbones (--weights none), so the numbers show the pipeline
+Uses a randomly initialised frozen backbone (--weights none), so the numbers show the pipeline
 working, not what pretrained features achieve; pass --weights default when online.
 """
 
@@ -10,69 +10,65 @@ import argparse
 import logging
 from pathlib import Path
 
-from embeddings_squeeze import cli, squeeze, train_baseline, visualize
+from embeddings_squeeze import cli, visualize
+from embeddings_squeeze.config import (
+    DataConfig,
+    ModelConfig,
+    OptimizerConfig,
+    QuantizerConfig,
+    RuntimeConfig,
+    TrainingConfig,
+    add_arguments,
+    from_namespace,
+    positive_int,
+)
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
+from embeddings_squeeze.engine.compare import compare
+from embeddings_squeeze.engine.fitting import fit
 
 log = logging.getLogger(__name__)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
+    parser = cli.parser_for(__doc__)
+    group = parser.add_argument_group("demo")
+    group.add_argument(
         "--output_dir", default="./demo", help="data, runs and figures go here (default: ./demo)"
     )
-    parser.add_argument("--model", choices=cli.MODEL_CHOICES, default="vit", help="backbone (default: vit)")
-    parser.add_argument("--weights", default="none", help="frozen weights (default: none, i.e. offline)")
-    parser.add_argument("--epochs", type=cli.positive_int, default=4, help="epochs per model (default: 4)")
-    parser.add_argument("--n_trainval", type=cli.positive_int, default=64, help="synthetic trainval images")
-    parser.add_argument("--n_test", type=cli.positive_int, default=24, help="synthetic test images")
-    parser.add_argument(
-        "--image_size", type=cli.positive_int, default=224, help="model input side (default: 224)"
+    group.add_argument(
+        "--n_trainval", type=positive_int, default=64, help="synthetic trainval images (default: 64)"
     )
-    parser.add_argument(
-        "--num_vectors", type=cli.positive_int, default=64, help="VQ codebook size (default: 64)"
+    group.add_argument("--n_test", type=positive_int, default=24, help="synthetic test images (default: 24)")
+    # the demo's own defaults: offline weights, a short run at a learning rate that suits it
+    add_arguments(
+        parser, ModelConfig, only=("backbone", "weights", "image_size"), defaults={"weights": "none"}
     )
-    parser.add_argument("--batch_size", type=cli.positive_int, default=8, help="batch size (default: 8)")
-    parser.add_argument("--lr", type=float, default=5e-3, help="learning rate (default: 5e-3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for data, splits and training (default: 0)")
+    add_arguments(parser, QuantizerConfig, only=("num_vectors",), defaults={"num_vectors": 64})
+    add_arguments(parser, DataConfig, only=("batch_size",), defaults={"batch_size": 8})
+    add_arguments(parser, OptimizerConfig, only=("lr",), defaults={"lr": 5e-3})
+    add_arguments(parser, TrainingConfig, only=("epochs", "seed"), defaults={"epochs": 4, "seed": 0})
     return parser
 
 
 def main(args: argparse.Namespace) -> dict:
     root = Path(args.output_dir)
-    data = root / "data"
-    if (data / "oxford-iiit-pet").is_dir():
-        log.info("reusing synthetic data in %s", data)
+    data_root = root / "data"
+    if (data_root / "oxford-iiit-pet").is_dir():
+        log.info("reusing synthetic data in %s", data_root)
     else:
-        make_synthetic_dataset(data, args.n_trainval, args.n_test, seed=args.seed)
-    common = [
-        "--model", args.model, "--weights", args.weights, "--data_path", str(data),
-        "--output_dir", str(root / "outputs"), "--epochs", str(args.epochs), "--lr", str(args.lr),
-        "--batch_size", str(args.batch_size), "--image_size", str(args.image_size), "--seed", str(args.seed),
-    ]  # fmt: skip
-    baseline = train_baseline.main(
-        train_baseline.get_args_parser().parse_args([*common, "--experiment_name", "demo"])
+        make_synthetic_dataset(data_root, args.n_trainval, args.n_test, seed=args.seed)
+    model = from_namespace(ModelConfig, args)
+    data = from_namespace(DataConfig, args, data_path=str(data_root))
+    training = from_namespace(TrainingConfig, args, output_dir=str(root / "outputs"))
+    runtime, optimizer = RuntimeConfig(), from_namespace(OptimizerConfig, args)
+    baseline = fit("demo_baseline", model, data, training, runtime, optimizer)
+    vq = fit("demo_vq", model, data, training, runtime, optimizer, from_namespace(QuantizerConfig, args))
+    view = visualize.ComparisonConfig(output_dir=str(root / "visualizations"))
+    summary = compare(
+        baseline, vq, model.backbone, DataConfig(data_path=str(data_root), split_seed=None), runtime, view
     )
-    vq_args = [*common, "--experiment_name", "demo_vq", "--num_vectors", str(args.num_vectors)]
-    vq = squeeze.main(squeeze.get_args_parser().parse_args(vq_args))
-    return visualize.main(
-        visualize.get_args_parser().parse_args(
-            [
-                "--baseline_checkpoint",
-                str(baseline),
-                "--vq_checkpoint",
-                str(vq),
-                "--model",
-                args.model,
-                "--data_path",
-                str(data),
-                "--output_dir",
-                str(root / "visualizations"),
-            ]  # fmt: skip
-        )
-    )
+    visualize.print_summary(summary, view.dataset_split)
+    return summary
 
 
 if __name__ == "__main__":

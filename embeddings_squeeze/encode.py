@@ -13,22 +13,19 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from embeddings_squeeze import cli
+from embeddings_squeeze.config import RuntimeConfig, from_namespace
 from embeddings_squeeze.data.oxford_pet import PetTransform
+from embeddings_squeeze.engine.run_dirs import prepare_output_dir
+from embeddings_squeeze.engine.setup import load_coder
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.training import pick_device
-from embeddings_squeeze.utils.checkpoint import load_module
-from embeddings_squeeze.utils.payload import encode_indices, fingerprint
-from embeddings_squeeze.utils.rate import coder_histogram
-from embeddings_squeeze.utils.run_info import prepare_output_dir
+from embeddings_squeeze.utils.payload import encode_indices
 
 log = logging.getLogger(__name__)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    cli.add_codec_args(
+    parser = cli.parser_for(__doc__)
+    cli.add_codec_arguments(
         parser, "images", "image files (any format Pillow reads)", "folder for the .esq payloads"
     )
     return parser
@@ -45,11 +42,10 @@ def read_image(path: Path, transform: PetTransform) -> torch.Tensor:
 
 
 def main(args: argparse.Namespace) -> list[Path]:
-    module = load_module(args.checkpoint, "vq", "--checkpoint").to(pick_device(args.accelerator, 1))
+    module, key, histogram = load_coder(args.checkpoint, from_namespace(RuntimeConfig, args))
     mean, std = module.backbone.mean, module.backbone.std
     transform = PetTransform(module.hparams.image_size, module.hparams.mask_mode, mean, std)
     output_dir = prepare_output_dir(args.output_dir)
-    key, histogram = fingerprint(module), coder_histogram(module)
     written = []
     for image_path in map(Path, args.images):
         _, indices = module.encode_image(read_image(image_path, transform))

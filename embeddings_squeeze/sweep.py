@@ -4,34 +4,48 @@
         --seeds 3 --epochs 5 --output_dir ./sweep
 
 Seeds vary initialisation and shuffling only: every model trains and is scored on one split (from
---split_seed), and each VQ model is compared with the baseline of its own seed. Writes
-<output_dir>/sweep.csv, sweep.json, rate_quality.png and report.html. Each finished model leaves
-results/<name>.json; running the same command again skips those and never overwrites them.
+--split_seed), and each VQ model is compared with the baseline of its own seed. With --weights none
+every model runs on the one random backbone of --backbone_seed. Writes <output_dir>/sweep.csv,
+sweep.json, rate_quality.png and report.html. Each finished model leaves results/<name>.json;
+running the same command again skips those and never overwrites them.
 """
+
+from __future__ import annotations
 
 import argparse
 import json
 import logging
-import os
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import torch
-
-from embeddings_squeeze import cli, squeeze, train_baseline
-from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models.backbones import random_weights
-from embeddings_squeeze.training import build_datamodule, pick_device
+from embeddings_squeeze import cli
+from embeddings_squeeze.config import (
+    QUANTIZER_CHOICES,
+    DataConfig,
+    ModelConfig,
+    OptimizerConfig,
+    QuantizerConfig,
+    RuntimeConfig,
+    TrainingConfig,
+    add_arguments,
+    from_namespace,
+    positive_int,
+)
+from embeddings_squeeze.engine.evaluation import compare_models, evaluate_input_compression
+from embeddings_squeeze.engine.fitting import fit
+from embeddings_squeeze.engine.setup import datamodule_for, pick_device
+from embeddings_squeeze.errors import Interrupted, UserError
 from embeddings_squeeze.utils.checkpoint import load_module
-from embeddings_squeeze.utils.comparison import compare_models
-from embeddings_squeeze.utils.input_compression import JPEG_QUALITIES, codecs, evaluate_input_compression
-from embeddings_squeeze.utils.run_info import write_json
+from embeddings_squeeze.utils.figures import draw_rankings
+from embeddings_squeeze.utils.files import write_json
+from embeddings_squeeze.utils.input_compression import JPEG_QUALITIES, codecs
 from embeddings_squeeze.utils.sweep_report import plot_rate_quality, write_report, write_tables
-from embeddings_squeeze.visualize import draw_rankings
 
 log = logging.getLogger(__name__)
 SPLIT = "test"
 FIGURE_ROWS = 5
+FIGURES = ("iou/best_results_test.png", "iou/worst_results_test.png", "delta/worst_results_test.png")
 RATE_FIELDS = (  # sweep column <- rate table key
     ("levels", "index_levels"),
     ("alphabet_size", "alphabet_size"),
@@ -51,56 +65,37 @@ RATE_FIELDS = (  # sweep column <- rate table key
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quantizer_type", nargs="+", choices=("vq", "rvq", "fsq", "lfq"), default=["vq"])
-    parser.add_argument("--num_vectors", nargs="+", type=cli.positive_int, default=[16, 64, 256])
-    parser.add_argument(
-        "--seeds", type=cli.positive_int, default=1,
+    parser = cli.parser_for(__doc__)
+    group = parser.add_argument_group("sweep")
+    group.add_argument("--quantizer_type", nargs="+", choices=QUANTIZER_CHOICES, default=["vq"])
+    group.add_argument("--num_vectors", nargs="+", type=positive_int, default=[16, 64, 256])
+    group.add_argument(
+        "--seeds", type=positive_int, default=1,
         help="seeds per configuration, --seed, --seed + 1, ...; each trains its own baseline (default: 1)",
     )  # fmt: skip
-    parser.add_argument("--epochs", type=cli.positive_int, default=5, help="epochs per model (default: 5)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate of every model (default: 1e-3)")
-    parser.add_argument("--num_quantizers", type=cli.positive_int, default=2, help="RVQ levels (default: 2)")
-    parser.add_argument("--bottleneck_dim", type=cli.positive_int, default=64)
-    parser.add_argument("--jpeg_qualities", nargs="+", type=cli.positive_int, default=list(JPEG_QUALITIES))
-    parser.add_argument("--output_dir", default="./sweep", help="default: ./sweep")
-    cli.add_model_args(parser)
-    cli.add_data_args(parser)
-    cli.add_runtime_args(parser)
+    group.add_argument("--jpeg_qualities", nargs="+", type=positive_int, default=list(JPEG_QUALITIES))
+    group.add_argument("--output_dir", default="./sweep", help="default: ./sweep")
+    add_arguments(parser, ModelConfig)
+    add_arguments(parser, DataConfig)
+    add_arguments(parser, OptimizerConfig)
+    add_arguments(parser, TrainingConfig, only=("epochs", "seed"), defaults={"epochs": 5})
+    add_arguments(
+        parser, QuantizerConfig, only=("bottleneck_dim", "num_quantizers"), defaults={"num_quantizers": 2}
+    )
+    add_arguments(parser, RuntimeConfig, only=("accelerator", "devices"))
     return parser
 
 
-def _frozen_weights(args: argparse.Namespace, output_dir: Path) -> str:
-    """The frozen weights every model of the sweep uses.
+@dataclass(frozen=True)
+class Plan:
+    """Everything every model of the sweep shares."""
 
-    With ``--weights none`` each seed would otherwise draw its own random backbone, and the
-    comparison would mix backbone and bottleneck effects; draw one, save it, and share it.
-    """
-    if args.weights != "none":
-        return args.weights
-    path = output_dir / f"random_{args.model}_{args.image_size}px_seed{args.seed}.pth"
-    if not path.is_file():
-        torch.manual_seed(args.seed)
-        temporary = path.with_name(f".{path.name}.partial")
-        torch.save(random_weights(args.model, args.image_size), temporary)
-        os.replace(temporary, path)
-    return str(path)
-
-
-def _common(args: argparse.Namespace, weights: str, runs: Path, seed: int) -> list[str]:
-    """The flags every training run of the sweep shares: same data, split, weights and device."""
-    flags = {
-        "--model": args.model, "--weights": weights, "--data_path": args.data_path,
-        "--output_dir": runs, "--epochs": args.epochs, "--lr": args.lr, "--batch_size": args.batch_size,
-        "--image_size": args.image_size, "--seed": seed, "--split_seed": args.split_seed,
-        "--mask_mode": args.mask_mode, "--val_fraction": args.val_fraction,
-        "--num_workers": args.num_workers, "--accelerator": args.accelerator, "--devices": args.devices,
-    }  # fmt: skip
-    if args.subset_size:
-        flags["--subset_size"] = args.subset_size
-    return [str(part) for pair in flags.items() for part in pair]
+    model: ModelConfig
+    data: DataConfig
+    optimizer: OptimizerConfig
+    training: TrainingConfig  # its seed is the first seed's; output_dir is <output_dir>/runs
+    quantizer: QuantizerConfig  # its type and size vary per model
+    runtime: RuntimeConfig
 
 
 def _finished(results: Path, name: str) -> dict | None:
@@ -111,8 +106,14 @@ def _finished(results: Path, name: str) -> dict | None:
     return None
 
 
-def _vq_row(name: str, quantizer: str, size: int, seed: int, summary: dict, seconds: float) -> dict:
-    row = {"name": name, "kind": "vq", "quantizer": quantizer, "num_vectors": size, "seed": seed}
+def _vq_row(name: str, quantizer: QuantizerConfig, seed: int, summary: dict, seconds: float) -> dict:
+    row = {
+        "name": name,
+        "kind": "vq",
+        "quantizer": quantizer.quantizer_type,
+        "num_vectors": quantizer.num_vectors,
+        "seed": seed,
+    }
     row.update({column: summary["rate"][key] for column, key in RATE_FIELDS})
     row.update(
         miou=summary["vq_miou"],
@@ -127,13 +128,12 @@ def _vq_row(name: str, quantizer: str, size: int, seed: int, summary: dict, seco
 class Sweep:
     """One sweep's shared state: folders, data, device, and models loaded only when work needs them."""
 
-    def __init__(self, args: argparse.Namespace):
-        self.args = args
-        self.output_dir = Path(args.output_dir)
-        self.runs, self.results = self.output_dir / "runs", self.output_dir / "results"
+    def __init__(self, plan: Plan, output_dir: Path):
+        self.plan = plan
+        self.output_dir = output_dir
+        self.results = output_dir / "results"
         self.results.mkdir(parents=True, exist_ok=True)
-        self.weights = _frozen_weights(args, self.output_dir)
-        self.device = pick_device(args.accelerator, args.devices)
+        self.device = pick_device(plan.runtime)
         self._datamodule = None
         self._baselines: dict[int, object] = {}
 
@@ -141,17 +141,27 @@ class Sweep:
     def datamodule(self):
         """The evaluation data: the same split, images and batch size as training used."""
         if self._datamodule is None:
-            self._datamodule = build_datamodule(self.args, self.args.model)
+            self._datamodule = datamodule_for(self.plan.data, self.plan.model, self.plan.training.seed)
             self._datamodule.setup()
         return self._datamodule
+
+    def _fit(self, name: str, seed: int, quantizer: QuantizerConfig | None = None) -> Path:
+        plan = self.plan
+        training = replace(plan.training, seed=seed, experiment_name=name)
+        try:
+            return fit(name, plan.model, plan.data, training, plan.runtime, plan.optimizer, quantizer)
+        except Interrupted:
+            raise Interrupted(
+                f"sweep interrupted while training {name}; run the same command again to continue "
+                "(finished models are kept)"
+            ) from None
 
     def baseline_row(self, seed: int) -> dict:
         name = f"baseline_seed{seed}"
         row = _finished(self.results, name)
         if row is None:
             started = time.perf_counter()
-            argv = [*_common(self.args, self.weights, self.runs, seed), "--experiment_name", name]
-            checkpoint = train_baseline.main(train_baseline.get_args_parser().parse_args(argv))
+            checkpoint = self._fit(name, seed)
             row = {"name": name, "kind": "baseline", "seed": seed, "checkpoint": str(checkpoint),
                    "training_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
         return row
@@ -161,21 +171,14 @@ class Sweep:
             self._baselines[row["seed"]] = load_module(row["checkpoint"], "baseline")
         return self._baselines[row["seed"]]
 
-    def vq_row(self, quantizer: str, size: int, seed: int, baseline_row: dict, figures: Path | None) -> dict:
+    def vq_row(self, quantizer: QuantizerConfig, seed: int, baseline_row: dict, figures: Path | None) -> dict:
         """Train and score one VQ model; ``figures`` also draws its best and worst images there."""
-        name = f"{quantizer}_K{size}_seed{seed}"
+        name = f"{quantizer.quantizer_type}_K{quantizer.num_vectors}_seed{seed}"
         row = _finished(self.results, name)
-        if row is not None and (figures is None or _figures_done(figures)):
+        if row is not None and (figures is None or all((figures / f).is_file() for f in FIGURES)):
             return row
         started = time.perf_counter()
-        if row is None:
-            argv = [*_common(self.args, self.weights, self.runs, seed), "--experiment_name", name,
-                    "--quantizer_type", quantizer, "--num_vectors", str(size),
-                    "--num_quantizers", str(self.args.num_quantizers),
-                    "--bottleneck_dim", str(self.args.bottleneck_dim)]  # fmt: skip
-            checkpoint = squeeze.main(squeeze.get_args_parser().parse_args(argv))
-        else:
-            checkpoint = row["checkpoint"]
+        checkpoint = self._fit(name, seed, quantizer) if row is None else row["checkpoint"]
         seconds = time.perf_counter() - started
         rows_wanted = FIGURE_ROWS if figures is not None else 0
         comparison = compare_models(
@@ -197,7 +200,7 @@ class Sweep:
                 **{f"iou_{k}": v for k, v in summary["baseline_class_iou"].items()},
             )  # fmt: skip
             write_json(self.results / f"{baseline_row['name']}.json", baseline_row)
-        row = {**_vq_row(name, quantizer, size, seed, summary, seconds), "checkpoint": str(checkpoint)}
+        row = {**_vq_row(name, quantizer, seed, summary, seconds), "checkpoint": str(checkpoint)}
         write_json(self.results / f"{name}.json", row)
         return row
 
@@ -217,49 +220,58 @@ class Sweep:
         return row
 
 
-def _figures_done(folder: Path) -> bool:
-    names = ("iou/best_results_test.png", "iou/worst_results_test.png", "delta/worst_results_test.png")
-    return all((folder / name).is_file() for name in names)
-
-
 def main(args: argparse.Namespace) -> list[dict]:
-    sweep = Sweep(args)
-    seeds = [args.seed + offset for offset in range(args.seeds)]
-    figures = sweep.output_dir / "figures"
-    chosen = (args.quantizer_type[0], max(args.num_vectors), seeds[0])  # the model the report shows
-    baselines = {seed: sweep.baseline_row(seed) for seed in seeds}
+    output_dir = Path(args.output_dir)
+    training = from_namespace(TrainingConfig, args, output_dir=str(output_dir / "runs"))
+    plan = Plan(
+        model=from_namespace(ModelConfig, args),
+        data=from_namespace(DataConfig, args),
+        optimizer=from_namespace(OptimizerConfig, args),
+        training=training,
+        quantizer=from_namespace(QuantizerConfig, args),
+        runtime=from_namespace(RuntimeConfig, args),
+    )
+    return run_sweep(plan, output_dir, args.quantizer_type, args.num_vectors, args.seeds, args.jpeg_qualities)
+
+
+def run_sweep(plan: Plan, output_dir: Path, quantizer_types, sizes, seeds: int, jpeg_qualities) -> list[dict]:
+    """The sweep as a function: trains what is missing, writes the tables, the plot and the report."""
+    sweep = Sweep(plan, output_dir)
+    seed_list = [plan.training.seed + offset for offset in range(seeds)]
+    figures = output_dir / "figures"
+    chosen = (quantizer_types[0], max(sizes), seed_list[0])  # the model the report shows
+    baselines = {seed: sweep.baseline_row(seed) for seed in seed_list}
     vq_rows = []
-    for quantizer in args.quantizer_type:
-        for size in args.num_vectors:
-            for seed in seeds:
-                draw = figures if (quantizer, size, seed) == chosen else None
-                vq_rows.append(sweep.vq_row(quantizer, size, seed, baselines[seed], draw))
+    for quantizer_type in quantizer_types:
+        for size in sizes:
+            quantizer = replace(plan.quantizer, quantizer_type=quantizer_type, num_vectors=size)
+            for seed in seed_list:
+                draw = figures if (quantizer_type, size, seed) == chosen else None
+                vq_rows.append(sweep.vq_row(quantizer, seed, baselines[seed], draw))
     if any("miou" not in row for row in baselines.values()):
         raise UserError("the sweep needs at least one VQ model to score the baseline against")
-    input_rows = [
-        sweep.input_row(codec, quality, baselines[seeds[0]])
-        for codec in codecs()
-        for quality in args.jpeg_qualities
-    ]
+    first = baselines[seed_list[0]]
+    input_rows = [sweep.input_row(codec, quality, first) for codec in codecs() for quality in jpeg_qualities]
     rows = [*baselines.values(), *vq_rows, *input_rows]
-    aggregates = write_tables(rows, sweep.output_dir)
+    aggregates = write_tables(rows, output_dir)
 
-    mask_mode = args.mask_mode
-    title = f"{args.model} ({args.weights} weights), Oxford-IIIT Pet {SPLIT} split, {mask_mode} masks"
-    plot_rate_quality(rows, title, sweep.output_dir / "rate_quality.png")
+    model = plan.model
+    title = (
+        f"{model.backbone} ({model.weights} weights), Oxford-IIIT Pet {SPLIT} split, {model.mask_mode} masks"
+    )
+    plot_rate_quality(rows, title, output_dir / "rate_quality.png")
     name = f"{chosen[0]}_K{chosen[1]}_seed{chosen[2]}"
-    report_figures = [
-        (sweep.output_dir / "rate_quality.png", "mIoU against measured bytes per image"),
-        (figures / "iou" / f"best_results_{SPLIT}.png", f"{name}: best images by VQ IoU"),
-        (figures / "iou" / f"worst_results_{SPLIT}.png", f"{name}: worst images by VQ IoU"),
-        (figures / "delta" / f"worst_results_{SPLIT}.png", f"{name}: where VQ loses most to the baseline"),
-    ]  # fmt: skip
+    captions = ("best images by VQ IoU", "worst images by VQ IoU", "where VQ loses most to the baseline")
+    report_figures = [(output_dir / "rate_quality.png", "mIoU against measured bytes per image")]
+    report_figures += [(figures / path, f"{name}: {caption}") for path, caption in zip(FIGURES, captions)]
+    settings = {"quantizer_type": quantizer_types, "num_vectors": sizes, "seeds": seeds}
+    for config in (plan.model, plan.data, plan.optimizer, plan.training, plan.quantizer, plan.runtime):
+        settings.update(asdict(config))
     write_report(
-        sweep.output_dir / "report.html", f"Rate-quality sweep: {title}", vars(args), rows, aggregates,
-        report_figures,
-    )  # fmt: skip
+        output_dir / "report.html", f"Rate-quality sweep: {title}", settings, rows, aggregates, report_figures
+    )
     written = ("sweep.csv", "sweep.json", "rate_quality.png", "report.html")
-    log.info("wrote %s", ", ".join(str(sweep.output_dir / n) for n in written))
+    log.info("wrote %s", ", ".join(str(output_dir / n) for n in written))
     return rows
 
 

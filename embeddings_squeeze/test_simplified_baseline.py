@@ -12,8 +12,9 @@ import traceback
 import lightning.pytorch as pl
 import torch
 
-from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
+from embeddings_squeeze.config import DataConfig, ModelConfig
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
+from embeddings_squeeze.engine.setup import datamodule_for
 from embeddings_squeeze.models import BaselineSegmentationModule
 
 IMAGE_SIZE = 64
@@ -21,7 +22,7 @@ IMAGE_SIZE = 64
 
 def _baseline() -> BaselineSegmentationModule:
     pl.seed_everything(0)
-    return BaselineSegmentationModule(backbone="vit", weights="none", image_size=IMAGE_SIZE)
+    return BaselineSegmentationModule(ModelConfig(weights="none", image_size=IMAGE_SIZE))
 
 
 def test_backbone_classifier_training():
@@ -30,7 +31,7 @@ def test_backbone_classifier_training():
     head_before = {k: v.clone() for k, v in module.backbone.head.state_dict().items()}
     with tempfile.TemporaryDirectory() as root:
         make_synthetic_dataset(root, n_trainval=8, n_test=4, seed=0, min_size=48, max_size=64)
-        datamodule = OxfordPetDataModule(root, image_size=IMAGE_SIZE, batch_size=4, download=False)
+        datamodule = datamodule_for(DataConfig(data_path=root), module.model_config, seed=0)
         trainer = pl.Trainer(
             max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False,

@@ -8,24 +8,17 @@ saves ./outputs/my_baseline_baseline/version_N/last.ckpt.
 import argparse
 
 from embeddings_squeeze import cli
-from embeddings_squeeze.models import BaselineSegmentationModule
-from embeddings_squeeze.training import train
+from embeddings_squeeze.engine.fitting import fit
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    cli.add_model_args(parser)
-    cli.add_data_args(parser)
-    cli.add_training_args(parser)
-    cli.add_runtime_args(parser)
+    parser = cli.parser_for(__doc__)
+    cli.add_training_arguments(parser)
     return parser
 
 
 def main(args: argparse.Namespace):
-    name = args.experiment_name or args.model
-    return train(args, BaselineSegmentationModule, f"{name}_baseline")
+    return fit(f"{args.experiment_name or args.backbone}_baseline", **cli.training_configs(args))
 
 
 if __name__ == "__main__":

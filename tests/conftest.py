@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
+from helpers import TINY, parse
 
 from embeddings_squeeze import squeeze, train_baseline
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
-
-# ViT-B/32 at 64 px: a 2x2 token grid; random init, so nothing is downloaded
-TINY = ["--weights", "none", "--image_size", "64", "--batch_size", "4", "--accelerator", "cpu"]
-
-
-def parse(script, *argv) -> argparse.Namespace:
-    """Parse ``argv`` with a script's own parser, as its command line would."""
-    return script.get_args_parser().parse_args([str(arg) for arg in argv])
 
 
 @pytest.fixture(scope="session")

@@ -102,3 +102,13 @@ def test_default_weights_load_from_torchvision_cache(tmp_path, monkeypatch):
     assert torch.equal(backbone.encoder.class_token, reference.class_token)
     resized = build_backbone("vit", num_classes=3, weights="default", image_size=96)
     assert resized.features(torch.randn(1, 3, 96, 96)).shape == (1, 768, 3, 3)
+
+
+def test_random_backbone_is_a_function_of_its_seed():
+    torch.manual_seed(123)
+    first = build_backbone("vit", 3, weights="none", image_size=64, seed=5)
+    torch.manual_seed(999)
+    again = build_backbone("vit", 3, weights="none", image_size=64, seed=5)
+    # the frozen encoder comes from its seed alone; the global random state plays no part
+    assert first.weights_id == again.weights_id
+    assert torch.equal(first.encoder.conv_proj.weight, again.encoder.conv_proj.weight)

@@ -1,11 +1,12 @@
 import lightning.pytorch as pl
 import pytest
 import torch
+from helpers import tiny_datamodule, vq_module
 from torchvision.models import vit_b_32
 
-from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
+from embeddings_squeeze import export
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models import VQSegmentationModule
+from embeddings_squeeze.models.backbones.base import frozen_fingerprint
 from embeddings_squeeze.models.segmentation_module import FROZEN_PREFIX
 from embeddings_squeeze.utils.checkpoint import load_module, read_checkpoint
 from embeddings_squeeze.utils.rate import coder_histogram
@@ -16,12 +17,19 @@ def test_checkpoint_describes_itself(trained):
     info = checkpoint["embeddings_squeeze"]
     assert info["kind"] == "vq" and info["backbone"] == "vit"
     assert info["num_classes"] == 3 and info["class_names"] == ["pet", "background", "border"]
-    assert info["frozen_weights_stored"] is True  # --weights none: they cannot be rebuilt by name
+    # --weights none: the random backbone travels as its seed and fingerprint, not as 88 M numbers
+    assert info["frozen_weights_stored"] is False
+    assert not any(key.startswith(FROZEN_PREFIX) for key in checkpoint["state_dict"])
+    assert trained["vq"].stat().st_size < 5e6
     hparams = checkpoint["hyper_parameters"]
+    assert hparams["weights"] == "none" and hparams["backbone_seed"] == 0
+    assert (
+        hparams["weights_id"]
+        == f"sha256:{frozen_fingerprint(load_module(trained['vq'], 'vq').backbone.encoder)}"
+    )
     assert hparams["num_vectors"] == 8 and hparams["mask_mode"] == "trimap" and hparams["image_size"] == 64
     assert all(v is None or isinstance(v, (str, int, float, bool)) for v in hparams.values())
     assert checkpoint["datamodule_hyper_parameters"]["seed"] == 3
-    assert any(key.startswith(FROZEN_PREFIX) for key in checkpoint["state_dict"])
 
 
 @pytest.mark.parametrize("weights", ["none", "default"])
@@ -32,16 +40,16 @@ def test_rebuilt_model_predicts_identically(pet_root, tmp_path, monkeypatch, wei
         torch.save(vit_b_32().state_dict(), cache / "vit_b_32-d86f8d99.pth")
         monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     pl.seed_everything(0)
-    module = VQSegmentationModule(backbone="vit", weights=weights, image_size=64, num_vectors=8)
+    module = vq_module(weights=weights)
     trainer = pl.Trainer(
         max_epochs=1, limit_train_batches=2, limit_val_batches=1, accelerator="cpu", logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
-    trainer.fit(module, datamodule=OxfordPetDataModule(pet_root, image_size=64, download=False))
+    trainer.fit(module, datamodule=tiny_datamodule(pet_root))
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
     stored = torch.load(path, weights_only=True)["state_dict"]
-    assert any(k.startswith(FROZEN_PREFIX) for k in stored) == (weights == "none")
+    assert not any(k.startswith(FROZEN_PREFIX) for k in stored)  # rebuilt from a seed or by name
     rebuilt = load_module(path, "vq")
     images = torch.randn(2, 3, 64, 64)
     module.eval()
@@ -113,3 +121,44 @@ def test_checkpoint_without_histogram_is_refused_for_coding(trained, tmp_path):
     torch.save(checkpoint, path)
     with pytest.raises(UserError, match="no code histogram"):
         coder_histogram(load_module(path, "vq"))
+
+
+def _edited(trained, tmp_path, edit):
+    checkpoint = torch.load(trained["vq"], weights_only=True)
+    edit(checkpoint["hyper_parameters"])
+    path = tmp_path / "edited.ckpt"
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_rebuilt_backbone_that_differs_is_refused(trained, tmp_path):
+    # another seed stands for any change that rebuilds a different random backbone (a torch release)
+    path = _edited(trained, tmp_path, lambda hparams: hparams.update(backbone_seed=7))
+    with pytest.raises(UserError, match="random backbone rebuilt from seed 7 differs"):
+        load_module(path, "vq")
+
+
+def test_weights_file_missing_or_changed_is_refused(trained, tmp_path):
+    weights = tmp_path / "frozen.pth"
+    path = _edited(trained, tmp_path, lambda hparams: hparams.update(weights=str(weights)))
+    with pytest.raises(UserError, match="which is missing"):
+        load_module(path, "vq")
+    torch.save(vit_b_32(image_size=64).state_dict(), weights)  # a file, but not the trained weights
+    with pytest.raises(UserError, match="differ from the ones it was trained with"):
+        load_module(path, "vq")
+
+
+def test_exported_checkpoint_carries_its_weights(trained, tmp_path):
+    target = export.main(
+        export.get_args_parser().parse_args(
+            ["--checkpoint", str(trained["vq"]), "-o", str(tmp_path / "p.ckpt")]
+        )
+    )
+    checkpoint = torch.load(target, weights_only=True)
+    assert checkpoint["embeddings_squeeze"]["frozen_weights_stored"] is True
+    # even a seed that would rebuild another backbone does not matter: the weights are inside
+    checkpoint["hyper_parameters"]["backbone_seed"] = 7
+    torch.save(checkpoint, target)
+    images = torch.randn(2, 3, 64, 64)
+    original, portable = load_module(trained["vq"], "vq"), load_module(target, "vq")
+    assert torch.equal(portable(images)["out"], original(images)["out"])

@@ -3,9 +3,10 @@
 import lightning.pytorch as pl
 import pytest
 import torch
+from helpers import vq_module
 from torch.utils.data import DataLoader, TensorDataset
 
-from embeddings_squeeze.models import VQSegmentationModule
+from embeddings_squeeze.config import QuantizerConfig
 from embeddings_squeeze.models.quantizers import DEAD_CODE_SHARE, Quantizer
 
 VECTORS_PER_STEP = 196  # ViT-B/32 at 224 px, batch 4: 4 x 49
@@ -21,8 +22,8 @@ def clustered(generator, count, centres):
 def test_default_rule_keeps_the_codebook(size):
     generator = torch.Generator().manual_seed(0)
     centres = torch.randn(48, 16, generator=generator)
-    quantizer = Quantizer("vq", dim=16, codebook_size=size)
-    quantizer.configure_dead_codes("auto", VECTORS_PER_STEP)
+    quantizer = Quantizer(QuantizerConfig("vq", num_vectors=size), dim=16)
+    quantizer.configure_dead_codes(VECTORS_PER_STEP)
     quantizer.initialize_codebooks(clustered(generator, 10 * size, centres), VECTORS_PER_STEP)
     quantizer.train()
     replaced = []
@@ -37,19 +38,21 @@ def test_default_rule_keeps_the_codebook(size):
 
 
 def test_dead_code_rule_scales_with_the_step_and_the_codebook():
-    quantizer = Quantizer("rvq", dim=8, codebook_size=256, num_quantizers=2)
-    quantizer.configure_dead_codes("auto", VECTORS_PER_STEP)
+    quantizer = Quantizer(QuantizerConfig("rvq", num_vectors=256, num_quantizers=2), dim=8)
+    quantizer.configure_dead_codes(VECTORS_PER_STEP)
     for book in quantizer.codebooks():
         assert book.threshold_ema_dead_code == pytest.approx(DEAD_CODE_SHARE * VECTORS_PER_STEP / 256)
         assert book.reset_cluster_size == pytest.approx(VECTORS_PER_STEP / 256)
-    quantizer.configure_dead_codes(0, VECTORS_PER_STEP)
-    assert not any(book.has_dead_code_replacement for book in quantizer.codebooks())
+    off = Quantizer(QuantizerConfig("rvq", num_vectors=256, num_quantizers=2, dead_code_threshold=0), dim=8)
+    off.configure_dead_codes(VECTORS_PER_STEP)
+    assert not any(book.has_dead_code_replacement for book in off.codebooks())
 
 
 def test_replacements_are_counted():
     generator = torch.Generator().manual_seed(0)
-    quantizer = Quantizer("vq", dim=4, codebook_size=8, kmeans_init=False).train()
-    quantizer.configure_dead_codes(1000.0, 16)  # every code is "dead": all 8 are re-seeded
+    config = QuantizerConfig("vq", num_vectors=8, kmeans_init=False, dead_code_threshold=1000.0)
+    quantizer = Quantizer(config, dim=4).train()
+    quantizer.configure_dead_codes(16)  # every code is "dead": all 8 are re-seeded
     quantizer(torch.randn(1, 4, 4, 4, generator=generator))
     assert quantizer.read_codes_replaced() == 8 and quantizer.read_codes_replaced() == 0
 
@@ -86,9 +89,7 @@ class CodebookAtTrainStart(pl.Callback):
 
 def test_kmeans_starts_from_training_vectors_only():
     pl.seed_everything(0)
-    module = VQSegmentationModule(
-        backbone="vit", weights="none", image_size=64, num_vectors=32, bottleneck_dim=8
-    )
+    module = vq_module(QuantizerConfig(num_vectors=32, bottleneck_dim=8))
     data = FeatureData()
     capture = CodebookAtTrainStart()
     trainer = pl.Trainer(

@@ -1,17 +1,16 @@
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_datamodule, tiny_model
 from PIL import Image
 
 from embeddings_squeeze.data.labels import IGNORE_INDEX, trimap_to_labels
-from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.errors import UserError
 
 
-def datamodule(root, **settings):
-    settings = {"image_size": 32, "download": False, **settings}
-    module = OxfordPetDataModule(data_path=root, **settings)
+def datamodule(root, image_size=32, mask_mode="trimap", seed=42, **data):
+    module = tiny_datamodule(root, tiny_model(image_size=image_size, mask_mode=mask_mode), seed, **data)
     module.setup()
     return module
 
@@ -81,14 +80,15 @@ def test_binary_mode_through_the_datamodule(pet_root):
 
 
 def test_missing_dataset_says_what_to_do(tmp_path):
-    module = OxfordPetDataModule(data_path=tmp_path, download=False)
+    module = tiny_datamodule(tmp_path)
     with pytest.raises(UserError, match="make-data"):
         module.setup()
 
 
 def test_unreachable_download_says_what_to_do(tmp_path):
     # no network here: torchvision's real download fails and must become one clear message
-    module = OxfordPetDataModule(data_path=tmp_path, download=True)
+    module = tiny_datamodule(tmp_path)
+    module.download = True
     with pytest.raises(UserError, match="download failed"):
         module.prepare_data()
 

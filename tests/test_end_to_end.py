@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 import embeddings_squeeze
-from embeddings_squeeze.visualize import figure_size_pixels
+from embeddings_squeeze.utils.figures import figure_size_pixels
 
 PACKAGE_DIR = Path(embeddings_squeeze.__file__).parent
 
@@ -37,7 +37,7 @@ def test_seed_workflow(tmp_path):
         assert (run_dir / "last.ckpt").is_file() and (run_dir / "hparams.yaml").is_file()
         assert list(run_dir.glob("events.out.tfevents.*"))
         config = json.loads((run_dir / "config.json").read_text())
-        assert config["versions"]["torch"] and config["args"]["model"] == "vit"
+        assert config["versions"]["torch"] and config["model"]["backbone"] == "vit"
         split = json.loads((run_dir / "split.json").read_text())
         assert len(split["train"]) + len(split["val"]) == 12 and len(split["test"]) == 5
 

@@ -4,15 +4,15 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_datamodule, vq_module
 
-from embeddings_squeeze.data.feature_cache import cache_key, cached_split
-from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
-from embeddings_squeeze.models import VQSegmentationModule
+from embeddings_squeeze.config import QuantizerConfig
+from embeddings_squeeze.engine.feature_cache import cache_key, cached_split
 from embeddings_squeeze.models.backbones import build_backbone
 
 
 def datamodule(root):
-    module = OxfordPetDataModule(root, image_size=64, batch_size=4, download=False)
+    module = tiny_datamodule(root)
     module.setup()
     return module
 
@@ -36,7 +36,7 @@ def test_key_changes_with_any_input(pet_root, tmp_path):
     key = cache_key(split, backbone, 64, "trimap")
     assert cache_key(split, backbone, 96, "trimap") != key
     assert cache_key(split, backbone, 64, "binary") != key
-    other = build_backbone("vit", 3, weights="none", image_size=64)  # different random weights
+    other = build_backbone("vit", 3, weights="none", image_size=64, seed=1)  # other random weights
     assert cache_key(split, other, 64, "trimap") != key
     image = split.image_paths[0]
     stat = image.stat()
@@ -66,11 +66,12 @@ def test_corrupt_entry_is_rebuilt(pet_root, tmp_path, caplog):
 def fit_vq(root, cache_dir=None):
     pl.seed_everything(0)
     data = datamodule(root)
-    module = VQSegmentationModule(
-        backbone="vit", weights="none", image_size=64, num_vectors=8, dead_code_threshold=0
-    )
+    module = vq_module(QuantizerConfig(num_vectors=8, dead_code_threshold=0))
     if cache_dir is not None:
-        data.use_feature_cache(module.backbone, cache_dir, torch.device("cpu"))
+        for name in ("train", "val"):
+            data.serve(
+                name, cached_split(data.splits[name], module.backbone, cache_dir, 64, "trimap", 4, "cpu")
+            )
     pl.seed_everything(1)
     trainer = pl.Trainer(
         max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,

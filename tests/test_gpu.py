@@ -5,7 +5,7 @@ python -m pytest -m gpu          (benchmarks/gpu_check.sh runs this)
 
 import pytest
 import torch
-from conftest import parse
+from helpers import parse
 
 from embeddings_squeeze import decode, encode, squeeze, sweep, train_baseline, visualize
 from embeddings_squeeze.utils.checkpoint import load_module

@@ -2,21 +2,22 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import baseline_module, tiny_datamodule, tiny_model, vq_module
 
+from embeddings_squeeze.config import OptimizerConfig, QuantizerConfig
 from embeddings_squeeze.data.labels import IGNORE_INDEX
-from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.models import BaselineSegmentationModule, VQSegmentationModule
 from embeddings_squeeze.models.bottleneck import CodebookUsage
 
 MODULE_CASES = [
     (BaselineSegmentationModule, {}),
-    (VQSegmentationModule, {"num_vectors": 8, "bottleneck_dim": 16}),
+    (VQSegmentationModule, {"quantizer": QuantizerConfig(num_vectors=8, bottleneck_dim=16)}),
 ]
 
 
-def fit(module, root, epochs=2, image_size=64):
-    datamodule = OxfordPetDataModule(root, image_size=image_size, batch_size=4, download=False)
+def fit(module, root, epochs=2):
+    datamodule = tiny_datamodule(root, module.model_config)
     trainer = pl.Trainer(
         max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False,
@@ -29,7 +30,7 @@ def fit(module, root, epochs=2, image_size=64):
 @pytest.mark.parametrize("module_cls,extra", MODULE_CASES)
 def test_fit_keeps_frozen_part_bit_identical(pet_root, backbone, module_cls, extra):
     pl.seed_everything(0)
-    module = module_cls(backbone=backbone, weights="none", image_size=64, **extra)
+    module = module_cls(tiny_model(backbone=backbone), **extra)
     frozen_before = {k: v.clone() for k, v in module.backbone.encoder.state_dict().items()}
     head_before = {k: v.clone() for k, v in module.backbone.head.state_dict().items()}
     trainer = fit(module, pet_root)
@@ -49,7 +50,7 @@ def test_fit_keeps_frozen_part_bit_identical(pet_root, backbone, module_cls, ext
 
 @pytest.mark.parametrize("module_cls,extra", MODULE_CASES)
 def test_optimizer_holds_only_trainable_parameters(module_cls, extra):
-    module = module_cls(backbone="vit", weights="none", image_size=64, lr=0.123, **extra)
+    module = module_cls(tiny_model(), optimizer=OptimizerConfig(lr=0.123), **extra)
     optimizer = module.configure_optimizers()
     optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
     expected = {id(p) for p in module.backbone.head.parameters()}
@@ -60,14 +61,14 @@ def test_optimizer_holds_only_trainable_parameters(module_cls, extra):
 
 
 def test_hyperparameters_are_plain_values():
-    module = VQSegmentationModule(backbone="vit", weights="none", image_size=64, num_vectors=8)
+    module = vq_module()
     assert all(v is None or isinstance(v, (str, int, float, bool)) for v in module.hparams.values())
     assert module.hparams.num_vectors == 8 and module.hparams.backbone == "vit"
     assert module.hparams.weights_id.startswith("sha256:")
 
 
 def test_vq_forward_returns_indices_within_the_codebook():
-    module = VQSegmentationModule(backbone="vit", weights="none", image_size=64, num_vectors=8).eval()
+    module = vq_module().eval()
     features = module.backbone.features(torch.randn(3, 3, 64, 64))
     reconstructed, loss, indices = module.squeeze(features)
     assert reconstructed.shape == features.shape and loss.ndim == 0
@@ -96,11 +97,9 @@ def test_codebook_usage_per_residual_level():
 
 def test_train_and_val_loss_are_the_same_cross_entropy(pet_root):
     pl.seed_everything(0)
-    module = VQSegmentationModule(
-        backbone="vit", weights="none", image_size=64, num_vectors=8, bottleneck_dim=16, vq_loss_weight=1000.0
-    )
+    module = vq_module(QuantizerConfig(num_vectors=8, bottleneck_dim=16, vq_loss_weight=1000.0))
     metrics = fit(module, pet_root, epochs=1).callback_metrics
-    data = OxfordPetDataModule(pet_root, image_size=64, batch_size=4, download=False)
+    data = tiny_datamodule(pet_root)
     data.setup()
     module.eval()
     with torch.no_grad():  # the validation cross-entropy, computed here by hand
@@ -118,6 +117,6 @@ def test_train_and_val_loss_are_the_same_cross_entropy(pet_root):
 def test_deeplab_trains_when_the_last_batch_would_hold_one_image(tmp_path):
     make_synthetic_dataset(tmp_path, 10, 2, min_size=48, max_size=64)  # 9 training images, batch 4
     pl.seed_everything(0)
-    module = BaselineSegmentationModule(backbone="deeplab", weights="none", image_size=64)
+    module = baseline_module(backbone="deeplab")
     trainer = fit(module, tmp_path, epochs=1)
     assert trainer.global_step == 2  # 4 + 4; the lone ninth image would break BatchNorm's statistics

@@ -3,13 +3,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, parse
+from helpers import TINY, parse, vq_module
 from PIL import Image
 
 from embeddings_squeeze import decode, encode, squeeze, visualize
+from embeddings_squeeze.config import QuantizerConfig
 from embeddings_squeeze.data.oxford_pet import PetTransform
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models import VQSegmentationModule
 from embeddings_squeeze.models.bottleneck import count_codes
 from embeddings_squeeze.models.quantizers import QUANTIZER_TYPES, Quantizer, fsq_levels_for, parse_levels
 from embeddings_squeeze.utils.checkpoint import load_module
@@ -19,7 +19,7 @@ from embeddings_squeeze.utils.rate import coded_bits, entropy_bits, rate_report
 
 @pytest.mark.parametrize("quantizer_type", QUANTIZER_TYPES)
 def test_indices_decode_to_the_quantized_vectors(quantizer_type):
-    quantizer = Quantizer(quantizer_type, dim=16, codebook_size=16, num_quantizers=2).eval()
+    quantizer = Quantizer(QuantizerConfig(quantizer_type, num_vectors=16, num_quantizers=2), dim=16).eval()
     quantized, indices, loss = quantizer(torch.randn(2, 16, 3, 3))
     levels = 2 if quantizer_type == "rvq" else 1
     assert quantized.shape == (2, 16, 3, 3) and indices.shape == (2, 3, 3, levels) and loss.ndim == 0
@@ -33,13 +33,13 @@ def test_indices_decode_to_the_quantized_vectors(quantizer_type):
 )
 def test_fixed_bits_follow_one_rule(quantizer_type, size, levels, bits):
     # ceil(log2 alphabet) per level for every type: FSQ's 240 codes for K=256 cost 8 bits, not 7.9
-    quantizer = Quantizer(quantizer_type, dim=8, codebook_size=size, num_quantizers=levels)
+    quantizer = Quantizer(QuantizerConfig(quantizer_type, num_vectors=size, num_quantizers=levels), dim=8)
     assert quantizer.fixed_bits_per_vector == bits
 
 
 def test_fsq_alphabet_is_the_product_of_its_levels():
-    assert Quantizer("fsq", dim=8, codebook_size=256).alphabet_size == 8 * 6 * 5
-    quantizer = Quantizer("fsq", dim=8, fsq_levels=[8, 5, 5, 5])
+    assert Quantizer(QuantizerConfig("fsq", num_vectors=256), dim=8).alphabet_size == 8 * 6 * 5
+    quantizer = Quantizer(QuantizerConfig("fsq", fsq_levels="8,5,5,5"), dim=8)
     assert quantizer.alphabet_size == 1000 and quantizer.fixed_bits_per_vector == 10
     assert fsq_levels_for(256) == [8, 6, 5]
 
@@ -48,18 +48,18 @@ def test_fsq_level_of_two_is_refused_with_a_clear_error():
     with pytest.raises(UserError, match="at least 3"):
         parse_levels("8,2,5")
     with pytest.raises(UserError, match="at least 3"):
-        Quantizer("fsq", dim=8, fsq_levels=[2, 4])
+        Quantizer(QuantizerConfig("fsq", fsq_levels="2,4"), dim=8)
     # derived levels never need the refused value
     assert all(min(fsq_levels_for(k)) >= 3 for k in range(2, 5000))
 
 
 def test_lfq_needs_a_power_of_two():
     with pytest.raises(UserError, match="power of two"):
-        Quantizer("lfq", dim=8, codebook_size=100)
+        Quantizer(QuantizerConfig("lfq", num_vectors=100), dim=8)
 
 
 def test_vit_rate_at_224_hand_computed():
-    module = VQSegmentationModule(backbone="vit", weights="none", image_size=224, num_vectors=256)
+    module = vq_module(QuantizerConfig(num_vectors=256), image_size=224)
     module.bottleneck.code_histogram.fill_(5)  # uniform: the coder spends log2 256 = 8 bits a vector
     split_counts = torch.zeros(1, 256, dtype=torch.long)
     split_counts[0, :2] = 49  # this split uses two codes equally: 1 bit of entropy per vector
@@ -181,7 +181,7 @@ def test_each_quantizer_end_to_end(quantizer_type, pet_root, tmp_path, trained):
 
 
 def test_quantizer_stays_float32_under_bf16_autocast():
-    module = VQSegmentationModule(backbone="vit", weights="none", image_size=64, num_vectors=8).train()
+    module = vq_module().train()
     features = torch.randn(2, 768, 2, 2)
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         latent = module.bottleneck.project_in(features)  # what an unprotected bottleneck would get

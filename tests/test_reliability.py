@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY
-from test_visualize import one_line_error, run_cli
+from helpers import TINY, one_line_error, run_cli
 from torchvision.models import vit_b_32
 
-from embeddings_squeeze import training
-from embeddings_squeeze.callbacks import AtomicCheckpointIO
 from embeddings_squeeze.data.oxford_pet import UnpaddedDistributedSampler
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
+from embeddings_squeeze.engine import fitting
+from embeddings_squeeze.engine.callbacks import AtomicCheckpointIO
 from embeddings_squeeze.utils.checkpoint import load_module
 
 COMMAND = [sys.executable, "-m", "embeddings_squeeze"]
@@ -280,7 +279,7 @@ def test_interrupt_between_the_epoch_end_saves_leaves_a_resumable_run(
     caplog.set_level(logging.INFO)
     monkeypatch.setattr(InterruptAfterSaving, "fired", False)
     monkeypatch.setattr(InterruptAfterSaving, "before", before)
-    monkeypatch.setattr(training, "AtomicCheckpointIO", InterruptAfterSaving)
+    monkeypatch.setattr(fitting, "AtomicCheckpointIO", InterruptAfterSaving)
     argv = ["squeeze", *TINY, "--data_path", pet_root, "--output_dir", tmp_path, "--epochs", 2,
             "--num_vectors", 8, "--experiment_name", "race", "--cache_features", "off"]  # fmt: skip
     assert run_cli(*argv) == 130
@@ -293,7 +292,7 @@ def test_interrupt_between_the_epoch_end_saves_leaves_a_resumable_run(
         best = next(run_dir.glob("best-epoch*.ckpt"))
         assert "epochs up to 0 are saved" in message and message.endswith(f"--resume {best}")
     resume_from = message.rsplit("--resume ", 1)[1]
-    monkeypatch.setattr(training, "AtomicCheckpointIO", AtomicCheckpointIO)
+    monkeypatch.setattr(fitting, "AtomicCheckpointIO", AtomicCheckpointIO)
     assert run_cli(*argv, "--resume", resume_from) == 0
     assert (run_dir / "last.ckpt").is_file() and not (run_dir.parent / "version_1").exists()
     assert load_module(run_dir / "last.ckpt", "vq").bottleneck.code_histogram.sum() > 0

@@ -3,12 +3,13 @@ import json
 import logging
 
 import pytest
-from conftest import TINY, parse
+from helpers import TINY, parse
 from PIL import Image
 
 from embeddings_squeeze import sweep
+from embeddings_squeeze.utils.checkpoint import read_checkpoint
+from embeddings_squeeze.utils.figures import figure_size_pixels
 from embeddings_squeeze.utils.input_compression import codecs
-from embeddings_squeeze.visualize import figure_size_pixels
 
 SEEDS = (42, 43)
 
@@ -35,8 +36,9 @@ def test_tables_hold_every_model(finished_sweep):
     stored = json.loads((output_dir / "sweep.json").read_text())
     assert [row["name"] for row in stored["rows"]] == names
     assert {a["name"] for a in stored["aggregates"]} == {"vq_K8_mean", "fsq_K8_mean"}
-    # with --weights none one random backbone is drawn, saved and shared by every model
-    assert (output_dir / "random_vit_64px_seed42.pth").is_file()
+    # with --weights none every model, whatever its seed, runs on the one random backbone of --backbone_seed
+    checkpoints = (output_dir / "runs").glob("*/version_0/last.ckpt")
+    assert len({read_checkpoint(path)["hyper_parameters"]["weights_id"] for path in checkpoints}) == 1
     for row in rows:
         assert 0.0 <= row["miou"] <= 1.0
         if row["kind"] == "vq":

@@ -4,23 +4,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import parse
+from helpers import one_line_error, parse, run_cli, tiny_datamodule
 from PIL import Image
 
 from embeddings_squeeze import cli, decode, encode
-from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
+from embeddings_squeeze.engine.evaluation import compare_models
 from embeddings_squeeze.utils.checkpoint import load_module
-from embeddings_squeeze.utils.comparison import Extremes, compare_models
-from embeddings_squeeze.visualize import COLUMNS, figure_size_pixels
-
-
-def run_cli(*argv):
-    """Run ``embeddings-squeeze`` in-process; returns the exit code (0 when it returns)."""
-    try:
-        cli.main([str(arg) for arg in argv])
-    except SystemExit as exit_:
-        return exit_.code
-    return 0
+from embeddings_squeeze.utils.comparison import Extremes
+from embeddings_squeeze.utils.figures import COLUMNS, figure_size_pixels
 
 
 def visualize_args(trained, pet_root, output_dir, *extra):
@@ -64,15 +55,6 @@ def test_more_rows_asked_than_images(trained, pet_root, tmp_path, caplog):
     with Image.open(out / "best_results_val.png") as figure:
         assert figure.size == figure_size_pixels(2)  # the validation split holds 2 images
     assert "only 2 scored images" in caplog.text
-
-
-def one_line_error(capsys) -> str:
-    """The one error line (last, no traceback); progress bars may come before it."""
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err, err
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and err.splitlines()[-1] == errors[0], err
-    return errors[0]
 
 
 @pytest.mark.parametrize(
@@ -126,7 +108,7 @@ def test_extremes_keep_only_the_ends_with_stable_ties():
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_vq_prediction_is_what_the_receiver_decodes(trained, pet_root, tmp_path, batch_size):
     baseline, vq = load_module(trained["baseline"], "baseline"), load_module(trained["vq"], "vq")
-    data = OxfordPetDataModule(pet_root, image_size=64, batch_size=batch_size, download=False)
+    data = tiny_datamodule(pet_root, batch_size=batch_size)
     data.setup()
     split = data.splits["test"]
     comparison = compare_models(

@@ -6,7 +6,7 @@ embeddings-squeeze make-data --root ./data --n-trainval 96 --n-test 32 --seed 0
 import argparse
 import logging
 
-from embeddings_squeeze.cli import positive_int
+from embeddings_squeeze.config import positive_int
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 
 log = logging.getLogger(__name__)

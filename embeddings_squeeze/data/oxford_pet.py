@@ -10,23 +10,28 @@ batches: runs with different seeds share one split.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    Sampler,
+    default_collate,
+    get_worker_info,
+)
 from torchvision.datasets import OxfordIIITPet
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from embeddings_squeeze.config import DataConfig
 from embeddings_squeeze.data.labels import MASK_MODES, trimap_to_labels
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.settings import DEFAULT_SPLIT_SEED
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class PetTransform:
@@ -54,6 +59,13 @@ class PetTransform:
         return pixels, torch.from_numpy(labels.astype(np.int64))
 
 
+def denormalize(pixels: torch.Tensor, mean, std) -> torch.Tensor:
+    """Normalised (3, H, W) pixels -> the (3, H, W) uint8 image ``PetTransform.image`` started from."""
+    mean = torch.tensor(mean, device=pixels.device).view(3, 1, 1)
+    std = torch.tensor(std, device=pixels.device).view(3, 1, 1)
+    return ((pixels * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 class PetSplit(Dataset):
     """Selected items of an OxfordIIITPet list; yields (image, labels, position in this split)."""
 
@@ -71,18 +83,50 @@ class PetSplit(Dataset):
     def __getitem__(self, position: int):
         try:
             image, trimap = self.pets[self.indices[position]]
-            pixels, labels = self.transform(image, trimap)
+            return (*self.transform(image, trimap), position)
         except ValueError as error:  # our own check of the trimap values
-            raise UserError(
-                f"cannot read sample {self.image_ids[position]} ({self.image_paths[position]}): "
-                f"{error}; fix or remove this file"
-            ) from None
+            problem = str(error)
         except (OSError, UnidentifiedImageError):
-            raise UserError(
-                f"cannot read sample {self.image_ids[position]} ({self.image_paths[position]}): the image "
-                "or its trimap is truncated or not an image; fix or remove this file"
-            ) from None
-        return pixels, labels, position
+            problem = "the image or its trimap is truncated or not an image"
+        message = (
+            f"cannot read sample {self.image_ids[position]} ({self.image_paths[position]}): {problem}; "
+            "fix or remove this file"
+        )
+        if get_worker_info() is not None:  # see UnreadableSample
+            return UnreadableSample(message)
+        raise UserError(message)
+
+
+@dataclass(frozen=True)
+class UnreadableSample:
+    """What a DataLoader worker returns for a file it cannot read, instead of raising.
+
+    An exception raised in a worker process reaches the main process only as traceback text; this
+    travels as data, and ``CheckedDataLoader`` raises it there as the UserError it is.
+    """
+
+    message: str
+
+
+def collate_or_report(items: list):
+    """``default_collate``, or the first ``UnreadableSample`` among ``items``."""
+    for item in items:
+        if isinstance(item, UnreadableSample):
+            return item
+    return default_collate(items)
+
+
+class CheckedDataLoader(DataLoader):
+    """A DataLoader that turns an ``UnreadableSample`` from a worker into a UserError."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, collate_fn=collate_or_report, **kwargs)
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            if isinstance(batch, UnreadableSample):
+                raise UserError(batch.message)
+            yield batch
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -127,43 +171,44 @@ class OxfordPetDataModule(pl.LightningDataModule):
     """Oxford-IIIT Pet with segmentation targets, resized to ``image_size`` squares.
 
     Args:
-        data_path: folder that holds (or will hold) ``oxford-iiit-pet/``.
+        data: where the data is, how it is split and batched (see ``DataConfig``).
         image_size: side of the square the images and masks are resized to.
         mask_mode: ``trimap`` (pet, background, border) or ``binary`` (border ignored).
-        batch_size: images per batch.
-        num_workers: DataLoader worker processes.
-        subset_size: keep at most this many images per split (``None``: all).
-        val_fraction: share of ``trainval`` held out for validation.
-        seed: seeds the order of training batches.
-        split_seed: seeds the train/val permutation and the subsets.
-        download: fetch the dataset when ``oxford-iiit-pet/`` is missing.
+        seed: seeds the order of training batches (never the split).
         mean, std: normalisation of the backbone's weights preset.
+        download: fetch the dataset when ``oxford-iiit-pet/`` is missing.
     """
 
     def __init__(
         self,
-        data_path: str = "./data",
-        image_size: int = 224,
-        mask_mode: str = "trimap",
-        batch_size: int = 4,
-        num_workers: int = 0,
-        subset_size: int | None = None,
-        val_fraction: float = 0.1,
-        seed: int = 42,
-        split_seed: int = DEFAULT_SPLIT_SEED,
+        data: DataConfig,
+        image_size: int,
+        mask_mode: str,
+        seed: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
         download: bool = True,
-        mean: tuple[float, ...] = IMAGENET_MEAN,
-        std: tuple[float, ...] = IMAGENET_STD,
     ):
         super().__init__()
         if mask_mode not in MASK_MODES:
             raise UserError(f"--mask_mode must be one of {', '.join(MASK_MODES)}, got {mask_mode!r}")
-        if not 0 < val_fraction < 1:
-            raise UserError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
-        self.save_hyperparameters(ignore=["data_path", "download", "num_workers"])
-        self.data_path = str(data_path)
+        if not 0 < data.val_fraction < 1:
+            raise UserError(f"--val_fraction must be between 0 and 1, got {data.val_fraction}")
+        # what a checkpoint needs to rebuild the same batches; where the files are may change
+        stored = {k: v for k, v in asdict(data).items() if k not in ("data_path", "num_workers")}
+        self.save_hyperparameters(
+            {
+                **stored,
+                "image_size": image_size,
+                "mask_mode": mask_mode,
+                "seed": seed,
+                "mean": mean,
+                "std": std,
+            }
+        )
+        self.data_path = str(data.data_path)
         self.download = download
-        self.num_workers = num_workers
+        self.num_workers = data.num_workers
         self.transform = PetTransform(image_size, mask_mode, mean, std)
         self.splits: dict[str, Dataset] = {}
 
@@ -210,16 +255,10 @@ class OxfordPetDataModule(pl.LightningDataModule):
                 raise UserError(f"the {name} split is empty; check the dataset's list files")
             self.splits[name] = PetSplit(pets, kept, self.transform)
 
-    def use_feature_cache(self, backbone, cache_dir, device) -> None:
-        """Serve train and val as cached backbone features (see ``feature_cache``)."""
-        from embeddings_squeeze.data.feature_cache import cached_split  # avoids an import cycle
-
+    def serve(self, split: str, dataset: Dataset) -> None:
+        """Serve ``split`` from another dataset of the same images in the same order (cached features)."""
         self.setup()
-        for name in ("train", "val"):
-            self.splits[name] = cached_split(
-                self.splits[name], backbone, cache_dir, self.hparams.image_size, self.hparams.mask_mode,
-                self.hparams.batch_size, device,
-            )  # fmt: skip
+        self.splits[split] = dataset
 
     def split_record(self) -> dict:
         """The image ids of every split, for the run directory's split file."""
@@ -233,7 +272,7 @@ class OxfordPetDataModule(pl.LightningDataModule):
     def dataloader(self, split: str, sampler: Sampler | None = None, drop_last: bool = False) -> DataLoader:
         """Batches of one split in list order, or in ``sampler``'s order."""
         self.setup()
-        return DataLoader(
+        return CheckedDataLoader(
             self.splits[split],
             batch_size=self.hparams.batch_size,
             sampler=sampler,

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
+from embeddings_squeeze.config import QuantizerConfig
 from embeddings_squeeze.models.quantizers import Quantizer
 
 
@@ -19,15 +20,14 @@ class Bottleneck(nn.Module):
 
     Args:
         in_channels: channels of the backbone feature map.
-        bottleneck_dim: dimension of the quantized vectors.
-        **quantizer_args: see ``Quantizer``.
+        config: the quantizer settings; ``bottleneck_dim`` is the size of the quantized vectors.
     """
 
-    def __init__(self, in_channels: int, bottleneck_dim: int = 64, **quantizer_args):
+    def __init__(self, in_channels: int, config: QuantizerConfig):
         super().__init__()
-        self.project_in = nn.Conv2d(in_channels, bottleneck_dim, kernel_size=1)
-        self.quantizer = Quantizer(dim=bottleneck_dim, **quantizer_args)
-        self.project_out = nn.Conv2d(bottleneck_dim, in_channels, kernel_size=1)
+        self.project_in = nn.Conv2d(in_channels, config.bottleneck_dim, kernel_size=1)
+        self.quantizer = Quantizer(config, dim=config.bottleneck_dim)
+        self.project_out = nn.Conv2d(config.bottleneck_dim, in_channels, kernel_size=1)
         shape = (self.quantizer.levels, self.quantizer.alphabet_size)
         self.register_buffer("code_histogram", torch.zeros(shape, dtype=torch.long))
 

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 import torch
 from einops import rearrange
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torchmetrics import MeanMetric
-from tqdm import tqdm
 
+from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerConfig, from_values
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models.bottleneck import Bottleneck, CodebookUsage, count_codes, usage_statistics
-from embeddings_squeeze.models.quantizers import KMEANS_VECTORS_PER_CODE, parse_levels
+from embeddings_squeeze.models.bottleneck import Bottleneck, CodebookUsage
+from embeddings_squeeze.models.quantizers import KMEANS_VECTORS_PER_CODE
 from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY, STAGES, SegmentationModule
-from embeddings_squeeze.settings import parse_dead_code_threshold
 
 log = logging.getLogger(__name__)
 LOW_USAGE = 0.10
@@ -30,54 +30,26 @@ class VQSegmentationModule(SegmentationModule):
     Lightning's sanity check can show the library a validation batch.
 
     Args:
-        quantizer_type: 'vq', 'rvq', 'fsq' or 'lfq'.
-        num_vectors: codebook size K per level (for FSQ it picks the levels unless given).
-        bottleneck_dim: dimension of the quantized vectors.
-        num_quantizers: residual levels for RVQ.
-        fsq_levels: FSQ levels as text, e.g. '8,5,5'; None derives them from ``num_vectors``.
-        commitment_weight: commitment loss weight inside VQ/RVQ.
-        decay: EMA decay of VQ/RVQ codebooks.
-        vq_loss_weight: weight of the quantizer loss in the total loss.
-        kmeans_init: k-means initialisation of VQ/RVQ codebooks on pooled training vectors.
-        dead_code_threshold: 'auto' (scaled to the vectors per step and K) or the EMA usage per
-            step below which a VQ/RVQ code is re-seeded (0: never).
-        entropy_loss_weight: weight of LFQ's entropy auxiliary loss.
-        **segmentation_args: see ``SegmentationModule``.
+        model: see ``SegmentationModule``.
+        quantizer: the bottleneck's settings (see ``QuantizerConfig``); ``vq_loss_weight``
+            weighs the quantizer's loss in the objective.
+        optimizer, weights_id: see ``SegmentationModule``.
     """
 
     kind = "vq"
 
     def __init__(
         self,
-        quantizer_type: str = "vq",
-        num_vectors: int = 512,
-        bottleneck_dim: int = 64,
-        num_quantizers: int = 1,
-        fsq_levels: str | None = None,
-        commitment_weight: float = 0.25,
-        decay: float = 0.99,
-        vq_loss_weight: float = 1.0,
-        kmeans_init: bool = True,
-        dead_code_threshold: float | str = "auto",
-        entropy_loss_weight: float = 0.01,
-        **segmentation_args,
+        model: ModelConfig,
+        quantizer: QuantizerConfig = QuantizerConfig(),
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        weights_id: str | None = None,
     ):
-        super().__init__(**segmentation_args)
-        self.dead_code_threshold = parse_dead_code_threshold(dead_code_threshold)
+        super().__init__(model, optimizer, weights_id)
+        self.hparams.update(asdict(quantizer))
         # mean codes re-seeded per training step, one entry per completed epoch
         self.codes_replaced_history: list[float] = []
-        self.bottleneck = Bottleneck(
-            self.backbone.out_channels,
-            bottleneck_dim,
-            quantizer_type=quantizer_type,
-            codebook_size=num_vectors,
-            num_quantizers=num_quantizers,
-            fsq_levels=parse_levels(fsq_levels),
-            commitment_weight=commitment_weight,
-            decay=decay,
-            kmeans_init=kmeans_init,
-            entropy_loss_weight=entropy_loss_weight,
-        )
+        self.bottleneck = Bottleneck(self.backbone.out_channels, quantizer)
         quantizer = self.bottleneck.quantizer
         for stage in STAGES:
             setattr(self, f"{stage}_usage", CodebookUsage(quantizer.levels, quantizer.alphabet_size))
@@ -88,7 +60,7 @@ class VQSegmentationModule(SegmentationModule):
         quantizer = self.bottleneck.quantizer
         if self.trainer.world_size > 1:
             quantizer.synchronize_across_processes()
-        quantizer.configure_dead_codes(self.dead_code_threshold, self.vectors_per_step())
+        quantizer.configure_dead_codes(self.vectors_per_step())
 
     def vectors_per_step(self) -> int:
         """Vectors one training step feeds the codebook statistics (all processes together)."""
@@ -134,6 +106,10 @@ class VQSegmentationModule(SegmentationModule):
             if not all(torch.equal(gathered[0], other) for other in gathered[1:]):
                 raise RuntimeError(f"bottleneck tensor {name} differs across processes after training")
         rank_zero_info(f"bottleneck identical on all {self.trainer.world_size} processes")
+
+    @classmethod
+    def configs_from(cls, hparams: dict) -> dict:
+        return {**super().configs_from(hparams), "quantizer": from_values(QuantizerConfig, hparams)}
 
     def squeeze(self, features: torch.Tensor):
         reconstructed, indices, loss = self.bottleneck(features)
@@ -207,15 +183,3 @@ class VQSegmentationModule(SegmentationModule):
         features = self.bottleneck.decode(indices.unsqueeze(0).to(self.device))
         size = (self.hparams.image_size, self.hparams.image_size)
         return self.backbone.classify(features, size).argmax(dim=1)[0]
-
-    @torch.no_grad()
-    def count_codes(self, dataloader) -> dict:
-        """Fill ``code_histogram`` with the eval-mode indices of every image in ``dataloader``."""
-        self.eval()
-        histogram = torch.zeros_like(self.bottleneck.code_histogram)
-        for batch in tqdm(dataloader, desc="counting codes on the training split", unit="batch"):
-            features = self.features_of(batch[0].to(self.device))
-            _, indices, _ = self.bottleneck(features)
-            histogram += count_codes(indices, histogram.shape[1])
-        self.bottleneck.code_histogram.copy_(histogram)
-        return usage_statistics(histogram)

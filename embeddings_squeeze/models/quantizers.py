@@ -21,9 +21,10 @@ from torch import distributed, nn
 from vector_quantize_pytorch import FSQ, LFQ, ResidualVQ, VectorQuantize
 from vector_quantize_pytorch.vector_quantize_pytorch import Codebook, sample_vectors_distributed
 
+from embeddings_squeeze.config import QUANTIZER_CHOICES, QuantizerConfig, parse_dead_code_threshold
 from embeddings_squeeze.errors import UserError
 
-QUANTIZER_TYPES = ("vq", "rvq", "fsq", "lfq")
+QUANTIZER_TYPES = QUANTIZER_CHOICES
 # level choices recommended by the FSQ paper (Mentzer et al. 2023, table 1) for common sizes
 FSQ_LEVELS = {
     2**8: [8, 6, 5],
@@ -87,57 +88,40 @@ class Quantizer(nn.Module):
     """A quantizer of any supported type behind one (B, D, h, w) interface.
 
     Args:
-        quantizer_type: 'vq', 'rvq', 'fsq' or 'lfq'.
+        config: the quantizer settings (see ``QuantizerConfig``): for VQ, RVQ and LFQ
+            ``num_vectors`` is K, codes per level (a power of two for LFQ); for FSQ it only chooses
+            the levels when ``fsq_levels`` is not given.
         dim: size of the vectors being quantized.
-        codebook_size: K, codes per level (VQ, RVQ, LFQ; a power of two for LFQ); for FSQ it only
-            chooses the levels when ``fsq_levels`` is not given.
-        num_quantizers: residual levels (RVQ only).
-        fsq_levels: FSQ levels, e.g. [8, 5, 5] (FSQ only), each at least 3.
-        commitment_weight: commitment loss weight (VQ, RVQ).
-        decay: EMA decay of the codebooks (VQ, RVQ).
-        kmeans_init: initialise VQ/RVQ codebooks by k-means on training vectors.
-        entropy_loss_weight: weight of LFQ's entropy auxiliary loss (LFQ only).
     """
 
-    def __init__(
-        self,
-        quantizer_type: str = "vq",
-        dim: int = 64,
-        codebook_size: int = 512,
-        num_quantizers: int = 1,
-        fsq_levels: list[int] | None = None,
-        commitment_weight: float = 0.25,
-        decay: float = 0.99,
-        kmeans_init: bool = True,
-        entropy_loss_weight: float = 0.01,
-    ):
+    def __init__(self, config: QuantizerConfig, dim: int):
         super().__init__()
+        quantizer_type, codebook_size = config.quantizer_type, config.num_vectors
         if quantizer_type not in QUANTIZER_TYPES:
             raise UserError(
                 f"unknown --quantizer_type {quantizer_type!r}; choose one of {', '.join(QUANTIZER_TYPES)}"
             )
+        self.config = config
         self.quantizer_type = quantizer_type
-        self.levels = num_quantizers if quantizer_type == "rvq" else 1
+        self.levels = config.num_quantizers if quantizer_type == "rvq" else 1
         self.norm = nn.Identity()
         self.codes_replaced = 0  # since the last read_codes_replaced()
         # replacement stays off until configure_dead_codes() knows the vectors per step
         codebook = dict(
             codebook_size=codebook_size,
-            decay=decay,
-            commitment_weight=commitment_weight,
-            kmeans_init=kmeans_init,
+            decay=config.decay,
+            commitment_weight=config.commitment_weight,
+            kmeans_init=config.kmeans_init,
             threshold_ema_dead_code=0,
         )
         if quantizer_type == "vq":
             self.quantizer = VectorQuantize(dim=dim, **codebook)
             self.alphabet_size = codebook_size
         elif quantizer_type == "rvq":
-            self.quantizer = ResidualVQ(dim=dim, num_quantizers=num_quantizers, **codebook)
+            self.quantizer = ResidualVQ(dim=dim, num_quantizers=config.num_quantizers, **codebook)
             self.alphabet_size = codebook_size
         elif quantizer_type == "fsq":
-            self.fsq_levels = fsq_levels or fsq_levels_for(codebook_size)
-            if min(self.fsq_levels) < MIN_FSQ_LEVEL:
-                raise UserError(f"every FSQ level must be at least {MIN_FSQ_LEVEL}, got {self.fsq_levels}")
+            self.fsq_levels = parse_levels(config.fsq_levels) or fsq_levels_for(codebook_size)
             self.quantizer = FSQ(levels=self.fsq_levels, dim=dim)
             # standardise what reaches FSQ's tanh bound (see CodeNorm)
             self.quantizer.project_in = nn.Sequential(
@@ -152,7 +136,7 @@ class Quantizer(nn.Module):
             # the library's default entropy weight (0.1) outweighs the segmentation loss here and
             # collapses the head onto the majority class; 0.01 keeps it a regulariser
             self.quantizer = LFQ(
-                dim=dim, codebook_size=codebook_size, entropy_loss_weight=entropy_loss_weight
+                dim=dim, codebook_size=codebook_size, entropy_loss_weight=config.entropy_loss_weight
             )
             self.alphabet_size = codebook_size
         for book in self.codebooks():
@@ -184,16 +168,17 @@ class Quantizer(nn.Module):
             return self.alphabet_size
         return sum(len(torch.unique(book.embed[0], dim=0)) for book in self.codebooks())
 
-    def configure_dead_codes(self, threshold: float | str, vectors_per_step: int) -> None:
+    def configure_dead_codes(self, vectors_per_step: int) -> None:
         """Set the VQ/RVQ dead-code rule for training steps of ``vectors_per_step`` vectors.
 
-        ``threshold`` 'auto' scales with the step and the codebook (see ``DEAD_CODE_SHARE``); a
-        number is the EMA usage per step below which a code is replaced (0: never). A replaced
-        code restarts at the uniform usage vectors_per_step / K, so it is not replaced again at
-        once.
+        ``dead_code_threshold`` 'auto' scales with the step and the codebook (see
+        ``DEAD_CODE_SHARE``); a number is the EMA usage per step below which a code is replaced (0:
+        never). A replaced code restarts at the uniform usage vectors_per_step / K, so it is not
+        replaced again at once.
         """
+        threshold = parse_dead_code_threshold(self.config.dead_code_threshold)
         fair_share = vectors_per_step / self.alphabet_size
-        value = DEAD_CODE_SHARE * fair_share if threshold == "auto" else float(threshold)
+        value = DEAD_CODE_SHARE * fair_share if threshold == "auto" else threshold
         for book in self.codebooks():
             book.threshold_ema_dead_code = value
             book.has_dead_code_replacement = value > 0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
@@ -11,55 +12,53 @@ from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from embeddings_squeeze import __version__
+from embeddings_squeeze.config import ModelConfig, OptimizerConfig, from_values
 from embeddings_squeeze.data.labels import IGNORE_INDEX, class_names
 from embeddings_squeeze.models.backbones import build_backbone
 
 CHECKPOINT_KEY = "embeddings_squeeze"
-# 2: float16-rounded features, split_seed, FSQ code norm, cross-entropy as loss, replacement history
+# 2: float16-rounded features, split_seed, FSQ code norm, cross-entropy as loss, replacement history,
+#    frozen weights described (seed, file, name) rather than stored
 CHECKPOINT_FORMAT = 2
 FROZEN_PREFIX = "backbone.encoder."
 STAGES = ("train", "val", "test")
-# the frozen encoder is kept in eval mode on purpose (see SegmentationBackbone.train)
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-# epoch values are synced by their torchmetrics accumulators before they are logged
-warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting")
 
 
 class SegmentationModule(pl.LightningModule):
     """Frozen backbone features -> ``squeeze`` (identity here) -> trainable head -> logits.
 
     Args:
-        backbone: 'vit' or 'deeplab'.
-        weights: 'default', 'none' or a state-dict path (see ``--weights``).
-        mask_mode: 'trimap' or 'binary'; fixes the classes.
-        image_size: square input side the model is built for.
-        lr: Adam learning rate of the trainable parameters.
-        weight_decay: Adam weight decay.
+        model: backbone, frozen weights, input size and classes (see ``ModelConfig``); a weights
+            path is stored absolute, so a checkpoint finds its file from any working directory.
+        optimizer: Adam settings of the trainable parameters.
         weights_id: identity of the frozen weights; computed when None.
-    """
 
-    kind = "segmentation"
+    ``hparams`` holds every setting as a flat dict of plain values, which is what checkpoints
+    store and ``from_hparams`` rebuilds the model from.
+    """
 
     def __init__(
         self,
-        backbone: str = "vit",
-        weights: str = "default",
-        mask_mode: str = "trimap",
-        image_size: int = 224,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
+        model: ModelConfig,
+        optimizer: OptimizerConfig = OptimizerConfig(),
         weights_id: str | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters()
-        self.class_names = class_names(mask_mode)
+        if model.weights not in ("default", "none"):
+            model = replace(model, weights=str(Path(model.weights).resolve()))
+        self.model_config = model
+        self.save_hyperparameters({**asdict(model), **asdict(optimizer), "weights_id": weights_id})
+        self.class_names = class_names(model.mask_mode)
         self.num_classes = len(self.class_names)
-        self.backbone = build_backbone(backbone, self.num_classes, weights, image_size)
+        self.backbone = build_backbone(
+            model.backbone, self.num_classes, model.weights, model.image_size, model.backbone_seed
+        )
         if weights_id is None:
             self.hparams.weights_id = self.backbone.weights_id
-        # named torchvision weights are rebuilt on load; anything else must travel in the file
-        self.stores_frozen_weights = weights != "default"
-        self.strict_loading = self.stores_frozen_weights
+        # checkpoints describe the frozen weights (a name, a seed or a file, with a fingerprint)
+        # instead of carrying them; only 'embeddings-squeeze export' stores them
+        self.stores_frozen_weights = False
+        self.strict_loading = False
         for stage in STAGES:  # accumulators over an epoch, one set per stage
             setattr(
                 self, f"{stage}_miou", MulticlassJaccardIndex(self.num_classes, ignore_index=IGNORE_INDEX)
@@ -84,6 +83,19 @@ class SegmentationModule(pl.LightningModule):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"out": self.logits_from_features(self.backbone.features(images), images.shape[-2:])}
+
+    @classmethod
+    def configs_from(cls, hparams: dict) -> dict:
+        """Constructor arguments from the flat plain values a checkpoint stores."""
+        return {
+            "model": from_values(ModelConfig, hparams),
+            "optimizer": from_values(OptimizerConfig, hparams),
+            "weights_id": hparams["weights_id"],
+        }
+
+    @classmethod
+    def from_hparams(cls, hparams: dict) -> SegmentationModule:
+        return cls(**cls.configs_from(hparams))
 
     @torch.no_grad()
     def predict_masks(self, images: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 import zipfile
 from pathlib import Path
@@ -10,8 +11,10 @@ import torch
 
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models import MODULES, SegmentationModule
+from embeddings_squeeze.models.backbones.base import frozen_fingerprint
 from embeddings_squeeze.models.segmentation_module import CHECKPOINT_FORMAT, CHECKPOINT_KEY, FROZEN_PREFIX
 
+log = logging.getLogger(__name__)
 KIND_NAMES = {"baseline": "a baseline (train_baseline.py)", "vq": "a VQ (squeeze.py)"}
 
 
@@ -57,15 +60,51 @@ def expect_kind(checkpoint: dict, kind: str, flag: str, path: str | Path) -> Non
 
 
 def instantiate(checkpoint: dict, path: str | Path) -> SegmentationModule:
-    """The untrained model a checkpoint describes (its frozen weights, if stored, still to load)."""
+    """The untrained model a checkpoint describes, on the frozen weights it was trained with.
+
+    Frozen weights travel as a description (torchvision's name, the seed of a random backbone, or
+    a file's path) plus a fingerprint: a rebuilt backbone that does not match it is refused.
+    Exported checkpoints carry the weights themselves; ``build_module`` loads and checks them.
+    """
     info = checkpoint[CHECKPOINT_KEY]
     hparams = dict(checkpoint["hyper_parameters"])
+    weights = hparams["weights"]
     if info["frozen_weights_stored"]:
         hparams["weights"] = "none"  # the stored frozen weights replace the random init on load
+    elif weights not in ("default", "none") and not Path(weights).is_file():
+        raise UserError(
+            f"{path} was trained on the frozen weights file {weights}, which is missing; put it back, "
+            "or use a checkpoint made by 'embeddings-squeeze export' where that file exists"
+        )
     try:
-        return MODULES[info["kind"]](**hparams)
-    except TypeError as error:
-        raise UserError(f"{path} has hyperparameters this version does not know ({error})") from None
+        module = MODULES[info["kind"]].from_hparams(hparams)
+    except (TypeError, KeyError):
+        raise UserError(f"{path} has settings this version does not know; use the matching release") from None
+    module.stores_frozen_weights = info["frozen_weights_stored"]  # a resumed export stays portable
+    if not module.stores_frozen_weights:
+        verify_frozen_weights(module, path)
+    return module
+
+
+def verify_frozen_weights(module: SegmentationModule, path: str | Path) -> None:
+    """Refuse a model whose frozen encoder is not the one its checkpoint was trained with."""
+    expected = module.hparams.weights_id
+    if (
+        not expected.startswith("sha256:")
+        or expected == f"sha256:{frozen_fingerprint(module.backbone.encoder)}"
+    ):
+        return  # named torchvision weights identify themselves
+    weights = module.hparams.weights
+    if weights == "none":
+        raise UserError(
+            f"{path}: the random backbone rebuilt from seed {module.hparams.backbone_seed} differs from "
+            "the one it was trained with (another torch version?); use the versions in the run's "
+            "config.json, or a checkpoint made by 'embeddings-squeeze export'"
+        )
+    raise UserError(
+        f"{path}: its frozen weights differ from the ones it was trained with (was {weights} changed?); "
+        "restore that file, or use a checkpoint made by 'embeddings-squeeze export'"
+    )
 
 
 def build_module(checkpoint: dict, path: str | Path) -> SegmentationModule:
@@ -82,6 +121,9 @@ def build_module(checkpoint: dict, path: str | Path) -> SegmentationModule:
             f"{len(result.unexpected_keys)} unexpected tensors, e.g. {first}); "
             "it may come from another version"
         )
+    if stored:
+        verify_frozen_weights(module, path)
+    module.on_load_checkpoint(checkpoint)
     return module.eval()
 
 
@@ -90,3 +132,31 @@ def load_module(path: str | Path, kind: str, flag: str = "--checkpoint") -> Segm
     checkpoint = read_checkpoint(path)
     expect_kind(checkpoint, kind, flag, path)
     return build_module(checkpoint, path)
+
+
+def check_pair(model: str, baseline: dict, vq: dict) -> None:
+    """Refuse checkpoint pairs whose comparison would be meaningless."""
+    baseline_info, vq_info = baseline["embeddings_squeeze"], vq["embeddings_squeeze"]
+    if baseline_info["backbone"] != vq_info["backbone"]:
+        raise UserError(
+            f"the checkpoints use different backbones (baseline: {baseline_info['backbone']}, "
+            f"VQ: {vq_info['backbone']}); train both with the same --model"
+        )
+    if model != vq_info["backbone"]:
+        raise UserError(
+            f"--model {model} does not match the checkpoints, which use {vq_info['backbone']}; "
+            f"pass --model {vq_info['backbone']}"
+        )
+    for key in ("mask_mode", "image_size"):
+        if baseline["hyper_parameters"][key] != vq["hyper_parameters"][key]:
+            raise UserError(
+                f"the checkpoints differ in {key} (baseline: {baseline['hyper_parameters'][key]}, "
+                f"VQ: {vq['hyper_parameters'][key]}); train both with the same --{key}"
+            )
+    if baseline_info["weights_id"] != vq_info["weights_id"]:
+        log.warning(
+            "warning: the two checkpoints were trained on different frozen weights (%s vs %s); "
+            "the comparison mixes backbone and bottleneck effects",
+            baseline_info["weights_id"],
+            vq_info["weights_id"],
+        )

@@ -1,23 +1,20 @@
-"""Run the baseline and the VQ model over a split and score every image with the same IoU.
+"""Comparison utilities: scored images, the running best/worst lists, and split-level results.
 
-Only the current best and worst candidates are kept in memory; every image's scores go to a
-``record`` callback (the CSV writer) as soon as they are known.
+``engine/evaluation.py`` runs the models; only the current best and worst candidates are kept in
+memory, and every image's scores go to a ``record`` callback (the CSV writer) as soon as known.
 """
 
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from embeddings_squeeze.models import SegmentationModule
-from embeddings_squeeze.utils.iou import class_iou, confusion_matrices
-from embeddings_squeeze.utils.rate import RateMeter
+from embeddings_squeeze.utils.iou import class_iou
 
 
 @dataclass
@@ -107,104 +104,3 @@ def shares_backbone(first: SegmentationModule, second: SegmentationModule) -> bo
     """True when both models run the same frozen encoder on the same input size."""
     keys = ("backbone", "weights_id", "image_size")
     return all(first.hparams[key] == second.hparams[key] for key in keys)
-
-
-def _to_image(pixels: torch.Tensor, mean, std) -> np.ndarray:
-    """(3, H, W) normalised tensor -> (H, W, 3) uint8."""
-    mean = torch.tensor(mean).view(3, 1, 1)
-    std = torch.tensor(std).view(3, 1, 1)
-    rgb = (pixels * std + mean).clamp(0, 1)
-    return (rgb.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
-
-
-@torch.no_grad()
-def compare_models(
-    baseline: SegmentationModule,
-    vq: SegmentationModule,
-    loader,
-    image_ids: list[str],
-    n_best: int,
-    n_worst: int,
-    device: torch.device,
-    record: Callable[[dict], None],
-    share_backbone: bool = True,
-    rank_by: tuple[str, ...] = ("iou",),
-) -> Comparison:
-    """Score both models on every image of ``loader``; rank them; measure the VQ rate.
-
-    Each image runs on its own, the VQ model through ``encode_image`` and ``decode_mask``, so its
-    prediction is exactly what decode(encode(image)) gives, whatever the loader's batch size.
-
-    ``rank_by``: the rankings to keep, from one pass: 'iou' ranks by VQ IoU; 'delta' by VQ IoU
-    minus baseline IoU, so the worst images are those where the bottleneck loses most.
-
-    When both models share their frozen encoder, it runs once per batch for both (unless
-    ``share_backbone`` is False, which only benchmarks use).
-    """
-    num_classes = vq.num_classes
-    shared = share_backbone and shares_backbone(baseline, vq)
-    baseline.to(device).eval()
-    vq.to(device).eval()
-    result = Comparison(
-        class_names=vq.class_names,
-        baseline_confusion=torch.zeros(num_classes, num_classes, dtype=torch.long),
-        vq_confusion=torch.zeros(num_classes, num_classes, dtype=torch.long),
-    )
-    rankings = {ranking: Extremes(n_best, n_worst) for ranking in rank_by}
-    rate = RateMeter(vq)
-    mean, std = vq.backbone.mean, vq.backbone.std
-    for images, masks, positions in tqdm(loader, desc="comparing baseline and VQ", unit="batch"):
-        baseline_preds, vq_preds, batch_indices = [], [], []
-        for image in images:  # one at a time, as encode and decode handle images (see encode_image)
-            vq_features, indices = vq.encode_image(image)
-            if shared:
-                baseline_features = vq_features
-            else:
-                baseline_features = baseline.backbone.features(image.unsqueeze(0).to(device))
-            size = image.shape[-2:]
-            baseline_preds.append(baseline.logits_from_features(baseline_features, size).argmax(dim=1)[0])
-            vq_preds.append(vq.decode_mask(indices))
-            batch_indices.append(indices)
-        baseline_pred, vq_pred = torch.stack(baseline_preds).cpu(), torch.stack(vq_preds).cpu()
-        rate.update(torch.stack(batch_indices))
-        baseline_confusion = confusion_matrices(baseline_pred, masks, num_classes)
-        vq_confusion = confusion_matrices(vq_pred, masks, num_classes)
-        result.baseline_confusion += baseline_confusion.sum(dim=0)
-        result.vq_confusion += vq_confusion.sum(dim=0)
-        baseline_iou = class_iou(baseline_confusion).nanmean(dim=-1).tolist()
-        vq_iou = class_iou(vq_confusion).nanmean(dim=-1).tolist()
-        for j, position in enumerate(positions.tolist()):
-            result.total_images += 1
-            record(
-                {
-                    "position": position,
-                    "image_id": image_ids[position],
-                    "baseline_iou": baseline_iou[j],
-                    "vq_iou": vq_iou[j],
-                    "iou_difference": vq_iou[j] - baseline_iou[j],
-                }
-            )
-            if math.isnan(vq_iou[j]):  # no labelled pixel: nothing to rank
-                continue
-            result.scored_images += 1
-            result.baseline_iou_sum += baseline_iou[j]
-            result.vq_iou_sum += vq_iou[j]
-
-            def make_item(j=j, position=position):
-                return ScoredImage(
-                    position=position,
-                    image_id=image_ids[position],
-                    baseline_iou=baseline_iou[j],
-                    vq_iou=vq_iou[j],
-                    image=_to_image(images[j], mean, std),
-                    target=masks[j].to(torch.uint8).numpy(),
-                    baseline_pred=baseline_pred[j].to(torch.uint8).numpy(),
-                    vq_pred=vq_pred[j].to(torch.uint8).numpy(),
-                )
-
-            scores = {"iou": vq_iou[j], "delta": vq_iou[j] - baseline_iou[j]}
-            for ranking, extremes in rankings.items():
-                extremes.offer(scores[ranking], position, make_item)
-    result.rankings = {ranking: (ext.best(), ext.worst()) for ranking, ext in rankings.items()}
-    result.rate = rate.report()
-    return result

@@ -19,7 +19,6 @@ import math
 import statistics
 
 import torch
-from tqdm import tqdm
 
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.bottleneck import count_codes
@@ -135,14 +134,3 @@ class RateMeter:
 
     def report(self) -> dict:
         return rate_report(self.module, self.counts, self.sizes)
-
-
-@torch.no_grad()
-def evaluate_rate(module, dataloader) -> dict:
-    """Run ``module`` over ``dataloader`` in eval mode; rate table with real payload sizes."""
-    module.eval()
-    meter = RateMeter(module)
-    for batch in tqdm(dataloader, desc="measuring payload sizes", unit="batch"):
-        _, indices, _ = module.bottleneck(module.features_of(batch[0].to(module.device)))
-        meter.update(indices)
-    return meter.report()

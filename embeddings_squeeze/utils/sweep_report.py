@@ -11,7 +11,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from embeddings_squeeze.utils.run_info import write_json
+from embeddings_squeeze.utils.files import write_json
 
 NUMERIC = (
     "fixed_bits_per_image",

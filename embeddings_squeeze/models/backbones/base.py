@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import pickle
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -94,12 +96,25 @@ class SegmentationBackbone(nn.Module):
 
 
 def frozen_fingerprint(module: nn.Module) -> str:
-    """A short hash of a module's weights, to tell random or file-loaded backbones apart."""
+    """SHA-256 of a module's weights: tells random or file-loaded backbones apart, and a rebuilt
+    backbone from the one a checkpoint was trained with."""
     digest = hashlib.sha256()
     for key, tensor in sorted(module.state_dict().items()):
         digest.update(key.encode())
         digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Draw random initialisations from ``seed`` alone, leaving the global random state untouched.
+
+    A random frozen backbone (``--weights none``) is then a function of its seed: checkpoints
+    store the seed instead of 88 M numbers, and every run with the same seed shares one backbone.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -11,6 +11,7 @@ from embeddings_squeeze.models.backbones.base import (
     download_failed,
     load_matching,
     read_state_dict,
+    seeded,
 )
 
 
@@ -25,14 +26,15 @@ class DeepLabV3SegmentationBackbone(SegmentationBackbone):
         weights: 'default' (``DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1``), 'none', or
             a path to a state dict of torchvision's ``deeplabv3_resnet50``.
         image_size: accepted for a uniform interface; any size works.
+        seed: draws the random encoder for ``weights='none'``.
     """
 
     name = "deeplab"
     out_channels = 2048
     default_weights = DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1
 
-    def __init__(self, num_classes: int, weights: str = "default", image_size: int = 224):
-        model, weights_id = _build_deeplab(weights)
+    def __init__(self, num_classes: int, weights: str = "default", image_size: int = 224, seed: int = 0):
+        model, weights_id = _build_deeplab(weights, seed)
         head = model.classifier
         head[-1] = nn.Conv2d(head[-1].in_channels, num_classes, kernel_size=1)
         super().__init__(model.backbone, head, weights_id)
@@ -41,7 +43,7 @@ class DeepLabV3SegmentationBackbone(SegmentationBackbone):
         return self.encoder(images)["out"]  # (n, 3, H, W) -> (n, 2048, H/8, W/8)
 
 
-def _build_deeplab(weights: str) -> tuple[nn.Module, str | None]:
+def _build_deeplab(weights: str, seed: int = 0) -> tuple[nn.Module, str | None]:
     """The torchvision model and, for named weights, their identity (None: hash it later)."""
     if weights == "default":
         enum = DeepLabV3SegmentationBackbone.default_weights
@@ -49,7 +51,8 @@ def _build_deeplab(weights: str) -> tuple[nn.Module, str | None]:
             return deeplabv3_resnet50(weights=enum), f"torchvision:{enum}"
         except OSError as error:  # URLError and socket errors when offline
             raise download_failed(str(enum), error) from None
-    model = deeplabv3_resnet50(weights=None, weights_backbone=None, aux_loss=False)
+    with seeded(seed):
+        model = deeplabv3_resnet50(weights=None, weights_backbone=None, aux_loss=False)
     if weights != "none":
         load_matching(model, read_state_dict(weights), weights, ("backbone.",))
     return model, None

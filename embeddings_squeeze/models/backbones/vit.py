@@ -13,6 +13,7 @@ from embeddings_squeeze.models.backbones.base import (
     download_failed,
     load_matching,
     read_state_dict,
+    seeded,
 )
 
 PATCH_SIZE = 32
@@ -39,19 +40,20 @@ class ViTSegmentationBackbone(SegmentationBackbone):
             to a state dict of torchvision's ``vit_b_32``.
         image_size: square input side, a multiple of 32; pretrained position embeddings are
             interpolated when it is not 224.
+        seed: draws the random encoder for ``weights='none'``.
     """
 
     name = "vit"
     out_channels = HIDDEN_DIM
     default_weights = ViT_B_32_Weights.IMAGENET1K_V1
 
-    def __init__(self, num_classes: int, weights: str = "default", image_size: int = 224):
+    def __init__(self, num_classes: int, weights: str = "default", image_size: int = 224, seed: int = 0):
         if image_size <= 0 or image_size % PATCH_SIZE:
             multiple = max(PATCH_SIZE, round(image_size / PATCH_SIZE) * PATCH_SIZE)
             raise UserError(
                 f"ViT-B/32 needs --image_size divisible by {PATCH_SIZE}, got {image_size}; try {multiple}"
             )
-        vit, weights_id = _build_vit(weights, image_size)
+        vit, weights_id = _build_vit(weights, image_size, seed)
         vit.heads = nn.Identity()  # the ImageNet classifier is never used
         head = _ViTSegmentationHead(HIDDEN_DIM, num_classes)
         super().__init__(vit, head, weights_id)
@@ -66,7 +68,7 @@ class ViTSegmentationBackbone(SegmentationBackbone):
         return tokens.transpose(1, 2).reshape(n, HIDDEN_DIM, grid_h, grid_w)  # -> (n, 768, h, w)
 
 
-def _build_vit(weights: str, image_size: int) -> tuple[nn.Module, str | None]:
+def _build_vit(weights: str, image_size: int, seed: int = 0) -> tuple[nn.Module, str | None]:
     """The torchvision model and, for named weights, their identity (None: hash it later)."""
     if weights == "default":
         enum = ViTSegmentationBackbone.default_weights
@@ -81,7 +83,8 @@ def _build_vit(weights: str, image_size: int) -> tuple[nn.Module, str | None]:
         model = vit_b_32(image_size=image_size)
         model.load_state_dict(state)
         return model, identity
-    model = vit_b_32(weights=None, image_size=image_size)
+    with seeded(seed):
+        model = vit_b_32(weights=None, image_size=image_size)
     if weights == "none":
         return model, None
     state = read_state_dict(weights)

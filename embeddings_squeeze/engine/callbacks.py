@@ -1,9 +1,8 @@
-"""Trainer plumbing that keeps runs safe: atomic checkpoint files, interrupts, NaN guard, RNG state."""
+"""Trainer plumbing: atomic checkpoint files, interrupts, NaN guard, RNG state, the code histogram."""
 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -13,6 +12,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.utils.files import atomic_path, write_json
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -22,11 +22,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.partial")
-        super().save_checkpoint(checkpoint, temporary, storage_options)
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            super().save_checkpoint(checkpoint, temporary, storage_options)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
         return super().load_checkpoint(path, map_location=map_location, weights_only=True)
@@ -76,3 +73,35 @@ class RNGState(Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         torch.set_rng_state(state_dict["torch"])
+
+
+class CodeHistogram(Callback):
+    """After training, count the training split's codes into every checkpoint that codes payloads.
+
+    The histogram is the entropy coder's model: ``last.ckpt`` and the best checkpoint both get the
+    one of their own weights, and the validation rate table goes to ``rate.json``.
+    """
+
+    def __init__(self, run_dir: Path, best: Callback):
+        self.run_dir = run_dir
+        self.best = best
+
+    def on_fit_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        from embeddings_squeeze.engine.evaluation import count_training_codes, evaluate_rate
+        from embeddings_squeeze.utils.checkpoint import read_checkpoint  # checkpoint -> models -> here
+
+        datamodule, device = trainer.datamodule, module.device
+        last = self.run_dir / "last.ckpt"
+        count_training_codes(module, datamodule.dataloader("train"), device)
+        trainer.save_checkpoint(last, weights_only=False)  # the full state: it stays resumable
+        if not trainer.is_global_zero:
+            return
+        rate = evaluate_rate(module, datamodule.dataloader("val"), device)
+        write_json(self.run_dir / "rate.json", {"split": "val", **rate})
+        best = Path(self.best.best_model_path) if self.best.best_model_path else None
+        if best is not None and best != last:
+            checkpoint = read_checkpoint(best)
+            module.load_state_dict(checkpoint["state_dict"], strict=False)  # frozen weights are not in it
+            count_training_codes(module, datamodule.dataloader("train"), device)
+            checkpoint["state_dict"]["bottleneck.code_histogram"] = module.bottleneck.code_histogram.cpu()
+            AtomicCheckpointIO().save_checkpoint(checkpoint, best)

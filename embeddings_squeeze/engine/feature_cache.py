@@ -18,18 +18,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from embeddings_squeeze import __version__
 from embeddings_squeeze.data.oxford_pet import PetSplit
+from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.models.backbones.base import FEATURE_DTYPE
+from embeddings_squeeze.utils.files import atomic_path
 
 log = logging.getLogger(__name__)
 FORMAT = 2  # 2: features computed one image at a time
@@ -88,22 +88,31 @@ def _is_valid(folder: Path) -> bool:
         return False
 
 
-@torch.no_grad()
 def _build(folder: Path, split: PetSplit, backbone, batch_size: int, device: torch.device) -> None:
-    """Compute every image's features into a temporary folder, then rename it to ``folder``."""
-    temporary = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
-    loader = DataLoader(split, batch_size=batch_size)
+    """Compute every image's features into a private folder, then rename it to ``folder``."""
+    try:
+        with atomic_path(folder) as temporary:
+            _write_entry(temporary, split, backbone, batch_size, device)
+    except OSError:
+        if not folder.is_dir():
+            raise
+        # another process finished the same entry first: keep theirs
+
+
+def _write_entry(folder: Path, split: PetSplit, backbone, batch_size: int, device: torch.device) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     features = labels = None
-    backbone = backbone.to(device).eval()
-    for images, masks, positions in tqdm(loader, desc=f"caching backbone features ({len(split)} images)"):
+    desc = f"caching backbone features ({len(split)} images)"
+    for images, masks, positions in evaluation_batches(
+        backbone, DataLoader(split, batch_size=batch_size), device, desc
+    ):
         batch_features = backbone.features_one_by_one(images.to(device)).to(FEATURE_DTYPE).cpu().numpy()
         if features is None:  # shapes are known after the first batch
             shape = (len(split), *batch_features.shape[1:])
-            features = np.lib.format.open_memmap(temporary / "features.npy", "w+", np.float16, shape)
+            features = np.lib.format.open_memmap(folder / "features.npy", "w+", np.float16, shape)
             labels = np.lib.format.open_memmap(
-                temporary / "labels.npy", "w+", np.uint8, (len(split), *masks.shape[1:])
+                folder / "labels.npy", "w+", np.uint8, (len(split), *masks.shape[1:])
             )
         features[positions.numpy()] = batch_features
         labels[positions.numpy()] = masks.numpy().astype(np.uint8)
@@ -112,18 +121,14 @@ def _build(folder: Path, split: PetSplit, backbone, batch_size: int, device: tor
     del features, labels
     meta = {"format": FORMAT, "images": len(split), "sha256": {}}
     for name in ("features.npy", "labels.npy"):
-        meta["sha256"][name] = _sha256(temporary / name)
-    (temporary / "meta.json").write_text(json.dumps(meta))
-    try:
-        os.rename(temporary, folder)
-    except OSError:  # another process finished the same entry first: keep theirs
-        shutil.rmtree(temporary, ignore_errors=True)
+        meta["sha256"][name] = _sha256(folder / name)
+    (folder / "meta.json").write_text(json.dumps(meta))
 
 
 def cached_split(
     split: PetSplit, backbone, cache_dir: str | Path, image_size: int, mask_mode: str, batch_size: int, device
 ) -> CachedSplit:
-    """The split's cache entry, built now if missing or damaged."""
+    """The split's cache entry, built now if missing or damaged (the backbone runs here, not in data/)."""
     folder = Path(cache_dir) / cache_key(split, backbone, image_size, mask_mode)
     if folder.exists() and not _is_valid(folder):
         log.warning("feature cache %s is incomplete or corrupt; rebuilding it", folder)

@@ -1,0 +1,275 @@
+"""Every setting, defined once: typed dataclasses whose defaults the command line and checkpoints share.
+
+Each field carries its command-line flag (the specification's snake_case names) and help; the
+argparse groups of every command are derived from these classes (``add_arguments``), and parsed
+flags become config objects again (``from_namespace``). Models store their configs in checkpoints
+as plain values and are rebuilt from them, so no command re-types a flag or a default.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+from embeddings_squeeze.data.labels import MASK_MODES
+from embeddings_squeeze.errors import UserError
+
+MODEL_CHOICES = ("vit", "deeplab")
+QUANTIZER_CHOICES = ("vq", "rvq", "fsq", "lfq")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {value}")
+    return value
+
+
+def devices_value(text: str) -> int | str:
+    """Lightning accepts a count, 'auto', -1, or a list such as '0,1'."""
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def parse_dead_code_threshold(value: str | float) -> float | str:
+    """'auto' or a number >= 0 (0 turns dead-code replacement off)."""
+    if str(value) == "auto":
+        return "auto"
+    try:
+        number = float(value)
+    except ValueError:
+        raise UserError(f"--dead_code_threshold must be 'auto' or a number, got {value!r}") from None
+    if number < 0:
+        raise UserError(f"--dead_code_threshold must be 'auto' or at least 0, got {number}")
+    return number
+
+
+def dead_code_threshold(text: str) -> float | str:
+    try:
+        return parse_dead_code_threshold(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def setting(default: Any, help: str, flag: str | None = None, **argparse_options) -> Any:
+    """A dataclass field with its command-line flag (``--<name>`` unless given) and help."""
+    return field(default=default, metadata={"help": help, "flag": flag, "argparse": argparse_options})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images, how they are split and batched."""
+
+    data_path: str = setting("./data", "folder holding oxford-iiit-pet/")
+    subset_size: int | None = setting(
+        None,
+        "use at most this many images per split, a seeded random sample (quick tests)",
+        type=positive_int,
+    )
+    val_fraction: float = setting(
+        0.1, "share of trainval held out for validation by a seeded split", type=float
+    )
+    split_seed: int = setting(
+        42,
+        "seed of the train/val split and of --subset_size samples, separate from --seed so runs with "
+        "different seeds share one split",
+        type=int,
+    )
+    batch_size: int = setting(4, "batch size", type=positive_int)
+    num_workers: int = setting(0, "DataLoader workers", type=non_negative_int)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The frozen backbone and the labels it is trained for: stored in every checkpoint."""
+
+    backbone: str = setting(
+        "vit",
+        "backbone: vit (ViT-B/32) or deeplab (DeepLabV3-ResNet50)",
+        flag="--model",
+        choices=MODEL_CHOICES,
+    )
+    weights: str = setting(
+        "default",
+        "frozen backbone weights: 'default' (torchvision's pretrained), 'none' (random) or a state-dict file",
+    )
+    backbone_seed: int = setting(
+        0,
+        "seed that draws the random frozen backbone of --weights none; runs with the same seed share one "
+        "backbone, and checkpoints store the seed, not the weights",
+        type=int,
+    )
+    image_size: int = setting(224, "square input side", type=positive_int)
+    mask_mode: str = setting(
+        "trimap",
+        "trimap: pet/background/border classes; binary: pet/background, border ignored",
+        choices=MASK_MODES,
+    )
+
+
+@dataclass(frozen=True)
+class QuantizerConfig:
+    """The bottleneck between the frozen features and the head."""
+
+    quantizer_type: str = setting(
+        "vq",
+        "vq: EMA codebook; rvq: residual VQ; fsq: finite scalar; lfq: lookup-free",
+        choices=QUANTIZER_CHOICES,
+    )
+    num_vectors: int = setting(
+        512,
+        "codebook size K per level: each grid position costs log2(K) bits per level",
+        type=positive_int,
+        aliases=("--codebook_size",),
+    )
+    bottleneck_dim: int = setting(64, "quantized vector size", type=positive_int)
+    num_quantizers: int = setting(1, "RVQ levels", type=positive_int)
+    fsq_levels: str | None = setting(
+        None, "FSQ levels such as 8,5,5, each at least 3 (default: from --num_vectors)"
+    )
+    commitment_weight: float = setting(0.25, "VQ commitment weight", type=float)
+    decay: float = setting(0.99, "EMA decay of the codebook", type=float)
+    vq_loss_weight: float = setting(1.0, "weight of the quantizer loss", type=float)
+    kmeans_init: bool = setting(
+        True,
+        "start VQ/RVQ codebooks at random instead of k-means on pooled training vectors",
+        flag="--no_kmeans_init",
+        action="store_false",
+    )
+    dead_code_threshold: float | str = setting(
+        "auto",
+        "re-seed a VQ/RVQ code whose EMA usage per step drops below this; auto: 1/16 of a uniform code's "
+        "usage (batch vectors / K); 0 turns it off",
+        type=dead_code_threshold,
+    )
+    entropy_loss_weight: float = setting(
+        0.01, "weight of LFQ's entropy loss (the library's 0.1 collapses the head)", type=float
+    )
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """How the trainable parameters move: stored in every checkpoint."""
+
+    lr: float = setting(1e-3, "Adam learning rate", type=float)
+    weight_decay: float = setting(0.0, "Adam weight decay", type=float)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How long a model is fitted and where its run goes."""
+
+    epochs: int = setting(10, "training epochs", type=positive_int)
+    seed: int = setting(42, "seed for initialisation and shuffling (not the split)", type=int)
+    experiment_name: str | None = setting(
+        None, "run name; outputs go to <output_dir>/<experiment_name>[_baseline]/version_N"
+    )
+    output_dir: str = setting("./outputs", "root of all runs")
+    resume: str | None = setting(
+        None,
+        "continue a run up to --epochs: the newest run of this experiment, a run directory or a checkpoint",
+        nargs="?",
+        const="latest",
+        metavar="PATH",
+    )
+    cache_features: str = setting(
+        "auto",
+        "reuse frozen-backbone features across epochs and runs; auto: on for runs of 2+ epochs or when "
+        "the cache folder exists",
+        choices=("auto", "on", "off"),
+    )
+    cache_dir: str | None = setting(None, "feature cache folder (default: <output_dir>/.feature_cache)")
+
+
+@dataclass(frozen=True)
+class ComparisonConfig:
+    """What visualize.py compares and draws."""
+
+    dataset_split: str = setting("test", "which split to score", choices=("test", "val"))
+    n_best: int = setting(5, "best results to show", type=non_negative_int)
+    n_worst: int = setting(5, "worst results to show", type=non_negative_int)
+    output_dir: str = setting("./visualizations", "where figures, scores and the summary go")
+    rank_by: str = setting(
+        "iou",
+        "iou: by VQ per-image IoU; delta: by VQ minus baseline IoU, worst = where VQ loses most",
+        choices=("iou", "delta"),
+    )
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where the work runs: passed to Lightning's Trainer, and to evaluation loops."""
+
+    accelerator: str = setting("auto", "cpu, gpu, mps or auto")
+    devices: int | str = setting(1, "device count or ids", type=devices_value)
+    strategy: str = setting("auto", "Lightning strategy, e.g. ddp")
+    num_nodes: int = setting(1, "machines for multi-node training", type=positive_int)
+    precision: str = setting("32-true", "Lightning precision, e.g. 32-true, bf16-mixed")
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    config: type,
+    only: tuple[str, ...] | None = None,
+    defaults: dict[str, Any] | None = None,
+    title: str | None = None,
+) -> None:
+    """Add the flags of ``config``'s fields (``only`` those, if given) as one argument group.
+
+    ``defaults`` replaces a field's default for this command only (e.g. visualize reads the
+    split seed from the checkpoints unless --split_seed is given).
+    """
+    group = parser.add_argument_group(title or config.__name__.removesuffix("Config").lower())
+    for item in fields(config):
+        if only is not None and item.name not in only:
+            continue
+        options = dict(item.metadata["argparse"])
+        aliases = options.pop("aliases", ())
+        default = (defaults or {}).get(item.name, item.default)
+        shown = "" if options.get("action") else f" (default: {default})"
+        flag = item.metadata["flag"] or f"--{item.name}"
+        group.add_argument(
+            flag, *aliases, dest=item.name, default=default, help=item.metadata["help"] + shown, **options
+        )
+
+
+def from_namespace(config: type, namespace: argparse.Namespace, **overrides):
+    """The ``config`` object for parsed flags: fields a command does not parse keep their defaults."""
+    values = {
+        item.name: getattr(namespace, item.name) for item in fields(config) if item.name in vars(namespace)
+    }
+    return config(**{**values, **overrides})
+
+
+def from_values(config: type, values: dict):
+    """The ``config`` object for the plain values a checkpoint stores (other keys are ignored)."""
+    names = {item.name for item in fields(config)}
+    return config(**{key: value for key, value in values.items() if key in names})
+
+
+def defaults(config: type) -> dict[str, Any]:
+    """Field name -> default value."""
+    return {item.name: item.default for item in fields(config) if item.default is not MISSING}
+
+
+__all__ = [
+    "ComparisonConfig",
+    "DataConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "QuantizerConfig",
+    "RuntimeConfig",
+    "TrainingConfig",
+    "add_arguments",
+    "asdict",
+    "from_namespace",
+    "from_values",
+    "parse_dead_code_threshold",
+]

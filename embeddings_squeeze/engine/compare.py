@@ -1,0 +1,66 @@
+"""Compare a baseline and a VQ checkpoint on one split: scores, rate, summary and figures on disk."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import replace
+from pathlib import Path
+
+from embeddings_squeeze.config import ComparisonConfig, DataConfig, RuntimeConfig
+from embeddings_squeeze.engine.evaluation import compare_models
+from embeddings_squeeze.engine.run_dirs import prepare_output_dir
+from embeddings_squeeze.engine.setup import datamodule_for, pick_device
+from embeddings_squeeze.utils.checkpoint import build_module, check_pair, expect_kind, read_checkpoint
+from embeddings_squeeze.utils.figures import draw_rankings
+from embeddings_squeeze.utils.files import write_json
+
+SCORE_FIELDS = ("position", "image_id", "baseline_iou", "vq_iou", "iou_difference")
+
+
+def compare(
+    baseline_path: str | Path,
+    vq_path: str | Path,
+    model_name: str,
+    data: DataConfig,
+    runtime: RuntimeConfig,
+    view: ComparisonConfig = ComparisonConfig(),
+) -> dict:
+    """Rebuild both models from their checkpoints alone, score every image of ``view.dataset_split``.
+
+    Writes scores_<split>.csv (every image), summary_<split>.json (metrics and the rate table) and
+    the best/worst figures to ``view.output_dir``; returns the summary. The split is the one the
+    VQ model was trained with (its split seed and validation share), unless ``data.split_seed``
+    is given.
+    """
+    baseline_checkpoint = read_checkpoint(baseline_path)
+    vq_checkpoint = read_checkpoint(vq_path)
+    expect_kind(baseline_checkpoint, "baseline", "--baseline_checkpoint", baseline_path)
+    expect_kind(vq_checkpoint, "vq", "--vq_checkpoint", vq_path)
+    check_pair(model_name, baseline_checkpoint, vq_checkpoint)
+    trained = vq_checkpoint["datamodule_hyper_parameters"]
+    split_seed = trained["split_seed"] if data.split_seed is None else data.split_seed
+    data = replace(data, split_seed=split_seed, val_fraction=trained["val_fraction"])
+    baseline = build_module(baseline_checkpoint, baseline_path)
+    vq = build_module(vq_checkpoint, vq_path)
+    datamodule = datamodule_for(data, vq.model_config, trained["seed"])
+    datamodule.prepare_data()
+    datamodule.setup()
+    output_dir = prepare_output_dir(view.output_dir)
+    split = view.dataset_split
+    with open(output_dir / f"scores_{split}.csv", "w", newline="") as scores:
+        writer = csv.DictWriter(scores, fieldnames=SCORE_FIELDS)
+        writer.writeheader()
+        comparison = compare_models(
+            baseline, vq, datamodule.dataloader(split), datamodule.splits[split].image_ids, view.n_best,
+            view.n_worst, pick_device(runtime), record=writer.writerow, rank_by=(view.rank_by,),
+        )  # fmt: skip
+    summary = {
+        **comparison.summary(),
+        "split": split,
+        "baseline_checkpoint": str(baseline_path),
+        "vq_checkpoint": str(vq_path),
+        "rate": comparison.rate,
+    }
+    write_json(output_dir / f"summary_{split}.json", summary)
+    draw_rankings(comparison, view.rank_by, split, view.n_best, view.n_worst, output_dir)
+    return summary

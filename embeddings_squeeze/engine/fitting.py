@@ -1,0 +1,232 @@
+"""Fitting a model: the Trainer, its callbacks, the run directory, resume and the feature cache."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from embeddings_squeeze.config import (
+    DataConfig,
+    ModelConfig,
+    OptimizerConfig,
+    QuantizerConfig,
+    RuntimeConfig,
+    TrainingConfig,
+    from_values,
+)
+from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
+from embeddings_squeeze.engine.callbacks import (
+    AtomicCheckpointIO,
+    CodeHistogram,
+    FiniteLossGuard,
+    InterruptCheckpoint,
+    RNGState,
+)
+from embeddings_squeeze.engine.feature_cache import cached_split
+from embeddings_squeeze.engine.run_dirs import (
+    RUN_VERSION_ENV,
+    completed_checkpoint,
+    prepare_output_dir,
+    resume_target,
+    run_location,
+)
+from embeddings_squeeze.engine.setup import datamodule_for, pick_device
+from embeddings_squeeze.errors import Interrupted, UserError
+from embeddings_squeeze.models import BaselineSegmentationModule, SegmentationModule, VQSegmentationModule
+from embeddings_squeeze.utils.checkpoint import expect_kind, instantiate, read_checkpoint
+from embeddings_squeeze.utils.files import write_json
+from embeddings_squeeze.utils.run_info import package_versions
+
+log = logging.getLogger(__name__)
+# messages that say nothing wrong about these runs, silenced for the duration of a fit only
+QUIET = (
+    r"Checkpoint directory .* exists and is not empty",  # config.json and split.json come first
+    r"Found \d+ module\(s\) in eval mode",  # the frozen encoder is kept in eval mode on purpose
+    r".*when logging on epoch level in distributed setting",  # epoch values are synced before logging
+)
+
+
+def fit(
+    run_name: str,
+    model: ModelConfig,
+    data: DataConfig,
+    training: TrainingConfig,
+    runtime: RuntimeConfig,
+    optimizer: OptimizerConfig = OptimizerConfig(),
+    quantizer: QuantizerConfig | None = None,
+    extra_callbacks: tuple[pl.Callback, ...] = (),
+) -> Path:
+    """Train the baseline (``quantizer`` None) or a VQ model, or resume a run; returns its ``last.ckpt``.
+
+    A resumed run takes its model, optimizer and data settings from the checkpoint; only the data
+    path, the workers, ``training.epochs`` and the runtime may change.
+    """
+    kind = "baseline" if quantizer is None else "vq"
+    resume = resume_target(training.resume, training.output_dir, run_name, _epoch_of)
+    if resume is not None and not resume.is_dir():
+        checkpoint = read_checkpoint(resume)
+        expect_kind(checkpoint, kind, "--resume", resume)
+        module, datamodule = _resumed_parts(checkpoint, resume, data, training)
+    else:
+        if resume is not None:
+            log.info("no epoch of %s completed; restarting the run in that directory", resume)
+        pl.seed_everything(training.seed, workers=True)
+        datamodule = datamodule_for(data, model, training.seed)
+        datamodule.prepare_data()
+        datamodule.setup()  # a missing or broken dataset fails here, before any weights are fetched
+        if model.backbone == "deeplab" and data.batch_size < 2:
+            raise UserError(
+                "DeepLab's head has BatchNorm layers that need at least 2 images per training batch; "
+                "pass --batch_size 2 or more"
+            )
+        if quantizer is None:
+            module = BaselineSegmentationModule(model, optimizer)
+        else:
+            module = VQSegmentationModule(model, quantizer, optimizer)
+    save_dir, name, version = run_location(training.output_dir, run_name, resume)
+    prepare_output_dir(save_dir)
+    if _wants_cache(training):
+        cache_dir = prepare_output_dir(_cache_dir(training), "--cache_dir")
+        _serve_cached_features(datamodule, module, cache_dir, pick_device(runtime))
+    logger = TensorBoardLogger(save_dir, name=name, version=version, default_hp_metric=False)
+    run_dir = Path(logger.log_dir)
+    interrupt = InterruptCheckpoint(run_dir)
+    best = ModelCheckpoint(
+        dirpath=run_dir,
+        filename="best-epoch{epoch:02d}",
+        monitor="val/miou",
+        mode="max",
+        auto_insert_metric_name=False,
+    )
+    # a second callback for last.ckpt: Lightning's save_last only refreshes it when `best` improves
+    latest = ModelCheckpoint(dirpath=run_dir, filename="last", enable_version_counter=False)
+    callbacks = [best, latest, interrupt, FiniteLossGuard(run_dir), RNGState(), *extra_callbacks]
+    if kind == "vq":
+        callbacks.append(CodeHistogram(run_dir, best))
+    trainer = pl.Trainer(
+        max_epochs=training.epochs,
+        logger=logger,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,  # the DataModule shards without padding evaluation splits
+        log_every_n_steps=min(10, len(datamodule.train_dataloader())),
+        **asdict(runtime),
+    )
+    if trainer.is_global_zero and (resume is None or resume.is_dir()):
+        _write_run_files(run_dir, module, datamodule, training, runtime)
+    os.environ[RUN_VERSION_ENV] = str(logger.version)  # inherited by DDP worker processes
+    ckpt_path = None if resume is None or resume.is_dir() else resume
+    try:
+        with warnings.catch_warnings():
+            for message in QUIET:
+                warnings.filterwarnings("ignore", message=message)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except (KeyboardInterrupt, SystemExit):  # Lightning exits on Ctrl-C; SIGTERM arrives as SystemExit
+        if interrupt.interrupted_epoch is None:
+            raise
+        raise _interrupted(run_dir, interrupt.interrupted_epoch) from None
+    finally:
+        os.environ.pop(RUN_VERSION_ENV, None)
+    log.info("saved %s (best: %s)", run_dir / "last.ckpt", best.best_model_path)
+    return run_dir / "last.ckpt"
+
+
+def _epoch_of(path: Path) -> tuple[int, int]:
+    checkpoint = read_checkpoint(path)
+    return checkpoint["epoch"], checkpoint["global_step"]
+
+
+def _cache_dir(training: TrainingConfig) -> Path:
+    return Path(training.cache_dir or Path(training.output_dir) / ".feature_cache")
+
+
+def _wants_cache(training: TrainingConfig) -> bool:
+    if training.cache_features != "auto":
+        return training.cache_features == "on"
+    return training.epochs > 1 or _cache_dir(training).is_dir()
+
+
+def _serve_cached_features(datamodule: OxfordPetDataModule, module, cache_dir: Path, device) -> None:
+    """Train and validate on cached backbone features (see ``feature_cache``)."""
+    settings = datamodule.hparams
+    for name in ("train", "val"):
+        split = cached_split(
+            datamodule.splits[name], module.backbone, cache_dir, settings.image_size, settings.mask_mode,
+            settings.batch_size, device,
+        )  # fmt: skip
+        datamodule.serve(name, split)
+
+
+def _resumed_parts(
+    checkpoint: dict, path: Path, data: DataConfig, training: TrainingConfig
+) -> tuple[SegmentationModule, OxfordPetDataModule]:
+    """Model and data exactly as the checkpoint's run had them; only paths and workers may change."""
+    trained_epochs = checkpoint["epoch"] + 1
+    if trained_epochs >= training.epochs:
+        raise UserError(f"{path} already holds {trained_epochs} epochs; pass --epochs above that to continue")
+    stored = checkpoint["datamodule_hyper_parameters"]
+    data = replace(from_values(DataConfig, stored), data_path=data.data_path, num_workers=data.num_workers)
+    datamodule = OxfordPetDataModule(
+        data, stored["image_size"], stored["mask_mode"], stored["seed"], stored["mean"], stored["std"]
+    )
+    datamodule.prepare_data()
+    datamodule.setup()
+    pl.seed_everything(stored["seed"], workers=True)
+    return instantiate(checkpoint, path), datamodule
+
+
+def _write_run_files(
+    run_dir: Path, module, datamodule, training: TrainingConfig, runtime: RuntimeConfig
+) -> None:
+    config = {
+        "command": sys.argv,
+        "run_dir": str(run_dir),
+        "model": dict(module.hparams),
+        "data": dict(datamodule.hparams),
+        "training": asdict(training),
+        "runtime": asdict(runtime),
+        "versions": package_versions(),
+    }
+    write_json(run_dir / "config.json", config)
+    write_json(run_dir / "split.json", datamodule.split_record())
+
+
+def _interrupted(run_dir: Path, epoch: int) -> Interrupted:
+    """The one line that says what was kept and the exact command that continues the run."""
+    command = " ".join(_without_resume(sys.argv))
+    partial = f"the partial epoch is in {run_dir / 'interrupted.ckpt'}"
+    completed = completed_checkpoint(run_dir, _epoch_of)
+    if completed is None:
+        return Interrupted(
+            f"training interrupted during epoch {epoch}, before any epoch completed; {partial}; "
+            f"restart in the same run directory with: {command} --resume {run_dir}"
+        )
+    saved = _epoch_of(completed)[0]
+    return Interrupted(
+        f"training interrupted during epoch {epoch}; epochs up to {saved} are saved in {completed}; "
+        f"{partial}; continue with: {command} --resume {completed}"
+    )
+
+
+def _without_resume(argv: list[str]) -> list[str]:
+    """``argv`` without ``--resume`` and the path that may follow it."""
+    kept, skip = [], False
+    for position, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg == "--resume":
+            following = argv[position + 1] if position + 1 < len(argv) else ""
+            skip = bool(following) and not following.startswith("-")
+            continue
+        if not arg.startswith("--resume="):
+            kept.append(arg)
+    return kept

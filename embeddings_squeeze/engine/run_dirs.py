@@ -1,0 +1,79 @@
+"""Run directories: versions, what --resume points at, and writable checks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from embeddings_squeeze.errors import UserError
+
+RUN_VERSION_ENV = "EMBEDDINGS_SQUEEZE_RUN_VERSION"  # rank 0's version, inherited by DDP workers
+
+
+def prepare_output_dir(path: str | Path, flag: str = "--output_dir") -> Path:
+    """Create ``path`` if needed and check that files can be written there; one clear error if not."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise UserError(f"cannot write to {flag} {path} ({error.strerror}); choose another folder") from None
+    return path
+
+
+def version_of(run_dir: Path) -> int:
+    prefix, _, number = run_dir.name.partition("_")
+    if prefix != "version" or not number.isdigit():
+        raise UserError(f"--resume needs a <run>/version_N/ directory or a checkpoint in one, got {run_dir}")
+    return int(number)
+
+
+def completed_checkpoint(run_dir: Path, epoch_of) -> Path | None:
+    """The checkpoint of ``run_dir`` that holds the most completed epochs, whichever file it is.
+
+    ``best-epochNN.ckpt`` and ``last.ckpt`` are written one after the other at the end of an
+    epoch, so an interrupt between the two leaves the newer epoch in the best file only.
+    ``epoch_of(path)`` reads a checkpoint's (epoch, global step).
+    """
+    files = [
+        path for path in [run_dir / "last.ckpt", *sorted(run_dir.glob("best-epoch*.ckpt"))] if path.is_file()
+    ]
+    return max(files, key=epoch_of, default=None)
+
+
+def resume_target(resume: str | None, output_dir: str, run_name: str, epoch_of) -> Path | None:
+    """What ``--resume`` points at: a checkpoint file, or a run directory to restart in.
+
+    'latest' means the newest version directory of this run; a directory resumes from its newest
+    completed epoch (see ``completed_checkpoint``), or restarts in place when none completed.
+    """
+    if resume is None:
+        return None
+    if resume == "latest":
+        runs = [path for path in (Path(output_dir) / run_name).glob("version_*") if path.is_dir()]
+        if not runs:
+            raise UserError(
+                f"--resume found no run under {Path(output_dir) / run_name}; "
+                "check --output_dir and --experiment_name, or pass --resume PATH"
+            )
+        target = max(runs, key=version_of)
+    else:
+        target = Path(resume)
+    if target.is_dir():
+        version_of(target)  # refuses folders that are not version_N run directories
+        return completed_checkpoint(target, epoch_of) or target
+    return target
+
+
+def run_location(output_dir: str, run_name: str, resume: Path | None) -> tuple[Path, str, int | None]:
+    """(save_dir, name, version) for the logger: the resumed run's, or a new version.
+
+    DDP worker processes reuse the version rank 0 chose.
+    """
+    if resume is not None:
+        run_dir = resume.resolve() if resume.is_dir() else resume.resolve().parent
+        return run_dir.parent.parent, run_dir.parent.name, version_of(run_dir)
+    version = os.environ.get(RUN_VERSION_ENV) if os.environ.get("LOCAL_RANK", "0") != "0" else None
+    return Path(output_dir), run_name, None if version is None else int(version)

@@ -1,0 +1,40 @@
+"""What every command builds the same way: the device for work outside the Trainer, and the data."""
+
+from __future__ import annotations
+
+import torch
+
+from embeddings_squeeze.config import DataConfig, ModelConfig, RuntimeConfig
+from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
+from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.models import VQSegmentationModule
+from embeddings_squeeze.models.backbones import BACKBONES
+from embeddings_squeeze.utils.checkpoint import load_module
+from embeddings_squeeze.utils.payload import fingerprint
+from embeddings_squeeze.utils.rate import coder_histogram
+
+
+def pick_device(runtime: RuntimeConfig) -> torch.device:
+    """The one device for work outside the Trainer (feature caching, evaluation, payloads)."""
+    accelerator, devices = runtime.accelerator, runtime.devices
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        index = int(str(devices).strip("[]").split(",")[0]) if "," in str(devices) else 0
+        return torch.device("cuda", index)
+    if accelerator in ("gpu", "cuda"):
+        raise UserError(f"--accelerator {accelerator} was asked for but no CUDA device is visible")
+    return torch.device("cpu")
+
+
+def datamodule_for(data: DataConfig, model: ModelConfig, seed: int) -> OxfordPetDataModule:
+    """The data ``model`` is trained or evaluated on, normalised as its backbone's weights expect."""
+    if model.backbone not in BACKBONES:
+        raise UserError(f"unknown --model {model.backbone!r}; choose one of {', '.join(BACKBONES)}")
+    mean, std = BACKBONES[model.backbone].normalization()
+    return OxfordPetDataModule(data, model.image_size, model.mask_mode, seed, mean, std)
+
+
+def load_coder(checkpoint: str, runtime: RuntimeConfig) -> tuple[VQSegmentationModule, bytes, torch.Tensor]:
+    """What encode and decode both need: the VQ model on its device, the checkpoint's payload
+    fingerprint and the coder's model (the code histogram)."""
+    module = load_module(checkpoint, "vq", "--checkpoint").to(pick_device(runtime))
+    return module, fingerprint(module), coder_histogram(module)

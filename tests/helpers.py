@@ -1,0 +1,56 @@
+"""Shared test helpers: tiny settings, parsing a command's flags, running the CLI in-process."""
+
+from __future__ import annotations
+
+import argparse
+
+from embeddings_squeeze import cli
+from embeddings_squeeze.config import DataConfig, ModelConfig, QuantizerConfig
+from embeddings_squeeze.engine.setup import datamodule_for
+from embeddings_squeeze.models import BaselineSegmentationModule, VQSegmentationModule
+
+# ViT-B/32 at 64 px: a 2x2 token grid; random init, so nothing is downloaded
+TINY = ["--weights", "none", "--image_size", "64", "--batch_size", "4", "--accelerator", "cpu"]
+
+
+def parse(script, *argv) -> argparse.Namespace:
+    """Parse ``argv`` with a script's own parser, as its command line would."""
+    return script.get_args_parser().parse_args([str(arg) for arg in argv])
+
+
+def run_cli(*argv) -> int:
+    """Run ``embeddings-squeeze`` in-process; returns the exit code (0 when it returns)."""
+    try:
+        cli.main([str(arg) for arg in argv])
+    except SystemExit as exit_:
+        return exit_.code
+    return 0
+
+
+def one_line_error(capsys) -> str:
+    """The one error line (last, no traceback); progress bars may come before it."""
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and err.splitlines()[-1] == errors[0], err
+    return errors[0]
+
+
+def tiny_model(**changes) -> ModelConfig:
+    """A random-init ViT-B/32 at 64 px unless ``changes`` say otherwise."""
+    return ModelConfig(**{"weights": "none", "image_size": 64, **changes})
+
+
+def baseline_module(**model) -> BaselineSegmentationModule:
+    return BaselineSegmentationModule(tiny_model(**model))
+
+
+def vq_module(quantizer: QuantizerConfig | None = None, **model) -> VQSegmentationModule:
+    return VQSegmentationModule(tiny_model(**model), quantizer or QuantizerConfig(num_vectors=8))
+
+
+def tiny_datamodule(root, model: ModelConfig | None = None, seed: int = 42, **data):
+    """The synthetic pets under ``root`` at the model's size, never downloaded."""
+    datamodule = datamodule_for(DataConfig(data_path=str(root), **data), model or tiny_model(), seed)
+    datamodule.download = False
+    return datamodule
