@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import run_cli
 from PIL import Image
 
 import embeddings_squeeze
@@ -51,15 +52,15 @@ def test_seed_workflow(tmp_path):
     with open(visualizations / "scores_test.csv") as scores:
         assert len(list(csv.DictReader(scores))) == 5
 
-    # a second run never touches the first: it gets the next version
-    run(sys.executable, "train_baseline.py", "--epochs", 1, "--experiment_name", "my_baseline", *tiny)
+    # a second run never touches the first: it gets the next version (in-process: no new interpreter needed)
+    assert run_cli("train-baseline", "--epochs", 1, "--experiment_name", "my_baseline", *tiny) == 0
     assert (outputs / "my_baseline_baseline" / "version_1" / "last.ckpt").is_file()
 
 
 def test_console_command_and_module_entry_point():
     console = Path(sys.executable).parent / "embeddings-squeeze"  # installed beside this interpreter
     assert "make-data" in run(console, "--help").stdout
-    assert "--num_vectors" in run(sys.executable, "-m", "embeddings_squeeze", "squeeze", "--help").stdout
+    assert "--n-trainval" in run(sys.executable, "-m", "embeddings_squeeze", "make-data", "--help").stdout
 
 
 def test_user_error_exits_2_without_traceback(tmp_path):

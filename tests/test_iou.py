@@ -12,31 +12,33 @@ def test_hand_computed_image():
     target = torch.tensor([[[0, 0, 1, 1]]])
     pred = torch.tensor([[[0, 1, 1, 1]]])
     # class 0: tp 1, union 2 -> 0.5; class 1: tp 2, union 3 -> 2/3; class 2 absent from both
-    assert per_image_iou(pred, target, num_classes=3).item() == pytest.approx((0.5 + 2 / 3) / 2)
+    assert per_image_iou(confusion_matrices(pred, target, 3)).item() == pytest.approx((0.5 + 2 / 3) / 2)
 
 
 def test_class_only_in_prediction_counts_as_zero():
     target = torch.tensor([[[0, 0, 0, 0]]])
     pred = torch.tensor([[[0, 0, 0, 2]]])
     # class 0: 3/4; class 2: predicted but absent in truth -> 0; class 1 absent from both
-    assert per_image_iou(pred, target, num_classes=3).item() == pytest.approx(0.375)
+    assert per_image_iou(confusion_matrices(pred, target, 3)).item() == pytest.approx(0.375)
 
 
 def test_ignored_pixels_count_for_nothing():
     target = torch.tensor([[[0, IGNORE_INDEX, 1, IGNORE_INDEX]]])
     pred = torch.tensor([[[0, 1, 1, 2]]])
-    assert per_image_iou(pred, target, num_classes=3).item() == pytest.approx(1.0)
+    assert per_image_iou(confusion_matrices(pred, target, 3)).item() == pytest.approx(1.0)
 
 
 def test_image_with_no_labelled_pixel_is_nan():
     target = torch.full((1, 2, 2), IGNORE_INDEX)
-    assert math.isnan(per_image_iou(torch.zeros(1, 2, 2, dtype=torch.long), target, 3).item())
+    assert math.isnan(
+        per_image_iou(confusion_matrices(torch.zeros(1, 2, 2, dtype=torch.long), target, 3)).item()
+    )
 
 
 def test_per_image_scores_are_independent():
     target = torch.tensor([[[0, 1]], [[1, 1]]])
     pred = torch.tensor([[[0, 1]], [[0, 0]]])
-    assert per_image_iou(pred, target, 2).tolist() == [1.0, 0.0]
+    assert per_image_iou(confusion_matrices(pred, target, 2)).tolist() == [1.0, 0.0]
 
 
 def test_dataset_miou_agrees_with_torchmetrics():

@@ -1,5 +1,6 @@
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -129,3 +130,13 @@ def test_vq_prediction_is_what_the_receiver_decodes(trained, pet_root, tmp_path,
 def test_error_lines_are_plain_single_lines():
     message = "refused:\n\x1b[1mdo those steps only if you trust the source\x1b[0m\n  more"
     assert cli.one_line(message) == "refused: do those steps only if you trust the source more"
+
+
+def test_visualize_from_run_folders_copied_elsewhere(trained, pet_root, tmp_path):
+    copies = {}
+    for kind in ("baseline", "vq"):
+        run_dir = trained[kind].parent
+        copies[kind] = shutil.copytree(run_dir, tmp_path / "elsewhere" / kind) / "last.ckpt"
+    argv = visualize_args(copies, pet_root, tmp_path / "vis", "--n_best", 1, "--n_worst", 1)
+    assert run_cli(*argv) == 0
+    assert (tmp_path / "vis" / "summary_test.json").is_file()

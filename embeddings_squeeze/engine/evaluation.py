@@ -17,7 +17,7 @@ from embeddings_squeeze.models import SegmentationModule, VQSegmentationModule
 from embeddings_squeeze.models.bottleneck import count_codes
 from embeddings_squeeze.utils.comparison import Comparison, Extremes, ScoredImage, shares_backbone
 from embeddings_squeeze.utils.input_compression import round_trip
-from embeddings_squeeze.utils.iou import class_iou, confusion_matrices
+from embeddings_squeeze.utils.iou import class_iou, confusion_matrices, mean_iou, per_image_iou
 from embeddings_squeeze.utils.rate import RateMeter
 
 
@@ -72,8 +72,8 @@ def compare_models(
         vq_confusion = confusion_matrices(vq_pred, masks, num_classes)
         result.baseline_confusion += baseline_confusion.sum(dim=0)
         result.vq_confusion += vq_confusion.sum(dim=0)
-        baseline_iou = class_iou(baseline_confusion).nanmean(dim=-1).tolist()
-        vq_iou = class_iou(vq_confusion).nanmean(dim=-1).tolist()
+        baseline_iou = per_image_iou(baseline_confusion).tolist()
+        vq_iou = per_image_iou(vq_confusion).tolist()
         for j, position in enumerate(positions.tolist()):
             result.total_images += 1
             record(
@@ -144,11 +144,10 @@ def evaluate_input_compression(
             sizes.append(size)
         prediction = baseline.predict_masks(torch.stack(restored).to(device)).cpu()
         confusion += confusion_matrices(prediction, masks, baseline.num_classes).sum(dim=0)
-    per_class = class_iou(confusion)
     return {
         "codec": codec,
         "quality": quality,
         "payload_bytes_mean": float(np.mean(sizes)),
-        "miou": float(per_class.nanmean()),
-        "class_iou": dict(zip(baseline.class_names, per_class.tolist())),
+        "miou": mean_iou(confusion),
+        "class_iou": dict(zip(baseline.class_names, class_iou(confusion).tolist())),
     }

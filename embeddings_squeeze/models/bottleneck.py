@@ -83,18 +83,23 @@ def count_codes(indices: torch.Tensor, alphabet_size: int) -> torch.Tensor:
     return torch.stack([torch.bincount(column, minlength=alphabet_size) for column in flat.unbind(dim=1)])
 
 
+def level_entropy_bits(counts: torch.Tensor) -> torch.Tensor:
+    """(L, A) code counts -> (L,) Shannon entropy in bits of each level's empirical distribution."""
+    probabilities = counts.double() / counts.sum(dim=-1, keepdim=True).clamp(min=1)
+    return -(probabilities * probabilities.clamp(min=1e-300).log2()).sum(dim=-1)
+
+
 def usage_statistics(counts: torch.Tensor) -> dict[str, torch.Tensor]:
     """(L, A) counts -> perplexity, fraction of codes used and dead-code fraction, averaged over levels.
 
     A dead code is one never chosen in the counted period.
     """
-    probabilities = counts.double() / counts.sum(dim=-1, keepdim=True).clamp(min=1)
-    entropy = -(probabilities * probabilities.clamp(min=1e-12).log()).sum(dim=-1)
+    entropy = level_entropy_bits(counts)
     used = (counts > 0).double().mean(dim=-1)
     return {
-        "perplexity": entropy.exp().mean(),
+        "perplexity": (2**entropy).mean(),
         "code_usage": used.mean(),
         "dead_code_fraction": 1 - used.mean(),
-        "perplexity_per_level": entropy.exp(),
+        "perplexity_per_level": 2**entropy,
         "code_usage_per_level": used,
     }

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from embeddings_squeeze.models import SegmentationModule
-from embeddings_squeeze.utils.iou import class_iou
+from embeddings_squeeze.utils.iou import class_iou, mean_iou
 
 
 @dataclass
@@ -81,8 +81,7 @@ class Comparison:
     def summary(self) -> dict:
         baseline_classes = class_iou(self.baseline_confusion).tolist()
         vq_classes = class_iou(self.vq_confusion).tolist()
-        baseline_miou = float(np.nanmean(baseline_classes))
-        vq_miou = float(np.nanmean(vq_classes))
+        baseline_miou, vq_miou = mean_iou(self.baseline_confusion), mean_iou(self.vq_confusion)
         scored = max(self.scored_images, 1)
         baseline_mean = self.baseline_iou_sum / scored
         vq_mean = self.vq_iou_sum / scored

@@ -32,11 +32,10 @@ def class_iou(confusion: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, iou, torch.full_like(iou, float("nan")))
 
 
-def per_image_iou(
-    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
-) -> torch.Tensor:
-    """(B,) mean IoU of each image over its present classes; NaN if it has no labelled pixel."""
-    return class_iou(confusion_matrices(pred, target, num_classes, ignore_index)).nanmean(dim=-1)
+def per_image_iou(confusion: torch.Tensor) -> torch.Tensor:
+    """(B, C, C) per-image counts -> (B,) mean IoU of each image over its present classes; NaN if it
+    has no labelled pixel."""
+    return class_iou(confusion).nanmean(dim=-1)
 
 
 def mean_iou(confusion: torch.Tensor) -> float:

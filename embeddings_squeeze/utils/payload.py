@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.models.backbones.base import hash_tensors
 
 MAGIC = b"ESQZ"
 VERSION = 1
@@ -31,10 +32,7 @@ HEADER = struct.Struct(">4sB8sHHBI")
 def fingerprint(module) -> bytes:
     """8 bytes that change whenever the decoder side (codebook, histogram, settings) changes."""
     digest = hashlib.sha256(json.dumps(dict(module.hparams), sort_keys=True, default=str).encode())
-    for key, tensor in sorted(module.bottleneck.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.digest()[:8]
+    return hash_tensors(digest, module.bottleneck.state_dict()).digest()[:8]
 
 
 def coder_probabilities(histogram: torch.Tensor) -> torch.Tensor:

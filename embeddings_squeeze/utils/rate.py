@@ -21,14 +21,13 @@ import statistics
 import torch
 
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models.bottleneck import count_codes
+from embeddings_squeeze.models.bottleneck import count_codes, level_entropy_bits
 from embeddings_squeeze.utils.payload import coder_probabilities, encode_indices, fingerprint
 
 
 def entropy_bits(counts: torch.Tensor) -> float:
     """Sum over index levels of the Shannon entropy (bits) of each level's (L, A) code counts."""
-    probabilities = counts.double() / counts.sum(dim=-1, keepdim=True).clamp(min=1)
-    return float(-(probabilities * probabilities.clamp(min=1e-300).log2()).sum())
+    return float(level_entropy_bits(counts).sum())
 
 
 def coded_bits(counts: torch.Tensor, histogram: torch.Tensor) -> float:

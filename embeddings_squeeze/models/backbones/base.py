@@ -95,14 +95,18 @@ class SegmentationBackbone(nn.Module):
         return self._grids[image_size]
 
 
+def hash_tensors(digest, state: dict[str, torch.Tensor]):
+    """Feed a state dict's names and exact bytes to ``digest`` (a hashlib object); returns it."""
+    for key, tensor in sorted(state.items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest
+
+
 def frozen_fingerprint(module: nn.Module) -> str:
     """SHA-256 of a module's weights: tells random or file-loaded backbones apart, and a rebuilt
     backbone from the one a checkpoint was trained with."""
-    digest = hashlib.sha256()
-    for key, tensor in sorted(module.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    return hash_tensors(hashlib.sha256(), module.state_dict()).hexdigest()
 
 
 @contextmanager
