@@ -76,7 +76,7 @@ class DataConfig:
     val_fraction: float = setting(
         0.1, "share of trainval held out for validation by a seeded split", type=float
     )
-    split_seed: int = setting(
+    split_seed: int | None = setting(  # None (visualize): the checkpoints' split seed
         42,
         "seed of the train/val split and of --subset_size samples, separate from --seed so runs with "
         "different seeds share one split",

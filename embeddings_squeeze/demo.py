@@ -12,6 +12,7 @@ from pathlib import Path
 
 from embeddings_squeeze import cli, visualize
 from embeddings_squeeze.config import (
+    ComparisonConfig,
     DataConfig,
     ModelConfig,
     OptimizerConfig,
@@ -63,7 +64,7 @@ def main(args: argparse.Namespace) -> dict:
     runtime, optimizer = RuntimeConfig(), from_namespace(OptimizerConfig, args)
     baseline = fit("demo_baseline", model, data, training, runtime, optimizer)
     vq = fit("demo_vq", model, data, training, runtime, optimizer, from_namespace(QuantizerConfig, args))
-    view = visualize.ComparisonConfig(output_dir=str(root / "visualizations"))
+    view = ComparisonConfig(output_dir=str(root / "visualizations"))
     summary = compare(
         baseline, vq, model.backbone, DataConfig(data_path=str(data_root), split_seed=None), runtime, view
     )
