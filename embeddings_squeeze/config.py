@@ -9,7 +9,7 @@ as plain values and are rebuilt from them, so no command re-types a flag or a de
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from embeddings_squeeze.data.labels import MASK_MODES
@@ -252,24 +252,3 @@ def from_values(config: type, values: dict):
     """The ``config`` object for the plain values a checkpoint stores (other keys are ignored)."""
     names = {item.name for item in fields(config)}
     return config(**{key: value for key, value in values.items() if key in names})
-
-
-def defaults(config: type) -> dict[str, Any]:
-    """Field name -> default value."""
-    return {item.name: item.default for item in fields(config) if item.default is not MISSING}
-
-
-__all__ = [
-    "ComparisonConfig",
-    "DataConfig",
-    "ModelConfig",
-    "OptimizerConfig",
-    "QuantizerConfig",
-    "RuntimeConfig",
-    "TrainingConfig",
-    "add_arguments",
-    "asdict",
-    "from_namespace",
-    "from_values",
-    "parse_dead_code_threshold",
-]

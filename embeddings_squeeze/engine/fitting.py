@@ -34,6 +34,7 @@ from embeddings_squeeze.engine.feature_cache import cached_split
 from embeddings_squeeze.engine.run_dirs import (
     RUN_VERSION_ENV,
     completed_checkpoint,
+    epoch_of,
     prepare_output_dir,
     resume_target,
     run_location,
@@ -70,7 +71,7 @@ def fit(
     path, the workers, ``training.epochs`` and the runtime may change.
     """
     kind = "baseline" if quantizer is None else "vq"
-    resume = resume_target(training.resume, training.output_dir, run_name, _epoch_of)
+    resume = resume_target(training.resume, training.output_dir, run_name)
     if resume is not None and not resume.is_dir():
         checkpoint = read_checkpoint(resume)
         expect_kind(checkpoint, kind, "--resume", resume)
@@ -139,11 +140,6 @@ def fit(
     return run_dir / "last.ckpt"
 
 
-def _epoch_of(path: Path) -> tuple[int, int]:
-    checkpoint = read_checkpoint(path)
-    return checkpoint["epoch"], checkpoint["global_step"]
-
-
 def _cache_dir(training: TrainingConfig) -> Path:
     return Path(training.cache_dir or Path(training.output_dir) / ".feature_cache")
 
@@ -203,13 +199,13 @@ def _interrupted(run_dir: Path, epoch: int) -> Interrupted:
     """The one line that says what was kept and the exact command that continues the run."""
     command = " ".join(_without_resume(sys.argv))
     partial = f"the partial epoch is in {run_dir / 'interrupted.ckpt'}"
-    completed = completed_checkpoint(run_dir, _epoch_of)
+    completed = completed_checkpoint(run_dir)
     if completed is None:
         return Interrupted(
             f"training interrupted during epoch {epoch}, before any epoch completed; {partial}; "
             f"restart in the same run directory with: {command} --resume {run_dir}"
         )
-    saved = _epoch_of(completed)[0]
+    saved = epoch_of(completed)[0]
     return Interrupted(
         f"training interrupted during epoch {epoch}; epochs up to {saved} are saved in {completed}; "
         f"{partial}; continue with: {command} --resume {completed}"

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.utils.checkpoint import read_checkpoint
 
 RUN_VERSION_ENV = "EMBEDDINGS_SQUEEZE_RUN_VERSION"  # rank 0's version, inherited by DDP workers
 
@@ -30,12 +31,17 @@ def version_of(run_dir: Path) -> int:
     return int(number)
 
 
-def completed_checkpoint(run_dir: Path, epoch_of) -> Path | None:
+def epoch_of(path: Path) -> tuple[int, int]:
+    """The (epoch, global step) a checkpoint was saved at."""
+    checkpoint = read_checkpoint(path)
+    return checkpoint["epoch"], checkpoint["global_step"]
+
+
+def completed_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint of ``run_dir`` that holds the most completed epochs, whichever file it is.
 
     ``best-epochNN.ckpt`` and ``last.ckpt`` are written one after the other at the end of an
     epoch, so an interrupt between the two leaves the newer epoch in the best file only.
-    ``epoch_of(path)`` reads a checkpoint's (epoch, global step).
     """
     files = [
         path for path in [run_dir / "last.ckpt", *sorted(run_dir.glob("best-epoch*.ckpt"))] if path.is_file()
@@ -43,7 +49,7 @@ def completed_checkpoint(run_dir: Path, epoch_of) -> Path | None:
     return max(files, key=epoch_of, default=None)
 
 
-def resume_target(resume: str | None, output_dir: str, run_name: str, epoch_of) -> Path | None:
+def resume_target(resume: str | None, output_dir: str, run_name: str) -> Path | None:
     """What ``--resume`` points at: a checkpoint file, or a run directory to restart in.
 
     'latest' means the newest version directory of this run; a directory resumes from its newest
@@ -63,7 +69,7 @@ def resume_target(resume: str | None, output_dir: str, run_name: str, epoch_of) 
         target = Path(resume)
     if target.is_dir():
         version_of(target)  # refuses folders that are not version_N run directories
-        return completed_checkpoint(target, epoch_of) or target
+        return completed_checkpoint(target) or target
     return target
 
 

@@ -35,15 +35,21 @@ def colourise(labels: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def figure_inches(rows: int) -> tuple[float, float]:
+    """(width, height) in inches of a figure with ``rows`` result rows."""
+    return len(COLUMNS) * PANEL_INCHES, rows * PANEL_INCHES + HEADER_INCHES
+
+
 def figure_size_pixels(rows: int) -> tuple[int, int]:
-    """(width, height) in pixels of a figure with ``rows`` result rows."""
-    return round(len(COLUMNS) * PANEL_INCHES * DPI), round((rows * PANEL_INCHES + HEADER_INCHES) * DPI)
+    """(width, height) in pixels of a figure with ``rows`` result rows, as saved."""
+    width, height = figure_inches(rows)
+    return round(width * DPI), round(height * DPI)
 
 
 def plot_results(items: list[ScoredImage], class_names, title: str, path: Path) -> None:
     """One row per image: input, ground truth, baseline and VQ predictions with their IoU."""
     rows = max(len(items), 1)
-    width, height = len(COLUMNS) * PANEL_INCHES, rows * PANEL_INCHES + HEADER_INCHES
+    width, height = figure_inches(rows)
     figure = Figure(figsize=(width, height), dpi=DPI)
     top = 1 - HEADER_INCHES / height
     grid = figure.add_gridspec(rows, len(COLUMNS), left=0.01, right=0.99, bottom=0.01, top=top, hspace=0.25)
