@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import TINY, parse
+from torchvision.models import vit_b_32
 
 from embeddings_squeeze import squeeze, train_baseline
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
@@ -16,6 +18,17 @@ def pet_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("pets")
     make_synthetic_dataset(root, n_trainval=16, n_test=6, seed=0, min_size=48, max_size=96)
     return root
+
+
+@pytest.fixture(scope="session")
+def torchvision_cache(tmp_path_factory) -> tuple[Path, dict]:
+    """A torchvision cache (TORCH_HOME) holding a stand-in for ViT-B/32's ImageNet weights under their
+    real file name, and that state dict: torchvision's own loading path runs, offline."""
+    home = tmp_path_factory.mktemp("torch_home")
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    state = vit_b_32().state_dict()
+    torch.save(state, home / "hub" / "checkpoints" / "vit_b_32-d86f8d99.pth")
+    return home, state
 
 
 @pytest.fixture(scope="session")

@@ -90,16 +90,12 @@ def test_default_weights_offline_says_what_to_do(name, tmp_path, monkeypatch):
         build_backbone(name, num_classes=3, weights="default", image_size=224)
 
 
-def test_default_weights_load_from_torchvision_cache(tmp_path, monkeypatch):
-    # torchvision's own loading path, fed from its cache: a stand-in file under the real name
-    reference = vit_b_32()
-    cache = tmp_path / "hub" / "checkpoints"
-    cache.mkdir(parents=True)
-    torch.save(reference.state_dict(), cache / "vit_b_32-d86f8d99.pth")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+def test_default_weights_load_from_torchvision_cache(torchvision_cache, monkeypatch):
+    home, reference = torchvision_cache
+    monkeypatch.setenv("TORCH_HOME", str(home))
     backbone = build_backbone("vit", num_classes=3, weights="default", image_size=224)
     assert backbone.weights_id == "torchvision:ViT_B_32_Weights.IMAGENET1K_V1"
-    assert torch.equal(backbone.encoder.class_token, reference.class_token)
+    assert torch.equal(backbone.encoder.class_token, reference["class_token"])
     resized = build_backbone("vit", num_classes=3, weights="default", image_size=96)
     assert resized.features(torch.randn(1, 3, 96, 96)).shape == (1, 768, 3, 3)
 

@@ -10,8 +10,8 @@ from embeddings_squeeze.models.backbones.base import (
     SegmentationBackbone,
     download_failed,
     load_matching,
+    random_model,
     read_state_dict,
-    seeded,
 )
 
 
@@ -51,8 +51,13 @@ def _build_deeplab(weights: str, seed: int = 0) -> tuple[nn.Module, str | None]:
             return deeplabv3_resnet50(weights=enum), f"torchvision:{enum}"
         except OSError as error:  # URLError and socket errors when offline
             raise download_failed(str(enum), error) from None
-    with seeded(seed):
-        model = deeplabv3_resnet50(weights=None, weights_backbone=None, aux_loss=False)
-    if weights != "none":
-        load_matching(model, read_state_dict(weights), weights, ("backbone.",))
+    model, weights_id = random_model(
+        ("deeplabv3_resnet50",),
+        seed,
+        lambda: deeplabv3_resnet50(weights=None, weights_backbone=None, aux_loss=False),
+        lambda m: m.backbone,
+    )
+    if weights == "none":
+        return model, weights_id
+    load_matching(model, read_state_dict(weights), weights, ("backbone.",))
     return model, None

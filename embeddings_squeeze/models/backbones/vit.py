@@ -12,8 +12,8 @@ from embeddings_squeeze.models.backbones.base import (
     SegmentationBackbone,
     download_failed,
     load_matching,
+    random_model,
     read_state_dict,
-    seeded,
 )
 
 PATCH_SIZE = 32
@@ -54,7 +54,7 @@ class ViTSegmentationBackbone(SegmentationBackbone):
                 f"ViT-B/32 needs --image_size divisible by {PATCH_SIZE}, got {image_size}; try {multiple}"
             )
         vit, weights_id = _build_vit(weights, image_size, seed)
-        vit.heads = nn.Identity()  # the ImageNet classifier is never used
+        _headless(vit)
         head = _ViTSegmentationHead(HIDDEN_DIM, num_classes)
         super().__init__(vit, head, weights_id)
 
@@ -66,6 +66,11 @@ class ViTSegmentationBackbone(SegmentationBackbone):
         tokens = tokens[:, 1:]  # drop the class token: (n, 1 + h*w, 768) -> (n, h*w, 768)
         grid_h, grid_w = height // PATCH_SIZE, width // PATCH_SIZE
         return tokens.transpose(1, 2).reshape(n, HIDDEN_DIM, grid_h, grid_w)  # -> (n, 768, h, w)
+
+
+def _headless(vit: nn.Module) -> nn.Module:
+    vit.heads = nn.Identity()  # the ImageNet classifier is never used
+    return vit
 
 
 def _build_vit(weights: str, image_size: int, seed: int = 0) -> tuple[nn.Module, str | None]:
@@ -80,13 +85,18 @@ def _build_vit(weights: str, image_size: int, seed: int = 0) -> tuple[nn.Module,
         if image_size == pretrained.image_size:
             return pretrained, identity
         state = interpolate_embeddings(image_size, PATCH_SIZE, pretrained.state_dict())
-        model = vit_b_32(image_size=image_size)
-        model.load_state_dict(state)
+        with torch.device("meta"):  # every number comes from the pretrained state: skip drawing them
+            model = vit_b_32(image_size=image_size)
+        model.load_state_dict(state, assign=True)
         return model, identity
-    with seeded(seed):
-        model = vit_b_32(weights=None, image_size=image_size)
+    model, weights_id = random_model(
+        ("vit_b_32", image_size),
+        seed,
+        lambda: _headless(vit_b_32(weights=None, image_size=image_size)),
+        lambda m: m,
+    )
     if weights == "none":
-        return model, None
+        return model, weights_id
     state = read_state_dict(weights)
     position = state.get("encoder.pos_embedding")
     if position is not None and position.shape[1] != model.encoder.pos_embedding.shape[1]:
