@@ -16,7 +16,11 @@ from embeddings_squeeze.data.labels import MASK_MODES
 from embeddings_squeeze.errors import UserError
 
 MODEL_CHOICES = ("vit", "deeplab")
-QUANTIZER_CHOICES = ("vq", "rvq", "fsq", "lfq")
+CODEBOOK_QUANTIZERS = ("vq", "rvq", "fsq", "lfq")  # index-sending quantizers (models/quantizers.py)
+QUANTIZER_CHOICES = (
+    *CODEBOOK_QUANTIZERS,
+    "eb",
+)  # eb: the learned entropy bottleneck (models/entropy_module.py)
 
 
 def positive_int(text: str) -> int:
@@ -120,7 +124,8 @@ class QuantizerConfig:
 
     quantizer_type: str = setting(
         "vq",
-        "vq: EMA codebook; rvq: residual VQ; fsq: finite scalar; lfq: lookup-free",
+        "vq: EMA codebook; rvq: residual VQ; fsq: finite scalar; lfq: lookup-free; eb: learned entropy "
+        "bottleneck (CompressAI), the entropy-coding baseline",
         choices=QUANTIZER_CHOICES,
     )
     num_vectors: int = setting(
@@ -148,6 +153,9 @@ class QuantizerConfig:
         "re-seed a VQ/RVQ code whose EMA usage per step drops below this; auto: 1/16 of a uniform code's "
         "usage (batch vectors / K); 0 turns it off",
         type=dead_code_threshold,
+    )
+    rate_lambda: float = setting(
+        1.0, "eb: weight of the rate (bits per input pixel) against the cross-entropy", type=float
     )
     entropy_loss_weight: float = setting(
         0.01, "weight of LFQ's entropy loss (the library's 0.1 collapses the head)", type=float

@@ -19,7 +19,6 @@ from embeddings_squeeze.data.labels import CLASS_COLOURS
 from embeddings_squeeze.engine.run_dirs import prepare_output_dir
 from embeddings_squeeze.engine.setup import load_coder
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.utils.payload import decode_indices
 
 log = logging.getLogger(__name__)
 PALETTE = [value for colour in CLASS_COLOURS for value in colour]  # as in the figures
@@ -32,7 +31,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> list[Path]:
-    module, key, histogram = load_coder(args.checkpoint, from_namespace(RuntimeConfig, args))
+    module, coder = load_coder(args.checkpoint, from_namespace(RuntimeConfig, args))
     output_dir = prepare_output_dir(args.output_dir)
     written = []
     for payload_path in map(Path, args.payloads):
@@ -40,7 +39,7 @@ def main(args: argparse.Namespace) -> list[Path]:
             payload = payload_path.read_bytes()
         except OSError as error:
             raise UserError(f"cannot read payload {payload_path} ({error.strerror})") from None
-        indices = decode_indices(payload, histogram, key, name=str(payload_path))
+        indices = coder.decode(payload, name=str(payload_path))
         mask = Image.fromarray(module.decode_mask(indices).cpu().numpy().astype(np.uint8), mode="P")
         mask.putpalette(PALETTE)
         target = output_dir / f"{payload_path.stem}.png"

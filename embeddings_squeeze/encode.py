@@ -18,7 +18,6 @@ from embeddings_squeeze.data.oxford_pet import PetTransform
 from embeddings_squeeze.engine.run_dirs import prepare_output_dir
 from embeddings_squeeze.engine.setup import load_coder
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.utils.payload import encode_indices
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +41,14 @@ def read_image(path: Path, transform: PetTransform) -> torch.Tensor:
 
 
 def main(args: argparse.Namespace) -> list[Path]:
-    module, key, histogram = load_coder(args.checkpoint, from_namespace(RuntimeConfig, args))
+    module, coder = load_coder(args.checkpoint, from_namespace(RuntimeConfig, args))
     mean, std = module.backbone.mean, module.backbone.std
     transform = PetTransform(module.hparams.image_size, module.hparams.mask_mode, mean, std)
     output_dir = prepare_output_dir(args.output_dir)
     written = []
     for image_path in map(Path, args.images):
         _, indices = module.encode_image(read_image(image_path, transform))
-        payload = encode_indices(indices, histogram, key)
+        payload = coder.encode(indices)
         target = output_dir / f"{image_path.stem}.esq"
         target.write_bytes(payload)
         log.info("%s -> %s (%d bytes)", image_path, target, len(payload))

@@ -1,7 +1,12 @@
 """Rate-quality sweep: a baseline and every (quantizer, codebook size) VQ model per seed, JPEG/WebP inputs.
 
-    embeddings-squeeze sweep --model vit --quantizer_type vq fsq --num_vectors 16 64 256 1024 \\
-        --seeds 3 --epochs 5 --output_dir ./sweep
+    embeddings-squeeze sweep --model vit --quantizer_type vq fsq eb --num_vectors 16 64 256 1024 \\
+        --lambdas 0.1 1 10 --seeds 3 --epochs 5 --output_dir ./sweep
+
+Codebook quantizers (vq, rvq, fsq, lfq) take one point per --num_vectors; the learned entropy
+bottleneck (eb) one per --lambdas. Every sweep also measures the task floor (the baseline's masks
+coded losslessly), the ground truth's size and the grid oracles, and reports for every method the
+bytes it needs at 90/95/99 % of the baseline's mIoU and its BD-rate against JPEG and WebP inputs.
 
 Seeds vary initialisation and shuffling only: every model trains and is scored on one split (from
 --split_seed), and each VQ model is compared with the baseline of its own seed. With --weights none
@@ -32,7 +37,11 @@ from embeddings_squeeze.config import (
     from_namespace,
     positive_int,
 )
-from embeddings_squeeze.engine.evaluation import compare_models, evaluate_input_compression
+from embeddings_squeeze.engine.evaluation import (
+    compare_models,
+    evaluate_input_compression,
+    evaluate_task_floor,
+)
 from embeddings_squeeze.engine.fitting import fit
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
 from embeddings_squeeze.errors import Interrupted, UserError
@@ -70,6 +79,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--quantizer_type", nargs="+", choices=QUANTIZER_CHOICES, default=["vq"])
     group.add_argument("--num_vectors", nargs="+", type=positive_int, default=[16, 64, 256])
     group.add_argument(
+        "--lambdas", nargs="+", type=float, default=[0.1, 1.0, 10.0],
+        help="eb: rate weights, one model each (default: 0.1 1 10)",
+    )  # fmt: skip
+    group.add_argument(
         "--seeds", type=positive_int, default=1,
         help="seeds per configuration, --seed, --seed + 1, ...; each trains its own baseline (default: 1)",
     )  # fmt: skip
@@ -106,15 +119,23 @@ def _finished(results: Path, name: str) -> dict | None:
     return None
 
 
+def model_name(quantizer: QuantizerConfig, seed: int) -> str:
+    if quantizer.quantizer_type == "eb":
+        return f"eb_lambda{quantizer.rate_lambda:g}_seed{seed}"
+    return f"{quantizer.quantizer_type}_K{quantizer.num_vectors}_seed{seed}"
+
+
 def _vq_row(name: str, quantizer: QuantizerConfig, seed: int, summary: dict, seconds: float) -> dict:
+    eb = quantizer.quantizer_type == "eb"
     row = {
         "name": name,
         "kind": "vq",
         "quantizer": quantizer.quantizer_type,
-        "num_vectors": quantizer.num_vectors,
+        "num_vectors": None if eb else quantizer.num_vectors,
+        "lambda": quantizer.rate_lambda if eb else None,
         "seed": seed,
     }
-    row.update({column: summary["rate"][key] for column, key in RATE_FIELDS})
+    row.update({column: summary["rate"].get(key) for column, key in RATE_FIELDS})
     row.update(
         miou=summary["vq_miou"],
         baseline_miou=summary["baseline_miou"],
@@ -173,7 +194,7 @@ class Sweep:
 
     def vq_row(self, quantizer: QuantizerConfig, seed: int, baseline_row: dict, figures: Path | None) -> dict:
         """Train and score one VQ model; ``figures`` also draws its best and worst images there."""
-        name = f"{quantizer.quantizer_type}_K{quantizer.num_vectors}_seed{seed}"
+        name = model_name(quantizer, seed)
         row = _finished(self.results, name)
         if row is not None and (figures is None or all((figures / f).is_file() for f in FIGURES)):
             return row
@@ -219,6 +240,35 @@ class Sweep:
             write_json(self.results / f"{name}.json", row)
         return row
 
+    def floor_rows(self, baseline_row: dict) -> list[dict]:
+        """The task floor (the first seed's baseline masks, lossless), the ground truth's sizes and the
+        grid oracles, from one pass over the test images."""
+        finished = _finished(self.results, "task_floor")
+        if finished is not None:
+            return finished["rows"]
+        measured = evaluate_task_floor(
+            self.baseline(baseline_row), self.datamodule.dataloader(SPLIT), self.device
+        )
+        rows = []
+        for name, entry in measured["rows"].items():
+            row = {
+                "name": name,
+                "codec": name.rsplit("_", 1)[1],
+                "payload_bytes_per_image": entry["bytes_mean"],
+                "payload_bytes_median": entry["bytes_median"],
+            }
+            if name.startswith("mask_"):
+                row.update(kind="floor", miou=measured["baseline_miou"], delta_miou=0.0)
+            elif name.startswith("gt_mask_"):
+                row.update(kind="floor_gt")  # for information: the ground truth is not scored against itself
+            else:
+                row.update(kind="oracle", codec="context", miou=entry["miou"],
+                           delta_miou=entry["miou"] - baseline_row["miou"],
+                           **{f"iou_{k}": v for k, v in entry["class_iou"].items()})  # fmt: skip
+            rows.append(row)
+        write_json(self.results / "task_floor.json", {"rows": rows})
+        return rows
+
 
 def main(args: argparse.Namespace) -> list[dict]:
     output_dir = Path(args.output_dir)
@@ -231,45 +281,64 @@ def main(args: argparse.Namespace) -> list[dict]:
         quantizer=from_namespace(QuantizerConfig, args),
         runtime=from_namespace(RuntimeConfig, args),
     )
-    return run_sweep(plan, output_dir, args.quantizer_type, args.num_vectors, args.seeds, args.jpeg_qualities)
+    return run_sweep(
+        plan, output_dir, args.quantizer_type, args.num_vectors, args.seeds, args.jpeg_qualities, args.lambdas
+    )
 
 
-def run_sweep(plan: Plan, output_dir: Path, quantizer_types, sizes, seeds: int, jpeg_qualities) -> list[dict]:
+def _configurations(base: QuantizerConfig, quantizer_types, sizes, lambdas) -> list[QuantizerConfig]:
+    """Every bottleneck of the sweep; each type's highest-quality one (largest K, smallest lambda) last."""
+    configurations = []
+    for quantizer_type in quantizer_types:
+        if quantizer_type == "eb":
+            configurations += [
+                replace(base, quantizer_type="eb", rate_lambda=v) for v in sorted(lambdas)[::-1]
+            ]
+        else:
+            configurations += [
+                replace(base, quantizer_type=quantizer_type, num_vectors=k) for k in sorted(sizes)
+            ]
+    return configurations
+
+
+def run_sweep(
+    plan: Plan, output_dir: Path, quantizer_types, sizes, seeds: int, jpeg_qualities, lambdas=(1.0,)
+) -> list[dict]:
     """The sweep as a function: trains what is missing, writes the tables, the plot and the report."""
     sweep = Sweep(plan, output_dir)
     seed_list = [plan.training.seed + offset for offset in range(seeds)]
     figures = output_dir / "figures"
-    chosen = (quantizer_types[0], max(sizes), seed_list[0])  # the model the report shows
+    configurations = _configurations(plan.quantizer, quantizer_types, sizes, lambdas)
+    first_type = [c for c in configurations if c.quantizer_type == quantizer_types[0]]
+    name = model_name(first_type[-1], seed_list[0])  # the model the report shows
     baselines = {seed: sweep.baseline_row(seed) for seed in seed_list}
     vq_rows = []
-    for quantizer_type in quantizer_types:
-        for size in sizes:
-            quantizer = replace(plan.quantizer, quantizer_type=quantizer_type, num_vectors=size)
-            for seed in seed_list:
-                draw = figures if (quantizer_type, size, seed) == chosen else None
-                vq_rows.append(sweep.vq_row(quantizer, seed, baselines[seed], draw))
+    for quantizer in configurations:
+        for seed in seed_list:
+            draw = figures if model_name(quantizer, seed) == name else None
+            vq_rows.append(sweep.vq_row(quantizer, seed, baselines[seed], draw))
     if any("miou" not in row for row in baselines.values()):
         raise UserError("the sweep needs at least one VQ model to score the baseline against")
     first = baselines[seed_list[0]]
     input_rows = [sweep.input_row(codec, quality, first) for codec in codecs() for quality in jpeg_qualities]
-    rows = [*baselines.values(), *vq_rows, *input_rows]
-    aggregates = write_tables(rows, output_dir)
+    rows = [*baselines.values(), *vq_rows, *input_rows, *sweep.floor_rows(first)]
+    aggregates, methods, summary_sentences = write_tables(rows, output_dir)
+    for line in summary_sentences:
+        log.info("%s", line)
 
     model = plan.model
-    title = (
-        f"{model.backbone} ({model.weights} weights), Oxford-IIIT Pet {SPLIT} split, {model.mask_mode} masks"
-    )
+    title = f"{model.backbone} ({model.weights} weights), Oxford-IIIT Pet {SPLIT}, {model.mask_mode} masks"
     plot_rate_quality(rows, title, output_dir / "rate_quality.png")
-    name = f"{chosen[0]}_K{chosen[1]}_seed{chosen[2]}"
     captions = ("best images by VQ IoU", "worst images by VQ IoU", "where VQ loses most to the baseline")
     report_figures = [(output_dir / "rate_quality.png", "mIoU against measured bytes per image")]
     report_figures += [(figures / path, f"{name}: {caption}") for path, caption in zip(FIGURES, captions)]
-    settings = {"quantizer_type": quantizer_types, "num_vectors": sizes, "seeds": seeds}
+    settings = {"quantizer_type": quantizer_types, "num_vectors": sizes, "lambdas": lambdas, "seeds": seeds}
     for config in (plan.model, plan.data, plan.optimizer, plan.training, plan.quantizer, plan.runtime):
         settings.update(asdict(config))
     write_report(
-        output_dir / "report.html", f"Rate-quality sweep: {title}", settings, rows, aggregates, report_figures
-    )
+        output_dir / "report.html", f"Rate-quality sweep: {title}", settings, rows, aggregates, methods,
+        summary_sentences, report_figures,
+    )  # fmt: skip
     written = ("sweep.csv", "sweep.json", "rate_quality.png", "report.html")
     log.info("wrote %s", ", ".join(str(output_dir / n) for n in written))
     return rows

@@ -52,14 +52,26 @@ def print_summary(summary: dict, split: str) -> None:
     for name, value in summary["baseline_class_iou"].items():
         print(f"{'IoU ' + name:24}{value:10.4f}{summary['vq_class_iou'][name]:10.4f}")
     rate = summary["rate"]
+    if rate["quantizer_type"] == "eb":
+        bits = f"{rate['channels']} channels coded under the learned density): "
+    else:
+        bits = (
+            f"{rate['alphabet_size']} codes per level): fixed {rate['fixed_bits_per_image']:.0f} bits, "
+            f"entropy {rate['entropy_bits_per_image']:.1f} bits (this split's own statistics), "
+        )
     print(
-        f"\nVQ rate per image ({rate['positions_per_image']} grid positions, "
-        f"{rate['alphabet_size']} codes per level): fixed {rate['fixed_bits_per_image']:.0f} bits, "
-        f"entropy {rate['entropy_bits_per_image']:.1f} bits (this split's own statistics), "
+        f"\nrate per image ({rate['quantizer_type']}, {rate['positions_per_image']} grid positions, {bits}"
         f"coded {rate['coded_bits_per_image']:.1f} bits (the coder's model), "
         f"payload {rate['payload_bytes_mean']:.1f} bytes mean ({rate['payload_bits_per_pixel']:.4f} bpp); "
         f"float32 embeddings {rate['float32_bits_per_image'] // 8} bytes "
         f"({rate['compression_vs_float32_payload']:.0f}x smaller as payload)"
+    )
+    floor = summary["task_floor"]
+    print(
+        "task floor (the baseline's own mask sent losslessly, its mIoU exactly): "
+        f"PNG {floor['mask_png']['bytes_mean']:.0f}, WebP {floor['mask_webp']['bytes_mean']:.0f}, "
+        f"context coder {floor['mask_context']['bytes_mean']:.0f} bytes per image mean; VQ payload "
+        f"{rate['payload_bytes_mean'] / floor['mask_context']['bytes_mean']:.2f}x the context-coded mask"
     )
 
 

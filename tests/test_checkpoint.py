@@ -33,12 +33,9 @@ def test_checkpoint_describes_itself(trained):
 
 
 @pytest.mark.parametrize("weights", ["none", "default"])
-def test_rebuilt_model_predicts_identically(pet_root, tmp_path, monkeypatch, weights):
+def test_rebuilt_model_predicts_identically(pet_root, tmp_path, monkeypatch, torchvision_cache, weights):
     if weights == "default":  # torchvision's real loading path, fed from a stand-in cache file
-        cache = tmp_path / "hub" / "checkpoints"
-        cache.mkdir(parents=True)
-        torch.save(vit_b_32().state_dict(), cache / "vit_b_32-d86f8d99.pth")
-        monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+        monkeypatch.setenv("TORCH_HOME", str(torchvision_cache[0]))
     pl.seed_everything(0)
     module = vq_module(weights=weights)
     trainer = pl.Trainer(
@@ -101,7 +98,7 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
 
 
 def test_wrong_kind(trained):
-    with pytest.raises(UserError, match="needs a VQ"):
+    with pytest.raises(UserError, match="needs a squeezed"):
         load_module(trained["baseline"], "vq", "--vq_checkpoint")
 
 

@@ -13,8 +13,8 @@ from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.bottleneck import count_codes
 from embeddings_squeeze.models.quantizers import QUANTIZER_TYPES, Quantizer, fsq_levels_for, parse_levels
 from embeddings_squeeze.utils.checkpoint import load_module
-from embeddings_squeeze.utils.payload import HEADER, decode_indices, encode_indices, fingerprint
-from embeddings_squeeze.utils.rate import coded_bits, entropy_bits, rate_report
+from embeddings_squeeze.utils.payload import HEADER, IndexCoder
+from embeddings_squeeze.utils.rate import coded_bits, entropy_bits, payload_coder, rate_report
 
 
 @pytest.mark.parametrize("quantizer_type", QUANTIZER_TYPES)
@@ -90,41 +90,66 @@ def test_coded_bits_predict_the_range_coder(tmp_path):
     generator = torch.Generator().manual_seed(1)
     histogram = torch.randint(0, 100, (1, 64), generator=generator)
     indices = torch.multinomial(histogram[0].double() + 1, 2000, replacement=True, generator=generator)
-    body = len(encode_indices(indices.view(40, 50, 1), histogram, b"K" * 8)) - HEADER.size
-    predicted = coded_bits(count_codes(indices.view(-1, 1), 64), histogram) * 2000
-    assert predicted <= 8 * body <= predicted + 64  # the coder's overhead: its final 32-bit words
+    body = len(IndexCoder(histogram, b"K" * 8, (40, 50)).encode(indices.view(40, 50, 1))) - HEADER.size
+    predicted = coded_bits(count_codes(indices.view(-1, 1), 64), histogram) * 2000 / 8
+    assert predicted <= body <= 1.02 * predicted + 4  # the coder's overhead: its final 32-bit word
 
 
 def payload_case():
     generator = torch.Generator().manual_seed(0)
     histogram = torch.randint(0, 50, (2, 32), generator=generator)
     indices = torch.randint(0, 32, (8, 8, 2), generator=generator)
-    return indices, histogram, b"K" * 8
+    return indices, IndexCoder(histogram, b"K" * 8, (8, 8))
 
 
 def test_payload_round_trip_is_exact():
-    indices, histogram, key = payload_case()
-    payload = encode_indices(indices, histogram, key)
-    assert torch.equal(decode_indices(payload, histogram, key), indices)
-    assert len(payload) < HEADER.size + 8 * 8 * 2 * 5 / 8 + 8  # beats a fixed-length code
+    indices, coder = payload_case()
+    payload = coder.encode(indices)
+    assert torch.equal(coder.decode(payload), indices)
+    assert HEADER.size == 6
+    assert len(payload) < HEADER.size + 8 * 8 * 2 * 5 / 8 + 8  # near a fixed-length code on random indices
+
+
+def test_small_payloads_stay_within_the_coder_cross_entropy():
+    """Body <= cross-entropy x 1.02 + 4 bytes at the sizes people send (7x7 to 28x28 grids)."""
+    generator = torch.Generator().manual_seed(2)
+    for side, alphabet in [(7, 16), (7, 64), (7, 256), (14, 512), (28, 512)]:
+        histogram = torch.randint(0, 200, (1, alphabet), generator=generator) ** 2
+        coder = IndexCoder(histogram, b"K" * 8, (side, side))
+        for _ in range(5):
+            indices = torch.multinomial(histogram[0].double() + 1, side * side, replacement=True,
+                                        generator=generator)  # fmt: skip
+            body = len(coder.encode(indices.view(side, side, 1))) - HEADER.size
+            cross_entropy = coded_bits(count_codes(indices.view(-1, 1), alphabet), histogram) * side**2 / 8
+            assert cross_entropy <= body <= 1.02 * cross_entropy + 4
 
 
 @pytest.mark.parametrize(
     "damage,message",
     [
-        (lambda p: p[:-4], "truncated or corrupt"),
-        (lambda p: p[:-1], "truncated or corrupt"),
-        (lambda p: p[:-8] + bytes([p[-8] ^ 0x10]) + p[-7:], "truncated or corrupt"),
-        (lambda p: p[:4] + bytes([9]) + p[5:], "format version 9"),
-        (lambda p: p[:5] + b"X" * 8 + p[13:], "another checkpoint"),
+        (lambda p: p[:-4], "corrupt"),
+        (lambda p: p[:-1], "corrupt"),
+        (lambda p: p[:-8] + bytes([p[-8] ^ 0x10]) + p[-7:], "corrupt"),
+        (lambda p: p[:2] + bytes([p[2] ^ 0x01]) + p[3:], "check mismatch"),
+        (lambda p: bytes([9]) + p[1:], "starts with 9"),
+        (lambda p: p[:1] + bytes([p[1] ^ 0xFF]) + p[2:], "another checkpoint"),
         (lambda p: b"GIF89a" + p[6:], "not an embeddings_squeeze payload"),
+        (lambda p: p[:5], "too short"),
     ],
 )
 def test_damaged_payloads_never_decode(damage, message):
-    indices, histogram, key = payload_case()
-    payload = damage(encode_indices(indices, histogram, key))
+    indices, coder = payload_case()
+    payload = damage(coder.encode(indices))
     with pytest.raises(UserError, match=message):
-        decode_indices(payload, histogram, key)
+        coder.decode(payload)
+
+
+def test_payload_from_a_checkpoint_with_the_same_tag_is_refused():
+    """Fingerprints that share their first byte (1 in 256): the check still refuses."""
+    indices, coder = payload_case()
+    other = IndexCoder(torch.ones(2, 32, dtype=torch.long), b"K" + b"other..", (8, 8))
+    with pytest.raises(UserError, match="corrupt or from another checkpoint"):
+        other.decode(coder.encode(indices))
 
 
 @pytest.mark.parametrize("quantizer_type", QUANTIZER_TYPES)
@@ -169,12 +194,12 @@ def test_each_quantizer_end_to_end(quantizer_type, pet_root, tmp_path, trained):
     payloads = encode.main(parse(encode, "--checkpoint", checkpoint, *images, "-o", tmp_path / "payloads"))
     masks = decode.main(parse(decode, "--checkpoint", checkpoint, *payloads, "-o", tmp_path / "masks"))
     transform = PetTransform(64, "trimap", module.backbone.mean, module.backbone.std)
-    key = fingerprint(module)
+    coder = payload_coder(module)
     for image_path, payload_path, mask_path in zip(images, payloads, masks):
         with Image.open(image_path) as image:
             pixels = transform.image(image).unsqueeze(0)
         _, direct_indices, _ = module.bottleneck(module.backbone.features(pixels))
-        decoded = decode_indices(payload_path.read_bytes(), module.bottleneck.code_histogram, key)
+        decoded = coder.decode(payload_path.read_bytes())
         assert torch.equal(decoded, direct_indices[0])
         with Image.open(mask_path) as mask:
             assert torch.equal(torch.from_numpy(np.array(mask)).long(), module(pixels)["out"].argmax(1)[0])

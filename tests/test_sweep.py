@@ -18,7 +18,7 @@ SEEDS = (42, 43)
 def finished_sweep(pet_root, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("sweep")
     argv = [*TINY, "--data_path", pet_root, "--output_dir", output_dir, "--epochs", 1, "--seeds", 2,
-            "--subset_size", 4, "--quantizer_type", "vq", "fsq", "--num_vectors", 8,
+            "--subset_size", 4, "--quantizer_type", "vq", "fsq", "eb", "--num_vectors", 8, "--lambdas", 0.5,
             "--jpeg_qualities", 10, 90]  # fmt: skip
     rows = sweep.main(parse(sweep, *argv))
     return output_dir, rows, argv
@@ -29,19 +29,26 @@ def test_tables_hold_every_model(finished_sweep):
     names = [row["name"] for row in rows]
     assert names[:2] == ["baseline_seed42", "baseline_seed43"]
     assert {f"{q}_K8_seed{s}" for q in ("vq", "fsq") for s in SEEDS} <= set(names)
+    assert {f"eb_lambda0.5_seed{s}" for s in SEEDS} <= set(names)
     assert len([r for r in rows if r["kind"] == "input"]) == 2 * len(codecs())
     with open(output_dir / "sweep.csv") as handle:
         table = list(csv.DictReader(handle))
     assert [row["name"] for row in table][: len(names)] == names
     stored = json.loads((output_dir / "sweep.json").read_text())
     assert [row["name"] for row in stored["rows"]] == names
-    assert {a["name"] for a in stored["aggregates"]} == {"vq_K8_mean", "fsq_K8_mean"}
+    assert {a["name"] for a in stored["aggregates"]} == {"vq_K8_mean", "fsq_K8_mean", "eb_lambda0.5_mean"}
     # with --weights none every model, whatever its seed, runs on the one random backbone of --backbone_seed
     checkpoints = (output_dir / "runs").glob("*/version_0/last.ckpt")
     assert len({read_checkpoint(path)["hyper_parameters"]["weights_id"] for path in checkpoints}) == 1
     for row in rows:
+        if row["kind"] == "floor_gt":  # sizes only: the ground truth is not scored against itself
+            assert "miou" not in row
+            continue
         assert 0.0 <= row["miou"] <= 1.0
-        if row["kind"] == "vq":
+        if row["kind"] == "vq" and row["quantizer"] == "eb":
+            assert row["lambda"] == 0.5 and row["num_vectors"] is None
+            assert row["payload_bytes_per_image"] > 0 and row["coded_bits_per_image"] > 0
+        elif row["kind"] == "vq":
             assert row["payload_bytes_per_image"] > 0 and row["fixed_bits_per_image"] > 0
             assert row["alphabet_size"] == 8  # FSQ: one level of 8
             assert row["coded_bits_per_image"] >= row["entropy_bits_per_image"]  # entropy: the bound
@@ -52,7 +59,7 @@ def test_tables_hold_every_model(finished_sweep):
 def test_seeds_share_one_split_and_compare_with_their_own_baseline(finished_sweep):
     output_dir, rows, _ = finished_sweep
     splits = {path.read_text() for path in (output_dir / "runs").glob("*/version_0/split.json")}
-    assert len(list((output_dir / "runs").glob("*/version_0/split.json"))) == 6 and len(splits) == 1
+    assert len(list((output_dir / "runs").glob("*/version_0/split.json"))) == 8 and len(splits) == 1
     baselines = {row["seed"]: row["miou"] for row in rows if row["kind"] == "baseline"}
     for row in rows:
         if row["kind"] == "vq":
@@ -62,6 +69,39 @@ def test_seeds_share_one_split_and_compare_with_their_own_baseline(finished_swee
     for row in rows:
         if row["kind"] == "input":  # images sent as JPEG/WebP go to the first seed's baseline
             assert row["delta_miou"] == pytest.approx(row["miou"] - first)
+
+
+def test_task_floor_and_oracle_rows(finished_sweep):
+    output_dir, rows, _ = finished_sweep
+    by_name = {row["name"]: row for row in rows}
+    first = by_name["baseline_seed42"]
+    for coder in ("png", "webp", "context"):
+        floor = by_name[f"mask_{coder}"]
+        assert floor["kind"] == "floor" and floor["payload_bytes_per_image"] > 0
+        assert floor["miou"] == first["miou"]  # the same masks the baseline is scored on, exactly
+        assert by_name[f"gt_mask_{coder}"]["kind"] == "floor_gt"
+    oracles = [by_name[f"grid_oracle_{cells}"] for cells in (7, 14, 28, 56)]
+    assert all(row["kind"] == "oracle" and 0 < row["miou"] <= 1 for row in oracles)
+    assert [row["payload_bytes_per_image"] for row in oracles] == sorted(
+        row["payload_bytes_per_image"] for row in oracles
+    )  # finer grids cost more
+
+
+def test_rate_at_quality_for_every_method(finished_sweep):
+    output_dir, rows, _ = finished_sweep
+    stored = json.loads((output_dir / "sweep.json").read_text())
+    methods = {entry["method"]: entry for entry in stored["rate_at_quality"]}
+    assert {"vq", "fsq", "eb", "JPEG", "mask_png", "mask_context", "grid_oracle_7"} <= set(methods)
+    reference = sum(r["miou"] for r in rows if r["kind"] == "baseline") / 2
+    # the floor reaches the first seed's baseline mIoU; against the mean of two seeds it may not
+    floor = {r["name"]: r for r in rows}["mask_png"]
+    expected = floor["payload_bytes_per_image"] if floor["miou"] >= 0.99 * reference else None
+    assert methods["mask_png"]["bytes_at_99"] == expected
+    assert isinstance(methods["vq"]["bd_rate_vs_jpeg"], (float, str))
+    assert len(stored["sentences"]) == 3 and stored["sentences"][0].startswith("vq_K8: ")  # seeds averaged
+    with open(output_dir / "sweep.csv") as handle:
+        kinds = [row["kind"] for row in csv.DictReader(handle)]
+    assert kinds.count("method") == len(methods)
 
 
 def test_image_bytes_grow_with_quality(finished_sweep):
@@ -101,4 +141,4 @@ def test_rerun_skips_finished_work(finished_sweep, caplog):
     # no result rewritten and no figure redrawn: nothing was trained or scored again
     assert {path: path.stat().st_mtime_ns for path in outputs} == before
     assert "skipping vq_K8_seed42" in caplog.text
-    assert len(list((output_dir / "runs").iterdir())) == 6  # 2 baselines + 4 VQ runs, none retrained
+    assert len(list((output_dir / "runs").iterdir())) == 8  # 2 baselines + 6 squeezed runs, none retrained

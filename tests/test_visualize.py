@@ -43,6 +43,9 @@ def test_figures_csv_and_summary(trained, pet_root, tmp_path, capsys):
     mean_vq = sum(float(row["vq_iou"]) for row in rows) / len(rows)
     assert summary["vq_mean_image_iou"] == pytest.approx(mean_vq)
     assert summary["images"] == 6 and set(summary["vq_class_iou"]) == {"pet", "background", "border"}
+    floor = summary["task_floor"]
+    assert set(floor) == {"mask_png", "mask_webp", "mask_context"}
+    assert f"context coder {floor['mask_context']['bytes_mean']:.0f} bytes" in printed
 
 
 def test_more_rows_asked_than_images(trained, pet_root, tmp_path, caplog):
@@ -62,7 +65,7 @@ def test_more_rows_asked_than_images(trained, pet_root, tmp_path, caplog):
     "change,message",
     [
         ({"--model": "deeplab"}, "pass --model vit"),
-        ({"baseline_as_vq": True}, "--vq_checkpoint needs a VQ"),
+        ({"baseline_as_vq": True}, "--vq_checkpoint needs a squeezed"),
         ({"--vq_checkpoint": "missing.ckpt"}, "checkpoint not found"),
         ({"--data_path": "empty"}, "download failed"),
     ],

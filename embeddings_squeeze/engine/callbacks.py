@@ -75,11 +75,12 @@ class RNGState(Callback):
         torch.set_rng_state(state_dict["torch"])
 
 
-class CodeHistogram(Callback):
-    """After training, count the training split's codes into every checkpoint that codes payloads.
+class CoderModel(Callback):
+    """After training, build the entropy coder's model into every checkpoint that codes payloads.
 
-    The histogram is the entropy coder's model: ``last.ckpt`` and the best checkpoint both get the
-    one of their own weights, and the validation rate table goes to ``rate.json``.
+    For VQ the training split's code histogram, for the entropy bottleneck its exact quantiles and
+    coding tables: ``last.ckpt`` and the best checkpoint both get the one of their own weights, and
+    the validation rate table goes to ``rate.json``.
     """
 
     def __init__(self, run_dir: Path, best: Callback):
@@ -87,12 +88,12 @@ class CodeHistogram(Callback):
         self.best = best
 
     def on_fit_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        from embeddings_squeeze.engine.evaluation import count_training_codes, evaluate_rate
+        from embeddings_squeeze.engine.evaluation import evaluate_rate, prepare_coder
         from embeddings_squeeze.utils.checkpoint import read_checkpoint  # checkpoint -> models -> here
 
         datamodule, device = trainer.datamodule, module.device
         last = self.run_dir / "last.ckpt"
-        count_training_codes(module, datamodule.dataloader("train"), device)
+        prepare_coder(module, datamodule.dataloader("train"), device)
         trainer.save_checkpoint(last, weights_only=False)  # the full state: it stays resumable
         if not trainer.is_global_zero:
             return
@@ -102,6 +103,5 @@ class CodeHistogram(Callback):
         if best is not None and best != last:
             checkpoint = read_checkpoint(best)
             module.load_state_dict(checkpoint["state_dict"], strict=False)  # frozen weights are not in it
-            count_training_codes(module, datamodule.dataloader("train"), device)
-            checkpoint["state_dict"]["bottleneck.code_histogram"] = module.bottleneck.code_histogram.cpu()
+            checkpoint["state_dict"].update(prepare_coder(module, datamodule.dataloader("train"), device))
             AtomicCheckpointIO().save_checkpoint(checkpoint, best)

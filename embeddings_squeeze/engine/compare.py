@@ -13,6 +13,7 @@ from embeddings_squeeze.engine.setup import datamodule_for, pick_device
 from embeddings_squeeze.utils.checkpoint import build_module, check_pair, expect_kind, read_checkpoint
 from embeddings_squeeze.utils.figures import draw_rankings
 from embeddings_squeeze.utils.files import write_json
+from embeddings_squeeze.utils.task_floor import TaskFloor
 
 SCORE_FIELDS = ("position", "image_id", "baseline_iou", "vq_iou", "iou_difference")
 
@@ -53,6 +54,7 @@ def compare(
         comparison = compare_models(
             baseline, vq, datamodule.dataloader(split), datamodule.splits[split].image_ids, view.n_best,
             view.n_worst, pick_device(runtime), record=writer.writerow, rank_by=(view.rank_by,),
+            floor=TaskFloor(vq.class_names),
         )  # fmt: skip
     summary = {
         **comparison.summary(),
@@ -60,6 +62,7 @@ def compare(
         "baseline_checkpoint": str(baseline_path),
         "vq_checkpoint": str(vq_path),
         "rate": comparison.rate,
+        "task_floor": comparison.task_floor,
     }
     write_json(output_dir / f"summary_{split}.json", summary)
     draw_rankings(comparison, view.rank_by, split, view.n_best, view.n_worst, output_dir)

@@ -15,10 +15,12 @@ from embeddings_squeeze.data.oxford_pet import denormalize
 from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.models import SegmentationModule, VQSegmentationModule
 from embeddings_squeeze.models.bottleneck import count_codes
+from embeddings_squeeze.models.entropy_module import CODING_TABLES
 from embeddings_squeeze.utils.comparison import Comparison, Extremes, ScoredImage, shares_backbone
 from embeddings_squeeze.utils.input_compression import round_trip
 from embeddings_squeeze.utils.iou import class_iou, confusion_matrices, mean_iou, per_image_iou
 from embeddings_squeeze.utils.rate import RateMeter
+from embeddings_squeeze.utils.task_floor import TaskFloor
 
 
 def compare_models(
@@ -32,8 +34,10 @@ def compare_models(
     record: Callable[[dict], None],
     share_backbone: bool = True,
     rank_by: tuple[str, ...] = ("iou",),
+    floor: TaskFloor | None = None,
 ) -> Comparison:
-    """Score both models on every image of ``loader``; rank them; measure the VQ rate.
+    """Score both models on every image of ``loader``; rank them; measure the VQ rate (and, given
+    a ``floor``, the baseline's masks coded losslessly).
 
     Each image runs on its own, the VQ model through ``encode_image`` and ``decode_mask``, so its
     prediction is exactly what decode(encode(image)) gives, whatever the loader's batch size.
@@ -76,6 +80,8 @@ def compare_models(
         vq_iou = per_image_iou(vq_confusion).tolist()
         for j, position in enumerate(positions.tolist()):
             result.total_images += 1
+            if floor is not None:
+                floor.update(baseline_pred[j], masks[j])
             record(
                 {
                     "position": position,
@@ -108,7 +114,25 @@ def compare_models(
                 extremes.offer(scores[ranking], position, make_item)
     result.rankings = {ranking: (ext.best(), ext.worst()) for ranking, ext in rankings.items()}
     result.rate = rate.report()
+    result.task_floor = floor.report() if floor is not None else {}
     return result
+
+
+def prepare_coder(module, loader, device: torch.device) -> dict[str, torch.Tensor]:
+    """Build a trained module's coder model; returns the state-dict entries that changed.
+
+    VQ: the code histogram of ``loader`` (the training split). Entropy bottleneck: exact quantiles
+    and the coding tables of its learned density (no data needed).
+    """
+    if module.kind == "eb":
+        layer = module.bottleneck.entropy_bottleneck
+        layer.update(force=True, update_quantiles=True)
+        names = ("quantiles", *CODING_TABLES)
+        return {
+            f"bottleneck.entropy_bottleneck.{name}": getattr(layer, name).detach().cpu() for name in names
+        }
+    count_training_codes(module, loader, device)
+    return {"bottleneck.code_histogram": module.bottleneck.code_histogram.cpu()}
 
 
 def count_training_codes(module: VQSegmentationModule, loader, device: torch.device) -> None:
@@ -120,13 +144,29 @@ def count_training_codes(module: VQSegmentationModule, loader, device: torch.dev
     module.bottleneck.code_histogram.copy_(histogram)
 
 
-def evaluate_rate(module: VQSegmentationModule, loader, device: torch.device) -> dict:
-    """The rate table of ``module`` on ``loader``'s split, with real payload sizes."""
+def evaluate_rate(module, loader, device: torch.device) -> dict:
+    """The rate table of a squeezed ``module`` on ``loader``'s split, with real payload sizes."""
     meter = RateMeter(module)
     for batch in evaluation_batches(module, loader, device, "measuring payload sizes"):
-        _, indices, _ = module.bottleneck(module.features_of(batch[0].to(device)))
-        meter.update(indices)
+        meter.update(module.indices_of(module.features_of(batch[0].to(device))))
     return meter.report()
+
+
+def evaluate_task_floor(baseline: SegmentationModule, loader, device: torch.device) -> dict:
+    """The task floor with its references (``TaskFloor``) and the baseline's mIoU on the same pass.
+
+    Each image's features are computed on its own, as in ``compare_models``, so the masks coded
+    here are the ones the baseline is scored on there.
+    """
+    floor = TaskFloor(baseline.class_names, reference=True)
+    confusion = torch.zeros(baseline.num_classes, baseline.num_classes, dtype=torch.long)
+    for images, masks, _ in evaluation_batches(baseline, loader, device, "coding masks (task floor)"):
+        for image, mask in zip(images, masks):
+            features = baseline.backbone.features_one_by_one(image.unsqueeze(0).to(device))
+            prediction = baseline.logits_from_features(features, image.shape[-2:]).argmax(dim=1).cpu()
+            confusion += confusion_matrices(prediction, mask[None], baseline.num_classes)[0]
+            floor.update(prediction[0], mask)
+    return {"baseline_miou": mean_iou(confusion), "rows": floor.report()}
 
 
 def evaluate_input_compression(

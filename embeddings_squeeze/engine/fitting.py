@@ -25,7 +25,7 @@ from embeddings_squeeze.config import (
 from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
 from embeddings_squeeze.engine.callbacks import (
     AtomicCheckpointIO,
-    CodeHistogram,
+    CoderModel,
     FiniteLossGuard,
     InterruptCheckpoint,
     RNGState,
@@ -41,7 +41,7 @@ from embeddings_squeeze.engine.run_dirs import (
 )
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
 from embeddings_squeeze.errors import Interrupted, UserError
-from embeddings_squeeze.models import BaselineSegmentationModule, SegmentationModule, VQSegmentationModule
+from embeddings_squeeze.models import MODULES, BaselineSegmentationModule, SegmentationModule
 from embeddings_squeeze.utils.checkpoint import expect_kind, instantiate, read_checkpoint
 from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.run_info import package_versions
@@ -65,12 +65,13 @@ def fit(
     quantizer: QuantizerConfig | None = None,
     extra_callbacks: tuple[pl.Callback, ...] = (),
 ) -> Path:
-    """Train the baseline (``quantizer`` None) or a VQ model, or resume a run; returns its ``last.ckpt``.
+    """Train the baseline (``quantizer`` None) or a squeezed model (VQ, RVQ, FSQ, LFQ or the entropy
+    bottleneck), or resume a run; returns its ``last.ckpt``.
 
     A resumed run takes its model, optimizer and data settings from the checkpoint; only the data
     path, the workers, ``training.epochs`` and the runtime may change.
     """
-    kind = "baseline" if quantizer is None else "vq"
+    kind = "baseline" if quantizer is None else ("eb" if quantizer.quantizer_type == "eb" else "vq")
     resume = resume_target(training.resume, training.output_dir, run_name)
     if resume is not None and not resume.is_dir():
         checkpoint = read_checkpoint(resume)
@@ -91,7 +92,7 @@ def fit(
         if quantizer is None:
             module = BaselineSegmentationModule(model, optimizer)
         else:
-            module = VQSegmentationModule(model, quantizer, optimizer)
+            module = MODULES[kind](model, quantizer, optimizer)
     save_dir, name, version = run_location(training.output_dir, run_name, resume)
     prepare_output_dir(save_dir)
     if _wants_cache(training):
@@ -110,8 +111,8 @@ def fit(
     # a second callback for last.ckpt: Lightning's save_last only refreshes it when `best` improves
     latest = ModelCheckpoint(dirpath=run_dir, filename="last", enable_version_counter=False)
     callbacks = [best, latest, interrupt, FiniteLossGuard(run_dir), RNGState(), *extra_callbacks]
-    if kind == "vq":
-        callbacks.append(CodeHistogram(run_dir, best))
+    if kind != "baseline":
+        callbacks.append(CoderModel(run_dir, best))
     trainer = pl.Trainer(
         max_epochs=training.epochs,
         logger=logger,

@@ -7,11 +7,11 @@ import torch
 from embeddings_squeeze.config import DataConfig, ModelConfig, RuntimeConfig
 from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models import VQSegmentationModule
+from embeddings_squeeze.models import SegmentationModule
 from embeddings_squeeze.models.backbones import BACKBONES
 from embeddings_squeeze.utils.checkpoint import load_module
-from embeddings_squeeze.utils.payload import fingerprint
-from embeddings_squeeze.utils.rate import coder_histogram
+from embeddings_squeeze.utils.payload import IndexCoder, SymbolCoder
+from embeddings_squeeze.utils.rate import payload_coder
 
 
 def pick_device(runtime: RuntimeConfig) -> torch.device:
@@ -33,8 +33,9 @@ def datamodule_for(data: DataConfig, model: ModelConfig, seed: int) -> OxfordPet
     return OxfordPetDataModule(data, model.image_size, model.mask_mode, seed, mean, std)
 
 
-def load_coder(checkpoint: str, runtime: RuntimeConfig) -> tuple[VQSegmentationModule, bytes, torch.Tensor]:
-    """What encode and decode both need: the VQ model on its device, the checkpoint's payload
-    fingerprint and the coder's model (the code histogram)."""
+def load_coder(
+    checkpoint: str, runtime: RuntimeConfig
+) -> tuple[SegmentationModule, IndexCoder | SymbolCoder]:
+    """What encode and decode both need: the squeezed model on its device and its payload coder."""
     module = load_module(checkpoint, "vq", "--checkpoint").to(pick_device(runtime))
-    return module, fingerprint(module), coder_histogram(module)
+    return module, payload_coder(module)

@@ -21,10 +21,10 @@ from torch import distributed, nn
 from vector_quantize_pytorch import FSQ, LFQ, ResidualVQ, VectorQuantize
 from vector_quantize_pytorch.vector_quantize_pytorch import Codebook, sample_vectors_distributed
 
-from embeddings_squeeze.config import QUANTIZER_CHOICES, QuantizerConfig, parse_dead_code_threshold
+from embeddings_squeeze.config import CODEBOOK_QUANTIZERS, QuantizerConfig, parse_dead_code_threshold
 from embeddings_squeeze.errors import UserError
 
-QUANTIZER_TYPES = QUANTIZER_CHOICES
+QUANTIZER_TYPES = CODEBOOK_QUANTIZERS
 # level choices recommended by the FSQ paper (Mentzer et al. 2023, table 1) for common sizes
 FSQ_LEVELS = {
     2**8: [8, 6, 5],

@@ -77,6 +77,7 @@ class Comparison:
     # ranking ('iou' or 'delta') -> (best images, worst images)
     rankings: dict[str, tuple[list[ScoredImage], list[ScoredImage]]] = field(default_factory=dict)
     rate: dict = field(default_factory=dict)  # the VQ model's rate table on this split
+    task_floor: dict = field(default_factory=dict)  # lossless mask sizes (utils/task_floor.py)
 
     def summary(self) -> dict:
         baseline_classes = class_iou(self.baseline_confusion).tolist()

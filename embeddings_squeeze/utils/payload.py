@@ -1,13 +1,18 @@
-"""Compact per-image payloads: a small versioned header, then range-coded codebook indices.
+"""Compact per-image payloads: a 6-byte header, then range-coded codebook indices.
 
 Layout (big-endian):
 
-    magic "ESQZ" | version u8 | checkpoint fingerprint 8 bytes | grid h u16 | grid w u16 |
-    levels u8 | CRC-32 of the indices u32 | range-coded indices (32-bit words)
+    format version u8 | checkpoint tag u8 | check u32 | range-coded indices (32-bit words)
+
+The grid size and the number of index levels are not sent: the receiver's checkpoint fixes them.
+The tag is the first byte of the checkpoint's 8-byte fingerprint, so a payload from another
+checkpoint is named as such 255 times in 256. The check is CRC-32 over the whole fingerprint and
+the decoded indices: a payload from another checkpoint or a damaged one decodes to a wrong mask
+only if the tag and all 32 check bits match by chance (2^-40 for another checkpoint, 2^-32 for
+random damage; CRC-32 catches every error burst of up to 32 bits).
 
 The range coder (``constriction``) models each index level with the training split's code
-histogram, add-one smoothed so that codes never seen in training stay encodable. The CRC
-catches corrupted or truncated payloads, which must never decode to a wrong mask.
+histogram, add-one smoothed so that codes never seen in training stay encodable.
 """
 
 from __future__ import annotations
@@ -24,9 +29,8 @@ import torch
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.backbones.base import hash_tensors
 
-MAGIC = b"ESQZ"
-VERSION = 1
-HEADER = struct.Struct(">4sB8sHHBI")
+VERSION = 2
+HEADER = struct.Struct(">BBI")
 
 
 def fingerprint(module) -> bytes:
@@ -45,51 +49,108 @@ def coder_probabilities(histogram: torch.Tensor) -> torch.Tensor:
     return smoothed / smoothed.sum(dim=-1, keepdim=True)
 
 
-def _models(histogram: torch.Tensor) -> list:
-    probabilities = coder_probabilities(histogram).numpy()
-    return [constriction.stream.model.Categorical(level, perfect=False) for level in probabilities]
+def frame(body: bytes, key: bytes, symbols: np.ndarray) -> bytes:
+    """Header + ``body``; ``symbols`` are what the receiver must recover exactly."""
+    return HEADER.pack(VERSION, key[0], _check(key, symbols)) + body
 
 
-def _crc(indices: np.ndarray) -> int:
-    return zlib.crc32(indices.astype(np.int64).tobytes())
-
-
-def encode_indices(indices: torch.Tensor, histogram: torch.Tensor, key: bytes) -> bytes:
-    """(h, w, L) indices of one image -> payload bytes."""
-    height, width, levels = indices.shape
-    symbols = indices.cpu().numpy().reshape(-1, levels)
-    encoder = constriction.stream.queue.RangeEncoder()
-    for level, model in enumerate(_models(histogram)):
-        encoder.encode(symbols[:, level].astype(np.int32), model)
-    header = HEADER.pack(MAGIC, VERSION, key, height, width, levels, _crc(symbols))
-    return header + encoder.get_compressed().astype(">u4").tobytes()
-
-
-def decode_indices(
-    payload: bytes, histogram: torch.Tensor, key: bytes, name: str = "payload"
-) -> torch.Tensor:
-    """Payload bytes -> (h, w, L) indices; a clear error for anything but an intact payload of ``key``."""
-    if len(payload) < HEADER.size or payload[:4] != MAGIC:
-        raise UserError(f"{name} is not an embeddings_squeeze payload")
-    magic, version, payload_key, height, width, levels, crc = HEADER.unpack_from(payload)
+def unframe(payload: bytes, key: bytes, name: str) -> tuple[bytes, int]:
+    """Payload -> (body, check), refusing another format or another checkpoint's payload."""
+    if len(payload) < HEADER.size:
+        raise UserError(f"{name} is too short to be an embeddings_squeeze payload")
+    version, tag, check = HEADER.unpack_from(payload)
     if version != VERSION:
-        raise UserError(f"{name} has payload format version {version}; this release reads version {VERSION}")
-    if payload_key != key:
+        raise UserError(
+            f"{name} is not an embeddings_squeeze payload of format version {VERSION} (it starts with "
+            f"{version}); encode the image again with this release"
+        )
+    if tag != key[0]:
         raise UserError(
             f"{name} was encoded with another checkpoint; decode it with the checkpoint that made it"
         )
-    if levels != histogram.shape[0]:
-        raise UserError(f"{name} is corrupt: {levels} index levels, the checkpoint has {histogram.shape[0]}")
-    body = payload[HEADER.size :]
-    if len(body) % 4:
-        raise UserError(f"{name} is truncated or corrupt; encode the image again")
-    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(body, dtype=">u4").astype(np.uint32))
-    try:
-        symbols = np.stack([decoder.decode(model, height * width) for model in _models(histogram)], axis=-1)
-    except (ValueError, RuntimeError):
+    return payload[HEADER.size :], check
+
+
+def verify(check: int, key: bytes, symbols: np.ndarray, name: str) -> None:
+    if _check(key, symbols) != check:
         raise UserError(
-            f"{name} is truncated or corrupt (the range decoder failed); encode the image again"
-        ) from None
-    if _crc(symbols) != crc:
-        raise UserError(f"{name} is truncated or corrupt (checksum mismatch); encode the image again")
-    return torch.from_numpy(symbols.astype(np.int64)).reshape(height, width, levels)
+            f"{name} is corrupt or from another checkpoint (check mismatch); encode the image again "
+            "with the checkpoint you decode with"
+        )
+
+
+def _check(key: bytes, symbols: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(symbols, dtype=np.int64).tobytes(), zlib.crc32(key))
+
+
+class IndexCoder:
+    """Range-codes one image's (h, w, L) indices under the training histogram of a checkpoint."""
+
+    def __init__(self, histogram: torch.Tensor, key: bytes, grid: tuple[int, int]):
+        self.levels = histogram.shape[0]
+        self.key = key
+        self.grid = tuple(grid)
+        probabilities = coder_probabilities(histogram).numpy()
+        self.models = [constriction.stream.model.Categorical(level, perfect=False) for level in probabilities]
+
+    def encode(self, indices: torch.Tensor) -> bytes:
+        """(h, w, L) indices of one image -> payload bytes."""
+        if tuple(indices.shape) != (*self.grid, self.levels):
+            raise ValueError(f"indices of shape {tuple(indices.shape)}, the checkpoint sends {self.grid}")
+        symbols = indices.cpu().numpy().reshape(-1, self.levels).astype(np.int32)
+        encoder = constriction.stream.queue.RangeEncoder()
+        for level, model in enumerate(self.models):
+            encoder.encode(symbols[:, level], model)
+        return frame(encoder.get_compressed().astype(">u4").tobytes(), self.key, symbols)
+
+    def decode(self, payload: bytes, name: str = "payload") -> torch.Tensor:
+        """Payload bytes -> (h, w, L) indices; a clear error for anything but an intact payload of
+        this checkpoint."""
+        body, check = unframe(payload, self.key, name)
+        if len(body) % 4 or not body:
+            raise UserError(f"{name} is truncated or corrupt; encode the image again")
+        words = np.frombuffer(body, dtype=">u4").astype(np.uint32)
+        decoder = constriction.stream.queue.RangeDecoder(words)
+        count = self.grid[0] * self.grid[1]
+        try:
+            symbols = np.stack([decoder.decode(model, count) for model in self.models], axis=-1)
+        except (ValueError, RuntimeError):
+            raise UserError(
+                f"{name} is truncated or corrupt (the range decoder failed); encode the image again"
+            ) from None
+        verify(check, self.key, symbols, name)
+        return torch.from_numpy(symbols.astype(np.int64)).reshape(*self.grid, self.levels)
+
+
+class SymbolCoder:
+    """Codes one image's (h, w, D) entropy-bottleneck symbols with CompressAI's rANS coder under the
+    checkpoint's learned density (its ``compress``/``decompress``; body: CompressAI's bitstream)."""
+
+    def __init__(self, layer, key: bytes, grid: tuple[int, int]):
+        self.layer = layer
+        self.key = key
+        self.grid = tuple(grid)
+
+    def _medians(self) -> torch.Tensor:
+        return self.layer.medians().cpu()
+
+    def encode(self, symbols: torch.Tensor) -> bytes:
+        """(h, w, D) symbols of one image -> payload bytes."""
+        symbols = symbols.cpu()
+        latent = (symbols.float() + self._medians()).permute(2, 0, 1).unsqueeze(0)
+        body = self.layer.entropy_bottleneck.compress(latent.to(self.layer.medians().device))[0]
+        return frame(body, self.key, symbols.numpy())
+
+    def decode(self, payload: bytes, name: str = "payload") -> torch.Tensor:
+        """Payload bytes -> (h, w, D) symbols; a clear error for anything but an intact payload of
+        this checkpoint."""
+        body, check = unframe(payload, self.key, name)
+        try:
+            latent = self.layer.entropy_bottleneck.decompress([body], self.grid)
+        except (ValueError, RuntimeError):
+            raise UserError(
+                f"{name} is truncated or corrupt (the rANS decoder failed); encode the image again"
+            ) from None
+        symbols = torch.round(latent[0].cpu().permute(1, 2, 0) - self._medians()).long()
+        verify(check, self.key, symbols.numpy(), name)
+        return symbols

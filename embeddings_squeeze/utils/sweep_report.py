@@ -12,6 +12,10 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from embeddings_squeeze.utils.files import write_json
+from embeddings_squeeze.utils.rate_quality import QUALITY_LEVELS, method_summaries
+
+CURVE_KINDS = ("vq", "input")  # rows that form curves; "floor" and "oracle" rows are single points
+FLOOR_REFERENCE = "mask_context"  # the cheapest lossless floor row the sentences compare with
 
 NUMERIC = (
     "fixed_bits_per_image",
@@ -33,16 +37,18 @@ def aggregate(rows: list[dict]) -> list[dict]:
     groups = defaultdict(list)
     for row in rows:
         if row["kind"] == "vq":
-            groups[(row["quantizer"], row["num_vectors"])].append(row)
+            groups[row["name"].rsplit("_seed", 1)[0]].append(row)
     summary = []
-    for (quantizer, size), members in sorted(groups.items()):
+    for configuration, members in sorted(groups.items()):
         if len(members) < 2:
             continue
+        first = members[0]
         entry = {
-            "name": f"{quantizer}_K{size}_mean",
+            "name": f"{configuration}_mean",
             "kind": "vq_mean",
-            "quantizer": quantizer,
-            "num_vectors": size,
+            "quantizer": first["quantizer"],
+            "num_vectors": first.get("num_vectors"),
+            "lambda": first.get("lambda"),
             "seeds": len(members),
         }
         for key in NUMERIC:
@@ -54,23 +60,97 @@ def aggregate(rows: list[dict]) -> list[dict]:
     return summary
 
 
-def write_tables(rows: list[dict], output_dir: Path) -> list[dict]:
-    """sweep.csv (one row per model) and sweep.json (rows plus seed aggregates)."""
+def _setting(row: dict):
+    """What varies along a row's curve: K, the rate weight lambda, or the image quality."""
+    if row["kind"] == "input":
+        return row["quality"]
+    return row["lambda"] if row.get("lambda") is not None else row.get("num_vectors")
+
+
+def baseline_miou(rows: list[dict]) -> float:
+    """The baseline's mIoU, averaged over seeds."""
+    return statistics.fmean(row["miou"] for row in rows if row["kind"] == "baseline")
+
+
+def method_points(rows: list[dict]) -> dict[str, list[tuple[float, float]]]:
+    """Per method, its (bytes per image, mIoU) points; seeds of one setting averaged into one point.
+
+    Methods: each quantizer type's curve, each image codec's curve, and every floor and oracle row.
+    """
+    groups = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row["kind"] in CURVE_KINDS:
+            method = row["quantizer"] if row["kind"] == "vq" else row["codec"]
+            groups[method][_setting(row)].append(row)
+        elif row["kind"] in ("floor", "oracle"):
+            groups[row["name"]][None].append(row)
+    return {
+        method: sorted(
+            (
+                statistics.fmean(r["payload_bytes_per_image"] for r in members),
+                statistics.fmean(r["miou"] for r in members),
+            )
+            for members in settings.values()
+        )  # fmt: skip
+        for method, settings in groups.items()
+    }
+
+
+def rate_at_quality(rows: list[dict]) -> list[dict]:
+    """bytes_at_90/95/99 and BD-rate against JPEG and WebP for every method of the sweep."""
+    return method_summaries(method_points(rows), baseline_miou(rows), anchors=("JPEG", "WEBP"))
+
+
+def sentences(rows: list[dict]) -> list[str]:
+    """One sentence per compressed-feature model (seeds averaged): where it stands against the floor."""
+    floor = next((r for r in rows if r["name"] == FLOOR_REFERENCE), None)
+    reference = baseline_miou(rows)
+    groups = defaultdict(list)
+    for row in rows:
+        if row["kind"] == "vq":
+            groups[row["name"].rsplit("_seed", 1)[0]].append(row)
+    lines = []
+    for configuration, members in groups.items():
+        size = statistics.fmean(r["payload_bytes_per_image"] for r in members)
+        quality = 100 * statistics.fmean(r["miou"] for r in members) / reference
+        if floor is None:
+            lines.append(
+                f"{configuration}: {size:.0f} bytes per image at {quality:.0f} % of the baseline mIoU."
+            )
+        else:
+            ratio = size / floor["payload_bytes_per_image"]
+            lines.append(
+                f"{configuration}: {ratio:.2f}x the bytes of the lossless (context-coded) mask at "
+                f"{quality:.0f} % of the baseline mIoU."
+            )
+    return lines
+
+
+def write_tables(rows: list[dict], output_dir: Path) -> tuple[list[dict], list[dict], list[str]]:
+    """sweep.csv (one row per model, then the seed aggregates and one row per method with its rate
+    at equal quality) and sweep.json (the same, plus one sentence per model)."""
     aggregates = aggregate(rows)
-    write_json(output_dir / "sweep.json", {"rows": rows, "aggregates": aggregates})
-    columns = list(dict.fromkeys(key for row in rows + aggregates for key in row))
+    methods = rate_at_quality(rows)
+    summary_sentences = sentences(rows)
+    write_json(
+        output_dir / "sweep.json",
+        {"rows": rows, "aggregates": aggregates, "rate_at_quality": methods, "sentences": summary_sentences},
+    )
+    method_rows = [{"name": m["method"], "kind": "method", **m} for m in methods]
+    table = rows + aggregates + method_rows
+    columns = list(dict.fromkeys(key for row in table for key in row))
     with open(output_dir / "sweep.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(rows + aggregates)
-    return aggregates
+        writer.writerows(table)
+    return aggregates, methods, summary_sentences
 
 
 def _curve(members: list[dict], key: str, size) -> tuple[list, list, list]:
     """(bytes, mean mIoU, mIoU std over seeds) per point of one curve, sorted by bytes."""
     points = defaultdict(list)
     for row in members:
-        points[row["num_vectors"] if row["kind"] == "vq" else row["quality"]].append(row)
+        points[_setting(row)].append(row)
     curve = []
     for group in points.values():
         ious = [r["miou"] for r in group]
@@ -88,7 +168,7 @@ def plot_rate_quality(rows: list[dict], title: str, path: Path) -> None:
     axis = figure.add_subplot()
     lines = defaultdict(list)
     for row in rows:
-        if row["kind"] in ("vq", "input"):
+        if row["kind"] in CURVE_KINDS:
             lines[row["quantizer"] if row["kind"] == "vq" else row["codec"]].append(row)
     colours = iter(f"C{i}" for i in range(10))
     for name, members in sorted(lines.items()):
@@ -105,6 +185,27 @@ def plot_rate_quality(rows: list[dict], title: str, path: Path) -> None:
             axis.errorbar(
                 xs, ys, yerr=errors, marker="o", capsize=3, linestyle=style, color=colour, label=label
             )
+    markers = iter("s^Dv<>pP*")
+    for row in rows:
+        if row["kind"] == "floor":
+            axis.plot(
+                row["payload_bytes_per_image"],
+                row["miou"],
+                linestyle="none",
+                marker=next(markers),
+                color="black",
+                label=f"{row['name']} (task floor: the baseline's mask, lossless)",
+            )
+        elif row["kind"] == "oracle":
+            axis.plot(row["payload_bytes_per_image"], row["miou"], linestyle="none", marker="x", color="grey")
+            axis.annotate(
+                f"oracle {row['name'].rsplit('_', 1)[1]}",
+                (row["payload_bytes_per_image"], row["miou"]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+                color="grey",
+            )
     baselines = [row["miou"] for row in rows if row["kind"] == "baseline"]
     if baselines:
         label = "baseline, uncompressed features" + (
@@ -114,9 +215,9 @@ def plot_rate_quality(rows: list[dict], title: str, path: Path) -> None:
     axis.set_xscale("log")
     axis.set_xlabel("bytes per image (log scale)")
     axis.set_ylabel("mIoU")
-    axis.set_title(title, fontsize=10, wrap=True)
+    axis.set_title(title, fontsize=10)
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
     figure.savefig(path)
 
@@ -150,6 +251,8 @@ def write_report(
     settings: dict,
     rows: list[dict],
     aggregates: list[dict],
+    methods: list[dict],
+    summary_sentences: list[str],
     figures: list[tuple[Path, str]],
 ) -> None:
     """One HTML file with every figure embedded, so it opens from disk with no server."""
@@ -160,6 +263,7 @@ def write_report(
         "codec",
         "quality",
         "num_vectors",
+        "lambda",
         "seed",
         "alphabet_size",
         "distinct_codes",
@@ -183,6 +287,22 @@ def write_report(
         f"<h1>{html.escape(title)}</h1>",
         "<h2>Settings</h2>",
         _table([{"setting": k, "value": v} for k, v in settings.items()], ["setting", "value"]),
+        "<h2>Where each model stands</h2>",
+        "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in summary_sentences) + "</ul>",
+        "<h2>Rate at equal quality</h2>",
+        "<p>bytes_at_P: the smallest measured bytes per image among a method's points reaching P % of the "
+        "baseline mIoU (empty: none does). BD-rate: Bjontegaard delta rate in % against JPEG and WebP "
+        "inputs (PCHIP of log-rate over the overlapping mIoU range; negative means fewer bytes).</p>",
+        _table(
+            methods,
+            [
+                "method",
+                "points",
+                *(f"bytes_at_{p}" for p in QUALITY_LEVELS),
+                "bd_rate_vs_jpeg",
+                "bd_rate_vs_webp",
+            ],
+        ),  # fmt: skip
         "<h2>Results</h2>",
         _table(rows, columns),
     ]

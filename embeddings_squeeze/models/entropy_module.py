@@ -1,0 +1,148 @@
+"""The learned entropy-coding baseline: a factorized-prior entropy bottleneck instead of a codebook.
+
+The field's standard reference for feature compression (as in the SC2 benchmark and Entropic
+Student): frozen features -> 1x1 projection to ``bottleneck_dim`` channels -> CompressAI's
+``EntropyBottleneck`` (a learned density per channel; uniform noise while training, rounding around
+its medians after) -> 1x1 projection back -> the head. It is trained with cross-entropy +
+``rate_lambda`` x bits per input pixel under its own density, plus CompressAI's auxiliary loss that
+places the quantiles its coding tables cover. What is sent per image is the rounded latent, coded
+with CompressAI's rANS coder under that density (``utils/payload.py``, ``EntropyCoder``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerConfig, from_values
+from embeddings_squeeze.models.segmentation_module import STAGES, SegmentationModule
+
+CODING_TABLES = ("_offset", "_quantized_cdf", "_cdf_length")  # their shapes depend on the training
+
+
+def _resize_coding_tables(module, state_dict, prefix, *args) -> None:
+    """Let a checkpoint's coding tables replace the empty ones a fresh model starts with."""
+    for name in CODING_TABLES:
+        if prefix + name in state_dict:
+            setattr(module, name, torch.empty_like(state_dict[prefix + name]))
+
+
+class EntropyBottleneckLayer(nn.Module):
+    """Project features down, code them under a learned factorized density, project back up.
+
+    Symbols (B, h, w, D) are the rounded latent minus the per-channel medians: integers that the
+    receiver turns back into the latent by adding the medians.
+    """
+
+    def __init__(self, in_channels: int, dim: int):
+        super().__init__()
+        # imported here: CompressAI pulls in its dataset stack, which only this model needs
+        from compressai.entropy_models import EntropyBottleneck
+
+        self.project_in = nn.Conv2d(in_channels, dim, kernel_size=1)
+        self.entropy_bottleneck = EntropyBottleneck(dim)
+        self.entropy_bottleneck._register_load_state_dict_pre_hook(_resize_coding_tables, with_module=True)
+        self.project_out = nn.Conv2d(dim, in_channels, kernel_size=1)
+
+    def latent(self, features: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return self.project_in(features.float())
+
+    def medians(self) -> torch.Tensor:
+        """(D,) the offsets symbols are rounded around."""
+        return self.entropy_bottleneck._get_medians().detach().reshape(-1)
+
+    def symbols(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) features -> (B, h, w, D) integer symbols, as sent."""
+        latent = self.latent(features).permute(0, 2, 3, 1)
+        return torch.round(latent - self.medians()).long()
+
+    def decode(self, symbols: torch.Tensor) -> torch.Tensor:
+        """(B, h, w, D) symbols -> reconstructed features (B, C, h, w), as the receiver computes them."""
+        latent = (symbols.float() + self.medians()).permute(0, 3, 1, 2)
+        with torch.autocast(device_type=symbols.device.type, enabled=False):
+            return self.project_out(latent)
+
+    def bits(self, symbols: torch.Tensor) -> torch.Tensor:
+        """(B,) bits each image's symbols cost under the learned density (before table rounding)."""
+        latent = (symbols.float() + self.medians()).permute(0, 3, 1, 2)
+        _, likelihoods = self.entropy_bottleneck(latent, training=False)
+        return -torch.log2(likelihoods).sum(dim=(1, 2, 3))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """(B, C, h, w) -> (reconstructed (B, C, h, w), symbols (B, h, w, D) or None in training,
+        bits per image (B,))."""
+        if not self.training:
+            symbols = self.symbols(features)
+            return self.decode(symbols), symbols, self.bits(symbols)
+        latent = self.latent(features)
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            noisy, likelihoods = self.entropy_bottleneck(latent, training=True)
+            return self.project_out(noisy), None, -torch.log2(likelihoods).sum(dim=(1, 2, 3))
+
+
+class EntropyBottleneckModule(SegmentationModule):
+    """Frozen features -> ``EntropyBottleneckLayer`` -> head, trained for cross-entropy + lambda x rate.
+
+    Args:
+        model, optimizer, weights_id: see ``SegmentationModule``.
+        quantizer: ``bottleneck_dim`` channels are coded; ``rate_lambda`` weighs bits per pixel
+            against the cross-entropy (larger: fewer bytes, lower mIoU).
+    """
+
+    kind = "eb"
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        quantizer: QuantizerConfig = QuantizerConfig(quantizer_type="eb"),
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        weights_id: str | None = None,
+    ):
+        super().__init__(model, optimizer, weights_id)
+        self.hparams.update(asdict(quantizer))
+        self.bottleneck = EntropyBottleneckLayer(self.backbone.out_channels, quantizer.bottleneck_dim)
+        for stage in STAGES:
+            setattr(self, f"{stage}_bits", MeanMetric())
+
+    @classmethod
+    def configs_from(cls, hparams: dict) -> dict:
+        return {**super().configs_from(hparams), "quantizer": from_values(QuantizerConfig, hparams)}
+
+    def squeeze(self, features: torch.Tensor):
+        reconstructed, symbols, bits = self.bottleneck(features)
+        loss = self.hparams.rate_lambda * bits.mean() / self.hparams.image_size**2
+        if self.training:  # the quantiles the coding tables will cover learn from their own loss
+            loss = loss + self.bottleneck.entropy_bottleneck.loss()
+        return reconstructed, loss, bits
+
+    def record_squeeze(self, stage: str, loss: torch.Tensor, bits, batch_size: int) -> None:
+        self._metric(stage, "bits").update(bits.detach())
+
+    def epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        values = super().epoch_metrics(stage)
+        values["bits_per_image"] = self._metric(stage, "bits").compute()
+        self._metric(stage, "bits").reset()
+        return values
+
+    # the sender and the receiver, one image at a time (see VQSegmentationModule)
+
+    @torch.no_grad()
+    def encode_image(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One (3, S, S) image -> its (1, C, h, w) features and the (h, w, D) symbols sent for it."""
+        features = self.backbone.features_one_by_one(image.unsqueeze(0).to(self.device))
+        return features, self.indices_of(features)[0]
+
+    @torch.no_grad()
+    def indices_of(self, features: torch.Tensor) -> torch.Tensor:
+        return self.bottleneck.symbols(features)
+
+    @torch.no_grad()
+    def decode_mask(self, symbols: torch.Tensor) -> torch.Tensor:
+        """One image's (h, w, D) symbols -> its (S, S) labels: exactly what the receiver computes."""
+        features = self.bottleneck.decode(symbols.unsqueeze(0).to(self.device))
+        size = (self.hparams.image_size, self.hparams.image_size)
+        return self.backbone.classify(features, size).argmax(dim=1)[0]

@@ -1,0 +1,88 @@
+"""The learned entropy-coding baseline (--quantizer_type eb): training, rate, payloads, commands."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from helpers import TINY, parse, tiny_model
+from PIL import Image
+
+from embeddings_squeeze import decode, encode, squeeze, visualize
+from embeddings_squeeze.config import QuantizerConfig
+from embeddings_squeeze.data.oxford_pet import PetTransform
+from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.models import EntropyBottleneckModule
+from embeddings_squeeze.utils.checkpoint import load_module
+from embeddings_squeeze.utils.payload import HEADER
+from embeddings_squeeze.utils.rate import payload_coder
+
+
+@pytest.fixture(scope="module")
+def eb_run(pet_root, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("eb")
+    args = parse(squeeze, *TINY, "--data_path", pet_root, "--output_dir", output_dir, "--epochs", 2,
+                 "--quantizer_type", "eb", "--bottleneck_dim", 8, "--rate_lambda", 0.5)  # fmt: skip
+    return squeeze.main(args)
+
+
+def test_rate_term_is_bits_per_pixel_under_the_density():
+    module = EntropyBottleneckModule(
+        tiny_model(), QuantizerConfig("eb", bottleneck_dim=4, rate_lambda=2.0)
+    ).eval()
+    features = torch.randn(2, 768, 2, 2)
+    _, loss, bits = module.squeeze(features)
+    symbols = module.bottleneck.symbols(features)
+    latent = (symbols.float() + module.bottleneck.medians()).permute(0, 3, 1, 2)
+    _, likelihoods = module.bottleneck.entropy_bottleneck(latent, training=False)
+    by_hand = -np.log2(likelihoods.detach().numpy()).sum(axis=(1, 2, 3))
+    assert np.allclose(bits.detach().numpy(), by_hand, rtol=1e-5)
+    assert loss.item() == pytest.approx(2.0 * by_hand.mean() / 64**2, rel=1e-5)  # eval: no auxiliary loss
+
+
+def test_trained_checkpoint_codes_payloads_of_its_measured_size(eb_run, pet_root, tmp_path):
+    rate = json.loads((eb_run.parent / "rate.json").read_text())
+    assert rate["quantizer_type"] == "eb" and rate["channels"] == 8 and rate["images"] > 0
+    module = load_module(eb_run, "vq")  # a squeezed model answers wherever a VQ checkpoint is asked for
+    assert isinstance(module, EntropyBottleneckModule)
+    assert module.bottleneck.entropy_bottleneck._quantized_cdf.numel() > 0  # the tables travel with it
+
+    images = sorted((pet_root / "oxford-iiit-pet" / "images").glob("*.jpg"))[:3]
+    payloads = encode.main(parse(encode, "--checkpoint", eb_run, *images, "-o", tmp_path / "payloads"))
+    masks = decode.main(parse(decode, "--checkpoint", eb_run, *payloads, "-o", tmp_path / "masks"))
+    transform = PetTransform(64, "trimap", module.backbone.mean, module.backbone.std)
+    coder = payload_coder(module)
+    for image_path, payload_path, mask_path in zip(images, payloads, masks):
+        with Image.open(image_path) as image:
+            pixels = transform.image(image)
+        _, symbols = module.encode_image(pixels)
+        payload = payload_path.read_bytes()
+        assert torch.equal(coder.decode(payload), symbols)
+        # CompressAI's bitstream costs about what the density says, plus the header
+        bits = module.bottleneck.bits(symbols[None]).item()
+        assert len(payload) - HEADER.size <= math.ceil(bits / 8) + 16
+        with Image.open(mask_path) as mask:
+            assert torch.equal(torch.from_numpy(np.array(mask)).long(), module.decode_mask(symbols))
+
+
+def test_damaged_or_foreign_payloads_are_refused(eb_run, trained, pet_root, tmp_path):
+    module = load_module(eb_run, "vq")
+    coder = payload_coder(module)
+    _, symbols = module.encode_image(torch.zeros(3, 64, 64))
+    payload = coder.encode(symbols)
+    for damaged in (payload[:-1], payload[:6] + bytes([payload[6] ^ 0x40]) + payload[7:], payload[:6]):
+        with pytest.raises(UserError, match="corrupt|truncated"):
+            coder.decode(damaged)
+    with pytest.raises(UserError, match="another checkpoint"):
+        payload_coder(load_module(trained["vq"], "vq")).decode(payload)
+
+
+def test_visualize_scores_what_the_receiver_decodes(eb_run, trained, pet_root, tmp_path, capsys):
+    summary = visualize.main(
+        parse(visualize, "--baseline_checkpoint", trained["baseline"], "--vq_checkpoint", eb_run,
+              "--data_path", pet_root, "--output_dir", tmp_path / "vis", "--n_best", 1, "--n_worst", 1)
+    )  # fmt: skip
+    assert summary["rate"]["quantizer_type"] == "eb" and summary["rate"]["images"] == 6
+    assert summary["rate"]["payload_bytes_mean"] > HEADER.size
+    assert "rate per image (eb" in capsys.readouterr().out
