@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from embeddings_squeeze import cli
+import numpy as np
+import torch
+from PIL import Image
+
+from embeddings_squeeze import cli, decode, encode
 from embeddings_squeeze.config import DataConfig, ModelConfig, QuantizerConfig
+from embeddings_squeeze.data.oxford_pet import PetTransform
 from embeddings_squeeze.engine.setup import datamodule_for
 from embeddings_squeeze.models import BaselineSegmentationModule, VQSegmentationModule
+from embeddings_squeeze.utils.checkpoint import load_module
 
 # ViT-B/32 at 64 px: a 2x2 token grid; random init, so nothing is downloaded
 TINY = ["--weights", "none", "--image_size", "64", "--batch_size", "4", "--accelerator", "cpu"]
@@ -54,3 +61,24 @@ def tiny_datamodule(root, model: ModelConfig | None = None, seed: int = 42, **da
     datamodule = datamodule_for(DataConfig(data_path=str(root), **data), model or tiny_model(), seed)
     datamodule.download = False
     return datamodule
+
+
+def encode_and_decode_files(checkpoint, pet_root, folder: Path, count: int = 3):
+    """Run the encode and decode commands on the first ``count`` synthetic images.
+
+    Returns the module and, per image, (its (3, S, S) model input, its payload bytes, the (S, S)
+    labels of the decoded mask file).
+    """
+    module = load_module(checkpoint, "vq")
+    images = sorted((Path(pet_root) / "oxford-iiit-pet" / "images").glob("*.jpg"))[:count]
+    payloads = encode.main(parse(encode, "--checkpoint", checkpoint, *images, "-o", folder / "payloads"))
+    masks = decode.main(parse(decode, "--checkpoint", checkpoint, *payloads, "-o", folder / "masks"))
+    hparams = module.hparams
+    transform = PetTransform(hparams.image_size, hparams.mask_mode, module.backbone.mean, module.backbone.std)
+    files = []
+    for image_path, payload_path, mask_path in zip(images, payloads, masks):
+        with Image.open(image_path) as image, Image.open(mask_path) as mask:
+            files.append(
+                (transform.image(image), payload_path.read_bytes(), torch.from_numpy(np.array(mask)).long())
+            )
+    return module, files

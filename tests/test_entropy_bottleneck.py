@@ -6,12 +6,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, parse, tiny_model
-from PIL import Image
+from helpers import TINY, encode_and_decode_files, parse, tiny_model
 
-from embeddings_squeeze import decode, encode, squeeze, visualize
+from embeddings_squeeze import squeeze, visualize
 from embeddings_squeeze.config import QuantizerConfig
-from embeddings_squeeze.data.oxford_pet import PetTransform
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models import EntropyBottleneckModule
 from embeddings_squeeze.utils.checkpoint import load_module
@@ -48,22 +46,15 @@ def test_trained_checkpoint_codes_payloads_of_its_measured_size(eb_run, pet_root
     assert isinstance(module, EntropyBottleneckModule)
     assert module.bottleneck.entropy_bottleneck._quantized_cdf.numel() > 0  # the tables travel with it
 
-    images = sorted((pet_root / "oxford-iiit-pet" / "images").glob("*.jpg"))[:3]
-    payloads = encode.main(parse(encode, "--checkpoint", eb_run, *images, "-o", tmp_path / "payloads"))
-    masks = decode.main(parse(decode, "--checkpoint", eb_run, *payloads, "-o", tmp_path / "masks"))
-    transform = PetTransform(64, "trimap", module.backbone.mean, module.backbone.std)
+    _, files = encode_and_decode_files(eb_run, pet_root, tmp_path)
     coder = payload_coder(module)
-    for image_path, payload_path, mask_path in zip(images, payloads, masks):
-        with Image.open(image_path) as image:
-            pixels = transform.image(image)
+    for pixels, payload, labels in files:
         _, symbols = module.encode_image(pixels)
-        payload = payload_path.read_bytes()
         assert torch.equal(coder.decode(payload), symbols)
         # CompressAI's bitstream costs about what the density says, plus the header
         bits = module.bottleneck.bits(symbols[None]).item()
         assert len(payload) - HEADER.size <= math.ceil(bits / 8) + 16
-        with Image.open(mask_path) as mask:
-            assert torch.equal(torch.from_numpy(np.array(mask)).long(), module.decode_mask(symbols))
+        assert torch.equal(labels, module.decode_mask(symbols))
 
 
 def test_damaged_or_foreign_payloads_are_refused(eb_run, trained, pet_root, tmp_path):

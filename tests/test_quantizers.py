@@ -1,14 +1,11 @@
 import math
 
-import numpy as np
 import pytest
 import torch
-from helpers import TINY, parse, vq_module
-from PIL import Image
+from helpers import TINY, encode_and_decode_files, parse, vq_module
 
-from embeddings_squeeze import decode, encode, squeeze, visualize
+from embeddings_squeeze import squeeze, visualize
 from embeddings_squeeze.config import QuantizerConfig
-from embeddings_squeeze.data.oxford_pet import PetTransform
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.bottleneck import count_codes
 from embeddings_squeeze.models.quantizers import QUANTIZER_TYPES, Quantizer, fsq_levels_for, parse_levels
@@ -190,19 +187,12 @@ def test_each_quantizer_end_to_end(quantizer_type, pet_root, tmp_path, trained):
     assert rate["code_usage_on_split"] * rate["alphabet_size"] * levels >= 2 * levels
     assert (tmp_path / "vis" / "best_results_test.png").is_file()
 
-    images = sorted((pet_root / "oxford-iiit-pet" / "images").glob("*.jpg"))[:3]
-    payloads = encode.main(parse(encode, "--checkpoint", checkpoint, *images, "-o", tmp_path / "payloads"))
-    masks = decode.main(parse(decode, "--checkpoint", checkpoint, *payloads, "-o", tmp_path / "masks"))
-    transform = PetTransform(64, "trimap", module.backbone.mean, module.backbone.std)
+    module, files = encode_and_decode_files(checkpoint, pet_root, tmp_path)
     coder = payload_coder(module)
-    for image_path, payload_path, mask_path in zip(images, payloads, masks):
-        with Image.open(image_path) as image:
-            pixels = transform.image(image).unsqueeze(0)
-        _, direct_indices, _ = module.bottleneck(module.backbone.features(pixels))
-        decoded = coder.decode(payload_path.read_bytes())
-        assert torch.equal(decoded, direct_indices[0])
-        with Image.open(mask_path) as mask:
-            assert torch.equal(torch.from_numpy(np.array(mask)).long(), module(pixels)["out"].argmax(1)[0])
+    for pixels, payload, labels in files:
+        _, direct_indices, _ = module.bottleneck(module.backbone.features(pixels[None]))
+        assert torch.equal(coder.decode(payload), direct_indices[0])
+        assert torch.equal(labels, module(pixels[None])["out"].argmax(1)[0])
 
 
 def test_quantizer_stays_float32_under_bf16_autocast():

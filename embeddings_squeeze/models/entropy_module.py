@@ -11,14 +11,12 @@ with CompressAI's rANS coder under that density (``utils/payload.py``, ``Entropy
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerConfig, from_values
-from embeddings_squeeze.models.segmentation_module import STAGES, SegmentationModule
+from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerConfig
+from embeddings_squeeze.models.segmentation_module import STAGES, SqueezedModule
 
 CODING_TABLES = ("_offset", "_quantized_cdf", "_cdf_length")  # their shapes depend on the training
 
@@ -84,7 +82,7 @@ class EntropyBottleneckLayer(nn.Module):
             return self.project_out(noisy), None, -torch.log2(likelihoods).sum(dim=(1, 2, 3))
 
 
-class EntropyBottleneckModule(SegmentationModule):
+class EntropyBottleneckModule(SqueezedModule):
     """Frozen features -> ``EntropyBottleneckLayer`` -> head, trained for cross-entropy + lambda x rate.
 
     Args:
@@ -102,15 +100,10 @@ class EntropyBottleneckModule(SegmentationModule):
         optimizer: OptimizerConfig = OptimizerConfig(),
         weights_id: str | None = None,
     ):
-        super().__init__(model, optimizer, weights_id)
-        self.hparams.update(asdict(quantizer))
+        super().__init__(model, quantizer, optimizer, weights_id)
         self.bottleneck = EntropyBottleneckLayer(self.backbone.out_channels, quantizer.bottleneck_dim)
         for stage in STAGES:
             setattr(self, f"{stage}_bits", MeanMetric())
-
-    @classmethod
-    def configs_from(cls, hparams: dict) -> dict:
-        return {**super().configs_from(hparams), "quantizer": from_values(QuantizerConfig, hparams)}
 
     def squeeze(self, features: torch.Tensor):
         reconstructed, symbols, bits = self.bottleneck(features)
@@ -128,21 +121,6 @@ class EntropyBottleneckModule(SegmentationModule):
         self._metric(stage, "bits").reset()
         return values
 
-    # the sender and the receiver, one image at a time (see VQSegmentationModule)
-
-    @torch.no_grad()
-    def encode_image(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One (3, S, S) image -> its (1, C, h, w) features and the (h, w, D) symbols sent for it."""
-        features = self.backbone.features_one_by_one(image.unsqueeze(0).to(self.device))
-        return features, self.indices_of(features)[0]
-
     @torch.no_grad()
     def indices_of(self, features: torch.Tensor) -> torch.Tensor:
         return self.bottleneck.symbols(features)
-
-    @torch.no_grad()
-    def decode_mask(self, symbols: torch.Tensor) -> torch.Tensor:
-        """One image's (h, w, D) symbols -> its (S, S) labels: exactly what the receiver computes."""
-        features = self.bottleneck.decode(symbols.unsqueeze(0).to(self.device))
-        size = (self.hparams.image_size, self.hparams.image_size)
-        return self.backbone.classify(features, size).argmax(dim=1)[0]

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 
 import torch
 from einops import rearrange
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torchmetrics import MeanMetric
 
-from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerConfig, from_values
+from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerConfig
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.bottleneck import Bottleneck, CodebookUsage
 from embeddings_squeeze.models.quantizers import KMEANS_VECTORS_PER_CODE
-from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY, STAGES, SegmentationModule
+from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY, STAGES, SqueezedModule
 
 log = logging.getLogger(__name__)
 LOW_USAGE = 0.10
 
 
-class VQSegmentationModule(SegmentationModule):
+class VQSegmentationModule(SqueezedModule):
     """Frozen features -> project to ``bottleneck_dim`` -> quantizer -> project back -> head.
 
     Loss: cross-entropy + ``vq_loss_weight`` x the quantizer's loss. Codebook usage (perplexity,
@@ -45,8 +44,7 @@ class VQSegmentationModule(SegmentationModule):
         optimizer: OptimizerConfig = OptimizerConfig(),
         weights_id: str | None = None,
     ):
-        super().__init__(model, optimizer, weights_id)
-        self.hparams.update(asdict(quantizer))
+        super().__init__(model, quantizer, optimizer, weights_id)
         # mean codes re-seeded per training step, one entry per completed epoch
         self.codes_replaced_history: list[float] = []
         self.bottleneck = Bottleneck(self.backbone.out_channels, quantizer)
@@ -107,10 +105,6 @@ class VQSegmentationModule(SegmentationModule):
                 raise RuntimeError(f"bottleneck tensor {name} differs across processes after training")
         rank_zero_info(f"bottleneck identical on all {self.trainer.world_size} processes")
 
-    @classmethod
-    def configs_from(cls, hparams: dict) -> dict:
-        return {**super().configs_from(hparams), "quantizer": from_values(QuantizerConfig, hparams)}
-
     def squeeze(self, features: torch.Tensor):
         reconstructed, indices, loss = self.bottleneck(features)
         return reconstructed, self.hparams.vq_loss_weight * loss, indices
@@ -163,23 +157,6 @@ class VQSegmentationModule(SegmentationModule):
                 alphabet,
             )
 
-    # the sender and the receiver, one image at a time: batched matrix products can round
-    # differently from single-image ones, and a payload always carries one image
-
-    @torch.no_grad()
-    def encode_image(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One (3, S, S) image -> its (1, C, h, w) features and the (h, w, L) indices sent for it."""
-        features = self.backbone.features_one_by_one(image.unsqueeze(0).to(self.device))
-        return features, self.indices_of(features)[0]
-
     @torch.no_grad()
     def indices_of(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) features -> (B, h, w, L) indices, as in eval mode."""
         return self.bottleneck.encode(features)[1]
-
-    @torch.no_grad()
-    def decode_mask(self, indices: torch.Tensor) -> torch.Tensor:
-        """One image's (h, w, L) indices -> its (S, S) labels: exactly what the receiver computes."""
-        features = self.bottleneck.decode(indices.unsqueeze(0).to(self.device))
-        size = (self.hparams.image_size, self.hparams.image_size)
-        return self.backbone.classify(features, size).argmax(dim=1)[0]

@@ -12,7 +12,7 @@ from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from embeddings_squeeze import __version__
-from embeddings_squeeze.config import ModelConfig, OptimizerConfig, from_values
+from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerConfig, from_values
 from embeddings_squeeze.data.labels import IGNORE_INDEX, class_names
 from embeddings_squeeze.models.backbones import build_backbone
 
@@ -173,3 +173,40 @@ class SegmentationModule(pl.LightningModule):
             state = checkpoint["state_dict"]
             for key in [k for k in state if k.startswith(FROZEN_PREFIX)]:
                 del state[key]
+
+
+class SqueezedModule(SegmentationModule):
+    """A segmentation module with a ``bottleneck`` whose output crosses the wire.
+
+    Subclasses give ``indices_of`` (what is sent for a batch of features) and a ``bottleneck`` with
+    ``decode``; the sender's and the receiver's halves below then work one image at a time, because
+    batched matrix products can round differently from single-image ones and a payload always
+    carries one image.
+    """
+
+    def __init__(
+        self, model: ModelConfig, quantizer: QuantizerConfig, optimizer: OptimizerConfig, weights_id
+    ):
+        super().__init__(model, optimizer, weights_id)
+        self.hparams.update(asdict(quantizer))
+
+    @classmethod
+    def configs_from(cls, hparams: dict) -> dict:
+        return {**super().configs_from(hparams), "quantizer": from_values(QuantizerConfig, hparams)}
+
+    def indices_of(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) features -> (B, h, w, L) integers sent for them, as in eval mode."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def encode_image(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One (3, S, S) image -> its (1, C, h, w) features and the (h, w, L) integers sent for it."""
+        features = self.backbone.features_one_by_one(image.unsqueeze(0).to(self.device))
+        return features, self.indices_of(features)[0]
+
+    @torch.no_grad()
+    def decode_mask(self, indices: torch.Tensor) -> torch.Tensor:
+        """One image's (h, w, L) integers -> its (S, S) labels: exactly what the receiver computes."""
+        features = self.bottleneck.decode(indices.unsqueeze(0).to(self.device))
+        size = (self.hparams.image_size, self.hparams.image_size)
+        return self.backbone.classify(features, size).argmax(dim=1)[0]
