@@ -1,7 +1,7 @@
 """Rate-quality sweep: a baseline and every (quantizer, codebook size) VQ model per seed, JPEG/WebP inputs.
 
     embeddings-squeeze sweep --model vit --quantizer_type vq fsq eb --num_vectors 16 64 256 1024 \\
-        --lambdas 0.1 1 10 --seeds 3 --epochs 5 --output_dir ./sweep
+        --lambdas 1 10 100 --seeds 3 --epochs 5 --output_dir ./sweep
 
 Codebook quantizers (vq, rvq, fsq, lfq) take one point per --num_vectors; the learned entropy
 bottleneck (eb) one per --lambdas. Every sweep also measures the task floor (the baseline's masks
@@ -79,8 +79,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--quantizer_type", nargs="+", choices=QUANTIZER_CHOICES, default=["vq"])
     group.add_argument("--num_vectors", nargs="+", type=positive_int, default=[16, 64, 256])
     group.add_argument(
-        "--lambdas", nargs="+", type=float, default=[0.1, 1.0, 10.0],
-        help="eb: rate weights, one model each (default: 0.1 1 10)",
+        "--lambdas", nargs="+", type=float, default=[1.0, 10.0, 100.0],
+        help="eb: rate weights, one model each (default: 1 10 100)",
     )  # fmt: skip
     group.add_argument(
         "--seeds", type=positive_int, default=1,

@@ -9,7 +9,7 @@ import torch
 from helpers import TINY, encode_and_decode_files, parse, tiny_model
 
 from embeddings_squeeze import squeeze, visualize
-from embeddings_squeeze.config import QuantizerConfig
+from embeddings_squeeze.config import OptimizerConfig, QuantizerConfig
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models import EntropyBottleneckModule
 from embeddings_squeeze.utils.checkpoint import load_module
@@ -77,3 +77,16 @@ def test_visualize_scores_what_the_receiver_decodes(eb_run, trained, pet_root, t
     assert summary["rate"]["quantizer_type"] == "eb" and summary["rate"]["images"] == 6
     assert summary["rate"]["payload_bytes_mean"] > HEADER.size
     assert "rate per image (eb" in capsys.readouterr().out
+
+
+def test_density_learns_faster_without_weight_decay():
+    optimizer = OptimizerConfig(lr=2e-3, weight_decay=1e-4)
+    module = EntropyBottleneckModule(tiny_model(), QuantizerConfig("eb", bottleneck_dim=4), optimizer)
+    main, density = module.configure_optimizers().param_groups
+    assert {id(p) for p in density["params"]} == {
+        id(p) for p in module.bottleneck.entropy_bottleneck.parameters()
+    }
+    assert density["lr"] == pytest.approx(2e-2) and density["weight_decay"] == 0.0
+    assert main["lr"] == 2e-3 and main["weight_decay"] == 1e-4
+    trainable = {id(p) for p in module.parameters() if p.requires_grad}
+    assert {id(p) for p in main["params"]} | {id(p) for p in density["params"]} == trainable

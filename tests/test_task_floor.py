@@ -70,7 +70,7 @@ def test_png_and_webp_sizes_are_real_lossless_files():
         image = Image.fromarray(mask, mode="P" if save == "PNG" else "L")
         if save == "PNG":
             image.putpalette([level for label in range(256) for level in (label,) * 3])
-        options = {"optimize": True} if save == "PNG" else {"lossless": True, "method": 6}
+        options = {"optimize": True} if save == "PNG" else {"lossless": True}
         image.save(buffer, format=save, **options)
         assert buffer.tell() == size
         assert np.array_equal(read_mask(buffer.getvalue()), mask)  # lossless

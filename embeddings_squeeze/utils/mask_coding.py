@@ -45,7 +45,7 @@ def png_bytes(mask: np.ndarray) -> int:
 def webp_bytes(mask: np.ndarray) -> int:
     """Bytes of ``mask`` saved as a lossless WebP (which stores it as a grey image)."""
     buffer = io.BytesIO()
-    Image.fromarray(mask.astype(np.uint8), mode="L").save(buffer, format="WEBP", lossless=True, method=6)
+    Image.fromarray(mask.astype(np.uint8), mode="L").save(buffer, format="WEBP", lossless=True)
     return buffer.tell()
 
 

@@ -164,7 +164,7 @@ def _curve(members: list[dict], key: str, size) -> tuple[list, list, list]:
 def plot_rate_quality(rows: list[dict], title: str, path: Path) -> None:
     """mIoU against bytes per image (log x): per quantizer its measured payloads (solid) and its
     entropy-coded size before framing (dashed, the coded bits), and a line per image codec."""
-    figure = Figure(figsize=(8, 5.5), dpi=100)
+    figure = Figure(figsize=(11, 5.5), dpi=100)
     axis = figure.add_subplot()
     lines = defaultdict(list)
     for row in rows:
@@ -217,7 +217,7 @@ def plot_rate_quality(rows: list[dict], title: str, path: Path) -> None:
     axis.set_ylabel("mIoU")
     axis.set_title(title, fontsize=10)
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=7, loc="lower right")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not on them
     figure.tight_layout()
     figure.savefig(path)
 
