@@ -70,7 +70,11 @@ def add_codec_arguments(
     parser: argparse.ArgumentParser, inputs: str, inputs_help: str, output_help: str
 ) -> None:
     """Flags of encode and decode: the checkpoint, the files, the output folder and the device."""
-    parser.add_argument("--checkpoint", required=True, help="the VQ checkpoint (squeeze.py's last.ckpt)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a squeezed checkpoint: VQ, RVQ, FSQ, LFQ or eb (squeeze.py's last.ckpt)",
+    )
     parser.add_argument(inputs, nargs="+", help=inputs_help)
     parser.add_argument("-o", "--output_dir", required=True, help=output_help)
     add_arguments(parser, RuntimeConfig, only=("accelerator",))

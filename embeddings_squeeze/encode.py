@@ -1,8 +1,9 @@
-"""Encode images into compact payloads with a trained VQ checkpoint (the sender's side).
+"""Encode images into compact payloads with a trained squeezed checkpoint (the sender's side).
 
     embeddings-squeeze encode --checkpoint outputs/my_vq/version_0/last.ckpt cat.jpg dog.jpg -o payloads/
 
-Each image becomes <output_dir>/<name>.esq: a small header and the range-coded codebook indices.
+Each image becomes <output_dir>/<name>.esq: a 6-byte header and the range-coded codebook indices
+(or, for an entropy-bottleneck checkpoint, CompressAI's rANS bitstream of its rounded latent).
 """
 
 import argparse

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, encode_and_decode_files, parse, tiny_model
+from helpers import TINY, encode_and_decode_files, parse, tiny_datamodule, tiny_model
 
 from embeddings_squeeze import squeeze, visualize
 from embeddings_squeeze.config import OptimizerConfig, QuantizerConfig
@@ -90,3 +90,19 @@ def test_density_learns_faster_without_weight_decay():
     assert main["lr"] == 2e-3 and main["weight_decay"] == 1e-4
     trainable = {id(p) for p in module.parameters() if p.requires_grad}
     assert {id(p) for p in main["params"]} | {id(p) for p in density["params"]} == trainable
+
+
+def test_features_are_standardised_with_training_statistics(eb_run, pet_root):
+    module = load_module(eb_run, "vq")
+    datamodule = tiny_datamodule(pet_root)  # the run's split: the default --split_seed
+    datamodule.setup()
+    features = torch.cat([module.backbone.features(images) for images, *_ in datamodule.dataloader("train")])
+    vectors = (
+        features.double().permute(0, 2, 3, 1).reshape(-1, features.shape[1])
+    )  # the whole split: 56 < 4096
+    layer = module.bottleneck
+    assert bool(layer.standardized)
+    assert torch.allclose(layer.feature_mean.double(), vectors.mean(dim=0), atol=1e-3)
+    assert torch.allclose(
+        layer.feature_std.double(), vectors.std(dim=0, unbiased=False), rtol=1e-3, atol=1e-4
+    )

@@ -194,27 +194,45 @@ def test_unpadded_shards_cover_each_image_once():
     assert sorted(shards[0] + shards[1]) == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("command,run_name", [("train-baseline", "ddp_baseline"), ("squeeze", "ddp")])
-def test_two_process_ddp_gives_the_same_artifacts(pet_root, tmp_path, command, run_name):
-    argv = tiny(command, pet_root, tmp_path, "--epochs", 1, "--experiment_name", "ddp", "--num_vectors", 8,
-                "--accelerator", "cpu", "--devices", 2, "--strategy", "ddp")  # fmt: skip
-    if command == "train-baseline":
-        argv.remove("--num_vectors")
-        argv.remove("8")
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = tmp_path / run_name / "version_0"
-    expected = {"last.ckpt", "config.json", "split.json", "hparams.yaml"} | (
-        {"rate.json"} if command == "squeeze" else set()
-    )
-    assert expected <= {p.name for p in run_dir.iterdir()}
-    assert [p.name for p in (tmp_path / run_name).iterdir()] == [
-        "version_0"
-    ]  # both processes used one directory
-    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
-    if command == "squeeze":
-        assert "bottleneck identical on all 2 processes" in result.stderr + result.stdout
-    load_module(run_dir / "last.ckpt", "vq" if command == "squeeze" else "baseline")
+def test_two_process_ddp_gives_the_same_artifacts(pet_root, tmp_path):
+    ddp = [
+        "--epochs",
+        1,
+        "--experiment_name",
+        "ddp",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        2,
+        "--strategy",
+        "ddp",
+    ]
+    # the baseline and the VQ run side by side, in folders of their own
+    runs = {
+        command: subprocess.Popen(
+            tiny(command, pet_root, tmp_path / command, *ddp, *extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for command, extra in (("train-baseline", []), ("squeeze", ["--num_vectors", 8]))
+    }
+    for command, run in runs.items():
+        stdout, stderr = run.communicate(timeout=600)
+        assert run.returncode == 0, stderr[-3000:]
+        run_name = "ddp" if command == "squeeze" else "ddp_baseline"
+        run_dir = tmp_path / command / run_name / "version_0"
+        expected = {"last.ckpt", "config.json", "split.json", "hparams.yaml"} | (
+            {"rate.json"} if command == "squeeze" else set()
+        )
+        assert expected <= {p.name for p in run_dir.iterdir()}
+        assert [p.name for p in run_dir.parent.iterdir()] == [
+            "version_0"
+        ]  # both processes used one directory
+        assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+        if command == "squeeze":
+            assert "bottleneck identical on all 2 processes" in stderr + stdout
+        load_module(run_dir / "last.ckpt", "vq" if command == "squeeze" else "baseline")
 
 
 @pytest.mark.parametrize(

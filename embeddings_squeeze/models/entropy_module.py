@@ -19,10 +19,12 @@ from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerCon
 from embeddings_squeeze.models.segmentation_module import STAGES, SqueezedModule
 
 CODING_TABLES = ("_offset", "_quantized_cdf", "_cdf_length")  # their shapes depend on the training
-# the density's starting width: projected features spread over about +-1 per channel, and
-# CompressAI's default (10, sized for image latents) leaves the density far too wide for the few
-# hundred steps a head trains, at ~4.5 bits per symbol whatever the rate weight
+# the density's starting width: on standardised features a default-initialised projection gives
+# latents spread over about +-1 per channel; CompressAI's default (10, sized for image latents) leaves the
+# density far too wide for the few hundred steps a head trains, at ~4.5 bits per symbol whatever
+# the rate weight
 INIT_SCALE = 1.0
+STANDARDIZE_VECTORS = 4096  # training feature vectors whose statistics standardise the features
 # the density's parameters see only the rate term, and Adam moves them by about the learning rate
 # per step whatever its weight: at 1x --lr, lambdas from 0.1 to 1000 gave the same bytes
 DENSITY_LR_FACTOR = 10.0
@@ -51,10 +53,24 @@ class EntropyBottleneckLayer(nn.Module):
         self.entropy_bottleneck = EntropyBottleneck(dim, init_scale=INIT_SCALE)
         self.entropy_bottleneck._register_load_state_dict_pre_hook(_resize_coding_tables, with_module=True)
         self.project_out = nn.Conv2d(dim, in_channels, kernel_size=1)
+        # per-channel statistics of the training features: the projection sees standardised
+        # features, so its steps (about the learning rate per weight, with Adam) mean the same for
+        # any backbone; raw random ResNet-50 features made the latents blow up in the first steps
+        self.register_buffer("feature_mean", torch.zeros(in_channels))
+        self.register_buffer("feature_std", torch.ones(in_channels))
+        self.register_buffer("standardized", torch.tensor(False))
+
+    @torch.no_grad()
+    def standardize_from(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Set the (C,) per-channel statistics of the training features."""
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std.clamp(min=1e-6))
+        self.standardized.fill_(True)
 
     def latent(self, features: torch.Tensor) -> torch.Tensor:
+        mean, std = self.feature_mean.view(1, -1, 1, 1), self.feature_std.view(1, -1, 1, 1)
         with torch.autocast(device_type=features.device.type, enabled=False):
-            return self.project_in(features.float())
+            return self.project_in((features.float() - mean) / std)
 
     def medians(self) -> torch.Tensor:
         """(D,) the offsets symbols are rounded around."""
@@ -111,6 +127,18 @@ class EntropyBottleneckModule(SqueezedModule):
         self.bottleneck = EntropyBottleneckLayer(self.backbone.out_channels, quantizer.bottleneck_dim)
         for stage in STAGES:
             setattr(self, f"{stage}_bits", MeanMetric())
+
+    def on_fit_start(self) -> None:
+        if self.bottleneck.standardized:  # resumed runs bring their statistics
+            return
+        features = self.training_vectors(STANDARDIZE_VECTORS).double()
+        # statistics of every process's batches, so all processes start from the same projection
+        count = self.trainer.strategy.reduce(features.new_tensor(float(len(features))), reduce_op="sum")
+        total = self.trainer.strategy.reduce(features.sum(dim=0), reduce_op="sum")
+        squares = self.trainer.strategy.reduce((features**2).sum(dim=0), reduce_op="sum")
+        mean = total / count
+        std = (squares / count - mean**2).clamp(min=0).sqrt()
+        self.bottleneck.standardize_from(mean.float(), std.float())
 
     def configure_optimizers(self):
         density = list(self.bottleneck.entropy_bottleneck.parameters())

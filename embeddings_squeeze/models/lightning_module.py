@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import torch
-from einops import rearrange
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torchmetrics import MeanMetric
 
@@ -72,19 +71,8 @@ class VQSegmentationModule(SqueezedModule):
             wanted = KMEANS_VECTORS_PER_CODE * quantizer.alphabet_size
             quantizer.initialize_codebooks(self._training_vectors(wanted), self.vectors_per_step())
 
-    @torch.no_grad()
     def _training_vectors(self, wanted: int) -> torch.Tensor:
-        """At least ``wanted`` (N, D) bottleneck inputs from training batches, or the whole split."""
-        if self.trainer.datamodule is None:
-            raise RuntimeError("fit VQSegmentationModule with a datamodule: its codebook starts from it")
-        pooled, count = [], 0
-        for batch in self.trainer.datamodule.train_dataloader():
-            latent = self.bottleneck.latent(self.features_of(batch[0].to(self.device)))
-            pooled.append(rearrange(latent, "b d h w -> (b h w) d"))
-            count += len(pooled[-1])
-            if count >= wanted:
-                break
-        vectors = torch.cat(pooled)
+        vectors = self.training_vectors(wanted, self.bottleneck.latent)
         size = self.bottleneck.quantizer.alphabet_size
         if len(torch.unique(vectors, dim=0)) < size:
             raise UserError(

@@ -199,6 +199,22 @@ class SqueezedModule(SegmentationModule):
         raise NotImplementedError
 
     @torch.no_grad()
+    def training_vectors(self, wanted: int, of=lambda features: features) -> torch.Tensor:
+        """At least ``wanted`` (N, D) vectors ``of(features)`` from training batches (features by
+        default), or the whole split: what a data-dependent start of the bottleneck may look at
+        (never validation data)."""
+        if self.trainer.datamodule is None:
+            raise RuntimeError(f"fit {type(self).__name__} with a datamodule: its bottleneck starts from it")
+        pooled, count = [], 0
+        for batch in self.trainer.datamodule.train_dataloader():
+            latent = of(self.features_of(batch[0].to(self.device)))
+            pooled.append(latent.permute(0, 2, 3, 1).reshape(-1, latent.shape[1]))
+            count += len(pooled[-1])
+            if count >= wanted:
+                break
+        return torch.cat(pooled)
+
+    @torch.no_grad()
     def encode_image(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One (3, S, S) image -> its (1, C, h, w) features and the (h, w, L) integers sent for it."""
         features = self.backbone.features_one_by_one(image.unsqueeze(0).to(self.device))
