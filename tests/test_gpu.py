@@ -65,3 +65,18 @@ def test_every_command_runs_on_cuda(pet_root, tmp_path):
         )  # fmt: skip
     )
     assert [row["kind"] for row in rows][:2] == ["baseline", "vq"]
+
+
+def test_entropy_bottleneck_on_cuda(pet_root, tmp_path):
+    """Train, code and decode the learned entropy bottleneck on the GPU; its payloads decode to the
+    masks it scores, and the coding tables live beside the module."""
+    common = [*ON_GPU, "--data_path", pet_root, "--output_dir", tmp_path / "runs", "--epochs", 2]
+    eb = squeeze.main(parse(squeeze, *common, "--experiment_name", "gpu_eb", "--quantizer_type", "eb"))
+    images = sorted((pet_root / "oxford-iiit-pet" / "images").glob("*.jpg"))[:3]
+    payloads = encode.main(
+        parse(encode, "--checkpoint", eb, *images, "-o", tmp_path / "esq", "--accelerator", "gpu")
+    )
+    masks = decode.main(
+        parse(decode, "--checkpoint", eb, *payloads, "-o", tmp_path / "png", "--accelerator", "gpu")
+    )
+    assert [path.stem for path in masks] == [path.stem for path in images]

@@ -34,7 +34,8 @@ def _resize_coding_tables(module, state_dict, prefix, *args) -> None:
     """Let a checkpoint's coding tables replace the empty ones a fresh model starts with."""
     for name in CODING_TABLES:
         if prefix + name in state_dict:
-            setattr(module, name, torch.empty_like(state_dict[prefix + name]))
+            current = getattr(module, name)  # keep the module's device
+            setattr(module, name, torch.empty_like(state_dict[prefix + name], device=current.device))
 
 
 class EntropyBottleneckLayer(nn.Module):
