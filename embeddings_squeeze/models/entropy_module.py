@@ -63,9 +63,15 @@ class EntropyBottleneckLayer(nn.Module):
 
     @torch.no_grad()
     def standardize_from(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Set the (C,) per-channel statistics of the training features."""
+        """Set the (C,) per-channel statistics of the training features.
+
+        A channel (nearly) constant in training, such as a ReLU channel that never fired, is scaled
+        no more than a tenth of the median channel's scale: dividing by its tiny spread blew up the
+        latents of validation images where it does fire (DeepLab's head then predicted one class).
+        """
         self.feature_mean.copy_(mean)
-        self.feature_std.copy_(std.clamp(min=1e-6))
+        floor = max(0.1 * float(std.median()), 1e-6)
+        self.feature_std.copy_(std.clamp(min=floor))
         self.standardized.fill_(True)
 
     def latent(self, features: torch.Tensor) -> torch.Tensor:
