@@ -106,3 +106,12 @@ def test_features_are_standardised_with_training_statistics(eb_run, pet_root):
     assert torch.allclose(
         layer.feature_std.double(), vectors.std(dim=0, unbiased=False), rtol=1e-3, atol=1e-4
     )
+
+
+def test_a_channel_constant_in_training_is_not_blown_up():
+    layer = EntropyBottleneckModule(tiny_model(), QuantizerConfig("eb", bottleneck_dim=4)).bottleneck
+    std = torch.full((768,), 2.0)
+    std[:3] = torch.tensor([0.0, 1e-9, 0.05])  # dead ReLU channels and a quiet one
+    layer.standardize_from(torch.zeros(768), std)
+    assert layer.feature_std[:3].tolist() == pytest.approx([0.2, 0.2, 0.2])  # a tenth of the median, 2.0
+    assert torch.equal(layer.feature_std[3:], std[3:])
