@@ -17,6 +17,17 @@ pytestmark = [
 ON_GPU = ["--weights", "none", "--image_size", 64, "--batch_size", 4, "--accelerator", "gpu"]
 
 
+def encode_and_decode_on_gpu(checkpoint, pet_root, folder):
+    images = sorted((pet_root / "oxford-iiit-pet" / "images").glob("*.jpg"))[:3]
+    payloads = encode.main(
+        parse(encode, "--checkpoint", checkpoint, *images, "-o", folder / "esq", "--accelerator", "gpu")
+    )
+    masks = decode.main(
+        parse(decode, "--checkpoint", checkpoint, *payloads, "-o", folder / "png", "--accelerator", "gpu")
+    )
+    assert [path.stem for path in masks] == [path.stem for path in images]
+
+
 def test_every_command_runs_on_cuda(pet_root, tmp_path):
     common = [*ON_GPU, "--data_path", pet_root, "--output_dir", tmp_path / "runs", "--epochs", 2]
     baseline = train_baseline.main(parse(train_baseline, *common, "--experiment_name", "gpu"))
@@ -39,14 +50,7 @@ def test_every_command_runs_on_cuda(pet_root, tmp_path):
     )
     assert summary["rate"]["images"] == 6 and (tmp_path / "vis" / "best_results_test.png").is_file()
 
-    images = sorted((pet_root / "oxford-iiit-pet" / "images").glob("*.jpg"))[:3]
-    payloads = encode.main(
-        parse(encode, "--checkpoint", vq, *images, "-o", tmp_path / "esq", "--accelerator", "gpu")
-    )
-    masks = decode.main(
-        parse(decode, "--checkpoint", vq, *payloads, "-o", tmp_path / "png", "--accelerator", "gpu")
-    )
-    assert [path.stem for path in masks] == [path.stem for path in images]
+    encode_and_decode_on_gpu(vq, pet_root, tmp_path)
 
     rows = sweep.main(
         parse(
@@ -72,11 +76,4 @@ def test_entropy_bottleneck_on_cuda(pet_root, tmp_path):
     masks it scores, and the coding tables live beside the module."""
     common = [*ON_GPU, "--data_path", pet_root, "--output_dir", tmp_path / "runs", "--epochs", 2]
     eb = squeeze.main(parse(squeeze, *common, "--experiment_name", "gpu_eb", "--quantizer_type", "eb"))
-    images = sorted((pet_root / "oxford-iiit-pet" / "images").glob("*.jpg"))[:3]
-    payloads = encode.main(
-        parse(encode, "--checkpoint", eb, *images, "-o", tmp_path / "esq", "--accelerator", "gpu")
-    )
-    masks = decode.main(
-        parse(decode, "--checkpoint", eb, *payloads, "-o", tmp_path / "png", "--accelerator", "gpu")
-    )
-    assert [path.stem for path in masks] == [path.stem for path in images]
+    encode_and_decode_on_gpu(eb, pet_root, tmp_path)
