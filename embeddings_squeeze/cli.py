@@ -77,6 +77,13 @@ def add_codec_arguments(
     )
     parser.add_argument(inputs, nargs="+", help=inputs_help)
     parser.add_argument("-o", "--output_dir", required=True, help=output_help)
+    add_arguments(
+        parser,
+        ModelConfig,
+        only=("dataset",),
+        defaults={"dataset": None},
+        title="check (refuse a checkpoint trained on another --dataset; default: any)",
+    )
     add_arguments(parser, RuntimeConfig, only=("accelerator",))
 
 

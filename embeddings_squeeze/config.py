@@ -12,10 +12,8 @@ import argparse
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from embeddings_squeeze.data.labels import MASK_MODES
 from embeddings_squeeze.errors import UserError
 
-MODEL_CHOICES = ("vit", "deeplab")
 CODEBOOK_QUANTIZERS = ("vq", "rvq", "fsq", "lfq")  # index-sending quantizers (models/quantizers.py)
 QUANTIZER_CHOICES = (
     *CODEBOOK_QUANTIZERS,
@@ -71,7 +69,11 @@ def setting(default: Any, help: str, flag: str | None = None, **argparse_options
 class DataConfig:
     """Which images, how they are split and batched."""
 
-    data_path: str = setting("./data", "folder holding oxford-iiit-pet/")
+    data_path: str = setting(
+        "./data",
+        "folder holding the dataset: oxford-iiit-pet/ (pet), VOCdevkit/ (voc), or images/, masks/ and "
+        "classes.json (folder)",
+    )
     subset_size: int | None = setting(
         None,
         "use at most this many images per split, a seeded random sample (quick tests)",
@@ -96,13 +98,17 @@ class ModelConfig:
 
     backbone: str = setting(
         "vit",
-        "backbone: vit (ViT-B/32) or deeplab (DeepLabV3-ResNet50)",
+        "backbone: vit (ViT-B/32), deeplab (DeepLabV3-ResNet50), timm:<name> (any timm model, e.g. "
+        "timm:resnet18, timm:vit_small_patch14_dinov2), or a registered one",
         flag="--model",
-        choices=MODEL_CHOICES,
+    )
+    feature_layer: int | None = setting(
+        None, "timm CNNs: the features_only stage to use (default: the last)", type=non_negative_int
     )
     weights: str = setting(
         "default",
-        "frozen backbone weights: 'default' (torchvision's pretrained), 'none' (random) or a state-dict file",
+        "frozen backbone weights: 'default' (torchvision's or timm's pretrained), 'none' (random) or a "
+        "state-dict file",
     )
     backbone_seed: int = setting(
         0,
@@ -111,10 +117,15 @@ class ModelConfig:
         type=int,
     )
     image_size: int = setting(224, "square input side", type=positive_int)
-    mask_mode: str = setting(
-        "trimap",
-        "trimap: pet/background/border classes; binary: pet/background, border ignored",
-        choices=MASK_MODES,
+    dataset: str = setting(
+        "pet",
+        "pet: Oxford-IIIT Pet; voc: Pascal VOC 2012; folder: your images/ and masks/ (see the README); or "
+        "a registered one",
+    )
+    mask_mode: str | None = setting(
+        None,
+        "pet only: trimap (pet/background/border classes, the default) or binary (pet/background, border "
+        "ignored)",
     )
 
 

@@ -3,7 +3,8 @@
     embeddings-squeeze decode --checkpoint outputs/my_vq/version_0/last.ckpt payloads/*.esq -o masks/
 
 Each payload becomes <output_dir>/<name>.png: a palette PNG whose pixel values are class labels
-(0 pet, 1 background, 2 border in trimap mode) at the model's input size.
+(for pets in trimap mode 0 pet, 1 background, 2 border; the checkpoint records its dataset's
+classes) at the model's input size, coloured as in the figures.
 """
 
 import argparse
@@ -15,13 +16,11 @@ from PIL import Image
 
 from embeddings_squeeze import cli
 from embeddings_squeeze.config import RuntimeConfig, from_namespace
-from embeddings_squeeze.data.labels import CLASS_COLOURS
 from embeddings_squeeze.engine.run_dirs import prepare_output_dir
 from embeddings_squeeze.engine.setup import load_coder
 from embeddings_squeeze.errors import UserError
 
 log = logging.getLogger(__name__)
-PALETTE = [value for colour in CLASS_COLOURS for value in colour]  # as in the figures
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -31,7 +30,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> list[Path]:
-    module, coder = load_coder(args.checkpoint, from_namespace(RuntimeConfig, args))
+    module, coder = load_coder(args.checkpoint, from_namespace(RuntimeConfig, args), args.dataset)
     output_dir = prepare_output_dir(args.output_dir)
     written = []
     for payload_path in map(Path, args.payloads):
@@ -41,7 +40,7 @@ def main(args: argparse.Namespace) -> list[Path]:
             raise UserError(f"cannot read payload {payload_path} ({error.strerror})") from None
         indices = coder.decode(payload, name=str(payload_path))
         mask = Image.fromarray(module.decode_mask(indices).cpu().numpy().astype(np.uint8), mode="P")
-        mask.putpalette(PALETTE)
+        mask.putpalette(module.classes.palette())
         target = output_dir / f"{payload_path.stem}.png"
         mask.save(target)
         log.info("%s -> %s", payload_path, target)

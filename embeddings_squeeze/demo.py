@@ -66,8 +66,9 @@ def main(args: argparse.Namespace) -> dict:
     vq = fit("demo_vq", model, data, training, runtime, optimizer, from_namespace(QuantizerConfig, args))
     view = ComparisonConfig(output_dir=str(root / "visualizations"))
     summary = compare(
-        baseline, vq, model.backbone, DataConfig(data_path=str(data_root), split_seed=None), runtime, view
-    )
+        baseline, vq, model.backbone, DataConfig(data_path=str(data_root), split_seed=None), model.dataset,
+        runtime, view,
+    )  # fmt: skip
     visualize.print_summary(summary, view.dataset_split)
     return summary
 

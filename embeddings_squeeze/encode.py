@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from embeddings_squeeze import cli
 from embeddings_squeeze.config import RuntimeConfig, from_namespace
-from embeddings_squeeze.data.oxford_pet import PetTransform
+from embeddings_squeeze.data.segmentation import ImageTransform
 from embeddings_squeeze.engine.run_dirs import prepare_output_dir
 from embeddings_squeeze.engine.setup import load_coder
 from embeddings_squeeze.errors import UserError
@@ -31,10 +31,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_image(path: Path, transform: PetTransform) -> torch.Tensor:
+def read_image(path: Path, transform: ImageTransform) -> torch.Tensor:
     try:
         with Image.open(path) as image:
-            return transform.image(image)
+            return transform(image)
     except FileNotFoundError:
         raise UserError(f"image {path} not found; check the path") from None
     except (OSError, UnidentifiedImageError):
@@ -42,9 +42,8 @@ def read_image(path: Path, transform: PetTransform) -> torch.Tensor:
 
 
 def main(args: argparse.Namespace) -> list[Path]:
-    module, coder = load_coder(args.checkpoint, from_namespace(RuntimeConfig, args))
-    mean, std = module.backbone.mean, module.backbone.std
-    transform = PetTransform(module.hparams.image_size, module.hparams.mask_mode, mean, std)
+    module, coder = load_coder(args.checkpoint, from_namespace(RuntimeConfig, args), args.dataset)
+    transform = ImageTransform(module.hparams.image_size, module.backbone.mean, module.backbone.std)
     output_dir = prepare_output_dir(args.output_dir)
     written = []
     for image_path in map(Path, args.images):

@@ -326,8 +326,9 @@ def run_sweep(
     for line in summary_sentences:
         log.info("%s", line)
 
-    model = plan.model
-    title = f"{model.backbone} ({model.weights} weights), Oxford-IIIT Pet {SPLIT}, {model.mask_mode} masks"
+    model, data = plan.model, sweep.datamodule
+    masks = f", {data.hparams.mask_mode} masks" if data.hparams.mask_mode else ""
+    title = f"{model.backbone} ({model.weights} weights), {data.title} {SPLIT}{masks}"
     plot_rate_quality(rows, title, output_dir / "rate_quality.png")
     captions = ("best images by VQ IoU", "worst images by VQ IoU", "where VQ loses most to the baseline")
     report_figures = [(output_dir / "rate_quality.png", "mIoU against measured bytes per image")]

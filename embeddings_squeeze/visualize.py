@@ -11,6 +11,7 @@ worst_results_<split>.png, scores_<split>.csv (every image) and summary_<split>.
 from __future__ import annotations
 
 import argparse
+import math
 
 from embeddings_squeeze import cli
 from embeddings_squeeze.config import (
@@ -31,11 +32,21 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--baseline_checkpoint", required=True, help="baseline checkpoint (train_baseline.py)"
     )
     add_arguments(parser, ComparisonConfig)
-    add_arguments(parser, ModelConfig, only=("backbone",), title="model (checked against the checkpoints)")
+    add_arguments(
+        parser,
+        ModelConfig,
+        only=("backbone", "dataset"),
+        defaults={"dataset": None},
+        title="model and data (checked against the checkpoints; --dataset defaults to theirs)",
+    )
     data_flags = ("data_path", "subset_size", "split_seed", "batch_size", "num_workers")
     add_arguments(parser, DataConfig, only=data_flags, defaults={"split_seed": None})
     add_arguments(parser, RuntimeConfig, only=("accelerator", "devices"))
     return parser
+
+
+def _iou(value: float) -> str:
+    return "absent" if math.isnan(value) else f"{value:.4f}"  # in neither ground truth nor prediction
 
 
 def print_summary(summary: dict, split: str) -> None:
@@ -50,7 +61,7 @@ def print_summary(summary: dict, split: str) -> None:
         f"{summary['vq_mean_image_iou']:10.4f}{summary['mean_image_iou_difference']:+11.4f}"
     )
     for name, value in summary["baseline_class_iou"].items():
-        print(f"{'IoU ' + name:24}{value:10.4f}{summary['vq_class_iou'][name]:10.4f}")
+        print(f"{'IoU ' + name:24}{_iou(value):>10}{_iou(summary['vq_class_iou'][name]):>10}")
     rate = summary["rate"]
     if rate["quantizer_type"] == "eb":
         bits = f"{rate['channels']} channels coded under the learned density): "
@@ -79,7 +90,7 @@ def main(args: argparse.Namespace) -> dict:
     view = from_namespace(ComparisonConfig, args)
     summary = compare(
         args.baseline_checkpoint, args.vq_checkpoint, args.backbone, from_namespace(DataConfig, args),
-        from_namespace(RuntimeConfig, args), view,
+        args.dataset, from_namespace(RuntimeConfig, args), view,
     )  # fmt: skip
     print_summary(summary, view.dataset_split)
     split = view.dataset_split

@@ -11,12 +11,29 @@ from torchvision.models import vit_b_32
 
 from embeddings_squeeze import squeeze, train_baseline
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
+from embeddings_squeeze.data.synthetic_scenes import make_synthetic_folder, make_synthetic_voc
 
 
 @pytest.fixture(scope="session")
 def pet_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("pets")
     make_synthetic_dataset(root, n_trainval=16, n_test=6, seed=0, min_size=48, max_size=96)
+    return root
+
+
+@pytest.fixture(scope="session")
+def voc_root(tmp_path_factory) -> Path:
+    """A tiny synthetic Pascal VOC 2012 tree: 12 images in the train list, 4 in val."""
+    root = tmp_path_factory.mktemp("voc")
+    make_synthetic_voc(root, n_train=12, n_val=4, seed=0, min_size=48, max_size=80)
+    return root
+
+
+@pytest.fixture(scope="session")
+def folder_root(tmp_path_factory) -> Path:
+    """A tiny synthetic image folder (images/, masks/, classes.json, splits.json): 12 train, 4 test."""
+    root = tmp_path_factory.mktemp("folder") / "mine"
+    make_synthetic_folder(root, n_train=12, n_test=4, seed=0, min_size=48, max_size=80)
     return root
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from embeddings_squeeze import cli, decode, encode
 from embeddings_squeeze.config import DataConfig, ModelConfig, QuantizerConfig
-from embeddings_squeeze.data.oxford_pet import PetTransform
+from embeddings_squeeze.data.segmentation import ImageTransform
 from embeddings_squeeze.engine.setup import datamodule_for
 from embeddings_squeeze.models import BaselineSegmentationModule, VQSegmentationModule
 from embeddings_squeeze.utils.checkpoint import load_module
@@ -74,11 +74,11 @@ def encode_and_decode_files(checkpoint, pet_root, folder: Path, count: int = 3):
     payloads = encode.main(parse(encode, "--checkpoint", checkpoint, *images, "-o", folder / "payloads"))
     masks = decode.main(parse(decode, "--checkpoint", checkpoint, *payloads, "-o", folder / "masks"))
     hparams = module.hparams
-    transform = PetTransform(hparams.image_size, hparams.mask_mode, module.backbone.mean, module.backbone.std)
+    transform = ImageTransform(hparams.image_size, module.backbone.mean, module.backbone.std)
     files = []
     for image_path, payload_path, mask_path in zip(images, payloads, masks):
         with Image.open(image_path) as image, Image.open(mask_path) as mask:
             files.append(
-                (transform.image(image), payload_path.read_bytes(), torch.from_numpy(np.array(mask)).long())
+                (transform(image), payload_path.read_bytes(), torch.from_numpy(np.array(mask)).long())
             )
     return module, files

@@ -4,7 +4,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_datamodule, vq_module
+from helpers import tiny_datamodule, tiny_model, vq_module
 
 from embeddings_squeeze.config import QuantizerConfig
 from embeddings_squeeze.engine.feature_cache import cache_key, cached_split
@@ -20,7 +20,7 @@ def datamodule(root):
 def test_cached_split_matches_the_backbone(pet_root, tmp_path):
     data = datamodule(pet_root)
     backbone = build_backbone("vit", 3, weights="none", image_size=64)
-    cached = cached_split(data.splits["val"], backbone, tmp_path, 64, "trimap", 4, torch.device("cpu"))
+    cached = cached_split(data.splits["val"], backbone, tmp_path, 4, torch.device("cpu"))
     for position in range(len(cached)):
         features, labels, index = cached[position]
         image, expected_labels, _ = data.splits["val"][position]
@@ -33,16 +33,20 @@ def test_cached_split_matches_the_backbone(pet_root, tmp_path):
 def test_key_changes_with_any_input(pet_root, tmp_path):
     split = datamodule(pet_root).splits["train"]
     backbone = build_backbone("vit", 3, weights="none", image_size=64)
-    key = cache_key(split, backbone, 64, "trimap")
-    assert cache_key(split, backbone, 96, "trimap") != key
-    assert cache_key(split, backbone, 64, "binary") != key
+    key = cache_key(split, backbone)
+    larger = tiny_datamodule(pet_root, tiny_model(image_size=96))
+    larger.setup()
+    assert cache_key(larger.splits["train"], backbone) != key
+    binary = tiny_datamodule(pet_root, tiny_model(mask_mode="binary"))
+    binary.setup()
+    assert cache_key(binary.splits["train"], backbone) != key
     other = build_backbone("vit", 3, weights="none", image_size=64, seed=1)  # other random weights
-    assert cache_key(split, other, 64, "trimap") != key
+    assert cache_key(split, other) != key
     image = split.image_paths[0]
     stat = image.stat()
     os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     try:
-        assert cache_key(split, backbone, 64, "trimap") != key
+        assert cache_key(split, backbone) != key
     finally:
         os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
@@ -50,14 +54,14 @@ def test_key_changes_with_any_input(pet_root, tmp_path):
 def test_corrupt_entry_is_rebuilt(pet_root, tmp_path, caplog):
     split = datamodule(pet_root).splits["val"]
     backbone = build_backbone("vit", 3, weights="none", image_size=64)
-    first = cached_split(split, backbone, tmp_path, 64, "trimap", 4, torch.device("cpu"))
+    first = cached_split(split, backbone, tmp_path, 4, torch.device("cpu"))
     reference = np.array(first.features)
     entry = next(p for p in tmp_path.iterdir() if p.is_dir())
     del first
     with open(entry / "features.npy", "r+b") as handle:  # flip bytes inside the array
         handle.seek(-8, os.SEEK_END)
         handle.write(b"\x00\x7c" * 4)
-    rebuilt = cached_split(split, backbone, tmp_path, 64, "trimap", 4, torch.device("cpu"))
+    rebuilt = cached_split(split, backbone, tmp_path, 4, torch.device("cpu"))
     assert "corrupt" in caplog.text
     assert np.array_equal(np.array(rebuilt.features), reference)
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
@@ -69,9 +73,7 @@ def fit_vq(root, cache_dir=None):
     module = vq_module(QuantizerConfig(num_vectors=8, dead_code_threshold=0))
     if cache_dir is not None:
         for name in ("train", "val"):
-            data.serve(
-                name, cached_split(data.splits[name], module.backbone, cache_dir, 64, "trimap", 4, "cpu")
-            )
+            data.serve(name, cached_split(data.splits[name], module.backbone, cache_dir, 4, "cpu"))
     pl.seed_everything(1)
     trainer = pl.Trainer(
         max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,

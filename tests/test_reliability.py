@@ -13,7 +13,7 @@ import torch
 from helpers import TINY, one_line_error, run_cli
 from torchvision.models import vit_b_32
 
-from embeddings_squeeze.data.oxford_pet import UnpaddedDistributedSampler
+from embeddings_squeeze.data.segmentation import UnpaddedDistributedSampler
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.engine import fitting
 from embeddings_squeeze.engine.callbacks import AtomicCheckpointIO
@@ -69,10 +69,14 @@ def test_interrupted_runs_resume_to_the_same_result(pet_root, tmp_path, uninterr
         )
         for name in signals
     }
-    for name, signum in signals.items():
-        last = tmp_path / name / "r" / "version_0" / "last.ckpt"
-        wait_for(last.exists)  # one epoch done
-        runs[name].send_signal(signum)
+    waiting = dict(signals)
+
+    def signal_those_with_an_epoch_done() -> bool:  # each as soon as it has one, whichever is first
+        for name in [n for n in waiting if (tmp_path / n / "r" / "version_0" / "last.ckpt").exists()]:
+            runs[name].send_signal(waiting.pop(name))
+        return not waiting
+
+    wait_for(signal_those_with_an_epoch_done)
     for name, run in runs.items():
         last = tmp_path / name / "r" / "version_0" / "last.ckpt"
         _, stderr = run.communicate(timeout=300)
@@ -241,7 +245,7 @@ def test_two_process_ddp_gives_the_same_artifacts(pet_root, tmp_path):
         (["train-baseline", "--epochs", "0"], "--epochs: must be a positive integer"),
         (["train-baseline", "--batch_size", "-2"], "--batch_size: must be a positive integer"),
         (["train-baseline", "--image_size", "0"], "--image_size: must be a positive integer"),
-        (["train-baseline", "--model", "resnet"], "invalid choice: 'resnet'"),
+        (["train-baseline", "--model", "resnet"], "unknown --model 'resnet'"),
         (["squeeze", "--quantizer_type", "pq"], "invalid choice: 'pq'"),
     ],
 )

@@ -68,6 +68,7 @@ def test_more_rows_asked_than_images(trained, pet_root, tmp_path, caplog):
         ({"baseline_as_vq": True}, "--vq_checkpoint needs a squeezed"),
         ({"--vq_checkpoint": "missing.ckpt"}, "checkpoint not found"),
         ({"--data_path": "empty"}, "download failed"),
+        ({"--dataset": "voc"}, "was trained on --dataset pet, not voc; pass --dataset pet"),
     ],
 )
 def test_user_mistakes_end_in_one_line(trained, pet_root, tmp_path, capsys, change, message):
@@ -75,7 +76,7 @@ def test_user_mistakes_end_in_one_line(trained, pet_root, tmp_path, capsys, chan
     if change.pop("baseline_as_vq", False):
         argv[argv.index("--vq_checkpoint") + 1] = trained["baseline"]
     for flag, value in change.items():
-        value = tmp_path / value if flag != "--model" else value
+        value = tmp_path / value if flag not in ("--model", "--dataset") else value
         if flag in argv:
             argv[argv.index(flag) + 1] = value
         else:

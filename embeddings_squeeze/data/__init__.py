@@ -1,1 +1,2 @@
-"""Oxford-IIIT Pet loading (``oxford_pet``), label mapping (``labels``) and synthetic data (``synthetic``)."""
+"""Datasets (``oxford_pet``, ``voc``, ``folder``, found by name in ``registry``), what they share
+(``segmentation``), label mapping (``labels``) and synthetic data (``synthetic``)."""

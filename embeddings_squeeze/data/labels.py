@@ -1,23 +1,80 @@
-"""How Oxford-IIIT Pet trimaps become class labels.
+"""How masks become class labels, and the classes every dataset describes itself with.
 
-Trimap pixel values are 1 = pet, 2 = background, 3 = border (the uncertain band around the
-outline). ``trimap`` mode keeps all three as classes 0, 1, 2; ``binary`` mode keeps pet (0)
-and background (1) and marks the border ``IGNORE_INDEX``, so it counts in neither the loss
-nor the metrics.
+Inside the package a label map holds 0..N-1 for N classes and ``IGNORE_INDEX`` for pixels that
+count in neither the loss nor the metrics (a dataset's own "ignore" value is mapped to it).
+
+Oxford-IIIT Pet trimap values are 1 = pet, 2 = background, 3 = border (the uncertain band around
+the outline). ``trimap`` mode keeps all three as classes 0, 1, 2; ``binary`` mode keeps pet (0)
+and background (1) and marks the border ``IGNORE_INDEX``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 IGNORE_INDEX = 255
-CLASS_NAMES = {
+MAX_CLASSES = IGNORE_INDEX  # labels 0..254; 255 is the ignored value
+PET_CLASS_NAMES = {
     "trimap": ("pet", "background", "border"),
     "binary": ("pet", "background"),
 }
-MASK_MODES = tuple(CLASS_NAMES)
-# colour-blind-safe RGB colours, one per class in label order (figures and decoded mask PNGs)
-CLASS_COLOURS = ((230, 159, 0), (86, 180, 233), (240, 228, 66))
+MASK_MODES = tuple(PET_CLASS_NAMES)
+# colour-blind-safe RGB colours for the pet classes, in label order
+PET_COLOURS = ((230, 159, 0), (86, 180, 233), (240, 228, 66))
+IGNORE_COLOUR = (224, 224, 192)  # ignored pixels in figures and decoded masks: VOC's boundary colour
+
+
+def label_palette(count: int) -> tuple[tuple[int, int, int], ...]:
+    """The Pascal VOC colour map: label i's RGB from the bits of i, spread over the channels' high bits.
+
+    VOC's masks are drawn in it, and any number of classes (up to 256) gets distinct colours.
+    """
+    colours = []
+    for label in range(count):
+        rgb, value = [0, 0, 0], label
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((value >> channel) & 1) << shift
+            value >>= 3
+        colours.append(tuple(rgb))
+    return tuple(colours)
+
+
+@dataclass(frozen=True)
+class ClassSet:
+    """A dataset's classes: names and RGB colours in label order (figures, legends, decoded masks)."""
+
+    names: tuple[str, ...]
+    colours: tuple[tuple[int, int, int], ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "names", tuple(str(name) for name in self.names))
+        object.__setattr__(self, "colours", tuple(tuple(int(v) for v in colour) for colour in self.colours))
+        if len(self.colours) != len(self.names):
+            raise ValueError(f"{len(self.names)} class names but {len(self.colours)} colours")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def as_values(self) -> dict:
+        """Plain values, as checkpoints store them."""
+        return {"class_names": list(self.names), "class_colours": [list(colour) for colour in self.colours]}
+
+    @classmethod
+    def from_values(cls, values: dict) -> ClassSet:
+        return cls(values["class_names"], values["class_colours"])
+
+    def palette(self) -> list[int]:
+        """A flat 768-value PNG palette: label i in its class colour, ``IGNORE_INDEX`` in IGNORE_COLOUR."""
+        colours = [*self.colours, *[(0, 0, 0)] * (IGNORE_INDEX - len(self.colours)), IGNORE_COLOUR]
+        return [value for colour in colours for value in colour]
+
+
+def pet_classes(mask_mode: str) -> ClassSet:
+    names = PET_CLASS_NAMES[mask_mode]
+    return ClassSet(names, PET_COLOURS[: len(names)])
 
 
 def _lookup_table(mask_mode: str) -> np.ndarray:
@@ -31,11 +88,6 @@ def _lookup_table(mask_mode: str) -> np.ndarray:
 _LOOKUP = {mode: _lookup_table(mode) for mode in MASK_MODES}
 
 
-def class_names(mask_mode: str) -> tuple[str, ...]:
-    """Class names, in label order, for a mask mode."""
-    return CLASS_NAMES[mask_mode]
-
-
 def trimap_to_labels(trimap: np.ndarray, mask_mode: str) -> np.ndarray:
     """Map trimap values (1..3) to labels; raises ValueError on any other value."""
     values = np.unique(trimap)
@@ -43,3 +95,17 @@ def trimap_to_labels(trimap: np.ndarray, mask_mode: str) -> np.ndarray:
     if bad.size:
         raise ValueError(f"trimap values must be 1, 2 or 3, found {bad.tolist()}")
     return _LOOKUP[mask_mode][trimap]
+
+
+def index_to_labels(mask: np.ndarray, num_classes: int, ignore_value: int) -> np.ndarray:
+    """A label map of values 0..num_classes-1 and ``ignore_value`` -> labels; ValueError on others."""
+    values = np.unique(mask)
+    bad = values[(values >= num_classes) & (values != ignore_value)]
+    if bad.size:
+        raise ValueError(
+            f"mask values must be class labels 0..{num_classes - 1} or the ignore value {ignore_value}, "
+            f"found {bad.tolist()}"
+        )
+    labels = mask.astype(np.uint8, copy=True)
+    labels[mask == ignore_value] = IGNORE_INDEX
+    return labels

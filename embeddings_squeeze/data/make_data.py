@@ -1,6 +1,10 @@
-"""Write a synthetic Oxford-IIIT Pet tree (same layout, loads with the real loader).
+"""Write a synthetic dataset in a real on-disk layout (the real loaders read it unchanged).
 
 embeddings-squeeze make-data --root ./data --n-trainval 96 --n-test 32 --seed 0
+embeddings-squeeze make-data --dataset voc --root ./voc       (VOCdevkit/VOC2012: train and val lists)
+embeddings-squeeze make-data --dataset folder --root ./mine   (images/, masks/, classes.json, splits.json)
+
+Pass the same folder as --data_path (with the same --dataset) to the other commands.
 """
 
 import argparse
@@ -8,17 +12,33 @@ import logging
 
 from embeddings_squeeze.config import positive_int
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
+from embeddings_squeeze.data.synthetic_scenes import make_synthetic_folder, make_synthetic_voc
 
 log = logging.getLogger(__name__)
+WRITERS = {"pet": make_synthetic_dataset, "voc": make_synthetic_voc, "folder": make_synthetic_folder}
+# what --n-trainval and --n-test count in each layout
+LISTS = {"pet": ("trainval", "test"), "voc": ("train", "val"), "folder": ("train", "test")}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--root", default="./data", help="folder to hold oxford-iiit-pet/ (default: ./data)")
-    parser.add_argument("--n-trainval", "--n_trainval", type=positive_int, default=96, dest="n_trainval")
-    parser.add_argument("--n-test", "--n_test", type=positive_int, default=32, dest="n_test")
+    parser.add_argument(
+        "--dataset", choices=tuple(WRITERS), default="pet", help="which layout to write (default: pet)"
+    )
+    parser.add_argument(
+        "--root", default="./data", help="the folder to pass as --data_path (default: ./data)"
+    )
+    parser.add_argument(
+        "--n-trainval", "--n_trainval", type=positive_int, default=96, dest="n_trainval",
+        help="images in pet's trainval list, VOC's train list or the folder's train list (default: 96)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--n-test", "--n_test", type=positive_int, default=32, dest="n_test",
+        help="images in pet's test list, VOC's val list (its test split here) or the folder's test list "
+        "(default: 32)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="same seed, byte-identical files (default: 0)")
     parser.add_argument("--min-size", "--min_size", type=positive_int, default=160, dest="min_size")
     parser.add_argument("--max-size", "--max_size", type=positive_int, default=320, dest="max_size")
@@ -26,10 +46,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace):
-    base = make_synthetic_dataset(
-        args.root, args.n_trainval, args.n_test, args.seed, args.min_size, args.max_size
-    )
-    log.info("wrote %d trainval and %d test images to %s", args.n_trainval, args.n_test, base)
+    write = WRITERS[args.dataset]
+    base = write(args.root, args.n_trainval, args.n_test, args.seed, args.min_size, args.max_size)
+    first, second = LISTS[args.dataset]
+    log.info("wrote %d %s and %d %s images to %s", args.n_trainval, first, args.n_test, second, base)
     return base
 
 

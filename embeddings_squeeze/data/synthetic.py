@@ -35,14 +35,14 @@ FUR_COLOURS = np.array(
 SPLIT_CODES = {"trainval": 0, "test": 1}
 
 
-def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
+def smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
     """Low-frequency noise in [0, 1]: a coarse random grid upsampled bicubically."""
     coarse = (rng.random((cells, cells)) * 255).astype(np.uint8)
     smooth = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
     return np.asarray(smooth, dtype=np.float32) / 255.0
 
 
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def textured_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A textured scene background as (H, W, 3) float32 in [0, 255]."""
     base, accent = rng.integers(20, 235, size=(2, 3)).astype(np.float32)
     style = rng.integers(4)
@@ -57,13 +57,13 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     elif style == 2:  # vertical gradient (sky, wall)
         weight = yy / max(height - 1, 1)
     else:  # blotchy (grass, carpet)
-        weight = _smooth_noise(rng, height, width, int(rng.integers(3, 9)))
+        weight = smooth_noise(rng, height, width, int(rng.integers(3, 9)))
     weight = weight[..., None]
     image = base * (1 - weight) + accent * weight
     return image + rng.normal(0, 10, size=(height, width, 3))
 
 
-def _pet_mask(rng: np.random.Generator, height: int, width: int, species: int) -> Image.Image:
+def pet_silhouette(rng: np.random.Generator, height: int, width: int, species: int) -> Image.Image:
     """Draw a cat (pointed ears) or dog (floppy ears) silhouette as a binary 'L' image."""
     mask = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(mask)
@@ -116,11 +116,11 @@ def make_sample(
 ) -> tuple[Image.Image, Image.Image]:
     """One RGB pet image and its trimap, both of the same random size."""
     width, height = (int(v) for v in rng.integers(min_size, max_size + 1, size=2))
-    background = _background(rng, height, width)
+    background = textured_background(rng, height, width)
     fur = FUR_COLOURS[rng.integers(len(FUR_COLOURS))].astype(np.float32)
-    pattern = _smooth_noise(rng, height, width, int(rng.integers(4, 12)))[..., None]
+    pattern = smooth_noise(rng, height, width, int(rng.integers(4, 12)))[..., None]
     pet = fur * (0.75 + 0.5 * pattern) + rng.normal(0, 6, size=(height, width, 3))
-    mask = _pet_mask(rng, height, width, species)
+    mask = pet_silhouette(rng, height, width, species)
     alpha = np.asarray(mask.filter(ImageFilter.GaussianBlur(1)), dtype=np.float32)[..., None] / 255
     image = np.clip(background * (1 - alpha) + pet * alpha, 0, 255).astype(np.uint8)
     border = max(1, round(min(width, height) / 64))
@@ -155,13 +155,8 @@ def make_synthetic_dataset(
         min_size: smallest image side in pixels.
         max_size: largest image side in pixels.
     """
-    if n_trainval < 1 or n_test < 1:
-        raise UserError(f"need at least one image per split, got {n_trainval=} and {n_test=}")
-    if not 16 <= min_size <= max_size:
-        raise UserError(f"image sizes must satisfy 16 <= min_size <= max_size, got {min_size}, {max_size}")
     base = Path(root) / "oxford-iiit-pet"
-    if base.exists() and any(base.iterdir()):
-        raise UserError(f"{base} already exists; choose another --root or delete it first")
+    check_request(base, n_trainval, n_test, min_size, max_size)
     images, trimaps = base / "images", base / "annotations" / "trimaps"
     images.mkdir(parents=True, exist_ok=True)
     trimaps.mkdir(parents=True, exist_ok=True)
@@ -180,3 +175,13 @@ def make_synthetic_dataset(
             lines.append(f"{image_id} {class_id} {species} {breed_id}\n")
         (base / "annotations" / f"{split}.txt").write_text("".join(lines))
     return base
+
+
+def check_request(base: Path, first: int, second: int, min_size: int, max_size: int) -> None:
+    """Refuse a synthetic tree that would be empty, mis-sized, or written over existing files."""
+    if first < 1 or second < 1:
+        raise UserError(f"need at least one image per split, got {first} and {second}")
+    if not 16 <= min_size <= max_size:
+        raise UserError(f"image sizes must satisfy 16 <= min_size <= max_size, got {min_size}, {max_size}")
+    if base.exists() and any(base.iterdir()):
+        raise UserError(f"{base} already exists and is not empty; choose another --root or delete it first")

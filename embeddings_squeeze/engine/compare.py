@@ -10,7 +10,13 @@ from embeddings_squeeze.config import ComparisonConfig, DataConfig, RuntimeConfi
 from embeddings_squeeze.engine.evaluation import compare_models
 from embeddings_squeeze.engine.run_dirs import prepare_output_dir
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
-from embeddings_squeeze.utils.checkpoint import build_module, check_pair, expect_kind, read_checkpoint
+from embeddings_squeeze.utils.checkpoint import (
+    build_module,
+    check_pair,
+    expect_classes,
+    expect_kind,
+    read_checkpoint,
+)
 from embeddings_squeeze.utils.figures import draw_rankings
 from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.task_floor import TaskFloor
@@ -23,6 +29,7 @@ def compare(
     vq_path: str | Path,
     model_name: str,
     data: DataConfig,
+    dataset: str | None,
     runtime: RuntimeConfig,
     view: ComparisonConfig = ComparisonConfig(),
 ) -> dict:
@@ -31,13 +38,14 @@ def compare(
     Writes scores_<split>.csv (every image), summary_<split>.json (metrics and the rate table) and
     the best/worst figures to ``view.output_dir``; returns the summary. The split is the one the
     VQ model was trained with (its split seed and validation share), unless ``data.split_seed``
-    is given.
+    is given. ``dataset`` (None: the checkpoints') must be the one both were trained on, and the
+    data found must have their classes.
     """
     baseline_checkpoint = read_checkpoint(baseline_path)
     vq_checkpoint = read_checkpoint(vq_path)
     expect_kind(baseline_checkpoint, "baseline", "--baseline_checkpoint", baseline_path)
     expect_kind(vq_checkpoint, "vq", "--vq_checkpoint", vq_path)
-    check_pair(model_name, baseline_checkpoint, vq_checkpoint)
+    check_pair(model_name, dataset, baseline_checkpoint, vq_checkpoint)
     trained = vq_checkpoint["datamodule_hyper_parameters"]
     split_seed = trained["split_seed"] if data.split_seed is None else data.split_seed
     data = replace(data, split_seed=split_seed, val_fraction=trained["val_fraction"])
@@ -46,6 +54,7 @@ def compare(
     datamodule = datamodule_for(data, vq.model_config, trained["seed"])
     datamodule.prepare_data()
     datamodule.setup()
+    expect_classes(vq, datamodule.classes.names, datamodule.folder)
     output_dir = prepare_output_dir(view.output_dir)
     split = view.dataset_split
     with open(output_dir / f"scores_{split}.csv", "w", newline="") as scores:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from embeddings_squeeze.data.oxford_pet import denormalize
+from embeddings_squeeze.data.segmentation import denormalize
 from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.models import SegmentationModule, VQSegmentationModule
 from embeddings_squeeze.models.bottleneck import count_codes
@@ -49,7 +49,7 @@ def compare_models(
     num_classes = vq.num_classes
     shared = share_backbone and shares_backbone(baseline, vq)
     result = Comparison(
-        class_names=vq.class_names,
+        classes=vq.classes,
         baseline_confusion=torch.zeros(num_classes, num_classes, dtype=torch.long),
         vq_confusion=torch.zeros(num_classes, num_classes, dtype=torch.long),
     )

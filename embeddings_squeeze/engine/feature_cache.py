@@ -5,8 +5,9 @@ A cache entry holds one split's features and label maps. Features are computed o
 time and stored in float16, exactly as a sender computes them, so cached and live runs see
 identical numbers; the arrays are memory-mapped (the OS keeps small caches in RAM, large ones are
 paged from disk). The entry's key covers everything they depend on: the split's image and
-trimap files (names, sizes, modification times), image size, mask mode, backbone, frozen-weights
-identity and package version. Any change gives a new key.
+mask files (names, sizes, modification times), image size, how masks became labels (dataset,
+mode, classes), backbone and its feature layer, frozen-weights identity and package version.
+Any change gives a new key.
 
 An entry is built in a private temporary folder and renamed into place when complete, so
 concurrent builders never see each other's partial files; ``meta.json`` records the SHA-256 of
@@ -26,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from embeddings_squeeze import __version__
-from embeddings_squeeze.data.oxford_pet import PetSplit
+from embeddings_squeeze.data.segmentation import SegmentationSplit
 from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.models.backbones.base import FEATURE_DTYPE
 from embeddings_squeeze.utils.files import atomic_path
@@ -35,21 +36,21 @@ log = logging.getLogger(__name__)
 FORMAT = 2  # 2: features computed one image at a time
 
 
-def cache_key(split: PetSplit, backbone, image_size: int, mask_mode: str) -> str:
+def cache_key(split: SegmentationSplit, backbone) -> str:
     """A digest of everything the cached features and labels depend on."""
     files = []
-    for image_path in split.image_paths:
-        trimap_path = image_path.parent.parent / "annotations" / "trimaps" / f"{image_path.stem}.png"
-        for path in (image_path, trimap_path):
+    for image_path, mask_path in zip(split.image_paths, split.mask_paths):
+        for path in (image_path, mask_path):
             status = path.stat()
             files.append([path.name, status.st_size, status.st_mtime_ns])
     description = {
         "format": FORMAT,
         "package": __version__,
         "files": files,
-        "image_size": image_size,
-        "mask_mode": mask_mode,
+        "image_size": split.transform.image.image_size,
+        "labels": split.label_rule,
         "backbone": backbone.name,
+        "feature_layer": backbone.feature_layer,
         "weights": backbone.weights_id,
     }
     return hashlib.sha256(json.dumps(description).encode()).hexdigest()[:24]
@@ -88,7 +89,7 @@ def _is_valid(folder: Path) -> bool:
         return False
 
 
-def _build(folder: Path, split: PetSplit, backbone, batch_size: int, device: torch.device) -> None:
+def _build(folder: Path, split: SegmentationSplit, backbone, batch_size: int, device: torch.device) -> None:
     """Compute every image's features into a private folder, then rename it to ``folder``."""
     try:
         with atomic_path(folder) as temporary:
@@ -99,7 +100,9 @@ def _build(folder: Path, split: PetSplit, backbone, batch_size: int, device: tor
         # another process finished the same entry first: keep theirs
 
 
-def _write_entry(folder: Path, split: PetSplit, backbone, batch_size: int, device: torch.device) -> None:
+def _write_entry(
+    folder: Path, split: SegmentationSplit, backbone, batch_size: int, device: torch.device
+) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     features = labels = None
@@ -126,10 +129,10 @@ def _write_entry(folder: Path, split: PetSplit, backbone, batch_size: int, devic
 
 
 def cached_split(
-    split: PetSplit, backbone, cache_dir: str | Path, image_size: int, mask_mode: str, batch_size: int, device
+    split: SegmentationSplit, backbone, cache_dir: str | Path, batch_size: int, device
 ) -> CachedSplit:
     """The split's cache entry, built now if missing or damaged (the backbone runs here, not in data/)."""
-    folder = Path(cache_dir) / cache_key(split, backbone, image_size, mask_mode)
+    folder = Path(cache_dir) / cache_key(split, backbone)
     if folder.exists() and not _is_valid(folder):
         log.warning("feature cache %s is incomplete or corrupt; rebuilding it", folder)
         shutil.rmtree(folder, ignore_errors=True)

@@ -22,7 +22,8 @@ from embeddings_squeeze.config import (
     TrainingConfig,
     from_values,
 )
-from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
+from embeddings_squeeze.data.registry import dataset_class
+from embeddings_squeeze.data.segmentation import SegmentationDataModule
 from embeddings_squeeze.engine.callbacks import (
     AtomicCheckpointIO,
     CoderModel,
@@ -90,9 +91,9 @@ def fit(
                 "pass --batch_size 2 or more"
             )
         if quantizer is None:
-            module = BaselineSegmentationModule(model, optimizer)
+            module = BaselineSegmentationModule(model, optimizer, classes=datamodule.classes)
         else:
-            module = MODULES[kind](model, quantizer, optimizer)
+            module = MODULES[kind](model, quantizer, optimizer, classes=datamodule.classes)
     save_dir, name, version = run_location(training.output_dir, run_name, resume)
     prepare_output_dir(save_dir)
     if _wants_cache(training):
@@ -151,27 +152,25 @@ def _wants_cache(training: TrainingConfig) -> bool:
     return training.epochs > 1 or _cache_dir(training).is_dir()
 
 
-def _serve_cached_features(datamodule: OxfordPetDataModule, module, cache_dir: Path, device) -> None:
+def _serve_cached_features(datamodule: SegmentationDataModule, module, cache_dir: Path, device) -> None:
     """Train and validate on cached backbone features (see ``feature_cache``)."""
-    settings = datamodule.hparams
     for name in ("train", "val"):
         split = cached_split(
-            datamodule.splits[name], module.backbone, cache_dir, settings.image_size, settings.mask_mode,
-            settings.batch_size, device,
-        )  # fmt: skip
+            datamodule.splits[name], module.backbone, cache_dir, datamodule.hparams.batch_size, device
+        )
         datamodule.serve(name, split)
 
 
 def _resumed_parts(
     checkpoint: dict, path: Path, data: DataConfig, training: TrainingConfig
-) -> tuple[SegmentationModule, OxfordPetDataModule]:
+) -> tuple[SegmentationModule, SegmentationDataModule]:
     """Model and data exactly as the checkpoint's run had them; only paths and workers may change."""
     trained_epochs = checkpoint["epoch"] + 1
     if trained_epochs >= training.epochs:
         raise UserError(f"{path} already holds {trained_epochs} epochs; pass --epochs above that to continue")
     stored = checkpoint["datamodule_hyper_parameters"]
     data = replace(from_values(DataConfig, stored), data_path=data.data_path, num_workers=data.num_workers)
-    datamodule = OxfordPetDataModule(
+    datamodule = dataset_class(stored.get("dataset", "pet"))(
         data, stored["image_size"], stored["mask_mode"], stored["seed"], stored["mean"], stored["std"]
     )
     datamodule.prepare_data()

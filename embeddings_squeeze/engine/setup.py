@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 
 from embeddings_squeeze.config import DataConfig, ModelConfig, RuntimeConfig
-from embeddings_squeeze.data.oxford_pet import OxfordPetDataModule
+from embeddings_squeeze.data.registry import dataset_class
+from embeddings_squeeze.data.segmentation import SegmentationDataModule
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models import SegmentationModule
-from embeddings_squeeze.models.backbones import BACKBONES
+from embeddings_squeeze.models.backbones import backbone_normalization
 from embeddings_squeeze.utils.checkpoint import load_module
 from embeddings_squeeze.utils.payload import IndexCoder, SymbolCoder
 from embeddings_squeeze.utils.rate import payload_coder
@@ -25,17 +26,17 @@ def pick_device(runtime: RuntimeConfig) -> torch.device:
     return torch.device("cpu")
 
 
-def datamodule_for(data: DataConfig, model: ModelConfig, seed: int) -> OxfordPetDataModule:
+def datamodule_for(data: DataConfig, model: ModelConfig, seed: int) -> SegmentationDataModule:
     """The data ``model`` is trained or evaluated on, normalised as its backbone's weights expect."""
-    if model.backbone not in BACKBONES:
-        raise UserError(f"unknown --model {model.backbone!r}; choose one of {', '.join(BACKBONES)}")
-    mean, std = BACKBONES[model.backbone].normalization()
-    return OxfordPetDataModule(data, model.image_size, model.mask_mode, seed, mean, std)
+    dataset = dataset_class(model.dataset)
+    mean, std = backbone_normalization(model.backbone)
+    return dataset(data, model.image_size, model.mask_mode, seed, mean, std)
 
 
 def load_coder(
-    checkpoint: str, runtime: RuntimeConfig
+    checkpoint: str, runtime: RuntimeConfig, dataset: str | None = None
 ) -> tuple[SegmentationModule, IndexCoder | SymbolCoder]:
-    """What encode and decode both need: the squeezed model on its device and its payload coder."""
-    module = load_module(checkpoint, "vq", "--checkpoint").to(pick_device(runtime))
+    """What encode and decode both need: the squeezed model on its device and its payload coder;
+    a checkpoint trained on another ``dataset`` than the one named (None: any) is refused."""
+    module = load_module(checkpoint, "vq", "--checkpoint", dataset).to(pick_device(runtime))
     return module, payload_coder(module)

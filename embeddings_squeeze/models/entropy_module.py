@@ -16,6 +16,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerConfig
+from embeddings_squeeze.data.labels import ClassSet
 from embeddings_squeeze.models.segmentation_module import STAGES, SqueezedModule
 
 CODING_TABLES = ("_offset", "_quantized_cdf", "_cdf_length")  # their shapes depend on the training
@@ -129,8 +130,9 @@ class EntropyBottleneckModule(SqueezedModule):
         quantizer: QuantizerConfig = QuantizerConfig(quantizer_type="eb"),
         optimizer: OptimizerConfig = OptimizerConfig(),
         weights_id: str | None = None,
+        classes: ClassSet | None = None,
     ):
-        super().__init__(model, quantizer, optimizer, weights_id)
+        super().__init__(model, quantizer, optimizer, weights_id, classes)
         self.bottleneck = EntropyBottleneckLayer(self.backbone.out_channels, quantizer.bottleneck_dim)
         for stage in STAGES:
             setattr(self, f"{stage}_bits", MeanMetric())

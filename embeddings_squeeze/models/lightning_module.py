@@ -9,6 +9,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torchmetrics import MeanMetric
 
 from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerConfig
+from embeddings_squeeze.data.labels import ClassSet
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.bottleneck import Bottleneck, CodebookUsage
 from embeddings_squeeze.models.quantizers import KMEANS_VECTORS_PER_CODE
@@ -42,8 +43,9 @@ class VQSegmentationModule(SqueezedModule):
         quantizer: QuantizerConfig = QuantizerConfig(),
         optimizer: OptimizerConfig = OptimizerConfig(),
         weights_id: str | None = None,
+        classes: ClassSet | None = None,
     ):
-        super().__init__(model, quantizer, optimizer, weights_id)
+        super().__init__(model, quantizer, optimizer, weights_id, classes)
         # mean codes re-seeded per training step, one entry per completed epoch
         self.codes_replaced_history: list[float] = []
         self.bottleneck = Bottleneck(self.backbone.out_channels, quantizer)

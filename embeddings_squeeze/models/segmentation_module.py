@@ -13,7 +13,9 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from embeddings_squeeze import __version__
 from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerConfig, from_values
-from embeddings_squeeze.data.labels import IGNORE_INDEX, class_names
+from embeddings_squeeze.data.labels import IGNORE_INDEX, ClassSet
+from embeddings_squeeze.data.registry import dataset_class
+from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.backbones import build_backbone
 
 CHECKPOINT_KEY = "embeddings_squeeze"
@@ -32,6 +34,8 @@ class SegmentationModule(pl.LightningModule):
             path is stored absolute, so a checkpoint finds its file from any working directory.
         optimizer: Adam settings of the trainable parameters.
         weights_id: identity of the frozen weights; computed when None.
+        classes: the dataset's classes (its data module's ``classes``); datasets that fix their
+            classes (pet, voc) supply them when None.
 
     ``hparams`` holds every setting as a flat dict of plain values, which is what checkpoints
     store and ``from_hparams`` rebuilds the model from.
@@ -42,17 +46,28 @@ class SegmentationModule(pl.LightningModule):
         model: ModelConfig,
         optimizer: OptimizerConfig = OptimizerConfig(),
         weights_id: str | None = None,
+        classes: ClassSet | None = None,
     ):
         super().__init__()
         if model.weights not in ("default", "none"):
             model = replace(model, weights=str(Path(model.weights).resolve()))
+        dataset = dataset_class(model.dataset)
+        model = replace(model, mask_mode=dataset.resolve_mask_mode(model.mask_mode))
+        classes = classes or dataset.fixed_classes(model.mask_mode)
+        if classes is None:
+            raise UserError(
+                f"--dataset {model.dataset} reads its classes from its files: pass its data module's"
+            )
         self.model_config = model
+        self.classes = classes
+        # plain scalars only; the classes travel in the checkpoint's own section (on_save_checkpoint)
         self.save_hyperparameters({**asdict(model), **asdict(optimizer), "weights_id": weights_id})
-        self.class_names = class_names(model.mask_mode)
-        self.num_classes = len(self.class_names)
+        self.class_names = classes.names
+        self.num_classes = len(classes)
         self.backbone = build_backbone(
-            model.backbone, self.num_classes, model.weights, model.image_size, model.backbone_seed
-        )
+            model.backbone, self.num_classes, model.weights, model.image_size, model.backbone_seed,
+            model.feature_layer,
+        )  # fmt: skip
         if weights_id is None:
             self.hparams.weights_id = self.backbone.weights_id
         # checkpoints describe the frozen weights (a name, a seed or a file, with a fingerprint)
@@ -86,11 +101,14 @@ class SegmentationModule(pl.LightningModule):
 
     @classmethod
     def configs_from(cls, hparams: dict) -> dict:
-        """Constructor arguments from the flat plain values a checkpoint stores."""
+        """Constructor arguments from the flat plain values a checkpoint stores (its hyperparameters
+        and the class names and colours of its own section)."""
         return {
             "model": from_values(ModelConfig, hparams),
             "optimizer": from_values(OptimizerConfig, hparams),
             "weights_id": hparams["weights_id"],
+            # checkpoints from before datasets other than pet take their classes from the mask mode
+            "classes": ClassSet.from_values(hparams) if "class_colours" in hparams else None,
         }
 
     @classmethod
@@ -164,9 +182,11 @@ class SegmentationModule(pl.LightningModule):
             "package_version": __version__,
             "kind": self.kind,
             "backbone": self.hparams.backbone,
+            **self.backbone.provenance,
             "weights_id": self.hparams.weights_id,
+            "dataset": self.hparams.dataset,
             "num_classes": self.num_classes,
-            "class_names": list(self.class_names),
+            **self.classes.as_values(),
             "frozen_weights_stored": self.stores_frozen_weights,
         }
         if not self.stores_frozen_weights:
@@ -185,9 +205,14 @@ class SqueezedModule(SegmentationModule):
     """
 
     def __init__(
-        self, model: ModelConfig, quantizer: QuantizerConfig, optimizer: OptimizerConfig, weights_id
+        self,
+        model: ModelConfig,
+        quantizer: QuantizerConfig,
+        optimizer: OptimizerConfig,
+        weights_id: str | None,
+        classes: ClassSet | None,
     ):
-        super().__init__(model, optimizer, weights_id)
+        super().__init__(model, optimizer, weights_id, classes)
         self.hparams.update(asdict(quantizer))
 
     @classmethod

@@ -72,7 +72,7 @@ def instantiate(checkpoint: dict, path: str | Path) -> SegmentationModule:
     Exported checkpoints carry the weights themselves; ``build_module`` loads and checks them.
     """
     info = checkpoint[CHECKPOINT_KEY]
-    hparams = dict(checkpoint["hyper_parameters"])
+    hparams = {**checkpoint["hyper_parameters"], **{k: v for k, v in info.items() if k.startswith("class_")}}
     weights = hparams["weights"]
     if info["frozen_weights_stored"]:
         hparams["weights"] = "none"  # the stored frozen weights replace the random init on load
@@ -132,14 +132,51 @@ def build_module(checkpoint: dict, path: str | Path) -> SegmentationModule:
     return module.eval()
 
 
-def load_module(path: str | Path, kind: str, flag: str = "--checkpoint") -> SegmentationModule:
-    """Read, check and rebuild in one call."""
+def load_module(
+    path: str | Path, kind: str, flag: str = "--checkpoint", dataset: str | None = None
+) -> SegmentationModule:
+    """Read, check (kind, and ``dataset`` unless None) and rebuild in one call."""
     checkpoint = read_checkpoint(path)
     expect_kind(checkpoint, kind, flag, path)
+    expect_dataset(checkpoint, dataset, path)
     return build_module(checkpoint, path)
 
 
-def check_pair(model: str, baseline: dict, vq: dict) -> None:
+def trained_dataset(checkpoint: dict) -> str:
+    """The dataset a checkpoint was trained on (checkpoints from before VOC and folders: pet)."""
+    return checkpoint["hyper_parameters"].get("dataset", "pet")
+
+
+def expect_dataset(checkpoint: dict, dataset: str | None, path: str | Path) -> None:
+    """Refuse a checkpoint trained on another dataset than ``--dataset`` (None: any)."""
+    trained = trained_dataset(checkpoint)
+    if dataset is not None and dataset != trained:
+        raise UserError(
+            f"{path} was trained on --dataset {trained}, not {dataset}; pass --dataset {trained} with its "
+            "data, or a checkpoint trained on this dataset"
+        )
+
+
+def expect_classes(module: SegmentationModule, classes: tuple[str, ...], where: str | Path) -> None:
+    """Refuse data whose classes are not the ones ``module`` was trained for, saying which differ."""
+    if tuple(classes) == tuple(module.class_names):
+        return
+    trained, given = list(module.class_names), list(classes)
+    differing = next(
+        (
+            f"label {i} is {a!r} there, {b!r} in the checkpoint"
+            for i, (a, b) in enumerate(zip(given, trained))
+            if a != b
+        ),
+        f"{len(given)} classes there, {len(trained)} in the checkpoint",
+    )
+    raise UserError(
+        f"the data in {where} does not have the classes the checkpoints were trained on ({differing}); "
+        "pass the --data_path of the data they were trained on"
+    )
+
+
+def check_pair(model: str, dataset: str | None, baseline: dict, vq: dict) -> None:
     """Refuse checkpoint pairs whose comparison would be meaningless."""
     baseline_info, vq_info = baseline["embeddings_squeeze"], vq["embeddings_squeeze"]
     if baseline_info["backbone"] != vq_info["backbone"]:
@@ -152,12 +189,23 @@ def check_pair(model: str, baseline: dict, vq: dict) -> None:
             f"--model {model} does not match the checkpoints, which use {vq_info['backbone']}; "
             f"pass --model {vq_info['backbone']}"
         )
-    for key in ("mask_mode", "image_size"):
-        if baseline["hyper_parameters"][key] != vq["hyper_parameters"][key]:
+    if trained_dataset(baseline) != trained_dataset(vq):
+        raise UserError(
+            f"the checkpoints were trained on different datasets (baseline: {trained_dataset(baseline)}, "
+            f"VQ: {trained_dataset(vq)}); train both with the same --dataset"
+        )
+    expect_dataset(vq, dataset, "the VQ checkpoint")
+    for key in ("mask_mode", "image_size", "feature_layer"):
+        if baseline["hyper_parameters"].get(key) != vq["hyper_parameters"].get(key):
             raise UserError(
-                f"the checkpoints differ in {key} (baseline: {baseline['hyper_parameters'][key]}, "
-                f"VQ: {vq['hyper_parameters'][key]}); train both with the same --{key}"
+                f"the checkpoints differ in {key} (baseline: {baseline['hyper_parameters'].get(key)}, "
+                f"VQ: {vq['hyper_parameters'].get(key)}); train both with the same --{key}"
             )
+    if baseline_info["class_names"] != vq_info["class_names"]:
+        raise UserError(
+            f"the checkpoints were trained on different classes (baseline: {baseline_info['class_names']}, "
+            f"VQ: {vq_info['class_names']}); train both on the same data"
+        )
     if baseline_info["weights_id"] != vq_info["weights_id"]:
         log.warning(
             "warning: the two checkpoints were trained on different frozen weights (%s vs %s); "

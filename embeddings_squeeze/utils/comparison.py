@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from embeddings_squeeze.data.labels import ClassSet
 from embeddings_squeeze.models import SegmentationModule
 from embeddings_squeeze.utils.iou import class_iou, mean_iou
 
@@ -67,7 +68,7 @@ class Extremes:
 class Comparison:
     """Dataset-level results of comparing the two models on one split."""
 
-    class_names: tuple[str, ...]
+    classes: ClassSet
     baseline_confusion: torch.Tensor
     vq_confusion: torch.Tensor
     baseline_iou_sum: float = 0.0
@@ -95,12 +96,12 @@ class Comparison:
             "baseline_mean_image_iou": baseline_mean,
             "vq_mean_image_iou": vq_mean,
             "mean_image_iou_difference": vq_mean - baseline_mean,
-            "baseline_class_iou": dict(zip(self.class_names, baseline_classes)),
-            "vq_class_iou": dict(zip(self.class_names, vq_classes)),
+            "baseline_class_iou": dict(zip(self.classes.names, baseline_classes)),
+            "vq_class_iou": dict(zip(self.classes.names, vq_classes)),
         }
 
 
 def shares_backbone(first: SegmentationModule, second: SegmentationModule) -> bool:
     """True when both models run the same frozen encoder on the same input size."""
-    keys = ("backbone", "weights_id", "image_size")
+    keys = ("backbone", "weights_id", "image_size", "feature_layer")
     return all(first.hparams[key] == second.hparams[key] for key in keys)

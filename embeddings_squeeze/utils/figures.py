@@ -12,49 +12,54 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from embeddings_squeeze.data import labels
-from embeddings_squeeze.data.labels import IGNORE_INDEX
+from embeddings_squeeze.data.labels import IGNORE_COLOUR, IGNORE_INDEX, ClassSet
 from embeddings_squeeze.utils.comparison import Comparison, ScoredImage
 
 log = logging.getLogger(__name__)
 
 PANEL_INCHES = 3.0
-HEADER_INCHES = 1.0
+TITLE_INCHES = 0.75
+LEGEND_ROW_INCHES = 0.25
+LEGEND_COLUMNS = 8  # legend entries per line: VOC's 21 classes take three lines
 DPI = 80
 COLUMNS = ("Original image", "Ground truth", "Baseline prediction", "VQ prediction")
-CLASS_COLOURS = np.array(labels.CLASS_COLOURS, dtype=np.uint8)
-IGNORE_COLOUR = np.array([0, 0, 0], dtype=np.uint8)  # ignored pixels are black
 
 
-def colourise(labels: np.ndarray) -> np.ndarray:
-    """(H, W) labels -> (H, W, 3) colours."""
+def colourise(labels: np.ndarray, classes: ClassSet) -> np.ndarray:
+    """(H, W) labels -> (H, W, 3) colours: each class in its colour, ignored pixels in IGNORE_COLOUR."""
     rgb = np.empty((*labels.shape, 3), dtype=np.uint8)
     rgb[:] = IGNORE_COLOUR
     known = labels != IGNORE_INDEX
-    rgb[known] = CLASS_COLOURS[labels[known]]
+    rgb[known] = np.array(classes.colours, dtype=np.uint8)[labels[known]]
     return rgb
 
 
-def figure_inches(rows: int) -> tuple[float, float]:
-    """(width, height) in inches of a figure with ``rows`` result rows."""
-    return len(COLUMNS) * PANEL_INCHES, rows * PANEL_INCHES + HEADER_INCHES
+def legend_rows(classes: int) -> int:
+    return -(-(classes + 1) // LEGEND_COLUMNS)  # the classes and "ignored"
 
 
-def figure_size_pixels(rows: int) -> tuple[int, int]:
+def figure_inches(rows: int, classes: int = 3) -> tuple[float, float]:
+    """(width, height) in inches of a figure with ``rows`` result rows and a legend of ``classes``."""
+    header = TITLE_INCHES + LEGEND_ROW_INCHES * legend_rows(classes)
+    return len(COLUMNS) * PANEL_INCHES, rows * PANEL_INCHES + header
+
+
+def figure_size_pixels(rows: int, classes: int = 3) -> tuple[int, int]:
     """(width, height) in pixels of a figure with ``rows`` result rows, as saved."""
-    width, height = figure_inches(rows)
+    width, height = figure_inches(rows, classes)
     return round(width * DPI), round(height * DPI)
 
 
-def plot_results(items: list[ScoredImage], class_names, title: str, path: Path) -> None:
+def plot_results(items: list[ScoredImage], classes: ClassSet, title: str, path: Path) -> None:
     """One row per image: input, ground truth, baseline and VQ predictions with their IoU."""
     rows = max(len(items), 1)
-    width, height = figure_inches(rows)
+    width, height = figure_inches(rows, len(classes))
     figure = Figure(figsize=(width, height), dpi=DPI)
-    top = 1 - HEADER_INCHES / height
+    top = 1 - (TITLE_INCHES + LEGEND_ROW_INCHES * legend_rows(len(classes))) / height
     grid = figure.add_gridspec(rows, len(COLUMNS), left=0.01, right=0.99, bottom=0.01, top=top, hspace=0.25)
     for row, item in enumerate(items):
-        panels = (item.image, colourise(item.target), colourise(item.baseline_pred), colourise(item.vq_pred))
+        masks = (item.target, item.baseline_pred, item.vq_pred)
+        panels = (item.image, *(colourise(mask, classes) for mask in masks))
         titles = (
             item.image_id,
             "Ground truth",
@@ -68,12 +73,20 @@ def plot_results(items: list[ScoredImage], class_names, title: str, path: Path) 
             axis.axis("off")
     if not items:
         figure.text(0.5, 0.5, "no images to show", ha="center", va="center")
-    legend = [Patch(color=CLASS_COLOURS[i] / 255, label=name) for i, name in enumerate(class_names)]
-    legend.append(Patch(color=IGNORE_COLOUR / 255, label="ignored"))
+    legend = [
+        Patch(color=np.array(colour) / 255, label=name)
+        for name, colour in zip(classes.names, classes.colours)
+    ]
+    legend.append(Patch(color=np.array(IGNORE_COLOUR) / 255, label="ignored"))
     figure.suptitle(f"{title}\ncolumns: {' | '.join(COLUMNS)}", fontsize=10, y=1 - 0.05 / height)
     legend_top = 1 - 0.5 / height  # below the two title lines
     figure.legend(
-        handles=legend, loc="upper center", bbox_to_anchor=(0.5, legend_top), ncol=len(legend), frameon=False
+        handles=legend,
+        loc="upper center",
+        bbox_to_anchor=(0.5, legend_top),
+        ncol=min(len(legend), LEGEND_COLUMNS),
+        frameon=False,
+        fontsize=9,
     )
     figure.savefig(path, dpi=DPI)
 
@@ -92,5 +105,5 @@ def draw_rankings(
             )
         title = f"{len(items)} {kind} VQ results on the {split} split, ranked by {ranked_by}"
         paths[kind] = output_dir / f"{kind}_results_{split}.png"
-        plot_results(items, comparison.class_names, title, paths[kind])
+        plot_results(items, comparison.classes, title, paths[kind])
     return paths

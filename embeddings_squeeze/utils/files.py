@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -32,7 +33,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def without_nan(data):
+    """``data`` with every NaN float as None: JSON has no NaN, and a class absent from a split has no IoU."""
+    if isinstance(data, dict):
+        return {key: without_nan(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [without_nan(value) for value in data]
+    return None if isinstance(data, float) and math.isnan(data) else data
+
+
 def write_json(path: str | Path, data) -> None:
-    """Write JSON atomically (see ``atomic_path``)."""
+    """Write strict JSON atomically (see ``atomic_path``); NaN becomes null."""
     with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        temporary.write_text(json.dumps(without_nan(data), indent=2, default=str, allow_nan=False) + "\n")

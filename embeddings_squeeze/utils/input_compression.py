@@ -14,7 +14,7 @@ import torch
 from PIL import Image, features
 from torchvision.transforms import functional as TF
 
-from embeddings_squeeze.data.oxford_pet import denormalize
+from embeddings_squeeze.data.segmentation import denormalize
 
 JPEG_QUALITIES = (5, 10, 20, 40, 60, 80, 95)
 

@@ -7,6 +7,7 @@ its logits to (B, num_classes, H, W); ``forward(x)`` returns ``{'out': logits}``
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import pickle
 import zipfile
@@ -23,12 +24,25 @@ from embeddings_squeeze.errors import UserError
 FEATURE_DTYPE = torch.float16  # the precision of frozen features, cached or live
 
 
+class PixelClassifier(nn.Module):
+    """Per-position class logits: a 1x1 convolution over a (B, C, h, w) feature map (a linear probe)."""
+
+    def __init__(self, in_channels: int, num_classes: int):
+        super().__init__()
+        self.classifier = nn.Conv2d(in_channels, num_classes, kernel_size=1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(features)
+
+
 class SegmentationBackbone(nn.Module):
     """A frozen encoder followed by a trainable head; see the module docstring for the contract."""
 
     name: str = ""
     out_channels: int = 0
     default_weights = None  # the torchvision WeightsEnum member that 'default' means
+    feature_layer: int | None = None  # which stage of the encoder, where it has a choice
+    provenance: dict = {}  # library and model names a checkpoint records beside the weights
 
     @classmethod
     def normalization(cls) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -36,13 +50,13 @@ class SegmentationBackbone(nn.Module):
         preset = cls.default_weights.transforms()
         return tuple(preset.mean), tuple(preset.std)
 
-    def __init__(self, encoder: nn.Module, head: nn.Module, weights_id: str | None):
+    def __init__(self, encoder: nn.Module, head: nn.Module, weights_id: str | None, normalization=None):
         super().__init__()
         self.encoder = encoder.requires_grad_(False).eval()
         self.head = head
         self._weights_id = weights_id
         self._grids: dict[int, tuple[int, int]] = {}
-        self.mean, self.std = self.normalization()
+        self.mean, self.std = normalization or self.normalization()
 
     @property
     def weights_id(self) -> str:
@@ -121,7 +135,7 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
-_RANDOM_STATES: dict[tuple, tuple[dict[str, torch.Tensor], str]] = {}
+_RANDOM_MODELS: dict[tuple, tuple[nn.Module, str]] = {}
 
 
 def random_model(
@@ -133,17 +147,12 @@ def random_model(
     process (a sweep, visualize, a test session) builds the same random backbone many times: the
     first draw of each (``key``, ``seed``) is kept, and later calls get a copy of it.
     """
-    if (key, seed) not in _RANDOM_STATES:
+    if (key, seed) not in _RANDOM_MODELS:
         with seeded(seed):
             model = build()
-        _RANDOM_STATES[(key, seed)] = (model.state_dict(), f"sha256:{frozen_fingerprint(encoder(model))}")
-    state, weights_id = _RANDOM_STATES[(key, seed)]
-    with seeded(seed), torch.device("meta"):  # structure only: the numbers come from the kept draw
-        model = build()
-    model.load_state_dict({name: tensor.clone() for name, tensor in state.items()}, assign=True)
-    if any(tensor.is_meta for tensor in (*model.parameters(), *model.buffers())):
-        raise RuntimeError(f"{key}: a tensor outside the state dict was left unset")
-    return model, weights_id
+        _RANDOM_MODELS[(key, seed)] = (model, f"sha256:{frozen_fingerprint(encoder(model))}")
+    model, weights_id = _RANDOM_MODELS[(key, seed)]
+    return copy.deepcopy(model), weights_id
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ from torchvision.models.vision_transformer import interpolate_embeddings
 
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.backbones.base import (
+    PixelClassifier,
     SegmentationBackbone,
     download_failed,
     load_matching,
@@ -18,17 +19,6 @@ from embeddings_squeeze.models.backbones.base import (
 
 PATCH_SIZE = 32
 HIDDEN_DIM = 768
-
-
-class _ViTSegmentationHead(nn.Module):
-    """Per-token class logits: a 1x1 convolution over the (B, 768, h, w) token grid."""
-
-    def __init__(self, in_channels: int, num_classes: int):
-        super().__init__()
-        self.classifier = nn.Conv2d(in_channels, num_classes, kernel_size=1)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.classifier(features)
 
 
 class ViTSegmentationBackbone(SegmentationBackbone):
@@ -55,7 +45,7 @@ class ViTSegmentationBackbone(SegmentationBackbone):
             )
         vit, weights_id = _build_vit(weights, image_size, seed)
         _headless(vit)
-        head = _ViTSegmentationHead(HIDDEN_DIM, num_classes)
+        head = PixelClassifier(HIDDEN_DIM, num_classes)
         super().__init__(vit, head, weights_id)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:

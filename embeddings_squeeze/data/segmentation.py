@@ -1,0 +1,423 @@
+"""What every segmentation dataset shares: transforms, splits, loaders and the Lightning DataModule.
+
+A dataset subclass (``oxford_pet``, ``voc``, ``folder``, or one registered from outside) says
+where its files are, how to fetch them, its classes and how a mask file becomes labels
+(``data/labels.py``); everything else lives here once.
+
+Splits: a dataset lists a ``trainval`` pool and a ``test`` pool (or ``train``, ``val`` and
+``test`` when it fixes all three). ``train`` and ``val`` are carved from ``trainval`` by a random
+permutation seeded with ``split_seed`` (lists are often sorted by class, so cutting by position
+would leave whole classes out of training). ``subset_size`` keeps the first N images of each
+split's seeded permutation, so small runs are still random samples and the same split seed always
+picks the same images. ``seed`` only shuffles training batches: runs with different seeds share
+one split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    Sampler,
+    default_collate,
+    get_worker_info,
+)
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from embeddings_squeeze.config import DataConfig
+from embeddings_squeeze.data.labels import ClassSet
+from embeddings_squeeze.errors import UserError
+
+
+class ImageTransform:
+    """Any PIL image -> a normalised (3, S, S) tensor, resized bilinearly to the square side S.
+
+    No crop: the classification presets centre-crop, which would cut objects out of the mask.
+    """
+
+    def __init__(self, image_size: int, mean, std):
+        self.image_size = image_size
+        self.mean, self.std = list(mean), list(std)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        size = [self.image_size, self.image_size]
+        image = TF.resize(image.convert("RGB"), size, InterpolationMode.BILINEAR, antialias=True)
+        return TF.normalize(TF.to_tensor(image), self.mean, self.std)
+
+
+class PairTransform:
+    """An image and its mask file, resized to the same square: bilinear for pixels, nearest for labels.
+
+    ``to_labels`` maps the mask's values to labels (``data/labels.py``) and raises ValueError on a
+    value the dataset does not define.
+    """
+
+    def __init__(self, image: ImageTransform, to_labels: Callable[[np.ndarray], np.ndarray]):
+        self.image = image
+        self.to_labels = to_labels
+
+    def __call__(self, image: Image.Image, mask: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        if image.size != mask.size:
+            raise ValueError(
+                f"the image is {image.size[0]}x{image.size[1]} but its mask {mask.size[0]}x{mask.size[1]}"
+            )
+        if mask.mode not in ("L", "P", "1"):
+            raise ValueError(f"the mask is a {mask.mode} image, not a single-channel label map")
+        size = [self.image.image_size, self.image.image_size]
+        mask = TF.resize(mask, size, InterpolationMode.NEAREST)
+        labels = self.to_labels(np.asarray(mask, dtype=np.uint8))
+        return self.image(image), torch.from_numpy(labels.astype(np.int64))
+
+
+def denormalize(pixels: torch.Tensor, mean, std) -> torch.Tensor:
+    """Normalised (3, H, W) pixels -> the (3, H, W) uint8 image ``ImageTransform`` started from."""
+    mean = torch.tensor(mean, device=pixels.device).view(3, 1, 1)
+    std = torch.tensor(std, device=pixels.device).view(3, 1, 1)
+    return ((pixels * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+@dataclass
+class Pool:
+    """One list of a dataset: ``read(i)`` gives the i-th (image, mask) pair of PIL images.
+
+    ``read`` is the dataset's own loader where one exists (torchvision's ``OxfordIIITPet`` and
+    ``VOCSegmentation`` items), so the files are read exactly as that loader reads them.
+    """
+
+    image_paths: list[Path]
+    mask_paths: list[Path]
+    read: Callable[[int], tuple[Image.Image, Image.Image]]
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+
+class SegmentationSplit(Dataset):
+    """Selected items of a pool; yields (image, labels, position in this split).
+
+    ``label_rule`` names how masks became labels (dataset, mode, classes): the feature cache keys
+    its entries by it.
+    """
+
+    def __init__(self, pool: Pool, indices: list[int], transform: PairTransform, label_rule: str):
+        self.pool = pool
+        self.indices = indices
+        self.transform = transform
+        self.label_rule = label_rule
+        self.image_paths = [Path(pool.image_paths[i]) for i in indices]
+        self.mask_paths = [Path(pool.mask_paths[i]) for i in indices]
+        self.image_ids = [path.stem for path in self.image_paths]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int):
+        try:
+            image, mask = self.pool.read(self.indices[position])
+            return (*self.transform(image, mask), position)
+        except ValueError as error:  # our own checks of the mask's values, mode and size
+            problem = str(error)
+        except (OSError, UnidentifiedImageError):
+            problem = "the image or its mask is missing, truncated or not an image"
+        message = (
+            f"cannot read sample {self.image_ids[position]} ({self.image_paths[position]}, mask "
+            f"{self.mask_paths[position]}): {problem}; fix or remove this file"
+        )
+        if get_worker_info() is not None:  # see UnreadableSample
+            return UnreadableSample(message)
+        raise UserError(message)
+
+
+@dataclass(frozen=True)
+class UnreadableSample:
+    """What a DataLoader worker returns for a file it cannot read, instead of raising.
+
+    An exception raised in a worker process reaches the main process only as traceback text; this
+    travels as data, and ``CheckedDataLoader`` raises it there as the UserError it is.
+    """
+
+    message: str
+
+
+def collate_or_report(items: list):
+    """``default_collate``, or the first ``UnreadableSample`` among ``items``."""
+    for item in items:
+        if isinstance(item, UnreadableSample):
+            return item
+    return default_collate(items)
+
+
+class CheckedDataLoader(DataLoader):
+    """A DataLoader that turns an ``UnreadableSample`` from a worker into a UserError."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, collate_fn=collate_or_report, **kwargs)
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            if isinstance(batch, UnreadableSample):
+                raise UserError(batch.message)
+            yield batch
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A new random order each epoch, drawn from (seed, epoch) alone.
+
+    The order never depends on what ran before, so a run resumed at epoch k sees exactly the
+    batches an uninterrupted run would. Lightning calls ``set_epoch`` before every epoch.
+    """
+
+    def __init__(self, length: int, seed: int):
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())
+
+
+class UnpaddedDistributedSampler(Sampler[int]):
+    """Every image exactly once across processes (rank r takes r, r + world, ...).
+
+    ``DistributedSampler`` pads the split with repeated images to even the shards, which would
+    count those images twice in validation and test metrics.
+    """
+
+    def __init__(self, length: int, rank: int, world_size: int):
+        self.indices = list(range(rank, length, world_size))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+
+class SegmentationDataModule(pl.LightningDataModule):
+    """A segmentation dataset resized to ``image_size`` squares, split and batched.
+
+    Subclasses set ``name`` (the ``--dataset`` value) and ``title``, and give ``classes``,
+    ``to_labels``, ``found`` and ``pools``; ``fetch`` downloads the data where that is possible.
+
+    Args:
+        data: where the data is, how it is split and batched (see ``DataConfig``).
+        image_size: side of the square the images and masks are resized to.
+        mask_mode: the label mode of datasets that have one (Oxford-IIIT Pet), else None.
+        seed: seeds the order of training batches (never the split).
+        mean, std: normalisation of the backbone's weights.
+        download: fetch the dataset when it is missing (where the dataset can be downloaded).
+    """
+
+    name = ""
+    title = ""  # how figures and reports name the dataset
+    mask_modes: tuple[str, ...] = ()  # the --mask_mode values this dataset takes, if any
+
+    def __init__(
+        self,
+        data: DataConfig,
+        image_size: int,
+        mask_mode: str | None,
+        seed: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        download: bool = True,
+    ):
+        super().__init__()
+        mask_mode = self.resolve_mask_mode(mask_mode)
+        if not 0 < data.val_fraction < 1:
+            raise UserError(f"--val_fraction must be between 0 and 1, got {data.val_fraction}")
+        # what a checkpoint needs to rebuild the same batches; where the files are may change
+        stored = {k: v for k, v in asdict(data).items() if k not in ("data_path", "num_workers")}
+        self.save_hyperparameters(
+            {
+                **stored,
+                "dataset": self.name,
+                "image_size": image_size,
+                "mask_mode": mask_mode,
+                "seed": seed,
+                "mean": mean,
+                "std": std,
+            }
+        )
+        self.data_path = Path(data.data_path)
+        self.download = download
+        self.num_workers = data.num_workers
+        self.image_transform = ImageTransform(image_size, mean, std)
+        self.splits: dict[str, Dataset] = {}
+
+    @classmethod
+    def resolve_mask_mode(cls, mask_mode: str | None) -> str | None:
+        """The mask mode a run uses: the dataset's first when none is given; refused where none apply."""
+        if mask_mode is None:
+            return cls.mask_modes[0] if cls.mask_modes else None
+        if not cls.mask_modes:
+            raise UserError(
+                f"--mask_mode applies to --dataset pet, not to --dataset {cls.name}; leave it out"
+            )
+        if mask_mode not in cls.mask_modes:
+            raise UserError(f"--mask_mode must be one of {', '.join(cls.mask_modes)}, got {mask_mode!r}")
+        return mask_mode
+
+    @classmethod
+    def fixed_classes(cls, mask_mode: str | None) -> ClassSet | None:
+        """The classes, where the dataset fixes them (None where its files say, as in ``folder``)."""
+        return None
+
+    # -- what a dataset defines ------------------------------------------------------------------
+
+    @property
+    def folder(self) -> Path:
+        """Where the dataset's files are: ``data_path`` or a folder inside it."""
+        return self.data_path
+
+    @property
+    def classes(self) -> ClassSet:
+        """Names and colours of the classes, in label order."""
+        return self.fixed_classes(self.hparams.mask_mode)
+
+    def to_labels(self, mask: np.ndarray) -> np.ndarray:
+        """A mask file's (H, W) uint8 values -> labels; raises ValueError on undefined values."""
+        raise NotImplementedError
+
+    def found(self) -> bool:
+        """Whether the dataset's files are under ``data_path``."""
+        raise NotImplementedError
+
+    def missing_message(self) -> str:
+        """One line saying what is missing and what to do."""
+        raise NotImplementedError
+
+    def fetch(self) -> None:
+        """Download the dataset into ``data_path``; datasets that cannot be downloaded do nothing."""
+
+    def pools(self) -> dict[str, Pool]:
+        """``trainval`` and ``test``, or ``train``, ``val`` and ``test`` when the dataset fixes all three."""
+        raise NotImplementedError
+
+    @property
+    def label_rule(self) -> str:
+        """How masks become labels: the feature cache keys its entries by it."""
+        return f"{self.name}:{self.hparams.mask_mode}:{','.join(self.classes.names)}"
+
+    # -- shared ----------------------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        if self.download and not self.found():
+            self.fetch()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        if not self.found():
+            raise UserError(self.missing_message())
+        pools = self.pools()
+        if "val" in pools:
+            chosen = {name: (pools[name], self._permutation(len(pools[name]), offset)) for name, offset in
+                      (("train", 0), ("val", 2), ("test", 1))}  # fmt: skip
+        else:
+            trainval = pools["trainval"]
+            order = self._permutation(len(trainval), offset=0)
+            n_val = max(1, round(len(order) * self.hparams.val_fraction))
+            if len(order) - n_val < 1:
+                raise UserError(f"trainval has {len(order)} image(s): too few to hold out validation")
+            test = pools["test"]
+            chosen = {
+                "train": (trainval, order[n_val:]),
+                "val": (trainval, order[:n_val]),
+                "test": (test, self._permutation(len(test), offset=1)),
+            }
+        transform = PairTransform(self.image_transform, self.to_labels)
+        limit = self.hparams.subset_size
+        for name, (pool, indices) in chosen.items():
+            kept = sorted(indices[:limit] if limit is not None else indices)
+            if not kept:
+                raise UserError(
+                    f"the {name} split of {self.title} in {self.data_path} is empty; check its lists"
+                )
+            self.splits[name] = SegmentationSplit(pool, kept, transform, self.label_rule)
+
+    def serve(self, split: str, dataset: Dataset) -> None:
+        """Serve ``split`` from another dataset of the same images in the same order (cached features)."""
+        self.setup()
+        self.splits[split] = dataset
+
+    def split_record(self) -> dict:
+        """The image ids of every split, for the run directory's split file."""
+        return {
+            "dataset": self.name,
+            "split_seed": self.hparams.split_seed,
+            "val_fraction": self.hparams.val_fraction,
+            "subset_size": self.hparams.subset_size,
+            **{name: split.image_ids for name, split in self.splits.items()},
+        }
+
+    def dataloader(self, split: str, sampler: Sampler | None = None, drop_last: bool = False) -> DataLoader:
+        """Batches of one split in list order, or in ``sampler``'s order."""
+        self.setup()
+        return CheckedDataLoader(
+            self.splits[split],
+            batch_size=self.hparams.batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _world(self) -> tuple[int, int]:
+        """(rank, world size) of the attached trainer; (0, 1) when used on its own."""
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _evaluation_dataloader(self, split: str) -> DataLoader:
+        self.setup()
+        rank, world_size = self._world()
+        if world_size == 1:
+            return self.dataloader(split)
+        return self.dataloader(split, UnpaddedDistributedSampler(len(self.splits[split]), rank, world_size))
+
+    def train_dataloader(self) -> DataLoader:
+        # the Trainer runs with use_distributed_sampler=False: the samplers here are the ones used
+        self.setup()
+        rank, world_size = self._world()
+        split, seed = self.splits["train"], self.hparams.seed
+        if world_size == 1:
+            sampler = EpochShuffleSampler(len(split), seed)
+        else:
+            sampler = DistributedSampler(split, world_size, rank, shuffle=True, seed=seed)
+        # a last training batch of one image breaks BatchNorm in training mode (DeepLab's ASPP
+        # pooling branch): drop it; the next epoch's order puts other images last
+        lone_last_image = len(sampler) % self.hparams.batch_size == 1 and len(sampler) > 1
+        return self.dataloader("train", sampler, drop_last=lone_last_image)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._evaluation_dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._evaluation_dataloader("test")
+
+    def _permutation(self, length: int, offset: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.hparams.split_seed + offset)
+        return torch.randperm(length, generator=generator).tolist()
+
+
+def download_failed(title: str, folder: Path, error: Exception, remedy: str) -> UserError:
+    """The one line for a dataset that is missing and could not be downloaded."""
+    return UserError(
+        f"{title} not found in {folder} and the download failed ({type(error).__name__}: no network?); "
+        + remedy
+    )
