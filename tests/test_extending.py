@@ -1,0 +1,149 @@
+"""Adding a backbone and a dataset from outside the package, as the README's 'Extending' shows:
+registered in code for the engine's functions, and found through entry points by the command line."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from helpers import run_cli
+from PIL import Image
+from torch import nn
+
+import embeddings_squeeze.data.registry as dataset_registry
+import embeddings_squeeze.models.backbones as backbone_registry
+from embeddings_squeeze.config import (
+    ComparisonConfig,
+    DataConfig,
+    ModelConfig,
+    OptimizerConfig,
+    QuantizerConfig,
+    RuntimeConfig,
+    TrainingConfig,
+)
+from embeddings_squeeze.data.labels import ClassSet, index_to_labels
+from embeddings_squeeze.data.registry import register_dataset
+from embeddings_squeeze.data.segmentation import Pool, SegmentationDataModule
+from embeddings_squeeze.engine.compare import compare
+from embeddings_squeeze.engine.fitting import fit
+from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.models.backbones import register_backbone
+from embeddings_squeeze.models.backbones.base import PixelClassifier, SegmentationBackbone, seeded
+from embeddings_squeeze.utils.checkpoint import read_checkpoint
+
+
+class ToyBackbone(SegmentationBackbone):
+    """A frozen 4x4-patch convolution: 32 px images give an 8x8 grid of 8-d features."""
+
+    name = "toy"
+    out_channels = 8
+
+    @classmethod
+    def normalization(cls):
+        return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+    def __init__(self, num_classes, weights="none", image_size=32, seed=0):
+        if weights != "none":
+            raise UserError("the toy backbone has random weights only: pass --weights none")
+        with seeded(seed):
+            encoder = nn.Conv2d(3, self.out_channels, kernel_size=4, stride=4)
+        super().__init__(encoder, PixelClassifier(self.out_channels, num_classes), weights_id=None)
+
+    def encode(self, images):
+        return self.encoder(images)
+
+
+class ToyDataset(SegmentationDataModule):
+    """Bright squares on dark noise, written under <data_path>/toy by ``fetch`` (its 'download')."""
+
+    name = "toy"
+    title = "toy squares"
+
+    @classmethod
+    def fixed_classes(cls, mask_mode):
+        return ClassSet(("floor", "square"), ((40, 40, 40), (250, 250, 250)))
+
+    def to_labels(self, mask):
+        return index_to_labels(mask, 2, 255)
+
+    def found(self):
+        return (self.folder / "toy").is_dir()
+
+    def missing_message(self):
+        return f"no toy data in {self.folder}"
+
+    def fetch(self):
+        rng = np.random.default_rng(0)
+        (self.folder / "toy").mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.integers(0, 60, size=(32, 32, 3), dtype=np.uint8)
+            mask = np.zeros((32, 32), dtype=np.uint8)
+            top, left = rng.integers(0, 16, size=2)
+            pixels[top : top + 16, left : left + 16] = 230
+            mask[top : top + 16, left : left + 16] = 1
+            Image.fromarray(pixels).save(self.folder / "toy" / f"{i}.png")
+            Image.fromarray(mask).save(self.folder / "toy" / f"{i}_mask.png")
+
+    def pools(self):
+        images = [self.folder / "toy" / f"{i}.png" for i in range(12)]
+        masks = [path.with_name(f"{path.stem}_mask.png") for path in images]
+
+        def read(i):
+            return Image.open(images[i]).convert("RGB"), Image.open(masks[i])
+
+        return {
+            "trainval": Pool(images[:8], masks[:8], read),
+            "test": Pool(images[8:], masks[8:], lambda i: read(8 + i)),
+        }
+
+
+class EntryPointBackbone(ToyBackbone):
+    name = "toy_entry"
+
+
+class EntryPointDataset(ToyDataset):
+    name = "toy_entry"
+
+
+@pytest.fixture
+def registries(monkeypatch):
+    """Registrations made by a test end with it."""
+    monkeypatch.setattr(backbone_registry, "BACKBONES", dict(backbone_registry.BACKBONES))
+    monkeypatch.setattr(dataset_registry, "DATASETS", dict(dataset_registry.DATASETS))
+
+
+def test_registered_backbone_and_dataset_run_through_fit_and_compare(registries, tmp_path):
+    register_backbone(ToyBackbone)
+    register_dataset(ToyDataset)
+    model = ModelConfig(backbone="toy", dataset="toy", weights="none", image_size=32)
+    data = DataConfig(data_path=str(tmp_path / "data"), batch_size=4)
+    training = TrainingConfig(epochs=8, output_dir=str(tmp_path / "runs"), cache_features="off")
+    runtime, optimizer = RuntimeConfig(accelerator="cpu"), OptimizerConfig(lr=0.05)
+    baseline = fit("toy_baseline", model, data, training, runtime, optimizer)
+    squeezed = fit("toy", model, data, training, runtime, optimizer, QuantizerConfig(num_vectors=8))
+    view = ComparisonConfig(output_dir=str(tmp_path / "vis"), n_best=1, n_worst=1)
+    summary = compare(baseline, squeezed, "toy", replace(data, split_seed=None), "toy", runtime, view)
+    assert list(summary["baseline_class_iou"]) == ["floor", "square"] and summary["images"] == 4
+    assert summary["baseline_miou"] > 0.6  # bright squares on dark noise are easy: the head learned them
+    info = read_checkpoint(squeezed)["embeddings_squeeze"]
+    assert info["backbone"] == "toy" and info["dataset"] == "toy"
+    assert (tmp_path / "vis" / "best_results_test.png").is_file()
+
+
+def test_entry_points_make_them_available_to_the_command_line(registries, tmp_path, monkeypatch):
+    plugin = tmp_path / "site"
+    metadata = plugin / "toy_plugin-0.1.dist-info"
+    metadata.mkdir(parents=True)
+    (metadata / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0.1\n")
+    (metadata / "entry_points.txt").write_text(
+        "[embeddings_squeeze.backbones]\ntoy_entry = test_extending:EntryPointBackbone\n"
+        "[embeddings_squeeze.datasets]\ntoy_entry = test_extending:EntryPointDataset\n"
+    )
+    monkeypatch.syspath_prepend(str(plugin))
+    argv = ["train-baseline", "--model", "toy_entry", "--dataset", "toy_entry", "--weights", "none",
+            "--image_size", 32, "--epochs", 1, "--accelerator", "cpu", "--data_path", tmp_path / "data",
+            "--output_dir", tmp_path / "runs", "--experiment_name", "plugin"]  # fmt: skip
+    assert run_cli(*argv) == 0
+    checkpoint = read_checkpoint(tmp_path / "runs" / "plugin_baseline" / "version_0" / "last.ckpt")
+    assert checkpoint["embeddings_squeeze"]["class_names"] == ["floor", "square"]
+    assert torch.is_tensor(checkpoint["state_dict"]["backbone.head.classifier.weight"])
