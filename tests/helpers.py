@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from embeddings_squeeze import cli, decode, encode
+from embeddings_squeeze import cli, decode, encode, visualize
 from embeddings_squeeze.config import DataConfig, ModelConfig, QuantizerConfig
 from embeddings_squeeze.data.segmentation import ImageTransform
 from embeddings_squeeze.engine.setup import datamodule_for
@@ -32,6 +32,13 @@ def run_cli(*argv) -> int:
     except SystemExit as exit_:
         return exit_.code
     return 0
+
+
+def visualize_summary(baseline, vq, data_path, output_dir, *extra) -> dict:
+    """Run visualize.py's main on two checkpoints; returns its summary."""
+    argv = ["--baseline_checkpoint", baseline, "--vq_checkpoint", vq, "--data_path", data_path,
+            "--output_dir", output_dir, *extra]  # fmt: skip
+    return visualize.main(parse(visualize, *argv))
 
 
 def one_line_error(capsys) -> str:

@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 import timm
-from helpers import one_line_error, parse, run_cli, tiny_datamodule
+from helpers import one_line_error, parse, run_cli, tiny_datamodule, visualize_summary
 from PIL import Image
 
-from embeddings_squeeze import decode, encode, squeeze, sweep, train_baseline, visualize
+from embeddings_squeeze import decode, encode, squeeze, sweep, train_baseline
 from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.data.synthetic_scenes import FOLDER_CLASSES, FOLDER_COLOURS
 from embeddings_squeeze.data.voc import VOC_CLASS_NAMES
@@ -37,27 +37,10 @@ def runs(voc_root, folder_root, tmp_path_factory) -> dict:
         baseline = train_baseline.main(parse(train_baseline, *argv))
         vq = squeeze.main(parse(squeeze, *argv, "--num_vectors", 8))
         figures = outputs / f"vis_{dataset}"
-        summary = visualize.main(
-            parse(
-                visualize,
-                "--baseline_checkpoint",
-                baseline,
-                "--vq_checkpoint",
-                vq,
-                "--data_path",
-                root,
-                "--model",
-                COMBINATIONS[dataset],
-                "--output_dir",
-                figures,
-                "--n_best",
-                2,
-                "--n_worst",
-                1,
-                "--accelerator",
-                "cpu",
-            )  # fmt: skip
-        )
+        summary = visualize_summary(
+            baseline, vq, root, figures, "--model", COMBINATIONS[dataset], "--n_best", 2, "--n_worst", 1,
+            "--accelerator", "cpu",
+        )  # fmt: skip
         found[dataset] = {
             "root": root,
             "baseline": baseline,

@@ -10,8 +10,6 @@ from helpers import run_cli
 from PIL import Image
 from torch import nn
 
-import embeddings_squeeze.data.registry as dataset_registry
-import embeddings_squeeze.models.backbones as backbone_registry
 from embeddings_squeeze.config import (
     ComparisonConfig,
     DataConfig,
@@ -22,12 +20,12 @@ from embeddings_squeeze.config import (
     TrainingConfig,
 )
 from embeddings_squeeze.data.labels import ClassSet, index_to_labels
-from embeddings_squeeze.data.registry import register_dataset
+from embeddings_squeeze.data.registry import DATASETS, register_dataset
 from embeddings_squeeze.data.segmentation import Pool, SegmentationDataModule
 from embeddings_squeeze.engine.compare import compare
 from embeddings_squeeze.engine.fitting import fit
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models.backbones import register_backbone
+from embeddings_squeeze.models.backbones import BACKBONES, register_backbone
 from embeddings_squeeze.models.backbones.base import PixelClassifier, SegmentationBackbone, seeded
 from embeddings_squeeze.utils.checkpoint import read_checkpoint
 
@@ -108,8 +106,8 @@ class EntryPointDataset(ToyDataset):
 @pytest.fixture
 def registries(monkeypatch):
     """Registrations made by a test end with it."""
-    monkeypatch.setattr(backbone_registry, "BACKBONES", dict(backbone_registry.BACKBONES))
-    monkeypatch.setattr(dataset_registry, "DATASETS", dict(dataset_registry.DATASETS))
+    for registry in (BACKBONES, DATASETS):
+        monkeypatch.setattr(registry, "entries", dict(registry.entries))
 
 
 def test_registered_backbone_and_dataset_run_through_fit_and_compare(registries, tmp_path):

@@ -5,9 +5,9 @@ python -m pytest -m gpu          (benchmarks/gpu_check.sh runs this)
 
 import pytest
 import torch
-from helpers import parse
+from helpers import parse, visualize_summary
 
-from embeddings_squeeze import decode, encode, squeeze, sweep, train_baseline, visualize
+from embeddings_squeeze import decode, encode, squeeze, sweep, train_baseline
 from embeddings_squeeze.utils.checkpoint import load_module
 
 pytestmark = [
@@ -33,21 +33,7 @@ def test_every_command_runs_on_cuda(pet_root, tmp_path):
     baseline = train_baseline.main(parse(train_baseline, *common, "--experiment_name", "gpu"))
     vq = squeeze.main(parse(squeeze, *common, "--experiment_name", "gpu_vq", "--num_vectors", 8))
     assert load_module(vq, "vq").bottleneck.code_histogram.sum() > 0
-    summary = visualize.main(
-        parse(
-            visualize,
-            "--baseline_checkpoint",
-            baseline,
-            "--vq_checkpoint",
-            vq,
-            "--data_path",
-            pet_root,
-            "--output_dir",
-            tmp_path / "vis",
-            "--accelerator",
-            "gpu",
-        )  # fmt: skip
-    )
+    summary = visualize_summary(baseline, vq, pet_root, tmp_path / "vis", "--accelerator", "gpu")
     assert summary["rate"]["images"] == 6 and (tmp_path / "vis" / "best_results_test.png").is_file()
 
     encode_and_decode_on_gpu(vq, pet_root, tmp_path)
