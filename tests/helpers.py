@@ -16,8 +16,21 @@ from embeddings_squeeze.engine.setup import datamodule_for
 from embeddings_squeeze.models import BaselineSegmentationModule, VQSegmentationModule
 from embeddings_squeeze.utils.checkpoint import load_module
 
-# ViT-B/32 at 64 px: a 2x2 token grid; random init, so nothing is downloaded
-TINY = ["--weights", "none", "--image_size", "64", "--batch_size", "4", "--accelerator", "cpu"]
+# The tests' backbone: a random-init ViT-Ti/16 at 64 px, a 4x4 token grid of 192-d vectors. ViT-B/32 (the
+# default --model) costs ~100 ms per image on this CPU, ViT-Ti ~12 ms; tests of ViT-B/32 itself build it.
+TEST_MODEL = "timm:vit_tiny_patch16_224"
+TINY = [
+    "--model",
+    TEST_MODEL,
+    "--weights",
+    "none",
+    "--image_size",
+    "64",
+    "--batch_size",
+    "4",
+    "--accelerator",
+    "cpu",
+]
 
 
 def parse(script, *argv) -> argparse.Namespace:
@@ -34,10 +47,10 @@ def run_cli(*argv) -> int:
     return 0
 
 
-def visualize_summary(baseline, vq, data_path, output_dir, *extra) -> dict:
+def visualize_summary(baseline, vq, data_path, output_dir, *extra, model=TEST_MODEL) -> dict:
     """Run visualize.py's main on two checkpoints; returns its summary."""
     argv = ["--baseline_checkpoint", baseline, "--vq_checkpoint", vq, "--data_path", data_path,
-            "--output_dir", output_dir, *extra]  # fmt: skip
+            "--output_dir", output_dir, "--model", model, *extra]  # fmt: skip
     return visualize.main(parse(visualize, *argv))
 
 
@@ -51,8 +64,8 @@ def one_line_error(capsys) -> str:
 
 
 def tiny_model(**changes) -> ModelConfig:
-    """A random-init ViT-B/32 at 64 px unless ``changes`` say otherwise."""
-    return ModelConfig(**{"weights": "none", "image_size": 64, **changes})
+    """The tests' random-init backbone at 64 px unless ``changes`` say otherwise."""
+    return ModelConfig(**{"backbone": TEST_MODEL, "weights": "none", "image_size": 64, **changes})
 
 
 def baseline_module(**model) -> BaselineSegmentationModule:

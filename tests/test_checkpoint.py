@@ -1,8 +1,8 @@
 import lightning.pytorch as pl
 import pytest
+import timm
 import torch
-from helpers import tiny_datamodule, vq_module
-from torchvision.models import vit_b_32
+from helpers import TEST_MODEL, tiny_datamodule, vq_module
 
 from embeddings_squeeze import export
 from embeddings_squeeze.errors import UserError
@@ -15,7 +15,7 @@ from embeddings_squeeze.utils.rate import coder_histogram
 def test_checkpoint_describes_itself(trained):
     checkpoint = torch.load(trained["vq"], map_location="cpu", weights_only=True)
     info = checkpoint["embeddings_squeeze"]
-    assert info["kind"] == "vq" and info["backbone"] == "vit"
+    assert info["kind"] == "vq" and info["backbone"] == TEST_MODEL
     assert info["num_classes"] == 3 and info["class_names"] == ["pet", "background", "border"]
     # --weights none: the random backbone travels as its seed and fingerprint, not as 88 M numbers
     assert info["frozen_weights_stored"] is False
@@ -37,12 +37,12 @@ def test_rebuilt_model_predicts_identically(pet_root, tmp_path, monkeypatch, tor
     if weights == "default":  # torchvision's real loading path, fed from a stand-in cache file
         monkeypatch.setenv("TORCH_HOME", str(torchvision_cache[0]))
     pl.seed_everything(0)
-    module = vq_module(weights=weights)
+    module = vq_module(weights=weights, backbone="vit")
     trainer = pl.Trainer(
         max_epochs=1, limit_train_batches=2, limit_val_batches=1, accelerator="cpu", logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
-    trainer.fit(module, datamodule=tiny_datamodule(pet_root))
+    trainer.fit(module, datamodule=tiny_datamodule(pet_root, module.model_config))
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
     stored = torch.load(path, weights_only=True)["state_dict"]
@@ -108,7 +108,7 @@ def test_every_finished_checkpoint_carries_its_code_histogram(trained):
     for path in (trained["vq"], best):
         module = load_module(path, "vq")
         # 14 training images x 2 x 2 grid positions counted once each
-        assert module.bottleneck.code_histogram.sum() == 14 * 4, path.name
+        assert module.bottleneck.code_histogram.sum() == 14 * 16, path.name  # images x 4x4 positions
 
 
 def test_checkpoint_without_histogram_is_refused_for_coding(trained, tmp_path):
@@ -140,7 +140,8 @@ def test_weights_file_missing_or_changed_is_refused(trained, tmp_path):
     path = _edited(trained, tmp_path, lambda hparams: hparams.update(weights=str(weights)))
     with pytest.raises(UserError, match="which is missing"):
         load_module(path, "vq")
-    torch.save(vit_b_32(image_size=64).state_dict(), weights)  # a file, but not the trained weights
+    other = timm.create_model(TEST_MODEL.removeprefix("timm:"), num_classes=0, img_size=64)
+    torch.save(other.state_dict(), weights)  # a file of the same model, but not the trained weights
     with pytest.raises(UserError, match="differ from the ones it was trained with"):
         load_module(path, "vq")
 

@@ -89,7 +89,7 @@ class CodebookAtTrainStart(pl.Callback):
 
 def test_kmeans_starts_from_training_vectors_only():
     pl.seed_everything(0)
-    module = vq_module(QuantizerConfig(num_vectors=32, bottleneck_dim=8))
+    module = vq_module(QuantizerConfig(num_vectors=32, bottleneck_dim=8), backbone="vit")  # 768 channels
     data = FeatureData()
     capture = CodebookAtTrainStart()
     trainer = pl.Trainer(

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, encode_and_decode_files, parse, tiny_datamodule, tiny_model
+from helpers import TINY, encode_and_decode_files, parse, tiny_datamodule, tiny_model, visualize_summary
 
-from embeddings_squeeze import squeeze, visualize
+from embeddings_squeeze import squeeze
 from embeddings_squeeze.config import OptimizerConfig, QuantizerConfig
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models import EntropyBottleneckModule
@@ -27,7 +27,7 @@ def eb_run(pet_root, tmp_path_factory):
 
 def test_rate_term_is_bits_per_pixel_under_the_density():
     module = EntropyBottleneckModule(
-        tiny_model(), QuantizerConfig("eb", bottleneck_dim=4, rate_lambda=2.0)
+        tiny_model(backbone="vit"), QuantizerConfig("eb", bottleneck_dim=4, rate_lambda=2.0)
     ).eval()
     features = torch.randn(2, 768, 2, 2)
     _, loss, bits = module.squeeze(features)
@@ -70,10 +70,9 @@ def test_damaged_or_foreign_payloads_are_refused(eb_run, trained, pet_root, tmp_
 
 
 def test_visualize_scores_what_the_receiver_decodes(eb_run, trained, pet_root, tmp_path, capsys):
-    summary = visualize.main(
-        parse(visualize, "--baseline_checkpoint", trained["baseline"], "--vq_checkpoint", eb_run,
-              "--data_path", pet_root, "--output_dir", tmp_path / "vis", "--n_best", 1, "--n_worst", 1)
-    )  # fmt: skip
+    summary = visualize_summary(
+        trained["baseline"], eb_run, pet_root, tmp_path / "vis", "--n_best", 1, "--n_worst", 1
+    )
     assert summary["rate"]["quantizer_type"] == "eb" and summary["rate"]["images"] == 6
     assert summary["rate"]["payload_bytes_mean"] > HEADER.size
     assert "rate per image (eb" in capsys.readouterr().out
@@ -109,7 +108,8 @@ def test_features_are_standardised_with_training_statistics(eb_run, pet_root):
 
 
 def test_a_channel_constant_in_training_is_not_blown_up():
-    layer = EntropyBottleneckModule(tiny_model(), QuantizerConfig("eb", bottleneck_dim=4)).bottleneck
+    module = EntropyBottleneckModule(tiny_model(backbone="vit"), QuantizerConfig("eb", bottleneck_dim=4))
+    layer = module.bottleneck
     std = torch.full((768,), 2.0)
     std[:3] = torch.tensor([0.0, 1e-9, 0.05])  # dead ReLU channels and a quiet one
     layer.standardize_from(torch.zeros(768), std)

@@ -2,7 +2,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import baseline_module, tiny_datamodule, tiny_model, vq_module
+from helpers import TEST_MODEL, baseline_module, tiny_datamodule, tiny_model, vq_module
 
 from embeddings_squeeze.config import OptimizerConfig, QuantizerConfig
 from embeddings_squeeze.data.labels import IGNORE_INDEX
@@ -63,7 +63,7 @@ def test_optimizer_holds_only_trainable_parameters(module_cls, extra):
 def test_hyperparameters_are_plain_values():
     module = vq_module()
     assert all(v is None or isinstance(v, (str, int, float, bool)) for v in module.hparams.values())
-    assert module.hparams.num_vectors == 8 and module.hparams.backbone == "vit"
+    assert module.hparams.num_vectors == 8 and module.hparams.backbone == TEST_MODEL
     assert module.hparams.weights_id.startswith("sha256:")
 
 
@@ -72,7 +72,7 @@ def test_vq_forward_returns_indices_within_the_codebook():
     features = module.backbone.features(torch.randn(3, 3, 64, 64))
     reconstructed, loss, indices = module.squeeze(features)
     assert reconstructed.shape == features.shape and loss.ndim == 0
-    assert indices.shape == (3, 2, 2, 1) and 0 <= indices.min() and indices.max() < 8
+    assert indices.shape == (3, 4, 4, 1) and 0 <= indices.min() and indices.max() < 8  # a 4x4 grid
 
 
 def test_codebook_usage_on_known_indices():

@@ -2,9 +2,9 @@ import math
 
 import pytest
 import torch
-from helpers import TINY, encode_and_decode_files, parse, vq_module
+from helpers import TINY, encode_and_decode_files, parse, visualize_summary, vq_module
 
-from embeddings_squeeze import squeeze, visualize
+from embeddings_squeeze import squeeze
 from embeddings_squeeze.config import QuantizerConfig
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.bottleneck import count_codes
@@ -56,7 +56,7 @@ def test_lfq_needs_a_power_of_two():
 
 
 def test_vit_rate_at_224_hand_computed():
-    module = vq_module(QuantizerConfig(num_vectors=256), image_size=224)
+    module = vq_module(QuantizerConfig(num_vectors=256), backbone="vit", image_size=224)
     module.bottleneck.code_histogram.fill_(5)  # uniform: the coder spends log2 256 = 8 bits a vector
     split_counts = torch.zeros(1, 256, dtype=torch.long)
     split_counts[0, :2] = 49  # this split uses two codes equally: 1 bit of entropy per vector
@@ -160,25 +160,11 @@ def test_each_quantizer_end_to_end(quantizer_type, pet_root, tmp_path, trained):
     assert '"payload_bytes_mean"' in rate and f'"quantizer_type": "{quantizer_type}"' in rate
     module = load_module(checkpoint, "vq")
     assert (
-        module.bottleneck.code_histogram.sum() == 4 * module.bottleneck.quantizer.levels * 14
-    )  # 14 train images
+        module.bottleneck.code_histogram.sum() == 16 * module.bottleneck.quantizer.levels * 14
+    )  # 14 train images, 4x4 grid positions each
 
-    summary = visualize.main(
-        parse(
-            visualize,
-            "--baseline_checkpoint",
-            trained["baseline"],
-            "--vq_checkpoint",
-            checkpoint,
-            "--data_path",
-            pet_root,
-            "--output_dir",
-            tmp_path / "vis",
-            "--n_best",
-            1,
-            "--n_worst",
-            1,
-        )  # fmt: skip
+    summary = visualize_summary(
+        trained["baseline"], checkpoint, pet_root, tmp_path / "vis", "--n_best", 1, "--n_worst", 1
     )
     rate = summary["rate"]
     assert rate["quantizer_type"] == quantizer_type and rate["images"] == 6
@@ -196,7 +182,7 @@ def test_each_quantizer_end_to_end(quantizer_type, pet_root, tmp_path, trained):
 
 
 def test_quantizer_stays_float32_under_bf16_autocast():
-    module = vq_module().train()
+    module = vq_module(backbone="vit").train()
     features = torch.randn(2, 768, 2, 2)
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         latent = module.bottleneck.project_in(features)  # what an unprotected bottleneck would get

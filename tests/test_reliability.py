@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY, one_line_error, run_cli
+from helpers import TEST_MODEL, TINY, one_line_error, run_cli
 from torchvision.models import vit_b_32
 
 from embeddings_squeeze.data.segmentation import UnpaddedDistributedSampler
@@ -118,7 +118,8 @@ def test_nan_loss_stops_with_one_clear_line(pet_root, tmp_path, capsys):
     state["conv_proj.weight"][0, 0, 0, 0] = float("nan")  # a damaged weights file: every feature turns NaN
     weights = tmp_path / "damaged.pth"
     torch.save(state, weights)
-    argv = ["train-baseline", *TINY, "--weights", weights, "--data_path", pet_root, "--output_dir", tmp_path]
+    argv = ["train-baseline", *TINY, "--model", "vit", "--weights", weights, "--data_path", pet_root,
+            "--output_dir", tmp_path]  # fmt: skip
     assert run_cli(*argv) == 2
     message = one_line_error(capsys)
     assert "training loss became nan at epoch 0" in message and "no checkpoint was saved yet" in message
@@ -261,7 +262,7 @@ def test_deeplab_training_needs_two_images_per_batch(pet_root, tmp_path, capsys)
 
 
 def test_image_size_the_patch_does_not_divide(pet_root, tmp_path, capsys):
-    argv = ["train-baseline", *TINY, "--data_path", pet_root, "--output_dir", tmp_path]
+    argv = ["train-baseline", *TINY, "--model", "vit", "--data_path", pet_root, "--output_dir", tmp_path]
     assert run_cli(*argv, "--image_size", 100) == 2
     assert "divisible by 32" in one_line_error(capsys)
 
@@ -271,13 +272,29 @@ def test_checkpoint_from_an_incompatible_version(trained, pet_root, tmp_path, ca
     del checkpoint["state_dict"]["bottleneck.project_out.weight"]
     damaged = tmp_path / "old.ckpt"
     torch.save(checkpoint, damaged)
-    argv = ["visualize", "--vq_checkpoint", damaged, "--baseline_checkpoint", trained["baseline"]]
+    argv = [
+        "visualize",
+        "--vq_checkpoint",
+        damaged,
+        "--baseline_checkpoint",
+        trained["baseline"],
+        "--model",
+        TEST_MODEL,
+    ]
     assert run_cli(*argv, "--data_path", pet_root, "--output_dir", tmp_path / "out") == 2
     assert "does not match the model it describes" in one_line_error(capsys)
 
 
 def test_zero_best_and_worst_rows(trained, pet_root, tmp_path):
-    argv = ["visualize", "--vq_checkpoint", trained["vq"], "--baseline_checkpoint", trained["baseline"]]
+    argv = [
+        "visualize",
+        "--vq_checkpoint",
+        trained["vq"],
+        "--baseline_checkpoint",
+        trained["baseline"],
+        "--model",
+        TEST_MODEL,
+    ]
     assert (
         run_cli(*argv, "--data_path", pet_root, "--output_dir", tmp_path, "--n_best", 0, "--n_worst", 0) == 0
     )

@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from helpers import one_line_error, parse, run_cli, tiny_datamodule
+from helpers import TEST_MODEL, one_line_error, parse, run_cli, tiny_datamodule
 from PIL import Image
 
 from embeddings_squeeze import cli, decode, encode
@@ -18,7 +18,8 @@ from embeddings_squeeze.utils.figures import COLUMNS, figure_size_pixels
 def visualize_args(trained, pet_root, output_dir, *extra):
     return [
         "visualize", "--baseline_checkpoint", trained["baseline"], "--vq_checkpoint", trained["vq"],
-        "--data_path", pet_root, "--output_dir", output_dir, "--accelerator", "cpu", *extra,
+        "--data_path", pet_root, "--output_dir", output_dir, "--accelerator", "cpu", "--model", TEST_MODEL,
+        *extra,
     ]  # fmt: skip
 
 
@@ -64,7 +65,7 @@ def test_more_rows_asked_than_images(trained, pet_root, tmp_path, caplog):
 @pytest.mark.parametrize(
     "change,message",
     [
-        ({"--model": "deeplab"}, "pass --model vit"),
+        ({"--model": "deeplab"}, f"pass --model {TEST_MODEL}"),
         ({"baseline_as_vq": True}, "--vq_checkpoint needs a squeezed"),
         ({"--vq_checkpoint": "missing.ckpt"}, "checkpoint not found"),
         ({"--data_path": "empty"}, "download failed"),
