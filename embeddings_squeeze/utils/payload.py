@@ -34,8 +34,9 @@ HEADER = struct.Struct(">BBI")
 
 
 def fingerprint(module) -> bytes:
-    """8 bytes that change whenever the decoder side (codebook, histogram, settings) changes."""
-    digest = hashlib.sha256(json.dumps(dict(module.hparams), sort_keys=True, default=str).encode())
+    """8 bytes that change whenever the decoder side (codebook, histogram, settings, classes) changes."""
+    settings = {**dict(module.hparams), **module.classes.as_values()}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     return hash_tensors(digest, module.bottleneck.state_dict()).digest()[:8]
 
 

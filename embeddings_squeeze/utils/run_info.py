@@ -13,6 +13,8 @@ PACKAGES = (
     "lightning",
     "vector-quantize-pytorch",
     "torchmetrics",
+    "timm",
+    "compressai",
 )
 
 
