@@ -3,10 +3,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import TEST_MODEL, baseline_module, tiny_datamodule, tiny_model, vq_module
+from torch import nn
 
 from embeddings_squeeze.config import OptimizerConfig, QuantizerConfig
 from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
+from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.models import BaselineSegmentationModule, VQSegmentationModule
 from embeddings_squeeze.models.bottleneck import CodebookUsage
 
@@ -120,3 +122,11 @@ def test_deeplab_trains_when_the_last_batch_would_hold_one_image(tmp_path):
     module = baseline_module(backbone="deeplab")
     trainer = fit(module, tmp_path, epochs=1)
     assert trainer.global_step == 2  # 4 + 4; the lone ninth image would break BatchNorm's statistics
+
+
+def test_evaluation_loop_gives_every_module_its_mode_back():
+    model = nn.Sequential(nn.BatchNorm1d(2), nn.Dropout()).train()
+    model[1].eval()
+    seen = [model[0].training for _ in evaluation_batches(model, [1, 2], torch.device("cpu"), "test")]
+    assert seen == [False, False]  # eval mode inside the loop
+    assert model.training and model[0].training and not model[1].training  # as before it

@@ -25,14 +25,21 @@ FEATURE_DTYPE = torch.float16  # the precision of frozen features, cached or liv
 
 
 class PixelClassifier(nn.Module):
-    """Per-position class logits: a 1x1 convolution over a (B, C, h, w) feature map (a linear probe)."""
+    """Per-position class logits: a 1x1 convolution over a (B, C, h, w) feature map (a linear probe).
 
-    def __init__(self, in_channels: int, num_classes: int):
+    ``normalize`` puts a BatchNorm without learned scale or shift first, as linear probes of
+    self-supervised encoders do: feature scales differ by orders of magnitude between models (a
+    random ResNet-18's last stage averages 0.07), and a plain linear head then learns only the
+    majority class at any usual learning rate.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, normalize: bool = False):
         super().__init__()
+        self.norm = nn.BatchNorm2d(in_channels, affine=False) if normalize else nn.Identity()
         self.classifier = nn.Conv2d(in_channels, num_classes, kernel_size=1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.classifier(features)
+        return self.classifier(self.norm(features))
 
 
 class SegmentationBackbone(nn.Module):

@@ -147,7 +147,10 @@ class TimmSegmentationBackbone(SegmentationBackbone):
         else:
             channels = encoder.feature_info.channels()[-1]
         super().__init__(
-            encoder, PixelClassifier(channels, num_classes), weights_id, normalization(model_name)
+            encoder,
+            PixelClassifier(channels, num_classes, normalize=True),
+            weights_id,
+            normalization(model_name),
         )
         self.name = PREFIX + model_name
         self.out_channels = channels
