@@ -10,9 +10,8 @@ from helpers import tiny_datamodule, tiny_model
 from PIL import Image
 from torchvision.datasets import VOCSegmentation
 
-from embeddings_squeeze.data.labels import IGNORE_INDEX, ClassSet, label_palette
+from embeddings_squeeze.data.labels import IGNORE_INDEX, VOC_CLASS_NAMES, ClassSet, label_palette
 from embeddings_squeeze.data.synthetic_scenes import FOLDER_CLASSES, make_synthetic_folder
-from embeddings_squeeze.data.voc import VOC_CLASS_NAMES
 from embeddings_squeeze.errors import UserError
 
 

@@ -12,9 +12,8 @@ from helpers import one_line_error, parse, run_cli, tiny_datamodule, visualize_s
 from PIL import Image
 
 from embeddings_squeeze import decode, encode, squeeze, sweep, train_baseline
-from embeddings_squeeze.data.labels import IGNORE_INDEX
+from embeddings_squeeze.data.labels import IGNORE_INDEX, VOC_CLASS_NAMES
 from embeddings_squeeze.data.synthetic_scenes import FOLDER_CLASSES, FOLDER_COLOURS
-from embeddings_squeeze.data.voc import VOC_CLASS_NAMES
 from embeddings_squeeze.utils.checkpoint import load_module, read_checkpoint
 from embeddings_squeeze.utils.figures import figure_size_pixels
 

@@ -21,6 +21,11 @@ PET_CLASS_NAMES = {
     "binary": ("pet", "background"),
 }
 MASK_MODES = tuple(PET_CLASS_NAMES)
+VOC_CLASS_NAMES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "tvmonitor",
+)  # fmt: skip
 # colour-blind-safe RGB colours for the pet classes, in label order
 PET_COLOURS = ((230, 159, 0), (86, 180, 233), (240, 228, 66))
 IGNORE_COLOUR = (224, 224, 192)  # ignored pixels in figures and decoded masks: VOC's boundary colour

@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from embeddings_squeeze.data.labels import IGNORE_INDEX, label_palette
+from embeddings_squeeze.data.labels import IGNORE_INDEX, VOC_CLASS_NAMES, label_palette
 from embeddings_squeeze.data.synthetic import check_request, pet_silhouette, smooth_noise, textured_background
-from embeddings_squeeze.data.voc import VOC_CLASS_NAMES
 
 FOLDER_CLASSES = ("background", "disc", "box", "pyramid", "animal")
 FOLDER_COLOURS = ((40, 40, 40), (213, 94, 0), (0, 114, 178), (0, 158, 115), (204, 121, 167))

@@ -13,15 +13,16 @@ from pathlib import Path
 import numpy as np
 from torchvision.datasets import VOCSegmentation
 
-from embeddings_squeeze.data.labels import IGNORE_INDEX, ClassSet, index_to_labels, label_palette
+from embeddings_squeeze.data.labels import (
+    IGNORE_INDEX,
+    VOC_CLASS_NAMES,
+    ClassSet,
+    index_to_labels,
+    label_palette,
+)
 from embeddings_squeeze.data.segmentation import Pool, SegmentationDataModule, download_failed
 from embeddings_squeeze.errors import UserError
 
-VOC_CLASS_NAMES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-    "tvmonitor",
-)  # fmt: skip
 VOC_CLASSES = ClassSet(VOC_CLASS_NAMES, label_palette(len(VOC_CLASS_NAMES)))
 YEAR = "2012"
 LISTS = {"trainval": "train", "test": "val"}  # our pool -> the official image set it comes from
