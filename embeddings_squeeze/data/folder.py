@@ -19,7 +19,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from embeddings_squeeze.data.labels import IGNORE_INDEX, MAX_CLASSES, ClassSet, index_to_labels, label_palette
@@ -27,7 +26,7 @@ from embeddings_squeeze.data.segmentation import Pool, SegmentationDataModule
 from embeddings_squeeze.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-TEST_SEED_OFFSET = 3  # the test permutation's offset from --split_seed (train/val use 0)
+TEST_SEED_OFFSET = 3  # the test hold-out's permutation offset (train/val use 0, subsets 1 and 2)
 
 
 class PairReader:
@@ -120,8 +119,7 @@ class FolderDataModule(SegmentationDataModule):
     def _lists(self, stems: list[str]) -> dict[str, list[str]]:
         path = self.folder / "splits.json"
         if not path.is_file():
-            generator = torch.Generator().manual_seed(self.hparams.split_seed + TEST_SEED_OFFSET)
-            order = torch.randperm(len(stems), generator=generator).tolist()
+            order = self._permutation(len(stems), offset=TEST_SEED_OFFSET)
             n_test = max(1, round(len(stems) * self.hparams.val_fraction))
             if len(stems) - n_test < 2:
                 raise UserError(
