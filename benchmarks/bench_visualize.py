@@ -22,9 +22,9 @@ import torch
 from embeddings_squeeze import squeeze, train_baseline
 from embeddings_squeeze.config import DataConfig
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
+from embeddings_squeeze.engine.checkpoint import load_module
 from embeddings_squeeze.engine.evaluation import compare_models
 from embeddings_squeeze.engine.setup import datamodule_for
-from embeddings_squeeze.utils.checkpoint import load_module
 
 PEAK_RSS = """
 import resource, sys
@@ -47,7 +47,7 @@ def train_pair(data: Path, output: Path, model: str, image_size: int) -> tuple[P
 
 
 def time_comparison(data: Path, baseline_path: Path, vq_path: Path, model: str, share: bool) -> float:
-    baseline, vq = load_module(baseline_path, "baseline"), load_module(vq_path, "vq")
+    baseline, vq = load_module(baseline_path, "baseline"), load_module(vq_path, "squeezed")
     datamodule = datamodule_for(
         DataConfig(data_path=str(data), batch_size=8, split_seed=0), vq.model_config, 0
     )

@@ -12,14 +12,6 @@ import argparse
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from embeddings_squeeze.errors import UserError
-
-CODEBOOK_QUANTIZERS = ("vq", "rvq", "fsq", "lfq")  # index-sending quantizers (models/quantizers.py)
-QUANTIZER_CHOICES = (
-    *CODEBOOK_QUANTIZERS,
-    "eb",
-)  # eb: the learned entropy bottleneck (models/entropy_module.py)
-
 
 def positive_int(text: str) -> int:
     value = int(text)
@@ -40,29 +32,22 @@ def devices_value(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
-def parse_dead_code_threshold(value: str | float) -> float | str:
-    """'auto' or a number >= 0 (0 turns dead-code replacement off)."""
-    if str(value) == "auto":
-        return "auto"
-    try:
-        number = float(value)
-    except ValueError:
-        raise UserError(f"--dead_code_threshold must be 'auto' or a number, got {value!r}") from None
-    if number < 0:
-        raise UserError(f"--dead_code_threshold must be 'auto' or at least 0, got {number}")
-    return number
+def setting(
+    default: Any,
+    help: str,
+    flag: str | None = None,
+    show_default: bool = True,
+    sweep: dict | None = None,
+    **argparse_options,
+) -> Any:
+    """A dataclass field with its command-line flag (``--<name>`` unless given) and help.
 
-
-def dead_code_threshold(text: str) -> float | str:
-    try:
-        return parse_dead_code_threshold(text)
-    except UserError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def setting(default: Any, help: str, flag: str | None = None, **argparse_options) -> Any:
-    """A dataclass field with its command-line flag (``--<name>`` unless given) and help."""
-    return field(default=default, metadata={"help": help, "flag": flag, "argparse": argparse_options})
+    ``show_default`` False: the help says what an unset value means, so '(default: ...)' is not
+    added. ``sweep``: the field is a sweep axis; the sweep takes a list under ``sweep['flag']``
+    (default: the field's own flag) with ``sweep['default']`` and ``sweep['help']``.
+    """
+    metadata = {"help": help, "flag": flag, "show_default": show_default, "sweep": sweep}
+    return field(default=default, metadata={**metadata, "argparse": argparse_options})
 
 
 @dataclass(frozen=True)
@@ -131,46 +116,22 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class QuantizerConfig:
-    """The bottleneck between the frozen features and the head."""
+    """The bottleneck between the frozen features and the head: what every type shares, and
+    ``settings``, the chosen type's own (its class's ``Settings``, see ``models/quantizers/``)."""
 
-    quantizer_type: str = setting(
-        "vq",
-        "vq: EMA codebook; rvq: residual VQ; fsq: finite scalar; lfq: lookup-free; eb: learned entropy "
-        "bottleneck (CompressAI), the entropy-coding baseline",
-        choices=QUANTIZER_CHOICES,
-    )
+    quantizer_type: str = setting("vq", "the bottleneck type")  # choices: the quantizer registry's
     num_vectors: int = setting(
         512,
         "codebook size K per level: each grid position costs log2(K) bits per level",
         type=positive_int,
         aliases=("--codebook_size",),
+        sweep={"default": (16, 64, 256), "help": "codebook sizes K, one model each"},
     )
-    bottleneck_dim: int = setting(64, "quantized vector size", type=positive_int)
-    num_quantizers: int = setting(1, "RVQ levels", type=positive_int)
-    fsq_levels: str | None = setting(
-        None, "FSQ levels such as 8,5,5, each at least 3 (default: from --num_vectors)"
+    bottleneck_dim: int = setting(64, "size of the vectors the quantizer sees", type=positive_int)
+    vq_loss_weight: float = setting(
+        1.0, "weight of the quantizer's own loss (commitment, entropy or rate) in the objective", type=float
     )
-    commitment_weight: float = setting(0.25, "VQ commitment weight", type=float)
-    decay: float = setting(0.99, "EMA decay of the codebook", type=float)
-    vq_loss_weight: float = setting(1.0, "weight of the quantizer loss", type=float)
-    kmeans_init: bool = setting(
-        True,
-        "start VQ/RVQ codebooks at random instead of k-means on pooled training vectors",
-        flag="--no_kmeans_init",
-        action="store_false",
-    )
-    dead_code_threshold: float | str = setting(
-        "auto",
-        "re-seed a VQ/RVQ code whose EMA usage per step drops below this; auto: 1/16 of a uniform code's "
-        "usage (batch vectors / K); 0 turns it off",
-        type=dead_code_threshold,
-    )
-    rate_lambda: float = setting(
-        1.0, "eb: weight of the rate (bits per input pixel) against the cross-entropy", type=float
-    )
-    entropy_loss_weight: float = setting(
-        0.01, "weight of LFQ's entropy loss (the library's 0.1 collapses the head)", type=float
-    )
+    settings: Any = None  # the type's own settings; None: its defaults
 
 
 @dataclass(frozen=True)
@@ -239,24 +200,33 @@ def add_arguments(
     only: tuple[str, ...] | None = None,
     defaults: dict[str, Any] | None = None,
     title: str | None = None,
+    sweep: bool = False,
+    options: dict[str, dict] | None = None,
 ) -> None:
     """Add the flags of ``config``'s fields (``only`` those, if given) as one argument group.
 
     ``defaults`` replaces a field's default for this command only (e.g. visualize reads the
-    split seed from the checkpoints unless --split_seed is given).
+    split seed from the checkpoints unless --split_seed is given); ``sweep`` turns sweep axes into
+    lists (see ``setting``); ``options`` adds argparse options to a field's flag.
     """
     group = parser.add_argument_group(title or config.__name__.removesuffix("Config").lower())
     for item in fields(config):
-        if only is not None and item.name not in only:
+        if "help" not in item.metadata or (only is not None and item.name not in only):
             continue
-        options = dict(item.metadata["argparse"])
-        aliases = options.pop("aliases", ())
-        default = (defaults or {}).get(item.name, item.default)
-        shown = "" if options.get("action") else f" (default: {default})"
+        arguments = {**item.metadata["argparse"], **(options or {}).get(item.name, {})}
+        aliases = arguments.pop("aliases", ())
         flag = item.metadata["flag"] or f"--{item.name}"
-        group.add_argument(
-            flag, *aliases, dest=item.name, default=default, help=item.metadata["help"] + shown, **options
-        )
+        default = (defaults or {}).get(item.name, item.default)
+        help = arguments.pop("help", item.metadata["help"])
+        axis = item.metadata["sweep"] if sweep else None
+        if axis is not None:
+            flag, aliases = axis.get("flag", flag), ()
+            default, help = list((defaults or {}).get(item.name, axis["default"])), axis["help"]
+            arguments["nargs"] = "+"
+        shown = item.metadata["show_default"] and not arguments.get("action")
+        if shown:
+            help += f" (default: {' '.join(map(str, default)) if axis else default})"
+        group.add_argument(flag, *aliases, dest=item.name, default=default, help=help, **arguments)
 
 
 def from_namespace(config: type, namespace: argparse.Namespace, **overrides):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from embeddings_squeeze import cli
 from embeddings_squeeze.engine.callbacks import AtomicCheckpointIO
+from embeddings_squeeze.engine.checkpoint import build_module, read_checkpoint
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY, FROZEN_PREFIX
-from embeddings_squeeze.utils.checkpoint import build_module, read_checkpoint
 
 log = logging.getLogger(__name__)
 

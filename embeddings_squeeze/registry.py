@@ -1,7 +1,7 @@
 """Classes found by the name a flag gives: built-in ones, ones registered in code, and entry points.
 
-Backbones (``--model``) and datasets (``--dataset``) are looked up the same way, so a package can add
-either without changing this one (README, *Extending*).
+Backbones (``--model``), datasets (``--dataset``) and quantizers (``--quantizer_type``) are looked up
+the same way, so a package can add any of them without changing this one (README, *Extending*).
 """
 
 from __future__ import annotations
@@ -30,6 +30,12 @@ class Registry:
             raise ValueError(f"{cls.__name__}.name must be set")
         self.entries[cls.name] = cls
         return cls
+
+    def load_installed(self) -> None:
+        """Register every installed package's entry point of this group (e.g. to list their flags)."""
+        for entry in entry_points(group=self.group):
+            if entry.name not in self.entries:
+                self.register(entry.load())
 
     def find(self, name: str) -> type:
         """The class called ``name``, loading an installed package's entry point of that name if needed."""

@@ -1,4 +1,4 @@
-"""Train the VQ model: the baseline's head behind a quantization bottleneck (VQ, RVQ, FSQ or LFQ).
+"""Train the VQ model: the baseline's head behind a quantization bottleneck (--quantizer_type).
 
     python squeeze.py --model vit --epochs 10 --batch_size 4 --experiment_name my_vq
 
@@ -8,20 +8,22 @@ saves ./outputs/my_vq/version_N/last.ckpt.
 import argparse
 
 from embeddings_squeeze import cli
-from embeddings_squeeze.config import QuantizerConfig, add_arguments, from_namespace
 from embeddings_squeeze.engine.fitting import fit
+from embeddings_squeeze.models.quantizers import add_quantizer_arguments, quantizer_class, quantizer_config
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = cli.parser_for(__doc__)
     cli.add_training_arguments(parser)
-    add_arguments(parser, QuantizerConfig, title="quantization")
+    add_quantizer_arguments(parser)
     return parser
 
 
 def main(args: argparse.Namespace):
-    name = args.experiment_name or f"{args.backbone}_{args.quantizer_type}{args.num_vectors}"
-    return fit(name, quantizer=from_namespace(QuantizerConfig, args), **cli.training_configs(args))
+    quantizer = quantizer_config(args)
+    label = quantizer_class(quantizer.quantizer_type).label(quantizer)
+    name = args.experiment_name or f"{args.backbone}_{quantizer.quantizer_type}_{label}"
+    return fit(name, quantizer=quantizer, **cli.training_configs(args))
 
 
 if __name__ == "__main__":

@@ -63,11 +63,10 @@ def print_summary(summary: dict, split: str) -> None:
     for name, value in summary["baseline_class_iou"].items():
         print(f"{'IoU ' + name:24}{_iou(value):>10}{_iou(summary['vq_class_iou'][name]):>10}")
     rate = summary["rate"]
-    if rate["quantizer_type"] == "eb":
-        bits = f"{rate['channels']} channels coded under the learned density): "
-    else:
-        bits = (
-            f"{rate['alphabet_size']} codes per level): fixed {rate['fixed_bits_per_image']:.0f} bits, "
+    bits = f"{rate['coding']}): "
+    if "fixed_bits_per_image" in rate:
+        bits += (
+            f"fixed {rate['fixed_bits_per_image']:.0f} bits, "
             f"entropy {rate['entropy_bits_per_image']:.1f} bits (this split's own statistics), "
         )
     print(

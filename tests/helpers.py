@@ -12,9 +12,9 @@ from PIL import Image
 from embeddings_squeeze import cli, decode, encode, visualize
 from embeddings_squeeze.config import DataConfig, ModelConfig, QuantizerConfig
 from embeddings_squeeze.data.segmentation import ImageTransform
+from embeddings_squeeze.engine.checkpoint import load_module
 from embeddings_squeeze.engine.setup import datamodule_for
 from embeddings_squeeze.models import BaselineSegmentationModule, VQSegmentationModule
-from embeddings_squeeze.utils.checkpoint import load_module
 
 # The tests' backbone: a random-init ViT-Ti/16 at 64 px, a 4x4 token grid of 192-d vectors. ViT-B/32 (the
 # default --model) costs ~100 ms per image on this CPU, ViT-Ti ~12 ms; tests of ViT-B/32 itself build it.
@@ -89,7 +89,7 @@ def encode_and_decode_files(checkpoint, pet_root, folder: Path, count: int = 3):
     Returns the module and, per image, (its (3, S, S) model input, its payload bytes, the (S, S)
     labels of the decoded mask file).
     """
-    module = load_module(checkpoint, "vq")
+    module = load_module(checkpoint, "squeezed")
     images = sorted((Path(pet_root) / "oxford-iiit-pet" / "images").glob("*.jpg"))[:count]
     payloads = encode.main(parse(encode, "--checkpoint", checkpoint, *images, "-o", folder / "payloads"))
     masks = decode.main(parse(decode, "--checkpoint", checkpoint, *payloads, "-o", folder / "masks"))

@@ -5,17 +5,16 @@ import torch
 from helpers import TEST_MODEL, tiny_datamodule, vq_module
 
 from embeddings_squeeze import export
+from embeddings_squeeze.engine.checkpoint import load_module, read_checkpoint
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.backbones.base import frozen_fingerprint
 from embeddings_squeeze.models.segmentation_module import FROZEN_PREFIX
-from embeddings_squeeze.utils.checkpoint import load_module, read_checkpoint
-from embeddings_squeeze.utils.rate import coder_histogram
 
 
 def test_checkpoint_describes_itself(trained):
     checkpoint = torch.load(trained["vq"], map_location="cpu", weights_only=True)
     info = checkpoint["embeddings_squeeze"]
-    assert info["kind"] == "vq" and info["backbone"] == TEST_MODEL
+    assert info["kind"] == "squeezed" and info["backbone"] == TEST_MODEL
     assert info["num_classes"] == 3 and info["class_names"] == ["pet", "background", "border"]
     # --weights none: the random backbone travels as its seed and fingerprint, not as 88 M numbers
     assert info["frozen_weights_stored"] is False
@@ -25,7 +24,7 @@ def test_checkpoint_describes_itself(trained):
     assert hparams["weights"] == "none" and hparams["backbone_seed"] == 0
     assert (
         hparams["weights_id"]
-        == f"sha256:{frozen_fingerprint(load_module(trained['vq'], 'vq').backbone.encoder)}"
+        == f"sha256:{frozen_fingerprint(load_module(trained['vq'], 'squeezed').backbone.encoder)}"
     )
     assert hparams["num_vectors"] == 8 and hparams["mask_mode"] == "trimap" and hparams["image_size"] == 64
     assert all(v is None or isinstance(v, (str, int, float, bool)) for v in hparams.values())
@@ -47,7 +46,7 @@ def test_rebuilt_model_predicts_identically(pet_root, tmp_path, monkeypatch, tor
     trainer.save_checkpoint(path)
     stored = torch.load(path, weights_only=True)["state_dict"]
     assert not any(k.startswith(FROZEN_PREFIX) for k in stored)  # rebuilt from a seed or by name
-    rebuilt = load_module(path, "vq")
+    rebuilt = load_module(path, "squeezed")
     images = torch.randn(2, 3, 64, 64)
     module.eval()
     assert torch.equal(rebuilt(images)["out"], module(images)["out"])
@@ -99,14 +98,14 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
 
 def test_wrong_kind(trained):
     with pytest.raises(UserError, match="needs a squeezed"):
-        load_module(trained["baseline"], "vq", "--vq_checkpoint")
+        load_module(trained["baseline"], "squeezed", "--vq_checkpoint")
 
 
 def test_every_finished_checkpoint_carries_its_code_histogram(trained):
     run_dir = trained["vq"].parent
     best = next(run_dir.glob("best-epoch*.ckpt"))
     for path in (trained["vq"], best):
-        module = load_module(path, "vq")
+        module = load_module(path, "squeezed")
         # 14 training images x 2 x 2 grid positions counted once each
         assert module.bottleneck.code_histogram.sum() == 14 * 16, path.name  # images x 4x4 positions
 
@@ -117,7 +116,7 @@ def test_checkpoint_without_histogram_is_refused_for_coding(trained, tmp_path):
     path = tmp_path / "interrupted.ckpt"
     torch.save(checkpoint, path)
     with pytest.raises(UserError, match="no code histogram"):
-        coder_histogram(load_module(path, "vq"))
+        load_module(path, "squeezed").bottleneck.coder_histogram()
 
 
 def _edited(trained, tmp_path, edit):
@@ -132,18 +131,18 @@ def test_rebuilt_backbone_that_differs_is_refused(trained, tmp_path):
     # another seed stands for any change that rebuilds a different random backbone (a torch release)
     path = _edited(trained, tmp_path, lambda hparams: hparams.update(backbone_seed=7))
     with pytest.raises(UserError, match="random backbone rebuilt from seed 7 differs"):
-        load_module(path, "vq")
+        load_module(path, "squeezed")
 
 
 def test_weights_file_missing_or_changed_is_refused(trained, tmp_path):
     weights = tmp_path / "frozen.pth"
     path = _edited(trained, tmp_path, lambda hparams: hparams.update(weights=str(weights)))
     with pytest.raises(UserError, match="which is missing"):
-        load_module(path, "vq")
+        load_module(path, "squeezed")
     other = timm.create_model(TEST_MODEL.removeprefix("timm:"), num_classes=0, img_size=64)
     torch.save(other.state_dict(), weights)  # a file of the same model, but not the trained weights
     with pytest.raises(UserError, match="differ from the ones it was trained with"):
-        load_module(path, "vq")
+        load_module(path, "squeezed")
 
 
 def test_exported_checkpoint_carries_its_weights(trained, tmp_path):
@@ -158,5 +157,5 @@ def test_exported_checkpoint_carries_its_weights(trained, tmp_path):
     checkpoint["hyper_parameters"]["backbone_seed"] = 7
     torch.save(checkpoint, target)
     images = torch.randn(2, 3, 64, 64)
-    original, portable = load_module(trained["vq"], "vq"), load_module(target, "vq")
+    original, portable = load_module(trained["vq"], "squeezed"), load_module(target, "squeezed")
     assert torch.equal(portable(images)["out"], original(images)["out"])

@@ -7,9 +7,28 @@ from helpers import vq_module
 from torch.utils.data import DataLoader, TensorDataset
 
 from embeddings_squeeze.config import QuantizerConfig
-from embeddings_squeeze.models.quantizers import DEAD_CODE_SHARE, Quantizer
+from embeddings_squeeze.models.quantizers import FitStart, build_quantizer, library, quantizer_config
+from embeddings_squeeze.models.quantizers.vq import DEAD_CODE_SHARE
 
 VECTORS_PER_STEP = 196  # ViT-B/32 at 224 px, batch 4: 4 x 49
+
+
+def codebook_quantizer(dim, **values):
+    """A vq or rvq quantizer of ``dim``-d features and latents, from flat settings as flags give them."""
+    config = quantizer_config({"quantizer_type": "vq", "bottleneck_dim": dim, **values})
+    return build_quantizer(dim, config, input_pixels=224 * 224)
+
+
+def start(quantizer, vectors=None, vectors_per_step=VECTORS_PER_STEP):
+    """Fit start as training gives it, with ``vectors`` as the pooled training latents."""
+    context = FitStart(lambda wanted, of: vectors, vectors_per_step, world_size=1, reduce_sum=lambda t: t)
+    quantizer.start(context)
+
+
+def replaced_by_step(quantizer, latent) -> int:
+    """Codes re-seeded by one training step on (1, D, h, w) ``latent``."""
+    _, sent, loss = quantizer.quantize(latent)
+    return quantizer.record(sent, loss)["replaced"]
 
 
 def clustered(generator, count, centres):
@@ -22,15 +41,13 @@ def clustered(generator, count, centres):
 def test_default_rule_keeps_the_codebook(size):
     generator = torch.Generator().manual_seed(0)
     centres = torch.randn(48, 16, generator=generator)
-    quantizer = Quantizer(QuantizerConfig("vq", num_vectors=size), dim=16)
-    quantizer.configure_dead_codes(VECTORS_PER_STEP)
-    quantizer.initialize_codebooks(clustered(generator, 10 * size, centres), VECTORS_PER_STEP)
+    quantizer = codebook_quantizer(16, num_vectors=size)
+    start(quantizer, clustered(generator, 10 * size, centres))
     quantizer.train()
     replaced = []
     for _ in range(200):
         latent = clustered(generator, VECTORS_PER_STEP, centres).T.reshape(1, 16, 14, 14)
-        quantizer(latent)
-        replaced.append(quantizer.read_codes_replaced())
+        replaced.append(replaced_by_step(quantizer, latent))
     # the library's default threshold (2 hits per step) re-seeded 30 of 64 codes per step and
     # every vector of the batch at K=256 in this setting
     assert sum(replaced[100:]) / 100 < 0.01 * size
@@ -38,23 +55,24 @@ def test_default_rule_keeps_the_codebook(size):
 
 
 def test_dead_code_rule_scales_with_the_step_and_the_codebook():
-    quantizer = Quantizer(QuantizerConfig("rvq", num_vectors=256, num_quantizers=2), dim=8)
-    quantizer.configure_dead_codes(VECTORS_PER_STEP)
-    for book in quantizer.codebooks():
+    quantizer = codebook_quantizer(8, quantizer_type="rvq", num_vectors=256, num_quantizers=2)
+    start(quantizer, torch.randn(2560, 8))
+    books = library.codebooks(quantizer.quantizer)
+    assert len(books) == 2
+    for book in books:
         assert book.threshold_ema_dead_code == pytest.approx(DEAD_CODE_SHARE * VECTORS_PER_STEP / 256)
         assert book.reset_cluster_size == pytest.approx(VECTORS_PER_STEP / 256)
-    off = Quantizer(QuantizerConfig("rvq", num_vectors=256, num_quantizers=2, dead_code_threshold=0), dim=8)
-    off.configure_dead_codes(VECTORS_PER_STEP)
-    assert not any(book.has_dead_code_replacement for book in off.codebooks())
+    off = codebook_quantizer(8, quantizer_type="rvq", num_vectors=256, dead_code_threshold=0)
+    start(off, torch.randn(2560, 8))
+    assert not any(book.has_dead_code_replacement for book in library.codebooks(off.quantizer))
 
 
 def test_replacements_are_counted():
     generator = torch.Generator().manual_seed(0)
-    config = QuantizerConfig("vq", num_vectors=8, kmeans_init=False, dead_code_threshold=1000.0)
-    quantizer = Quantizer(config, dim=4).train()
-    quantizer.configure_dead_codes(16)  # every code is "dead": all 8 are re-seeded
-    quantizer(torch.randn(1, 4, 4, 4, generator=generator))
-    assert quantizer.read_codes_replaced() == 8 and quantizer.read_codes_replaced() == 0
+    quantizer = codebook_quantizer(4, num_vectors=8, kmeans_init=False, dead_code_threshold=1000.0).train()
+    start(quantizer, vectors_per_step=16)  # every code is "dead": all 8 are re-seeded
+    assert replaced_by_step(quantizer, torch.randn(1, 4, 4, 4, generator=generator)) == 8
+    assert quantizer.record(None, None)["replaced"] == 0  # counted once
 
 
 class FeatureData(pl.LightningDataModule):
@@ -84,7 +102,7 @@ class CodebookAtTrainStart(pl.Callback):
     """The codebook as the first training step finds it: after Lightning's sanity check."""
 
     def on_train_start(self, trainer, module):
-        self.codebook = module.bottleneck.quantizer.codebooks()[0].embed[0].clone()
+        self.codebook = library.codes(library.codebooks(module.bottleneck.quantizer)[0]).clone()
 
 
 def test_kmeans_starts_from_training_vectors_only():

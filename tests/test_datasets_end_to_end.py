@@ -14,7 +14,7 @@ from PIL import Image
 from embeddings_squeeze import decode, encode, squeeze, sweep, train_baseline
 from embeddings_squeeze.data.labels import IGNORE_INDEX, VOC_CLASS_NAMES
 from embeddings_squeeze.data.synthetic_scenes import FOLDER_CLASSES, FOLDER_COLOURS
-from embeddings_squeeze.utils.checkpoint import load_module, read_checkpoint
+from embeddings_squeeze.engine.checkpoint import load_module, read_checkpoint
 from embeddings_squeeze.utils.figures import figure_size_pixels
 
 COMBINATIONS = {"voc": "timm:resnet18", "folder": "timm:vit_tiny_patch16_224"}
@@ -120,7 +120,7 @@ def test_one_epoch_sweep_on_a_folder_with_a_timm_cnn(runs, tmp_path):
             "--output_dir", tmp_path, "--epochs", 1, "--quantizer_type", "vq", "--num_vectors", 8,
             "--jpeg_qualities", 50]  # fmt: skip
     rows = sweep.main(parse(sweep, *argv))
-    vq_row = next(row for row in rows if row["kind"] == "vq")
+    vq_row = next(row for row in rows if row["kind"] == "squeezed")
     assert {f"iou_{name}" for name in FOLDER_CLASSES} <= set(vq_row)
     with open(tmp_path / "sweep.csv") as handle:
         assert {f"iou_{name}" for name in FOLDER_CLASSES} <= set(next(csv.DictReader(handle)))

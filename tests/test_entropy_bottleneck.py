@@ -10,11 +10,19 @@ from helpers import TINY, encode_and_decode_files, parse, tiny_datamodule, tiny_
 
 from embeddings_squeeze import squeeze
 from embeddings_squeeze.config import OptimizerConfig, QuantizerConfig
+from embeddings_squeeze.engine.checkpoint import load_module
+from embeddings_squeeze.engine.rate import payload_coder
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models import EntropyBottleneckModule
-from embeddings_squeeze.utils.checkpoint import load_module
+from embeddings_squeeze.models import VQSegmentationModule
+from embeddings_squeeze.models.quantizers.eb import EntropyBottleneckQuantizer, EntropySettings
 from embeddings_squeeze.utils.payload import HEADER
-from embeddings_squeeze.utils.rate import payload_coder
+
+
+def eb_module(backbone=None, rate_lambda=1.0, optimizer=OptimizerConfig()) -> VQSegmentationModule:
+    """A squeezed module with a 4-channel entropy bottleneck on the tests' backbone (or ``backbone``)."""
+    model = tiny_model(backbone=backbone) if backbone else tiny_model()
+    config = QuantizerConfig("eb", bottleneck_dim=4, settings=EntropySettings(rate_lambda=rate_lambda))
+    return VQSegmentationModule(model, config, optimizer)
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +34,11 @@ def eb_run(pet_root, tmp_path_factory):
 
 
 def test_rate_term_is_bits_per_pixel_under_the_density():
-    module = EntropyBottleneckModule(
-        tiny_model(backbone="vit"), QuantizerConfig("eb", bottleneck_dim=4, rate_lambda=2.0)
-    ).eval()
+    module = eb_module(backbone="vit", rate_lambda=2.0).eval()
     features = torch.randn(2, 768, 2, 2)
-    _, loss, bits = module.squeeze(features)
-    symbols = module.bottleneck.symbols(features)
+    _, loss, record = module.squeeze(features)
+    bits = record["bits"]
+    symbols = module.bottleneck.encode(features)
     latent = (symbols.float() + module.bottleneck.medians()).permute(0, 3, 1, 2)
     _, likelihoods = module.bottleneck.entropy_bottleneck(latent, training=False)
     by_hand = -np.log2(likelihoods.detach().numpy()).sum(axis=(1, 2, 3))
@@ -42,8 +49,8 @@ def test_rate_term_is_bits_per_pixel_under_the_density():
 def test_trained_checkpoint_codes_payloads_of_its_measured_size(eb_run, pet_root, tmp_path):
     rate = json.loads((eb_run.parent / "rate.json").read_text())
     assert rate["quantizer_type"] == "eb" and rate["channels"] == 8 and rate["images"] > 0
-    module = load_module(eb_run, "vq")  # a squeezed model answers wherever a VQ checkpoint is asked for
-    assert isinstance(module, EntropyBottleneckModule)
+    module = load_module(eb_run, "squeezed")  # a squeezed model answers wherever a VQ checkpoint is asked for
+    assert isinstance(module.bottleneck, EntropyBottleneckQuantizer)
     assert module.bottleneck.entropy_bottleneck._quantized_cdf.numel() > 0  # the tables travel with it
 
     _, files = encode_and_decode_files(eb_run, pet_root, tmp_path)
@@ -58,7 +65,7 @@ def test_trained_checkpoint_codes_payloads_of_its_measured_size(eb_run, pet_root
 
 
 def test_damaged_or_foreign_payloads_are_refused(eb_run, trained, pet_root, tmp_path):
-    module = load_module(eb_run, "vq")
+    module = load_module(eb_run, "squeezed")
     coder = payload_coder(module)
     _, symbols = module.encode_image(torch.zeros(3, 64, 64))
     payload = coder.encode(symbols)
@@ -66,7 +73,7 @@ def test_damaged_or_foreign_payloads_are_refused(eb_run, trained, pet_root, tmp_
         with pytest.raises(UserError, match="corrupt|truncated"):
             coder.decode(damaged)
     with pytest.raises(UserError, match="another checkpoint"):
-        payload_coder(load_module(trained["vq"], "vq")).decode(payload)
+        payload_coder(load_module(trained["vq"], "squeezed")).decode(payload)
 
 
 def test_visualize_scores_what_the_receiver_decodes(eb_run, trained, pet_root, tmp_path, capsys):
@@ -79,8 +86,7 @@ def test_visualize_scores_what_the_receiver_decodes(eb_run, trained, pet_root, t
 
 
 def test_density_learns_faster_without_weight_decay():
-    optimizer = OptimizerConfig(lr=2e-3, weight_decay=1e-4)
-    module = EntropyBottleneckModule(tiny_model(), QuantizerConfig("eb", bottleneck_dim=4), optimizer)
+    module = eb_module(optimizer=OptimizerConfig(lr=2e-3, weight_decay=1e-4))
     main, density = module.configure_optimizers().param_groups
     assert {id(p) for p in density["params"]} == {
         id(p) for p in module.bottleneck.entropy_bottleneck.parameters()
@@ -92,7 +98,7 @@ def test_density_learns_faster_without_weight_decay():
 
 
 def test_features_are_standardised_with_training_statistics(eb_run, pet_root):
-    module = load_module(eb_run, "vq")
+    module = load_module(eb_run, "squeezed")
     datamodule = tiny_datamodule(pet_root)  # the run's split: the default --split_seed
     datamodule.setup()
     features = torch.cat([module.backbone.features(images) for images, *_ in datamodule.dataloader("train")])
@@ -108,8 +114,7 @@ def test_features_are_standardised_with_training_statistics(eb_run, pet_root):
 
 
 def test_a_channel_constant_in_training_is_not_blown_up():
-    module = EntropyBottleneckModule(tiny_model(backbone="vit"), QuantizerConfig("eb", bottleneck_dim=4))
-    layer = module.bottleneck
+    layer = eb_module(backbone="vit").bottleneck
     std = torch.full((768,), 2.0)
     std[:3] = torch.tensor([0.0, 1e-9, 0.05])  # dead ReLU channels and a quiet one
     layer.standardize_from(torch.zeros(768), std)

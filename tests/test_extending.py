@@ -22,12 +22,12 @@ from embeddings_squeeze.config import (
 from embeddings_squeeze.data.labels import ClassSet, index_to_labels
 from embeddings_squeeze.data.registry import DATASETS, register_dataset
 from embeddings_squeeze.data.segmentation import Pool, SegmentationDataModule
+from embeddings_squeeze.engine.checkpoint import read_checkpoint
 from embeddings_squeeze.engine.compare import compare
 from embeddings_squeeze.engine.fitting import fit
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.backbones import BACKBONES, register_backbone
 from embeddings_squeeze.models.backbones.base import PixelClassifier, SegmentationBackbone, seeded
-from embeddings_squeeze.utils.checkpoint import read_checkpoint
 
 
 class ToyBackbone(SegmentationBackbone):

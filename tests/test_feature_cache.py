@@ -9,6 +9,7 @@ from helpers import tiny_datamodule, tiny_model, vq_module
 from embeddings_squeeze.config import QuantizerConfig
 from embeddings_squeeze.engine.feature_cache import cache_key, cached_split
 from embeddings_squeeze.models.backbones import build_backbone
+from embeddings_squeeze.models.quantizers.vq import CodebookSettings
 
 
 def datamodule(root):
@@ -70,7 +71,8 @@ def test_corrupt_entry_is_rebuilt(pet_root, tmp_path, caplog):
 def fit_vq(root, cache_dir=None):
     pl.seed_everything(0)
     data = datamodule(root)
-    module = vq_module(QuantizerConfig(num_vectors=8, dead_code_threshold=0))
+    settings = CodebookSettings(dead_code_threshold=0)
+    module = vq_module(QuantizerConfig(num_vectors=8, settings=settings))
     if cache_dir is not None:
         for name in ("train", "val"):
             data.serve(name, cached_split(data.splits[name], module.backbone, cache_dir, 4, "cpu"))

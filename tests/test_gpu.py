@@ -8,7 +8,7 @@ import torch
 from helpers import parse, visualize_summary
 
 from embeddings_squeeze import decode, encode, squeeze, sweep, train_baseline
-from embeddings_squeeze.utils.checkpoint import load_module
+from embeddings_squeeze.engine.checkpoint import load_module
 
 pytestmark = [
     pytest.mark.gpu,
@@ -32,7 +32,7 @@ def test_every_command_runs_on_cuda(pet_root, tmp_path):
     common = [*ON_GPU, "--data_path", pet_root, "--output_dir", tmp_path / "runs", "--epochs", 2]
     baseline = train_baseline.main(parse(train_baseline, *common, "--experiment_name", "gpu"))
     vq = squeeze.main(parse(squeeze, *common, "--experiment_name", "gpu_vq", "--num_vectors", 8))
-    assert load_module(vq, "vq").bottleneck.code_histogram.sum() > 0
+    assert load_module(vq, "squeezed").bottleneck.code_histogram.sum() > 0
     summary = visualize_summary(baseline, vq, pet_root, tmp_path / "vis", "--accelerator", "gpu")
     assert summary["rate"]["images"] == 6 and (tmp_path / "vis" / "best_results_test.png").is_file()
 
@@ -54,7 +54,7 @@ def test_every_command_runs_on_cuda(pet_root, tmp_path):
             50,
         )  # fmt: skip
     )
-    assert [row["kind"] for row in rows][:2] == ["baseline", "vq"]
+    assert [row["kind"] for row in rows][:2] == ["baseline", "squeezed"]
 
 
 def test_entropy_bottleneck_on_cuda(pet_root, tmp_path):

@@ -10,7 +10,7 @@ from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.models import BaselineSegmentationModule, VQSegmentationModule
-from embeddings_squeeze.models.bottleneck import CodebookUsage
+from embeddings_squeeze.models.quantizers.indexed import CodebookStatistics
 
 MODULE_CASES = [
     (BaselineSegmentationModule, {}),
@@ -72,13 +72,14 @@ def test_hyperparameters_are_plain_values():
 def test_vq_forward_returns_indices_within_the_codebook():
     module = vq_module().eval()
     features = module.backbone.features(torch.randn(3, 3, 64, 64))
-    reconstructed, loss, indices = module.squeeze(features)
+    reconstructed, loss, record = module.squeeze(features)
+    indices = record["sent"]
     assert reconstructed.shape == features.shape and loss.ndim == 0
     assert indices.shape == (3, 4, 4, 1) and 0 <= indices.min() and indices.max() < 8  # a 4x4 grid
 
 
 def test_codebook_usage_on_known_indices():
-    usage = CodebookUsage(1, 4)
+    usage = CodebookStatistics(1, 4)
     usage.update(torch.tensor([0, 1, 2, 3]).view(2, 2, 1))
     stats = usage.compute()
     assert stats["perplexity"].item() == pytest.approx(4.0) and stats["code_usage"].item() == 1.0
@@ -90,11 +91,19 @@ def test_codebook_usage_on_known_indices():
 
 
 def test_codebook_usage_per_residual_level():
-    usage = CodebookUsage(2, 4)
+    usage = CodebookStatistics(2, 4)
     usage.update(torch.tensor([[0, 3], [1, 3], [2, 3], [3, 3]]))  # level 0 uniform, level 1 one code
     stats = usage.compute()
-    assert stats["perplexity_per_level"].tolist() == pytest.approx([4.0, 1.0])
-    assert stats["code_usage_per_level"].tolist() == [1.0, 0.25]
+    assert [stats["perplexity_level0"].item(), stats["perplexity_level1"].item()] == pytest.approx([4.0, 1.0])
+    assert stats["perplexity"].item() == pytest.approx(2.5) and stats["code_usage"].item() == 0.625
+
+
+def test_codes_replaced_per_step_over_an_epoch():
+    usage = CodebookStatistics(1, 4)
+    for replaced in (3, 0, 1):
+        usage.update(torch.zeros(2, 1, dtype=torch.long), replaced)
+    usage.update(torch.zeros(2, 1, dtype=torch.long))  # an evaluation pass counts codes only
+    assert usage.compute()["codes_replaced_per_step"].item() == pytest.approx(4 / 3)
 
 
 def test_train_and_val_loss_are_the_same_cross_entropy(pet_root):
@@ -112,7 +121,7 @@ def test_train_and_val_loss_are_the_same_cross_entropy(pet_root):
     expected = sum(loss * size for loss, size in losses) / sum(size for _, size in losses)
     assert metrics["val/loss"].item() == pytest.approx(expected.item(), rel=1e-5)
     # the quantizer's loss (weighted 1000x here) is logged on its own, never inside train/loss
-    assert metrics["train/vq_loss"].item() > 10 * metrics["train/loss"].item()
+    assert metrics["train/bottleneck_loss"].item() > 10 * metrics["train/loss"].item()
     assert metrics["train/loss"].item() < 3.0
 
 

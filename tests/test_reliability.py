@@ -1,5 +1,6 @@
 """Interrupts, kills, NaN losses, hostile checkpoints, bad paths and multi-process training."""
 
+import json
 import logging
 import random
 import signal
@@ -13,11 +14,15 @@ import torch
 from helpers import TEST_MODEL, TINY, one_line_error, run_cli
 from torchvision.models import vit_b_32
 
-from embeddings_squeeze.data.segmentation import UnpaddedDistributedSampler
+from embeddings_squeeze.data.segmentation import (
+    EpochShuffleSampler,
+    ShardedEpochShuffleSampler,
+    UnpaddedDistributedSampler,
+)
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.engine import fitting
 from embeddings_squeeze.engine.callbacks import AtomicCheckpointIO
-from embeddings_squeeze.utils.checkpoint import load_module
+from embeddings_squeeze.engine.checkpoint import load_module
 
 COMMAND = [sys.executable, "-m", "embeddings_squeeze"]
 
@@ -199,45 +204,58 @@ def test_unpadded_shards_cover_each_image_once():
     assert sorted(shards[0] + shards[1]) == [0, 1, 2, 3, 4]
 
 
-def test_two_process_ddp_gives_the_same_artifacts(pet_root, tmp_path):
-    ddp = [
-        "--epochs",
-        1,
-        "--experiment_name",
-        "ddp",
-        "--accelerator",
-        "cpu",
-        "--devices",
-        2,
-        "--strategy",
-        "ddp",
-    ]
-    # the baseline and the VQ run side by side, in folders of their own
-    runs = {
-        command: subprocess.Popen(
-            tiny(command, pet_root, tmp_path / command, *ddp, *extra),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for command, extra in (("train-baseline", []), ("squeeze", ["--num_vectors", 8]))
+def test_ddp_shards_are_the_batches_of_one_process_at_the_global_batch():
+    single = list(EpochShuffleSampler(10, seed=3))
+    shards = [list(ShardedEpochShuffleSampler(10, 3, rank, 2, batch_size=2)) for rank in range(2)]
+    for start in range(0, 10, 4):  # global batches of 2 x 2 images
+        step = start // 2
+        assert shards[0][step : step + 2] + shards[1][step : step + 2] == single[start : start + 4]
+    padded = [list(ShardedEpochShuffleSampler(5, 3, rank, 2, batch_size=2)) for rank in range(2)]
+    assert len(padded[0]) == len(padded[1]) == 3  # equal steps: one image repeats
+    assert sorted(set(padded[0] + padded[1])) == [0, 1, 2, 3, 4]
+
+
+def test_two_process_ddp_matches_one_process_at_the_same_global_batch(pet_root, tmp_path):
+    # ViT-B/32's head has no BatchNorm, whose batch statistics would be per process; without k-means
+    # and re-seeding (random draws) the only difference left is the order of floating-point sums
+    common = ["--model", "vit", "--epochs", 2, "--val_fraction", 0.5, "--num_vectors", 8, "--seed", 1,
+              "--no_kmeans_init", "--dead_code_threshold", 0, "--experiment_name", "run"]  # fmt: skip
+    ddp = ["--devices", 2, "--strategy", "ddp", "--accelerator", "cpu"]
+    argv = {
+        "ddp": tiny("squeeze", pet_root, tmp_path / "ddp", *common, "--batch_size", 4, *ddp),
+        "single": tiny("squeeze", pet_root, tmp_path / "single", *common, "--batch_size", 8),
+        # with k-means and re-seeding the processes draw together: training ends only if every
+        # process holds the same bottleneck (checked at the end of fit)
+        "defaults": tiny("squeeze", pet_root, tmp_path / "defaults", "--epochs", 1, "--num_vectors", 8, *ddp),
     }
-    for command, run in runs.items():
-        stdout, stderr = run.communicate(timeout=600)
-        assert run.returncode == 0, stderr[-3000:]
-        run_name = "ddp" if command == "squeeze" else "ddp_baseline"
-        run_dir = tmp_path / command / run_name / "version_0"
-        expected = {"last.ckpt", "config.json", "split.json", "hparams.yaml"} | (
-            {"rate.json"} if command == "squeeze" else set()
-        )
-        assert expected <= {p.name for p in run_dir.iterdir()}
-        assert [p.name for p in run_dir.parent.iterdir()] == [
-            "version_0"
-        ]  # both processes used one directory
-        assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
-        if command == "squeeze":
-            assert "bottleneck identical on all 2 processes" in stderr + stdout
-        load_module(run_dir / "last.ckpt", "vq" if command == "squeeze" else "baseline")
+    runs = {
+        name: subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, command in argv.items()
+    }  # side by side: each needs processes of its own
+    output = {}
+    for name, run in runs.items():
+        output[name] = run.communicate(timeout=600)
+        assert run.returncode == 0, f"{name}: {output[name][1][-3000:]}"
+    assert "bottleneck identical on all 2 processes" in "".join(output["defaults"])
+    run_dir = tmp_path / "ddp" / "run" / "version_0"
+    assert {"last.ckpt", "config.json", "split.json", "hparams.yaml", "rate.json"} <= {
+        p.name for p in run_dir.iterdir()
+    }
+    assert [p.name for p in run_dir.parent.iterdir()] == ["version_0"]  # both processes used one directory
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    ddp, single = (torch.load(tmp_path / n / "run" / "version_0" / "last.ckpt", weights_only=True)
+                   for n in ("ddp", "single"))  # fmt: skip
+    assert ddp["global_step"] == single["global_step"] == 2  # one global batch of 8 per epoch
+    for key, value in single["state_dict"].items():
+        assert torch.allclose(ddp["state_dict"][key].double(), value.double(), rtol=1e-4, atol=1e-6), key
+    best = "ModelCheckpoint{'monitor': 'val/miou'"  # the callback that tracks the best validation mIoU
+    scores = [next(v for k, v in c["callbacks"].items() if k.startswith(best))["best_model_score"]
+              for c in (ddp, single)]  # fmt: skip
+    assert float(scores[0]) == pytest.approx(float(scores[1]), abs=1e-6)
+    rates = [
+        json.loads((tmp_path / n / "run" / "version_0" / "rate.json").read_text()) for n in ("ddp", "single")
+    ]
+    assert rates[0]["payload_bytes_mean"] == rates[1]["payload_bytes_mean"]
 
 
 @pytest.mark.parametrize(
@@ -341,5 +359,5 @@ def test_interrupt_between_the_epoch_end_saves_leaves_a_resumable_run(
     monkeypatch.setattr(fitting, "AtomicCheckpointIO", AtomicCheckpointIO)
     assert run_cli(*argv, "--resume", resume_from) == 0
     assert (run_dir / "last.ckpt").is_file() and not (run_dir.parent / "version_1").exists()
-    assert load_module(run_dir / "last.ckpt", "vq").bottleneck.code_histogram.sum() > 0
+    assert load_module(run_dir / "last.ckpt", "squeezed").bottleneck.code_histogram.sum() > 0
     assert "weights_only` was not set" not in caplog.text

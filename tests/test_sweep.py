@@ -7,7 +7,7 @@ from helpers import TINY, parse
 from PIL import Image
 
 from embeddings_squeeze import sweep
-from embeddings_squeeze.utils.checkpoint import read_checkpoint
+from embeddings_squeeze.engine.checkpoint import read_checkpoint
 from embeddings_squeeze.utils.figures import figure_size_pixels
 from embeddings_squeeze.utils.input_compression import codecs
 
@@ -45,10 +45,11 @@ def test_tables_hold_every_model(finished_sweep):
             assert "miou" not in row
             continue
         assert 0.0 <= row["miou"] <= 1.0
-        if row["kind"] == "vq" and row["quantizer"] == "eb":
-            assert row["lambda"] == 0.5 and row["num_vectors"] is None
+        if row["kind"] == "squeezed" and row["quantizer"] == "eb":
+            assert row["setting"] == "rate_lambda" and row["value"] == 0.5 and row["alphabet_size"] is None
             assert row["payload_bytes_per_image"] > 0 and row["coded_bits_per_image"] > 0
-        elif row["kind"] == "vq":
+        elif row["kind"] == "squeezed":
+            assert row["setting"] == "num_vectors" and row["value"] == 8
             assert row["payload_bytes_per_image"] > 0 and row["fixed_bits_per_image"] > 0
             assert row["alphabet_size"] == 8  # FSQ: one level of 8
             assert row["coded_bits_per_image"] >= row["entropy_bits_per_image"]  # entropy: the bound
@@ -62,7 +63,7 @@ def test_seeds_share_one_split_and_compare_with_their_own_baseline(finished_swee
     assert len(list((output_dir / "runs").glob("*/version_0/split.json"))) == 8 and len(splits) == 1
     baselines = {row["seed"]: row["miou"] for row in rows if row["kind"] == "baseline"}
     for row in rows:
-        if row["kind"] == "vq":
+        if row["kind"] == "squeezed":
             assert row["baseline_miou"] == baselines[row["seed"]]
             assert row["delta_miou"] == pytest.approx(row["miou"] - baselines[row["seed"]])
     first = baselines[SEEDS[0]]

@@ -9,8 +9,8 @@ from helpers import TEST_MODEL, one_line_error, parse, run_cli, tiny_datamodule
 from PIL import Image
 
 from embeddings_squeeze import cli, decode, encode
+from embeddings_squeeze.engine.checkpoint import load_module
 from embeddings_squeeze.engine.evaluation import compare_models
-from embeddings_squeeze.utils.checkpoint import load_module
 from embeddings_squeeze.utils.comparison import Extremes
 from embeddings_squeeze.utils.figures import COLUMNS, figure_size_pixels
 
@@ -113,7 +113,7 @@ def test_extremes_keep_only_the_ends_with_stable_ties():
 
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_vq_prediction_is_what_the_receiver_decodes(trained, pet_root, tmp_path, batch_size):
-    baseline, vq = load_module(trained["baseline"], "baseline"), load_module(trained["vq"], "vq")
+    baseline, vq = load_module(trained["baseline"], "baseline"), load_module(trained["vq"], "squeezed")
     data = tiny_datamodule(pet_root, batch_size=batch_size)
     data.setup()
     split = data.splits["test"]

@@ -26,7 +26,6 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import (
     DataLoader,
     Dataset,
-    DistributedSampler,
     Sampler,
     default_collate,
     get_worker_info,
@@ -189,6 +188,34 @@ class EpochShuffleSampler(Sampler[int]):
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         return iter(torch.randperm(self.length, generator=generator).tolist())
+
+
+class ShardedEpochShuffleSampler(EpochShuffleSampler):
+    """One process's share of ``EpochShuffleSampler``'s order under DDP.
+
+    With W processes of batch B, global batch k holds the images of batch k of a single process
+    at batch W x B, and process r takes its r-th slice: a DDP run trains on the batches of one
+    process at the same global batch. The order is padded with its first images to a multiple of
+    W (as ``DistributedSampler`` pads), so every process runs the same number of steps.
+    """
+
+    def __init__(self, length: int, seed: int, rank: int, world_size: int, batch_size: int):
+        super().__init__(length, seed)
+        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
+
+    def __len__(self) -> int:
+        return -(-self.length // self.world_size)
+
+    def __iter__(self):
+        order = list(super().__iter__())
+        order += (order * self.world_size)[: -len(order) % self.world_size]
+        global_batch = self.batch_size * self.world_size
+        mine = []
+        for start in range(0, len(order), global_batch):
+            chunk = order[start : start + global_batch]
+            share = len(chunk) // self.world_size
+            mine += chunk[self.rank * share : (self.rank + 1) * share]
+        return iter(mine)
 
 
 class UnpaddedDistributedSampler(Sampler[int]):
@@ -398,7 +425,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         if world_size == 1:
             sampler = EpochShuffleSampler(len(split), seed)
         else:
-            sampler = DistributedSampler(split, world_size, rank, shuffle=True, seed=seed)
+            sampler = ShardedEpochShuffleSampler(len(split), seed, rank, world_size, self.hparams.batch_size)
         # a last training batch of one image breaks BatchNorm in training mode (DeepLab's ASPP
         # pooling branch): drop it; the next epoch's order puts other images last
         lone_last_image = len(sampler) % self.hparams.batch_size == 1 and len(sampler) > 1

@@ -11,6 +11,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from embeddings_squeeze.engine.checkpoint import read_checkpoint
+from embeddings_squeeze.engine.evaluation import evaluate_rate, prepare_coder
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.utils.files import atomic_path, write_json
 
@@ -78,9 +80,9 @@ class RNGState(Callback):
 class CoderModel(Callback):
     """After training, build the entropy coder's model into every checkpoint that codes payloads.
 
-    For VQ the training split's code histogram, for the entropy bottleneck its exact quantiles and
-    coding tables: ``last.ckpt`` and the best checkpoint both get the one of their own weights, and
-    the validation rate table goes to ``rate.json``.
+    The quantizer's ``prepare_coder`` (VQ: the training split's code histogram; the entropy
+    bottleneck: its exact quantiles and coding tables): ``last.ckpt`` and the best checkpoint both
+    get the one of their own weights, and the validation rate table goes to ``rate.json``.
     """
 
     def __init__(self, run_dir: Path, best: Callback):
@@ -88,9 +90,6 @@ class CoderModel(Callback):
         self.best = best
 
     def on_fit_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        from embeddings_squeeze.engine.evaluation import evaluate_rate, prepare_coder
-        from embeddings_squeeze.utils.checkpoint import read_checkpoint  # checkpoint -> models -> here
-
         datamodule, device = trainer.datamodule, module.device
         last = self.run_dir / "last.ckpt"
         prepare_coder(module, datamodule.dataloader("train"), device)
@@ -103,5 +102,7 @@ class CoderModel(Callback):
         if best is not None and best != last:
             checkpoint = read_checkpoint(best)
             module.load_state_dict(checkpoint["state_dict"], strict=False)  # frozen weights are not in it
-            checkpoint["state_dict"].update(prepare_coder(module, datamodule.dataloader("train"), device))
+            prepare_coder(module, datamodule.dataloader("train"), device)
+            bottleneck = module.bottleneck.state_dict()
+            checkpoint["state_dict"].update({f"bottleneck.{k}": v.cpu() for k, v in bottleneck.items()})
             AtomicCheckpointIO().save_checkpoint(checkpoint, best)

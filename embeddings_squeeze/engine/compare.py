@@ -7,16 +7,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from embeddings_squeeze.config import ComparisonConfig, DataConfig, RuntimeConfig
-from embeddings_squeeze.engine.evaluation import compare_models
-from embeddings_squeeze.engine.run_dirs import prepare_output_dir
-from embeddings_squeeze.engine.setup import datamodule_for, pick_device
-from embeddings_squeeze.utils.checkpoint import (
+from embeddings_squeeze.engine.checkpoint import (
     build_module,
     check_pair,
     expect_classes,
     expect_kind,
     read_checkpoint,
 )
+from embeddings_squeeze.engine.evaluation import compare_models
+from embeddings_squeeze.engine.run_dirs import prepare_output_dir
+from embeddings_squeeze.engine.setup import datamodule_for, pick_device
+from embeddings_squeeze.models import BASELINE, SQUEEZED
 from embeddings_squeeze.utils.figures import draw_rankings
 from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.task_floor import TaskFloor
@@ -43,8 +44,8 @@ def compare(
     """
     baseline_checkpoint = read_checkpoint(baseline_path)
     vq_checkpoint = read_checkpoint(vq_path)
-    expect_kind(baseline_checkpoint, "baseline", "--baseline_checkpoint", baseline_path)
-    expect_kind(vq_checkpoint, "vq", "--vq_checkpoint", vq_path)
+    expect_kind(baseline_checkpoint, BASELINE, "--baseline_checkpoint", baseline_path)
+    expect_kind(vq_checkpoint, SQUEEZED, "--vq_checkpoint", vq_path)
     check_pair(model_name, dataset, baseline_checkpoint, vq_checkpoint)
     trained = vq_checkpoint["datamodule_hyper_parameters"]
     split_seed = trained["split_seed"] if data.split_seed is None else data.split_seed

@@ -13,13 +13,11 @@ import torch
 
 from embeddings_squeeze.data.segmentation import denormalize
 from embeddings_squeeze.engine.inference import evaluation_batches
+from embeddings_squeeze.engine.rate import RateMeter
 from embeddings_squeeze.models import SegmentationModule, VQSegmentationModule
-from embeddings_squeeze.models.bottleneck import count_codes
-from embeddings_squeeze.models.entropy_module import CODING_TABLES
 from embeddings_squeeze.utils.comparison import Comparison, Extremes, ScoredImage, shares_backbone
 from embeddings_squeeze.utils.input_compression import round_trip
 from embeddings_squeeze.utils.iou import class_iou, confusion_matrices, mean_iou, per_image_iou
-from embeddings_squeeze.utils.rate import RateMeter
 from embeddings_squeeze.utils.task_floor import TaskFloor
 
 
@@ -118,30 +116,15 @@ def compare_models(
     return result
 
 
-def prepare_coder(module, loader, device: torch.device) -> dict[str, torch.Tensor]:
-    """Build a trained module's coder model; returns the state-dict entries that changed.
+def prepare_coder(module: VQSegmentationModule, loader, device: torch.device) -> None:
+    """Build a trained module's coder model (``Quantizer.prepare_coder``); the training split in
+    ``loader`` is run through the model only if the quantizer's model needs it."""
 
-    VQ: the code histogram of ``loader`` (the training split). Entropy bottleneck: exact quantiles
-    and the coding tables of its learned density (no data needed).
-    """
-    if module.kind == "eb":
-        layer = module.bottleneck.entropy_bottleneck
-        layer.update(force=True, update_quantiles=True)
-        names = ("quantiles", *CODING_TABLES)
-        return {
-            f"bottleneck.entropy_bottleneck.{name}": getattr(layer, name).detach().cpu() for name in names
-        }
-    count_training_codes(module, loader, device)
-    return {"bottleneck.code_histogram": module.bottleneck.code_histogram.cpu()}
+    def sent_batches():
+        for batch in evaluation_batches(module, loader, device, "coding the training split"):
+            yield module.indices_of(module.features_of(batch[0].to(device)))
 
-
-def count_training_codes(module: VQSegmentationModule, loader, device: torch.device) -> None:
-    """Fill the module's ``code_histogram`` with the eval-mode indices of every image in ``loader``."""
-    histogram = torch.zeros_like(module.bottleneck.code_histogram)
-    for batch in evaluation_batches(module, loader, device, "counting codes on the training split"):
-        _, indices, _ = module.bottleneck(module.features_of(batch[0].to(device)))
-        histogram += count_codes(indices, histogram.shape[1]).to(histogram.device)
-    module.bottleneck.code_histogram.copy_(histogram)
+    module.bottleneck.prepare_coder(sent_batches())
 
 
 def evaluate_rate(module, loader, device: torch.device) -> dict:
@@ -153,7 +136,7 @@ def evaluate_rate(module, loader, device: torch.device) -> dict:
 
 
 def evaluate_task_floor(baseline: SegmentationModule, loader, device: torch.device) -> dict:
-    """The task floor with its references (``TaskFloor``) and the baseline's mIoU on the same pass.
+    """The task floor with its references (``TaskFloor``) and the baseline's scores on the same pass.
 
     Each image's features are computed on its own, as in ``compare_models``, so the masks coded
     here are the ones the baseline is scored on there.
@@ -166,7 +149,11 @@ def evaluate_task_floor(baseline: SegmentationModule, loader, device: torch.devi
             prediction = baseline.logits_from_features(features, image.shape[-2:]).argmax(dim=1).cpu()
             confusion += confusion_matrices(prediction, mask[None], baseline.num_classes)[0]
             floor.update(prediction[0], mask)
-    return {"baseline_miou": mean_iou(confusion), "rows": floor.report()}
+    return {
+        "baseline_miou": mean_iou(confusion),
+        "baseline_class_iou": dict(zip(baseline.class_names, class_iou(confusion).tolist())),
+        "rows": floor.report(),
+    }
 
 
 def evaluate_input_compression(

@@ -31,6 +31,7 @@ from embeddings_squeeze.engine.callbacks import (
     InterruptCheckpoint,
     RNGState,
 )
+from embeddings_squeeze.engine.checkpoint import expect_kind, instantiate, read_checkpoint
 from embeddings_squeeze.engine.feature_cache import cached_split
 from embeddings_squeeze.engine.run_dirs import (
     RUN_VERSION_ENV,
@@ -42,8 +43,13 @@ from embeddings_squeeze.engine.run_dirs import (
 )
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
 from embeddings_squeeze.errors import Interrupted, UserError
-from embeddings_squeeze.models import MODULES, BaselineSegmentationModule, SegmentationModule
-from embeddings_squeeze.utils.checkpoint import expect_kind, instantiate, read_checkpoint
+from embeddings_squeeze.models import (
+    BASELINE,
+    SQUEEZED,
+    BaselineSegmentationModule,
+    SegmentationModule,
+    VQSegmentationModule,
+)
 from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.run_info import package_versions
 
@@ -66,13 +72,13 @@ def fit(
     quantizer: QuantizerConfig | None = None,
     extra_callbacks: tuple[pl.Callback, ...] = (),
 ) -> Path:
-    """Train the baseline (``quantizer`` None) or a squeezed model (VQ, RVQ, FSQ, LFQ or the entropy
-    bottleneck), or resume a run; returns its ``last.ckpt``.
+    """Train the baseline (``quantizer`` None) or a squeezed model (any registered quantizer type), or
+    resume a run; returns its ``last.ckpt``.
 
     A resumed run takes its model, optimizer and data settings from the checkpoint; only the data
     path, the workers, ``training.epochs`` and the runtime may change.
     """
-    kind = "baseline" if quantizer is None else ("eb" if quantizer.quantizer_type == "eb" else "vq")
+    kind = BASELINE if quantizer is None else SQUEEZED
     resume = resume_target(training.resume, training.output_dir, run_name)
     if resume is not None and not resume.is_dir():
         checkpoint = read_checkpoint(resume)
@@ -93,7 +99,7 @@ def fit(
         if quantizer is None:
             module = BaselineSegmentationModule(model, optimizer, classes=datamodule.classes)
         else:
-            module = MODULES[kind](model, quantizer, optimizer, classes=datamodule.classes)
+            module = VQSegmentationModule(model, quantizer, optimizer, classes=datamodule.classes)
     save_dir, name, version = run_location(training.output_dir, run_name, resume)
     prepare_output_dir(save_dir)
     if _wants_cache(training):
@@ -112,7 +118,7 @@ def fit(
     # a second callback for last.ckpt: Lightning's save_last only refreshes it when `best` improves
     latest = ModelCheckpoint(dirpath=run_dir, filename="last", enable_version_counter=False)
     callbacks = [best, latest, interrupt, FiniteLossGuard(run_dir), RNGState(), *extra_callbacks]
-    if kind != "baseline":
+    if kind == SQUEEZED:
         callbacks.append(CoderModel(run_dir, best))
     trainer = pl.Trainer(
         max_epochs=training.epochs,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from embeddings_squeeze.engine.checkpoint import read_checkpoint
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.utils.checkpoint import read_checkpoint
+from embeddings_squeeze.models import SQUEEZED
+from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY
 
 RUN_VERSION_ENV = "EMBEDDINGS_SQUEEZE_RUN_VERSION"  # rank 0's version, inherited by DDP workers
 
@@ -47,6 +49,20 @@ def completed_checkpoint(run_dir: Path) -> Path | None:
         path for path in [run_dir / "last.ckpt", *sorted(run_dir.glob("best-epoch*.ckpt"))] if path.is_file()
     ]
     return max(files, key=epoch_of, default=None)
+
+
+def finished_run(output_dir: str, run_name: str, epochs: int) -> Path | None:
+    """The ``last.ckpt`` of the newest run of ``run_name`` that trained ``epochs`` epochs and went
+    through the end of fitting (squeezed runs: the coder's model built, ``rate.json`` written)."""
+    for run_dir in sorted((Path(output_dir) / run_name).glob("version_*"), key=version_of, reverse=True):
+        last = run_dir / "last.ckpt"
+        if not last.is_file():
+            continue
+        checkpoint = read_checkpoint(last)
+        squeezed = checkpoint[CHECKPOINT_KEY]["kind"] == SQUEEZED
+        if checkpoint["epoch"] + 1 >= epochs and (not squeezed or (run_dir / "rate.json").is_file()):
+            return last
+    return None
 
 
 def resume_target(resume: str | None, output_dir: str, run_name: str) -> Path | None:

@@ -7,12 +7,12 @@ import torch
 from embeddings_squeeze.config import DataConfig, ModelConfig, RuntimeConfig
 from embeddings_squeeze.data.registry import dataset_class
 from embeddings_squeeze.data.segmentation import SegmentationDataModule
+from embeddings_squeeze.engine.checkpoint import load_module
+from embeddings_squeeze.engine.rate import payload_coder
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models import SegmentationModule
+from embeddings_squeeze.models import SQUEEZED, VQSegmentationModule
 from embeddings_squeeze.models.backbones import backbone_normalization
-from embeddings_squeeze.utils.checkpoint import load_module
-from embeddings_squeeze.utils.payload import IndexCoder, SymbolCoder
-from embeddings_squeeze.utils.rate import payload_coder
+from embeddings_squeeze.models.quantizers.base import PayloadCoder
 
 
 def pick_device(runtime: RuntimeConfig) -> torch.device:
@@ -35,8 +35,8 @@ def datamodule_for(data: DataConfig, model: ModelConfig, seed: int) -> Segmentat
 
 def load_coder(
     checkpoint: str, runtime: RuntimeConfig, dataset: str | None = None
-) -> tuple[SegmentationModule, IndexCoder | SymbolCoder]:
+) -> tuple[VQSegmentationModule, PayloadCoder]:
     """What encode and decode both need: the squeezed model on its device and its payload coder;
     a checkpoint trained on another ``dataset`` than the one named (None: any) is refused."""
-    module = load_module(checkpoint, "vq", "--checkpoint", dataset).to(pick_device(runtime))
+    module = load_module(checkpoint, SQUEEZED, "--checkpoint", dataset).to(pick_device(runtime))
     return module, payload_coder(module)

@@ -1,41 +1,34 @@
-"""The VQ model: the baseline with a quantization bottleneck before the head."""
+"""The VQ model: the baseline with a quantization bottleneck (any registered type) before the head."""
 
 from __future__ import annotations
 
-import logging
-
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
 from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerConfig
 from embeddings_squeeze.data.labels import ClassSet
-from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models.bottleneck import Bottleneck, CodebookUsage
-from embeddings_squeeze.models.quantizers import KMEANS_VECTORS_PER_CODE
-from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY, STAGES, SqueezedModule
-
-log = logging.getLogger(__name__)
-LOW_USAGE = 0.10
+from embeddings_squeeze.models.quantizers import FitStart, build_quantizer, quantizer_config, quantizer_values
+from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY, STAGES, SegmentationModule
 
 
-class VQSegmentationModule(SqueezedModule):
-    """Frozen features -> project to ``bottleneck_dim`` -> quantizer -> project back -> head.
+class VQSegmentationModule(SegmentationModule):
+    """Frozen features -> ``bottleneck`` (a quantizer of the ``models/quantizers/`` registry) -> head.
 
-    Loss: cross-entropy + ``vq_loss_weight`` x the quantizer's loss. Codebook usage (perplexity,
-    fraction of codes used, dead codes; per level for RVQ) is logged over each whole epoch, and the
-    codes re-seeded at each training step as ``train/codes_replaced``. VQ/RVQ codebooks start from
-    k-means on training vectors only, pooled over as many batches as the codebook needs, before
-    Lightning's sanity check can show the library a validation batch.
+    Loss: cross-entropy + ``vq_loss_weight`` x the quantizer's own loss (+ any auxiliary loss it
+    trains on). What the quantizer reports about an epoch (codebook usage, bits, ...) is logged
+    under ``<stage>/``, its loss as ``<stage>/bottleneck_loss``.
+
+    The sender's and the receiver's halves (``encode_image``, ``decode_mask``) work one image at a
+    time, because batched matrix products can round differently from single-image ones and a
+    payload always carries one image.
 
     Args:
-        model: see ``SegmentationModule``.
-        quantizer: the bottleneck's settings (see ``QuantizerConfig``); ``vq_loss_weight``
-            weighs the quantizer's loss in the objective.
-        optimizer, weights_id: see ``SegmentationModule``.
+        model, optimizer, weights_id, classes: see ``SegmentationModule``.
+        quantizer: the bottleneck's type and settings (see ``QuantizerConfig``).
     """
 
-    kind = "vq"
+    kind = "squeezed"
 
     def __init__(
         self,
@@ -45,108 +38,111 @@ class VQSegmentationModule(SqueezedModule):
         weights_id: str | None = None,
         classes: ClassSet | None = None,
     ):
-        super().__init__(model, quantizer, optimizer, weights_id, classes)
-        # mean codes re-seeded per training step, one entry per completed epoch
-        self.codes_replaced_history: list[float] = []
-        self.bottleneck = Bottleneck(self.backbone.out_channels, quantizer)
-        quantizer = self.bottleneck.quantizer
+        super().__init__(model, optimizer, weights_id, classes)
+        self.hparams.update(quantizer_values(quantizer))
+        self.bottleneck = build_quantizer(self.backbone.out_channels, quantizer, model.image_size**2)
         for stage in STAGES:
-            setattr(self, f"{stage}_usage", CodebookUsage(quantizer.levels, quantizer.alphabet_size))
-            setattr(self, f"{stage}_vq_loss", MeanMetric())
-        self.train_codes_replaced = MeanMetric()
+            setattr(self, f"{stage}_statistics", self.bottleneck.statistics())
+            setattr(self, f"{stage}_bottleneck_loss", MeanMetric())
 
-    def setup(self, stage: str) -> None:
-        quantizer = self.bottleneck.quantizer
-        if self.trainer.world_size > 1:
-            quantizer.synchronize_across_processes()
-        quantizer.configure_dead_codes(self.vectors_per_step())
+    @classmethod
+    def configs_from(cls, hparams: dict) -> dict:
+        return {**super().configs_from(hparams), "quantizer": quantizer_config(hparams)}
 
     def vectors_per_step(self) -> int:
-        """Vectors one training step feeds the codebook statistics (all processes together)."""
+        """Vectors one training step shows the bottleneck (all processes together)."""
         grid_h, grid_w = self.backbone.grid_size(self.hparams.image_size)
         batch_size = self.trainer.datamodule.hparams.batch_size
         return batch_size * grid_h * grid_w * self.trainer.world_size
 
     def on_fit_start(self) -> None:
-        quantizer = self.bottleneck.quantizer
-        if quantizer.needs_initialization:  # a fresh run; resumed runs bring their codebook
-            wanted = KMEANS_VECTORS_PER_CODE * quantizer.alphabet_size
-            quantizer.initialize_codebooks(self._training_vectors(wanted), self.vectors_per_step())
+        strategy = self.trainer.strategy
+        context = FitStart(
+            training_vectors=self.training_vectors,
+            vectors_per_step=self.vectors_per_step(),
+            world_size=self.trainer.world_size,
+            reduce_sum=lambda tensor: strategy.reduce(tensor, reduce_op="sum"),
+        )
+        self.bottleneck.start(context)
 
-    def _training_vectors(self, wanted: int) -> torch.Tensor:
-        vectors = self.training_vectors(wanted, self.bottleneck.latent)
-        size = self.bottleneck.quantizer.alphabet_size
-        if len(torch.unique(vectors, dim=0)) < size:
-            raise UserError(
-                f"the training split has {len(vectors)} feature vectors, too few distinct ones for a "
-                f"codebook of {size}; pass a smaller --num_vectors or use more training images"
-            )
-        return vectors
+    @torch.no_grad()
+    def training_vectors(self, wanted: int, of=lambda features: features) -> torch.Tensor:
+        """At least ``wanted`` (N, D) vectors ``of(features)`` from training batches, or the whole
+        split: what a data-dependent start of the bottleneck may look at (never validation data)."""
+        if self.trainer.datamodule is None:
+            raise RuntimeError(f"fit {type(self).__name__} with a datamodule: its bottleneck starts from it")
+        pooled, count = [], 0
+        for batch in self.trainer.datamodule.train_dataloader():
+            latent = of(self.features_of(batch[0].to(self.device)))
+            pooled.append(latent.permute(0, 2, 3, 1).reshape(-1, latent.shape[1]))
+            count += len(pooled[-1])
+            if count >= wanted:
+                break
+        return torch.cat(pooled)
 
-    def on_fit_end(self) -> None:
+    def on_train_end(self) -> None:
+        # before the end of fit, where rank 0 alone reloads the best checkpoint to build its coder model
         if self.trainer.world_size > 1:
             self._check_bottleneck_in_sync()
 
     def _check_bottleneck_in_sync(self) -> None:
-        """Every process must end training with the same codebook and projections."""
+        """Every process must end training with the same bottleneck."""
         for name, tensor in self.bottleneck.state_dict().items():
             gathered = self.all_gather(tensor)  # (world, ...)
             if not all(torch.equal(gathered[0], other) for other in gathered[1:]):
                 raise RuntimeError(f"bottleneck tensor {name} differs across processes after training")
         rank_zero_info(f"bottleneck identical on all {self.trainer.world_size} processes")
 
-    def squeeze(self, features: torch.Tensor):
-        reconstructed, indices, loss = self.bottleneck(features)
-        return reconstructed, self.hparams.vq_loss_weight * loss, indices
+    def configure_optimizers(self):
+        special = self.bottleneck.param_groups(self.hparams.lr)
+        claimed = {id(p) for group in special for p in group["params"]}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in claimed]
+        return torch.optim.Adam(
+            [{"params": rest}, *special], lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
 
-    def record_squeeze(self, stage: str, loss: torch.Tensor, indices, batch_size: int) -> None:
-        self._metric(stage, "usage").update(indices)
-        self._metric(stage, "vq_loss").update(loss.detach(), weight=batch_size)
+    def squeeze(self, features: torch.Tensor):
+        out = self.bottleneck(features)
+        return out.features, self.hparams.vq_loss_weight * out.loss + out.auxiliary_loss, out.record
+
+    def record_squeeze(self, stage: str, loss: torch.Tensor, record, batch_size: int) -> None:
+        self._metric(stage, "statistics").update(**record)
+        self._metric(stage, "bottleneck_loss").update(loss.detach(), weight=batch_size)
         if stage == "train":
-            replaced = float(self.bottleneck.quantizer.read_codes_replaced())
-            self.train_codes_replaced.update(replaced)
-            self.log("train/codes_replaced", replaced, on_step=True, on_epoch=False, batch_size=batch_size)
+            for name, value in self.bottleneck.step_logs(record).items():
+                self.log(f"train/{name}", value, on_step=True, on_epoch=False, batch_size=batch_size)
 
     def epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
         values = super().epoch_metrics(stage)
-        if stage == "train":
-            values["codes_replaced_per_step"] = self.train_codes_replaced.compute()
-            self.train_codes_replaced.reset()
-            self.codes_replaced_history.append(float(values["codes_replaced_per_step"]))
-        values["vq_loss"] = self._metric(stage, "vq_loss").compute()
-        self._metric(stage, "vq_loss").reset()
-        stats = self._metric(stage, "usage").compute()
-        self._metric(stage, "usage").reset()
-        for name in ("perplexity", "code_usage", "dead_code_fraction"):
-            values[name] = stats[name].float()
-        if self.bottleneck.quantizer.levels > 1:
-            for level, value in enumerate(stats["perplexity_per_level"]):
-                values[f"perplexity_level{level}"] = value.float()
-        if stage == "val" and not self.trainer.sanity_checking:
-            self._report_usage(stats)
+        for name in ("bottleneck_loss", "statistics"):
+            computed = self._metric(stage, name).compute()
+            values.update(computed if isinstance(computed, dict) else {name: computed})
+            self._metric(stage, name).reset()
+        if not self.trainer.sanity_checking:
+            self.bottleneck.end_epoch(stage, values, self.current_epoch)
         return values
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint[CHECKPOINT_KEY]["codes_replaced_per_step"] = list(self.codes_replaced_history)
+        checkpoint[CHECKPOINT_KEY]["training_record"] = self.bottleneck.training_record()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.codes_replaced_history = list(checkpoint[CHECKPOINT_KEY]["codes_replaced_per_step"])
-
-    @rank_zero_only
-    def _report_usage(self, stats: dict) -> None:
-        alphabet = self.bottleneck.quantizer.alphabet_size
-        usage = float(stats["code_usage"])
-        log.info("epoch %d: %.1f%% of %d codes used, perplexity %.1f", self.current_epoch, 100 * usage,
-                 alphabet, float(stats["perplexity"]))  # fmt: skip
-        if usage < LOW_USAGE:
-            log.warning(
-                "warning: only %.1f%% of the %d codes are in use; try a smaller --num_vectors "
-                "or a lower --decay",
-                100 * usage,
-                alphabet,
-            )
+        self.bottleneck.restore_training_record(checkpoint[CHECKPOINT_KEY]["training_record"])
 
     @torch.no_grad()
     def indices_of(self, features: torch.Tensor) -> torch.Tensor:
-        return self.bottleneck.encode(features)[1]
+        """(B, C, h, w) features -> (B, h, w, L) integers sent for them, as in eval mode."""
+        return self.bottleneck.encode(features)
+
+    @torch.no_grad()
+    def encode_image(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One (3, S, S) image -> its (1, C, h, w) features and the (h, w, L) integers sent for it."""
+        features = self.backbone.features_one_by_one(image.unsqueeze(0).to(self.device))
+        return features, self.indices_of(features)[0]
+
+    @torch.no_grad()
+    def decode_mask(self, indices: torch.Tensor) -> torch.Tensor:
+        """One image's (h, w, L) integers -> its (S, S) labels: exactly what the receiver computes."""
+        features = self.bottleneck.decode(indices.unsqueeze(0).to(self.device))
+        size = (self.hparams.image_size, self.hparams.image_size)
+        return self.backbone.classify(features, size).argmax(dim=1)[0]

@@ -1,4 +1,4 @@
-"""The LightningModule shared by the baseline and the VQ model: steps, loss, metrics, checkpoints."""
+"""The LightningModule shared by the baseline and the squeezed model: steps, loss, metrics, checkpoints."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from embeddings_squeeze import __version__
-from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerConfig, from_values
+from embeddings_squeeze.config import ModelConfig, OptimizerConfig, from_values
 from embeddings_squeeze.data.labels import IGNORE_INDEX, ClassSet
 from embeddings_squeeze.data.registry import dataset_class
 from embeddings_squeeze.errors import UserError
@@ -21,7 +21,8 @@ from embeddings_squeeze.models.backbones import build_backbone
 CHECKPOINT_KEY = "embeddings_squeeze"
 # 2: float16-rounded features, split_seed, FSQ code norm, cross-entropy as loss, replacement history,
 #    frozen weights described (seed, file, name) rather than stored
-CHECKPOINT_FORMAT = 2
+# 3: one squeezed kind with the quantizer as a registered class; per-type settings only
+CHECKPOINT_FORMAT = 3
 FROZEN_PREFIX = "backbone.encoder."
 STAGES = ("train", "val", "test")
 
@@ -81,10 +82,10 @@ class SegmentationModule(pl.LightningModule):
             setattr(self, f"{stage}_loss", MeanMetric())  # cross-entropy, the same on every stage
 
     def squeeze(self, features: torch.Tensor):
-        """Hook for a bottleneck: returns (features, extra loss, code indices or None)."""
+        """Hook for a bottleneck: returns (features, loss added to the objective, a record of the pass)."""
         return features, features.new_zeros(()), None
 
-    def record_squeeze(self, stage: str, loss: torch.Tensor, indices, batch_size: int) -> None:
+    def record_squeeze(self, stage: str, loss: torch.Tensor, record, batch_size: int) -> None:
         """Hook to log what ``squeeze`` did during a step."""
 
     def logits_from_features(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -122,13 +123,13 @@ class SegmentationModule(pl.LightningModule):
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         inputs, masks = batch[0], batch[1]
-        features, squeeze_loss, indices = self.squeeze(self.features_of(inputs))
+        features, squeeze_loss, record = self.squeeze(self.features_of(inputs))
         logits = self.backbone.classify(features, masks.shape[-2:])
         cross_entropy = F.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX)
         size = len(inputs)
         self._metric(stage, "miou").update(logits.argmax(dim=1), masks)
         self._metric(stage, "loss").update(cross_entropy.detach(), weight=size)
-        self.record_squeeze(stage, squeeze_loss, indices, size)
+        self.record_squeeze(stage, squeeze_loss, record, size)
         if stage == "train":
             self.log("train/loss_step", cross_entropy, prog_bar=True, batch_size=size)
         # what is minimised: the quantizer's loss (logged on its own) joins the cross-entropy
@@ -193,61 +194,3 @@ class SegmentationModule(pl.LightningModule):
             state = checkpoint["state_dict"]
             for key in [k for k in state if k.startswith(FROZEN_PREFIX)]:
                 del state[key]
-
-
-class SqueezedModule(SegmentationModule):
-    """A segmentation module with a ``bottleneck`` whose output crosses the wire.
-
-    Subclasses give ``indices_of`` (what is sent for a batch of features) and a ``bottleneck`` with
-    ``decode``; the sender's and the receiver's halves below then work one image at a time, because
-    batched matrix products can round differently from single-image ones and a payload always
-    carries one image.
-    """
-
-    def __init__(
-        self,
-        model: ModelConfig,
-        quantizer: QuantizerConfig,
-        optimizer: OptimizerConfig,
-        weights_id: str | None,
-        classes: ClassSet | None,
-    ):
-        super().__init__(model, optimizer, weights_id, classes)
-        self.hparams.update(asdict(quantizer))
-
-    @classmethod
-    def configs_from(cls, hparams: dict) -> dict:
-        return {**super().configs_from(hparams), "quantizer": from_values(QuantizerConfig, hparams)}
-
-    def indices_of(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) features -> (B, h, w, L) integers sent for them, as in eval mode."""
-        raise NotImplementedError
-
-    @torch.no_grad()
-    def training_vectors(self, wanted: int, of=lambda features: features) -> torch.Tensor:
-        """At least ``wanted`` (N, D) vectors ``of(features)`` from training batches (features by
-        default), or the whole split: what a data-dependent start of the bottleneck may look at
-        (never validation data)."""
-        if self.trainer.datamodule is None:
-            raise RuntimeError(f"fit {type(self).__name__} with a datamodule: its bottleneck starts from it")
-        pooled, count = [], 0
-        for batch in self.trainer.datamodule.train_dataloader():
-            latent = of(self.features_of(batch[0].to(self.device)))
-            pooled.append(latent.permute(0, 2, 3, 1).reshape(-1, latent.shape[1]))
-            count += len(pooled[-1])
-            if count >= wanted:
-                break
-        return torch.cat(pooled)
-
-    @torch.no_grad()
-    def encode_image(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One (3, S, S) image -> its (1, C, h, w) features and the (h, w, L) integers sent for it."""
-        features = self.backbone.features_one_by_one(image.unsqueeze(0).to(self.device))
-        return features, self.indices_of(features)[0]
-
-    @torch.no_grad()
-    def decode_mask(self, indices: torch.Tensor) -> torch.Tensor:
-        """One image's (h, w, L) integers -> its (S, S) labels: exactly what the receiver computes."""
-        features = self.bottleneck.decode(indices.unsqueeze(0).to(self.device))
-        size = (self.hparams.image_size, self.hparams.image_size)
-        return self.backbone.classify(features, size).argmax(dim=1)[0]

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from embeddings_squeeze.data.labels import ClassSet
-from embeddings_squeeze.models import SegmentationModule
 from embeddings_squeeze.utils.iou import class_iou, mean_iou
 
 
@@ -101,7 +100,7 @@ class Comparison:
         }
 
 
-def shares_backbone(first: SegmentationModule, second: SegmentationModule) -> bool:
-    """True when both models run the same frozen encoder on the same input size."""
+def shares_backbone(first, second) -> bool:
+    """True when both models (segmentation modules) run the same frozen encoder on the same input size."""
     keys = ("backbone", "weights_id", "image_size", "feature_layer")
     return all(first.hparams[key] == second.hparams[key] for key in keys)

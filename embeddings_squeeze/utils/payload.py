@@ -1,4 +1,4 @@
-"""Compact per-image payloads: a 6-byte header, then range-coded codebook indices.
+"""Compact per-image payloads: a 6-byte header, then the coded integers a quantizer sends.
 
 Layout (big-endian):
 
@@ -11,8 +11,9 @@ the decoded indices: a payload from another checkpoint or a damaged one decodes 
 only if the tag and all 32 check bits match by chance (2^-40 for another checkpoint, 2^-32 for
 random damage; CRC-32 catches every error burst of up to 32 bits).
 
-The range coder (``constriction``) models each index level with the training split's code
-histogram, add-one smoothed so that codes never seen in training stay encodable.
+Codebook indices are range-coded here (``IndexCoder``, with ``constriction``): each index level
+under the training split's code histogram, add-one smoothed so that codes never seen in training
+stay encodable. Other quantizers frame their own bodies with ``frame``/``unframe``/``verify``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models.backbones.base import hash_tensors
+from embeddings_squeeze.utils.hashing import hash_tensors
 
 VERSION = 2
 HEADER = struct.Struct(">BBI")
@@ -121,37 +122,3 @@ class IndexCoder:
             ) from None
         verify(check, self.key, symbols, name)
         return torch.from_numpy(symbols.astype(np.int64)).reshape(*self.grid, self.levels)
-
-
-class SymbolCoder:
-    """Codes one image's (h, w, D) entropy-bottleneck symbols with CompressAI's rANS coder under the
-    checkpoint's learned density (its ``compress``/``decompress``; body: CompressAI's bitstream)."""
-
-    def __init__(self, layer, key: bytes, grid: tuple[int, int]):
-        self.layer = layer
-        self.key = key
-        self.grid = tuple(grid)
-
-    def _medians(self) -> torch.Tensor:
-        return self.layer.medians().cpu()
-
-    def encode(self, symbols: torch.Tensor) -> bytes:
-        """(h, w, D) symbols of one image -> payload bytes."""
-        symbols = symbols.cpu()
-        latent = (symbols.float() + self._medians()).permute(2, 0, 1).unsqueeze(0)
-        body = self.layer.entropy_bottleneck.compress(latent.to(self.layer.medians().device))[0]
-        return frame(body, self.key, symbols.numpy())
-
-    def decode(self, payload: bytes, name: str = "payload") -> torch.Tensor:
-        """Payload bytes -> (h, w, D) symbols; a clear error for anything but an intact payload of
-        this checkpoint."""
-        body, check = unframe(payload, self.key, name)
-        try:
-            latent = self.layer.entropy_bottleneck.decompress([body], self.grid)
-        except (ValueError, RuntimeError):
-            raise UserError(
-                f"{name} is truncated or corrupt (the rANS decoder failed); encode the image again"
-            ) from None
-        symbols = torch.round(latent[0].cpu().permute(1, 2, 0) - self._medians()).long()
-        verify(check, self.key, symbols.numpy(), name)
-        return symbols

@@ -11,60 +11,46 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from embeddings_squeeze.utils.columns import AVERAGED, REPORTED, SQUEEZED, method_and_setting, ordered
 from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.rate_quality import QUALITY_LEVELS, method_summaries
 
-CURVE_KINDS = ("vq", "input")  # rows that form curves; "floor" and "oracle" rows are single points
+CURVE_KINDS = (SQUEEZED, "input")  # rows that form curves; "floor" and "oracle" rows are single points
 FLOOR_REFERENCE = "mask_context"  # the cheapest lossless floor row the sentences compare with
 
-NUMERIC = (
-    "fixed_bits_per_image",
-    "entropy_bits_per_image",
-    "coded_bits_per_image",
-    "codes_replaced_per_step",
-    "payload_bytes_per_image",
-    "miou",
-    "delta_miou",
-    "compression_vs_float32",
-    "compression_vs_float16",
-    "code_usage",
-    "training_seconds",
-)
+
+def configurations(rows: list[dict]) -> dict[str, list[dict]]:
+    """Squeezed rows grouped by configuration (the seeds of one setting of one type)."""
+    groups = defaultdict(list)
+    for row in rows:
+        if row["kind"] == SQUEEZED:
+            groups[row["configuration"]].append(row)
+    return groups
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
-    """Mean and standard deviation over seeds of every VQ configuration with several seeds."""
-    groups = defaultdict(list)
-    for row in rows:
-        if row["kind"] == "vq":
-            groups[row["name"].rsplit("_seed", 1)[0]].append(row)
+    """Mean and standard deviation over seeds of every squeezed configuration with several seeds."""
     summary = []
-    for configuration, members in sorted(groups.items()):
+    for configuration, members in sorted(configurations(rows).items()):
         if len(members) < 2:
             continue
         first = members[0]
         entry = {
             "name": f"{configuration}_mean",
-            "kind": "vq_mean",
+            "kind": f"{SQUEEZED}_mean",
+            "configuration": configuration,
             "quantizer": first["quantizer"],
-            "num_vectors": first.get("num_vectors"),
-            "lambda": first.get("lambda"),
+            "setting": first["setting"],
+            "value": first["value"],
             "seeds": len(members),
         }
-        for key in NUMERIC:
+        for key in AVERAGED:
             values = [m[key] for m in members if m.get(key) is not None]
             if values:
                 entry[key] = statistics.fmean(values)
                 entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         summary.append(entry)
     return summary
-
-
-def _setting(row: dict):
-    """What varies along a row's curve: K, the rate weight lambda, or the image quality."""
-    if row["kind"] == "input":
-        return row["quality"]
-    return row["lambda"] if row.get("lambda") is not None else row.get("num_vectors")
 
 
 def baseline_miou(rows: list[dict]) -> float:
@@ -79,11 +65,9 @@ def method_points(rows: list[dict]) -> dict[str, list[tuple[float, float]]]:
     """
     groups = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        if row["kind"] in CURVE_KINDS:
-            method = row["quantizer"] if row["kind"] == "vq" else row["codec"]
-            groups[method][_setting(row)].append(row)
-        elif row["kind"] in ("floor", "oracle"):
-            groups[row["name"]][None].append(row)
+        if row["kind"] in (*CURVE_KINDS, "floor", "oracle"):
+            method, setting = method_and_setting(row)
+            groups[method][setting].append(row)
     return {
         method: sorted(
             (
@@ -105,12 +89,8 @@ def sentences(rows: list[dict]) -> list[str]:
     """One sentence per compressed-feature model (seeds averaged): where it stands against the floor."""
     floor = next((r for r in rows if r["name"] == FLOOR_REFERENCE), None)
     reference = baseline_miou(rows)
-    groups = defaultdict(list)
-    for row in rows:
-        if row["kind"] == "vq":
-            groups[row["name"].rsplit("_seed", 1)[0]].append(row)
     lines = []
-    for configuration, members in groups.items():
+    for configuration, members in configurations(rows).items():
         size = statistics.fmean(r["payload_bytes_per_image"] for r in members)
         quality = 100 * statistics.fmean(r["miou"] for r in members) / reference
         if floor is None:
@@ -138,7 +118,7 @@ def write_tables(rows: list[dict], output_dir: Path) -> tuple[list[dict], list[d
     )
     method_rows = [{"name": m["method"], "kind": "method", **m} for m in methods]
     table = rows + aggregates + method_rows
-    columns = list(dict.fromkeys(key for row in table for key in row))
+    columns = ordered(key for row in table for key in row)
     with open(output_dir / "sweep.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
@@ -150,7 +130,7 @@ def _curve(members: list[dict], key: str, size) -> tuple[list, list, list]:
     """(bytes, mean mIoU, mIoU std over seeds) per point of one curve, sorted by bytes."""
     points = defaultdict(list)
     for row in members:
-        points[_setting(row)].append(row)
+        points[method_and_setting(row)[1]].append(row)
     curve = []
     for group in points.values():
         ious = [r["miou"] for r in group]
@@ -169,7 +149,7 @@ def plot_rate_quality(rows: list[dict], title: str, path: Path) -> None:
     lines = defaultdict(list)
     for row in rows:
         if row["kind"] in CURVE_KINDS:
-            lines[row["quantizer"] if row["kind"] == "vq" else row["codec"]].append(row)
+            lines[method_and_setting(row)[0]].append(row)
     colours = iter(f"C{i}" for i in range(10))
     for name, members in sorted(lines.items()):
         colour = next(colours)
@@ -256,28 +236,7 @@ def write_report(
     figures: list[tuple[Path, str]],
 ) -> None:
     """One HTML file with every figure embedded, so it opens from disk with no server."""
-    columns = [
-        "name",
-        "kind",
-        "quantizer",
-        "codec",
-        "quality",
-        "num_vectors",
-        "lambda",
-        "seed",
-        "alphabet_size",
-        "distinct_codes",
-        "fixed_bits_per_image",
-        "entropy_bits_per_image",
-        "coded_bits_per_image",
-        "payload_bytes_per_image",
-        "compression_vs_float32",
-        "codes_replaced_per_step",
-        "miou",
-        "delta_miou",
-        "code_usage",
-        "training_seconds",
-    ]
+    columns = [name for name in REPORTED if any(name in row for row in rows)]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.utils.hashing import hash_tensors
 
 FEATURE_DTYPE = torch.float16  # the precision of frozen features, cached or live
 
@@ -114,14 +115,6 @@ class SegmentationBackbone(nn.Module):
             probe = torch.zeros(1, 3, image_size, image_size, device=device)
             self._grids[image_size] = tuple(self.features(probe).shape[-2:])
         return self._grids[image_size]
-
-
-def hash_tensors(digest, state: dict[str, torch.Tensor]):
-    """Feed a state dict's names and exact bytes to ``digest`` (a hashlib object); returns it."""
-    for key, tensor in sorted(state.items()):
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest
 
 
 def frozen_fingerprint(module: nn.Module) -> str:

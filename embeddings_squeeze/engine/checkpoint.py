@@ -15,12 +15,7 @@ from embeddings_squeeze.models.backbones.base import frozen_fingerprint
 from embeddings_squeeze.models.segmentation_module import CHECKPOINT_FORMAT, CHECKPOINT_KEY, FROZEN_PREFIX
 
 log = logging.getLogger(__name__)
-KIND_NAMES = {
-    "baseline": "a baseline (train_baseline.py)",
-    "vq": "a squeezed (squeeze.py)",
-    "eb": "a squeezed (squeeze.py)",
-}
-SQUEEZED = ("vq", "eb")  # either answers a flag that asks for a squeezed (VQ or entropy-bottleneck) model
+KIND_NAMES = {"baseline": "a baseline (train_baseline.py)", "squeezed": "a squeezed (squeeze.py)"}
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -60,7 +55,7 @@ def read_checkpoint(path: str | Path) -> dict:
 def expect_kind(checkpoint: dict, kind: str, flag: str, path: str | Path) -> None:
     """Refuse a checkpoint of the wrong kind; ``flag`` names the option it came from."""
     found = checkpoint[CHECKPOINT_KEY]["kind"]
-    if found != kind and not {found, kind} <= set(SQUEEZED):
+    if found != kind:
         raise UserError(f"{flag} {path} holds {KIND_NAMES[found]} model; {flag} needs {KIND_NAMES[kind]} one")
 
 

@@ -1,0 +1,121 @@
+"""Bottleneck types by their ``--quantizer_type`` name, and the settings each brings.
+
+Built in: ``vq``, ``rvq``, ``fsq``, ``lfq`` (codebook indices) and ``eb`` (a learned entropy
+bottleneck), one class per file of this folder behind the contract of ``base.py``. Others come
+from ``register_quantizer`` (code that calls the engine's functions) or the
+``embeddings_squeeze.quantizers`` entry-point group (the command line), as the README's
+*Extending* shows.
+
+A ``QuantizerConfig`` holds the settings every type shares and, in ``settings``, an instance of
+the chosen class's ``Settings``; checkpoints store both as one flat dict of plain values.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, fields, replace
+
+from embeddings_squeeze.config import QuantizerConfig, add_arguments, from_values
+from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.models.quantizers.base import FitStart, NoSettings, Quantizer, Squeezed
+from embeddings_squeeze.models.quantizers.eb import EntropyBottleneckQuantizer
+from embeddings_squeeze.models.quantizers.fsq import FiniteScalarQuantizer
+from embeddings_squeeze.models.quantizers.indexed import IndexQuantizer
+from embeddings_squeeze.models.quantizers.lfq import LookupFreeQuantizer
+from embeddings_squeeze.models.quantizers.rvq import ResidualQuantizer
+from embeddings_squeeze.models.quantizers.vq import VectorQuantizer
+from embeddings_squeeze.registry import Registry
+
+QUANTIZERS = Registry(
+    "--quantizer_type",
+    "embeddings_squeeze.quantizers",
+    (
+        VectorQuantizer,
+        ResidualQuantizer,
+        FiniteScalarQuantizer,
+        LookupFreeQuantizer,
+        EntropyBottleneckQuantizer,
+    ),
+)
+register_quantizer = QUANTIZERS.register
+
+__all__ = [
+    "QUANTIZERS",
+    "FitStart",
+    "IndexQuantizer",
+    "NoSettings",
+    "Quantizer",
+    "Squeezed",
+    "add_quantizer_arguments",
+    "build_quantizer",
+    "quantizer_class",
+    "quantizer_config",
+    "quantizer_values",
+    "register_quantizer",
+    "resolved",
+]
+
+
+def quantizer_class(name: str) -> type[Quantizer]:
+    return QUANTIZERS.find(name)
+
+
+def resolved(config: QuantizerConfig) -> QuantizerConfig:
+    """``config`` with its type's settings: the defaults when unset, refused when of another type."""
+    cls = quantizer_class(config.quantizer_type)
+    if config.settings is None:
+        return replace(config, settings=cls.Settings())
+    if not isinstance(config.settings, cls.Settings):
+        raise UserError(
+            f"settings {type(config.settings).__name__} do not belong to --quantizer_type "
+            f"{config.quantizer_type}, which takes {cls.Settings.__name__}"
+        )
+    return config
+
+
+def build_quantizer(in_channels: int, config: QuantizerConfig, input_pixels: int) -> Quantizer:
+    """The bottleneck ``config`` describes, between ``in_channels`` features and the head."""
+    config = resolved(config)
+    return quantizer_class(config.quantizer_type)(in_channels, config, input_pixels)
+
+
+def quantizer_values(config: QuantizerConfig) -> dict:
+    """The flat plain values a checkpoint stores: shared settings and the type's own."""
+    config = resolved(config)
+    shared = {item.name: getattr(config, item.name) for item in fields(config) if item.name != "settings"}
+    return {**shared, **asdict(config.settings)}
+
+
+def quantizer_config(values: dict | argparse.Namespace) -> QuantizerConfig:
+    """The config of flat values: parsed flags or a checkpoint's hyperparameters."""
+    values = vars(values) if isinstance(values, argparse.Namespace) else values
+    config = from_values(QuantizerConfig, values)
+    settings = from_values(quantizer_class(config.quantizer_type).Settings, values)
+    return replace(config, settings=settings)
+
+
+def add_quantizer_arguments(
+    parser: argparse.ArgumentParser, sweep: bool = False, defaults: dict | None = None
+) -> None:
+    """The shared quantizer flags, then each type's own, in a group per type.
+
+    ``sweep``: several types may be given, and each sweep axis (``--num_vectors``, ``--lambdas``)
+    takes a list; every other setting takes one value for the whole sweep.
+    """
+    QUANTIZERS.load_installed()  # installed plugins bring flags of their own
+    classes = [QUANTIZERS.find(name) for name in QUANTIZERS]
+    kinds = "; ".join(f"{cls.name}: {cls.summary}" for cls in classes)
+    options = {"choices": list(QUANTIZERS), "help": f"the bottleneck type ({kinds})"}
+    if sweep:
+        options["nargs"] = "+"
+        defaults = {"quantizer_type": [QuantizerConfig.quantizer_type], **(defaults or {})}
+    add_arguments(parser, QuantizerConfig, defaults=defaults, title="quantization", sweep=sweep,
+                  options={"quantizer_type": options})  # fmt: skip
+    added = {item.name for item in fields(QuantizerConfig)}
+    for cls in classes:
+        own = tuple(item.name for item in fields(cls.Settings) if item.name not in added)
+        if own:
+            takers = [other.name for other in classes if set(own) <= {f.name for f in fields(other.Settings)}]
+            title = f"{', '.join(takers)} only"
+            add_arguments(parser, cls.Settings, only=own, defaults=defaults, title=title, sweep=sweep)
+            added.update(own)

@@ -1,0 +1,246 @@
+"""eb: the learned entropy-coding baseline, a factorized-prior entropy bottleneck instead of a codebook.
+
+The field's standard reference for feature compression (as in the SC2 benchmark and Entropic
+Student): frozen features, standardised -> 1x1 projection to ``bottleneck_dim`` channels ->
+CompressAI's ``EntropyBottleneck`` (a learned density per channel; uniform noise while training,
+rounding around its medians after) -> 1x1 projection back -> the head. It trains for cross-entropy
++ ``rate_lambda`` x bits per input pixel under its own density, plus CompressAI's auxiliary loss
+that places the quantiles its coding tables cover. Sent per image: the rounded latent, coded with
+CompressAI's rANS coder under that density.
+
+CompressAI internals used here (checked by ``tests/test_library_internals.py``): the coding-table
+buffers a checkpoint resizes (``CODING_TABLES``) and the medians kept in ``quantiles``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torchmetrics import Metric
+
+from embeddings_squeeze.config import QuantizerConfig, setting
+from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.models.quantizers.base import FitStart, Quantizer, Squeezed
+from embeddings_squeeze.utils.payload import frame, unframe, verify
+from embeddings_squeeze.utils.rate import float32_bytes
+
+CODING_TABLES = ("_offset", "_quantized_cdf", "_cdf_length")  # their shapes depend on the training
+# the density's starting width: on standardised features a default-initialised projection gives
+# latents spread over about +-1 per channel; CompressAI's default (10, sized for image latents) leaves the
+# density far too wide for the few hundred steps a head trains, at ~4.5 bits per symbol whatever
+# the rate weight
+INIT_SCALE = 1.0
+STANDARDIZE_VECTORS = 4096  # training feature vectors whose statistics standardise the features
+# the density's parameters see only the rate term, and Adam moves them by about the learning rate
+# per step whatever its weight: at 1x --lr, lambdas from 0.1 to 1000 gave the same bytes
+DENSITY_LR_FACTOR = 10.0
+
+
+@dataclass(frozen=True)
+class EntropySettings:
+    rate_lambda: float = setting(
+        1.0,
+        "weight of the rate (bits per input pixel) against the cross-entropy; larger: fewer bytes",
+        type=float,
+        sweep={"flag": "--lambdas", "default": (1.0, 10.0, 100.0), "help": "rate weights, one model each"},
+    )
+
+
+def _resize_coding_tables(module, state_dict, prefix, *args) -> None:
+    """Let a checkpoint's coding tables replace the empty ones a fresh model starts with."""
+    for name in CODING_TABLES:
+        if prefix + name in state_dict:
+            current = getattr(module, name)  # keep the module's device
+            setattr(module, name, torch.empty_like(state_dict[prefix + name], device=current.device))
+
+
+class EntropyBottleneckQuantizer(Quantizer):
+    """Standardise, project, code under a learned factorized density, project back.
+
+    Sent symbols (B, h, w, D) are the rounded latent minus the per-channel medians: integers that
+    the receiver turns back into the latent by adding the medians.
+    """
+
+    name = "eb"
+    summary = "learned entropy bottleneck (CompressAI), the entropy-coding baseline"
+    Settings = EntropySettings
+    sweep_axis = "rate_lambda"
+    larger_is_finer = False
+
+    def __init__(self, in_channels: int, config: QuantizerConfig, input_pixels: int):
+        super().__init__(in_channels, config, input_pixels)
+        # imported here: CompressAI pulls in its dataset stack, which only this type needs
+        from compressai.entropy_models import EntropyBottleneck
+
+        self.entropy_bottleneck = EntropyBottleneck(config.bottleneck_dim, init_scale=INIT_SCALE)
+        self.entropy_bottleneck._register_load_state_dict_pre_hook(_resize_coding_tables, with_module=True)
+        # per-channel statistics of the training features: the projection sees standardised
+        # features, so its steps (about the learning rate per weight, with Adam) mean the same for
+        # any backbone; raw random ResNet-50 features made the latents blow up in the first steps
+        self.register_buffer("feature_mean", torch.zeros(in_channels))
+        self.register_buffer("feature_std", torch.ones(in_channels))
+        self.register_buffer("standardized", torch.tensor(False))
+
+    @classmethod
+    def label(cls, config: QuantizerConfig) -> str:
+        return f"lambda{config.settings.rate_lambda:g}"
+
+    @torch.no_grad()
+    def standardize_from(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Set the (C,) per-channel statistics of the training features.
+
+        A channel (nearly) constant in training, such as a ReLU channel that never fired, is scaled
+        no more than a tenth of the median channel's scale: dividing by its tiny spread blew up the
+        latents of validation images where it does fire (DeepLab's head then predicted one class).
+        """
+        self.feature_mean.copy_(mean)
+        floor = max(0.1 * float(std.median()), 1e-6)
+        self.feature_std.copy_(std.clamp(min=floor))
+        self.standardized.fill_(True)
+
+    def start(self, context: FitStart) -> None:
+        if self.standardized:  # resumed runs bring their statistics
+            return
+        features = context.training_vectors(STANDARDIZE_VECTORS, lambda features: features).double()
+        # statistics of every process's batches, so all processes start from the same projection
+        count = context.reduce_sum(features.new_tensor(float(len(features))))
+        mean = context.reduce_sum(features.sum(dim=0)) / count
+        squares = context.reduce_sum((features**2).sum(dim=0))
+        std = (squares / count - mean**2).clamp(min=0).sqrt()
+        self.standardize_from(mean.float(), std.float())
+
+    def latent(self, features: torch.Tensor) -> torch.Tensor:
+        mean, std = self.feature_mean.view(1, -1, 1, 1), self.feature_std.view(1, -1, 1, 1)
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return self.project_in((features.float() - mean) / std)
+
+    def medians(self) -> torch.Tensor:
+        """(D,) the offsets symbols are rounded around."""
+        return self.entropy_bottleneck.quantiles[:, 0, 1].detach()
+
+    def quantize(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        symbols = torch.round(latent.permute(0, 2, 3, 1) - self.medians()).long()
+        bits = self.bits(symbols)
+        return self.dequantize(symbols), symbols, self.rate_loss(bits)
+
+    def dequantize(self, sent: torch.Tensor) -> torch.Tensor:
+        return (sent.float() + self.medians()).permute(0, 3, 1, 2)
+
+    def bits(self, symbols: torch.Tensor) -> torch.Tensor:
+        """(B,) bits each image's (B, h, w, D) symbols cost under the learned density (before table
+        rounding)."""
+        _, likelihoods = self.entropy_bottleneck(self.dequantize(symbols), training=False)
+        return -torch.log2(likelihoods).sum(dim=(1, 2, 3))
+
+    def rate_loss(self, bits: torch.Tensor) -> torch.Tensor:
+        """``rate_lambda`` x mean bits per input pixel."""
+        return self.settings.rate_lambda * bits.mean() / self.input_pixels
+
+    def forward(self, features: torch.Tensor) -> Squeezed:
+        latent = self.latent(features)
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            if self.training:
+                noisy, likelihoods = self.entropy_bottleneck(latent, training=True)
+                bits = -torch.log2(likelihoods).sum(dim=(1, 2, 3))
+                # the quantiles the coding tables will cover learn from their own loss
+                auxiliary = self.entropy_bottleneck.loss()
+                return Squeezed(self.project_out(noisy), self.rate_loss(bits), {"bits": bits}, auxiliary)
+            _, symbols, _ = self.quantize(latent)
+            bits = self.bits(symbols)
+            # eval: exactly what a receiver computes from the symbols
+            return Squeezed(self.decode(symbols), self.rate_loss(bits), {"bits": bits})
+
+    def statistics(self) -> Metric:
+        return BitsStatistics()
+
+    def param_groups(self, lr: float) -> list[dict]:
+        density = list(self.entropy_bottleneck.parameters())
+        return [{"params": density, "lr": DENSITY_LR_FACTOR * lr, "weight_decay": 0.0}]
+
+    def prepare_coder(self, sent_batches: Iterable[torch.Tensor]) -> None:
+        """Exact quantiles and the coding tables of the learned density; no data needed."""
+        self.entropy_bottleneck.update(force=True, update_quantiles=True)
+
+    def payload_coder(self, key: bytes, grid: tuple[int, int]) -> SymbolCoder:
+        return SymbolCoder(self, key, grid)
+
+    def split_rate(self) -> SymbolRate:
+        return SymbolRate(self)
+
+    def decoder_bytes(self) -> int:
+        # the density's parameters (float32), its coding tables (int32) and the projection back
+        layer = self.entropy_bottleneck
+        tables = sum(getattr(layer, name).numel() for name in CODING_TABLES)
+        return super().decoder_bytes() + float32_bytes(layer.parameters()) + 4 * tables
+
+
+class BitsStatistics(Metric):
+    """Mean bits per image under the learned density over an epoch."""
+
+    full_state_update = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.add_state("total", default=torch.zeros((), dtype=torch.double), dist_reduce_fx="sum")
+        self.add_state("images", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, bits: torch.Tensor) -> None:
+        self.total += bits.detach().double().sum()
+        self.images += len(bits)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {"bits_per_image": (self.total / self.images.clamp(min=1)).float()}
+
+
+class SymbolRate:
+    """A split's bits per image under the learned density."""
+
+    def __init__(self, quantizer: EntropyBottleneckQuantizer):
+        self.quantizer = quantizer
+        self.bits: list[float] = []
+
+    def update(self, sent: torch.Tensor) -> None:
+        self.bits += self.quantizer.bits(sent.to(self.quantizer.medians().device)).tolist()
+
+    def fields(self, positions: int) -> dict:
+        coded = statistics.fmean(self.bits)
+        channels = self.quantizer.config.bottleneck_dim
+        return {
+            "coding": f"{channels} channels coded under the learned density",
+            "channels": channels,
+            "coded_bits_per_vector": coded / positions,
+            "coded_bits_per_image": coded,
+        }
+
+
+class SymbolCoder:
+    """Codes one image's (h, w, D) symbols with CompressAI's rANS coder under the checkpoint's
+    learned density (its ``compress``/``decompress``; body: CompressAI's bitstream)."""
+
+    def __init__(self, quantizer: EntropyBottleneckQuantizer, key: bytes, grid: tuple[int, int]):
+        self.quantizer = quantizer
+        self.key = key
+        self.grid = tuple(grid)
+
+    def encode(self, symbols: torch.Tensor) -> bytes:
+        """(h, w, D) symbols of one image -> payload bytes."""
+        latent = self.quantizer.dequantize(symbols[None].to(self.quantizer.medians().device))
+        body = self.quantizer.entropy_bottleneck.compress(latent)[0]
+        return frame(body, self.key, symbols.cpu().numpy())
+
+    def decode(self, payload: bytes, name: str = "payload") -> torch.Tensor:
+        """Payload bytes -> (h, w, D) symbols; a clear error for anything but an intact payload of
+        this checkpoint."""
+        body, check = unframe(payload, self.key, name)
+        try:
+            latent = self.quantizer.entropy_bottleneck.decompress([body], self.grid)
+        except (ValueError, RuntimeError):
+            raise UserError(
+                f"{name} is truncated or corrupt (the rANS decoder failed); encode the image again"
+            ) from None
+        symbols = torch.round(latent[0].permute(1, 2, 0) - self.quantizer.medians()).long().cpu()
+        verify(check, self.key, symbols.numpy(), name)
+        return symbols
