@@ -1,0 +1,69 @@
+"""The library internals the tool relies on: ``models/quantizers/library.py`` (vector-quantize-pytorch's
+EMA codebooks) and the eb file's CompressAI tables. These fail when a release changes them;
+pyproject.toml admits only the release ranges they ran against."""
+
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from vector_quantize_pytorch import VectorQuantize
+
+from embeddings_squeeze.config import QuantizerConfig
+from embeddings_squeeze.models.quantizers import build_quantizer, library
+from embeddings_squeeze.models.quantizers.eb import CODING_TABLES
+
+
+def codebook(**options):
+    quantizer = VectorQuantize(dim=2, codebook_size=8, threshold_ema_dead_code=0, **options).train()
+    (book,) = library.codebooks(quantizer)
+    return quantizer, book
+
+
+def test_dead_code_rule_replaces_and_counts():
+    quantizer, book = codebook()
+    counted = []
+    library.on_replace(book, counted.append)
+    quantizer(torch.randn(1, 16, 2))
+    assert counted == []  # the rule is off
+    library.set_dead_code_rule(book, threshold=1000.0, reset_usage=3.0)  # every code is dead
+    before = library.codes(book).clone()
+    quantizer(torch.randn(1, 16, 2))
+    assert counted == [8]
+    assert torch.all(book.cluster_size == 3.0)  # re-seeded codes restart at the usage given
+    assert not torch.equal(library.codes(book), before)
+
+
+def test_kmeans_start_from_a_pool_with_usage_per_step():
+    quantizer, book = codebook(kmeans_init=True)
+    assert not library.is_started(book)
+    centres = torch.tensor([[5.0, 5.0], [-5.0, -5.0], [5.0, -5.0], [-5.0, 5.0]]).repeat(2, 1)
+    vectors = centres.repeat_interleave(10, dim=0) + 0.01 * torch.randn(80, 2)
+    library.kmeans_start(book, vectors, usage_scale=0.5)
+    assert library.is_started(book)
+    codes = library.codes(book)
+    assert torch.cdist(codes, centres[:4]).min(dim=1).values.max() < 0.1  # every code on a cluster
+    assert book.cluster_size.sum().item() == 40  # 80 vectors, half a step's worth each
+    assert torch.allclose(book.embed_avg[0], codes * book.cluster_size[0].unsqueeze(-1))
+
+
+def test_synchronised_codebooks_reduce_through_the_functions_set():
+    quantizer, book = codebook(kmeans_init=True)
+    library.synchronize(book)
+    assert book.use_ddp
+    reduced = []
+    # stand-ins for torch.distributed (no process group here): the library must call what is set
+    book.all_reduce_fn = book.kmeans_all_reduce_fn = lambda tensor: reduced.append(tuple(tensor.shape))
+    book.sample_fn = book.replace_sample_fn = lambda samples, num: samples[:, :num]
+    quantizer(torch.randn(1, 16, 2))  # the first training batch starts the codebook by k-means
+    assert (1, 8) in reduced and (1, 8, 2) in reduced  # cluster sizes and sums, across processes
+
+
+def test_compressai_tables_and_medians():
+    layer = EntropyBottleneck(3)
+    assert torch.equal(layer._get_medians().reshape(-1), layer.quantiles[:, 0, 1])
+    config = QuantizerConfig("eb", bottleneck_dim=3)
+    trained, fresh = (build_quantizer(8, config, input_pixels=64) for _ in range(2))
+    trained.prepare_coder([])
+    assert all(getattr(trained.entropy_bottleneck, name).numel() > 0 for name in CODING_TABLES)
+    # a checkpoint's coding tables replace the empty ones a fresh quantizer starts with
+    fresh.load_state_dict(trained.state_dict())
+    for name in CODING_TABLES:
+        assert torch.equal(getattr(fresh.entropy_bottleneck, name), getattr(trained.entropy_bottleneck, name))
