@@ -14,6 +14,25 @@ from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.data.synthetic_scenes import make_synthetic_folder, make_synthetic_voc
 
 
+# every proxy variable points at a local port nothing listens on: a download attempt fails at once
+UNREACHABLE = "http://127.0.0.1:9"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def unreachable_network():
+    """No test downloads anything, on a connected machine too: downloads through urllib (torch hub,
+    torchvision datasets), requests and httpx (Hugging Face) go to a port that refuses them.
+    Tests of what an unreachable download does name this fixture to say they rely on it."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("http_proxy", "https_proxy", "all_proxy"):
+            patch.setenv(name, UNREACHABLE)
+            patch.setenv(name.upper(), UNREACHABLE)
+        for name in ("no_proxy", "NO_PROXY"):
+            patch.delenv(name, raising=False)
+        patch.setenv("HF_HUB_OFFLINE", "1")  # read when the hub is imported: subprocesses
+        yield UNREACHABLE
+
+
 @pytest.fixture(scope="session")
 def pet_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("pets")

@@ -84,7 +84,7 @@ def test_weights_file_of_another_model(tmp_path):
 
 
 @pytest.mark.parametrize("name", list(BACKBONES))
-def test_default_weights_offline_says_what_to_do(name, tmp_path, monkeypatch):
+def test_default_weights_offline_says_what_to_do(name, tmp_path, monkeypatch, unreachable_network):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache forces a real download attempt
     with pytest.raises(UserError, match="--weights none"):
         build_backbone(name, num_classes=3, weights="default", image_size=224)

@@ -85,8 +85,8 @@ def test_missing_dataset_says_what_to_do(tmp_path):
         module.setup()
 
 
-def test_unreachable_download_says_what_to_do(tmp_path):
-    # no network here: torchvision's real download fails and must become one clear message
+def test_unreachable_download_says_what_to_do(tmp_path, unreachable_network):
+    # torchvision's real download, made unreachable, must become one clear message
     module = tiny_datamodule(tmp_path)
     module.download = True
     with pytest.raises(UserError, match="download failed"):

@@ -72,7 +72,9 @@ def test_more_rows_asked_than_images(trained, pet_root, tmp_path, caplog):
         ({"--dataset": "voc"}, "was trained on --dataset pet, not voc; pass --dataset pet"),
     ],
 )
-def test_user_mistakes_end_in_one_line(trained, pet_root, tmp_path, capsys, change, message):
+def test_user_mistakes_end_in_one_line(
+    trained, pet_root, tmp_path, capsys, unreachable_network, change, message
+):
     argv = visualize_args(trained, pet_root, tmp_path / "vis")
     if change.pop("baseline_as_vq", False):
         argv[argv.index("--vq_checkpoint") + 1] = trained["baseline"]
