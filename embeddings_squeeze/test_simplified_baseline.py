@@ -11,6 +11,8 @@ import traceback
 
 import lightning.pytorch as pl
 import torch
+import torch.nn.functional as F
+from torchvision.models.feature_extraction import create_feature_extractor
 
 from embeddings_squeeze.config import DataConfig, ModelConfig
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
@@ -55,9 +57,20 @@ def test_optimizer_creation():
 def test_model_inference():
     module = _baseline().eval()
     images = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
-    logits = module(images)["out"]
+    with torch.no_grad():
+        logits = module(images)["out"]
+        # the same logits another way: torchvision's feature extractor at the encoder's last norm,
+        # class token dropped, tokens on their 2x2 patch grid (float16 values, as the model rounds
+        # them), the head's 1x1 convolution, then bilinear upsampling to the input size
+        extractor = create_feature_extractor(module.backbone.encoder, return_nodes={"encoder.ln": "tokens"})
+        tokens = extractor(images)["tokens"][:, 1:]  # (2, 1 + 4, 768) -> (2, 4, 768)
+        grid = tokens.transpose(1, 2).reshape(2, 768, 2, 2).half().float()
+        head = module.backbone.head.classifier
+        expected = F.interpolate(
+            F.conv2d(grid, head.weight, head.bias), size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear"
+        )
     assert logits.shape == (2, module.num_classes, IMAGE_SIZE, IMAGE_SIZE)
-    assert torch.equal(logits.argmax(dim=1), module(images)["out"].argmax(dim=1))
+    assert torch.allclose(logits, expected, atol=1e-5)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from embeddings_squeeze import squeeze, train_baseline
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.data.synthetic_scenes import make_synthetic_folder, make_synthetic_voc
 
-
 # every proxy variable points at a local port nothing listens on: a download attempt fails at once
 UNREACHABLE = "http://127.0.0.1:9"
 

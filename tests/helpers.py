@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torchmetrics.classification import MulticlassJaccardIndex
 
 from embeddings_squeeze import cli, decode, encode, visualize
 from embeddings_squeeze.config import DataConfig, ModelConfig, QuantizerConfig
+from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.data.segmentation import ImageTransform
 from embeddings_squeeze.engine.checkpoint import load_module
 from embeddings_squeeze.engine.setup import datamodule_for
@@ -102,3 +104,19 @@ def encode_and_decode_files(checkpoint, pet_root, folder: Path, count: int = 3):
                 (transform(image), payload_path.read_bytes(), torch.from_numpy(np.array(mask)).long())
             )
     return module, files
+
+
+@torch.no_grad()
+def torchmetrics_miou(module, datamodule, split: str = "test") -> float:
+    """A split's mIoU by torchmetrics, from predictions made as a user gets them, one image at a time:
+    the baseline's forward pass; for a squeezed model, the mask decoded from what it sends."""
+    metric = MulticlassJaccardIndex(module.num_classes, ignore_index=IGNORE_INDEX)
+    module.eval()
+    for images, masks, _ in datamodule.dataloader(split):
+        for image, mask in zip(images, masks):
+            if hasattr(module, "bottleneck"):
+                prediction = module.decode_mask(module.encode_image(image)[1])
+            else:
+                prediction = module.predict_masks(image[None])[0]
+            metric.update(prediction[None].cpu(), mask[None])
+    return metric.compute().item()

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import timm
-from helpers import one_line_error, parse, run_cli, tiny_datamodule, visualize_summary
+from helpers import one_line_error, parse, run_cli, tiny_datamodule, torchmetrics_miou, visualize_summary
 from PIL import Image
 
 from embeddings_squeeze import decode, encode, squeeze, sweep, train_baseline
@@ -122,6 +122,10 @@ def test_one_epoch_sweep_on_a_folder_with_a_timm_cnn(runs, tmp_path):
     rows = sweep.main(parse(sweep, *argv))
     vq_row = next(row for row in rows if row["kind"] == "squeezed")
     assert {f"iou_{name}" for name in FOLDER_CLASSES} <= set(vq_row)
+    module = load_module(vq_row["checkpoint"], "squeezed")
+    data = tiny_datamodule(runs["folder"]["root"], module.model_config)
+    data.setup()
+    assert vq_row["miou"] == pytest.approx(torchmetrics_miou(module, data), abs=1e-6)
     with open(tmp_path / "sweep.csv") as handle:
         assert {f"iou_{name}" for name in FOLDER_CLASSES} <= set(next(csv.DictReader(handle)))
     assert "timm:resnet18 (none weights), image folder test" in (tmp_path / "report.html").read_text()

@@ -6,10 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import run_cli
+import pytest
+from helpers import run_cli, torchmetrics_miou
 from PIL import Image
 
 import embeddings_squeeze
+from embeddings_squeeze.config import DataConfig
+from embeddings_squeeze.engine.checkpoint import load_module
+from embeddings_squeeze.engine.setup import datamodule_for
 from embeddings_squeeze.utils.figures import figure_size_pixels
 
 PACKAGE_DIR = Path(embeddings_squeeze.__file__).parent
@@ -65,16 +69,36 @@ def test_seed_workflow(tmp_path):
             assert figure.size == figure_size_pixels(2)
     with open(visualizations / "scores_test.csv") as scores:
         assert len(list(csv.DictReader(scores))) == 5
+    # the numbers the command printed and stored, recomputed here from the checkpoints by torchmetrics
+    summary = json.loads((visualizations / "summary_test.json").read_text())
+    for key, kind, run_dir in (("baseline_miou", "baseline", baseline_dir), ("vq_miou", "squeezed", vq_dir)):
+        module = load_module(run_dir / "last.ckpt", kind)
+        datamodule = datamodule_for(DataConfig(data_path=str(data)), module.model_config, seed=0)
+        datamodule.setup()
+        assert summary[key] == pytest.approx(torchmetrics_miou(module, datamodule), abs=1e-6), key
 
     # a second run never touches the first: it gets the next version (in-process: no new interpreter needed)
     assert run_cli("train-baseline", "--epochs", 1, "--experiment_name", "my_baseline", *tiny) == 0
     assert (outputs / "my_baseline_baseline" / "version_1" / "last.ckpt").is_file()
 
 
-def test_console_command_and_module_entry_point():
+def test_console_command_and_module_entry_point(tmp_path):
     console = Path(sys.executable).parent / "embeddings-squeeze"  # installed beside this interpreter
     assert "make-data" in run(console, "--help").stdout
-    assert "--n-trainval" in run(sys.executable, "-m", "embeddings_squeeze", "make-data", "--help").stdout
+    # the module entry point runs the same command as the console script and in-process calls
+    flags = ["--n-trainval", 3, "--n-test", 2, "--min-size", 32, "--max-size", 40, "--seed", 5]
+    run(sys.executable, "-m", "embeddings_squeeze", "make-data", "--root", tmp_path / "module", *flags)
+    assert run_cli("make-data", "--root", tmp_path / "in_process", *flags) == 0
+    trees = [
+        sorted(p.relative_to(tmp_path / n) for p in (tmp_path / n).rglob("*"))
+        for n in ("module", "in_process")
+    ]
+    assert trees[0] == trees[1] and len(trees[0]) > 10
+    for relative in trees[0]:
+        if (tmp_path / "module" / relative).is_file():
+            assert (tmp_path / "module" / relative).read_bytes() == (
+                tmp_path / "in_process" / relative
+            ).read_bytes()
 
 
 def test_seed_integration_script():

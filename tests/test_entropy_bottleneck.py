@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 import torch
 from helpers import TINY, encode_and_decode_files, parse, tiny_datamodule, tiny_model, visualize_summary
+from PIL import Image
+from torchmetrics.classification import MulticlassJaccardIndex
 
-from embeddings_squeeze import squeeze
+from embeddings_squeeze import decode, encode, squeeze
 from embeddings_squeeze.config import OptimizerConfig, QuantizerConfig
+from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.engine.checkpoint import load_module
 from embeddings_squeeze.engine.rate import payload_coder
 from embeddings_squeeze.errors import UserError
@@ -81,8 +84,23 @@ def test_visualize_scores_what_the_receiver_decodes(eb_run, trained, pet_root, t
         trained["baseline"], eb_run, pet_root, tmp_path / "vis", "--n_best", 1, "--n_worst", 1
     )
     assert summary["rate"]["quantizer_type"] == "eb" and summary["rate"]["images"] == 6
-    assert summary["rate"]["payload_bytes_mean"] > HEADER.size
     assert "rate per image (eb" in capsys.readouterr().out
+    # the receiver's side, through the commands: the test images encoded, their payloads decoded
+    data = tiny_datamodule(pet_root)
+    data.setup()
+    split = data.splits["test"]
+    payloads = encode.main(parse(encode, "--checkpoint", eb_run, *split.image_paths, "-o", tmp_path / "esq"))
+    masks = decode.main(parse(decode, "--checkpoint", eb_run, *payloads, "-o", tmp_path / "png"))
+    targets = {}
+    for _, batch_masks, positions in data.dataloader("test"):
+        targets.update({split.image_ids[p]: mask for p, mask in zip(positions.tolist(), batch_masks)})
+    metric = MulticlassJaccardIndex(3, ignore_index=IGNORE_INDEX)
+    for path in masks:
+        with Image.open(path) as mask:
+            metric.update(torch.from_numpy(np.array(mask)).long()[None], targets[path.stem][None])
+    assert summary["vq_miou"] == pytest.approx(metric.compute().item(), abs=1e-6)
+    sizes = [path.stat().st_size for path in payloads]
+    assert summary["rate"]["payload_bytes_mean"] == pytest.approx(sum(sizes) / len(sizes))
 
 
 def test_density_learns_faster_without_weight_decay():

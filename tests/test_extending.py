@@ -1,15 +1,19 @@
-"""Adding a backbone and a dataset from outside the package, as the README's 'Extending' shows:
-registered in code for the engine's functions, and found through entry points by the command line."""
+"""Adding a backbone, a dataset and a quantizer from outside the package, as the README's 'Extending'
+shows: registered in code for the engine's functions, and found through entry points by the command
+line."""
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli
+from helpers import TINY, encode_and_decode_files, parse, run_cli, visualize_summary
 from PIL import Image
 from torch import nn
 
+from embeddings_squeeze import sweep
 from embeddings_squeeze.config import (
     ComparisonConfig,
     DataConfig,
@@ -28,6 +32,7 @@ from embeddings_squeeze.engine.fitting import fit
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.backbones import BACKBONES, register_backbone
 from embeddings_squeeze.models.backbones.base import PixelClassifier, SegmentationBackbone, seeded
+from embeddings_squeeze.models.quantizers import QUANTIZERS
 
 
 class ToyBackbone(SegmentationBackbone):
@@ -106,8 +111,19 @@ class EntryPointDataset(ToyDataset):
 @pytest.fixture
 def registries(monkeypatch):
     """Registrations made by a test end with it."""
-    for registry in (BACKBONES, DATASETS):
+    for registry in (BACKBONES, DATASETS, QUANTIZERS):
         monkeypatch.setattr(registry, "entries", dict(registry.entries))
+
+
+def install_plugin(site: Path, monkeypatch, entry_points: str, modules: dict[str, str] | None = None) -> None:
+    """An installed package named toy-plugin: its ``entry_points.txt`` and module files, on sys.path."""
+    metadata = site / "toy_plugin-0.1.dist-info"
+    metadata.mkdir(parents=True)
+    (metadata / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0.1\n")
+    (metadata / "entry_points.txt").write_text(entry_points)
+    for name, source in (modules or {}).items():
+        (site / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(site))
 
 
 def test_registered_backbone_and_dataset_run_through_fit_and_compare(registries, tmp_path):
@@ -129,15 +145,11 @@ def test_registered_backbone_and_dataset_run_through_fit_and_compare(registries,
 
 
 def test_entry_points_make_them_available_to_the_command_line(registries, tmp_path, monkeypatch):
-    plugin = tmp_path / "site"
-    metadata = plugin / "toy_plugin-0.1.dist-info"
-    metadata.mkdir(parents=True)
-    (metadata / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0.1\n")
-    (metadata / "entry_points.txt").write_text(
+    install_plugin(
+        tmp_path / "site", monkeypatch,
         "[embeddings_squeeze.backbones]\ntoy_entry = test_extending:EntryPointBackbone\n"
-        "[embeddings_squeeze.datasets]\ntoy_entry = test_extending:EntryPointDataset\n"
-    )
-    monkeypatch.syspath_prepend(str(plugin))
+        "[embeddings_squeeze.datasets]\ntoy_entry = test_extending:EntryPointDataset\n",
+    )  # fmt: skip
     argv = ["train-baseline", "--model", "toy_entry", "--dataset", "toy_entry", "--weights", "none",
             "--image_size", 32, "--epochs", 1, "--accelerator", "cpu", "--data_path", tmp_path / "data",
             "--output_dir", tmp_path / "runs", "--experiment_name", "plugin"]  # fmt: skip
@@ -145,3 +157,40 @@ def test_entry_points_make_them_available_to_the_command_line(registries, tmp_pa
     checkpoint = read_checkpoint(tmp_path / "runs" / "plugin_baseline" / "version_0" / "last.ckpt")
     assert checkpoint["embeddings_squeeze"]["class_names"] == ["floor", "square"]
     assert torch.is_tensor(checkpoint["state_dict"]["backbone.head.classifier.weight"])
+
+
+def readme_quantizer() -> str:
+    """The complete toy quantizer the README's 'Extending' shows, as its reader would copy it."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("**A quantizer of your own, complete**") :]
+    return section[section.index("```python\n") + len("```python\n") : section.index("\n```\n")]
+
+
+def test_the_readme_quantizer_runs_through_every_command(
+    registries, trained, pet_root, tmp_path, monkeypatch
+):
+    entry = "[embeddings_squeeze.quantizers]\nround = my_quantizers:UniformRounding\n"
+    install_plugin(tmp_path / "site", monkeypatch, entry, {"my_quantizers": readme_quantizer()})
+    common = [*TINY, "--data_path", pet_root, "--epochs", 1]
+    argv = ["squeeze", *common, "--output_dir", tmp_path / "runs", "--experiment_name", "round",
+            "--quantizer_type", "round", "--round_levels", 3]  # fmt: skip
+    assert run_cli(*argv) == 0
+    checkpoint = tmp_path / "runs" / "round" / "version_0" / "last.ckpt"
+    assert read_checkpoint(checkpoint)["hyper_parameters"]["round_levels"] == 3
+
+    summary = visualize_summary(trained["baseline"], checkpoint, pet_root, tmp_path / "vis")
+    rate = summary["rate"]
+    assert rate["quantizer_type"] == "round" and rate["alphabet_size"] == 9  # 3 x 3 value pairs
+    assert rate["fixed_bits_per_image"] == 4 * 16  # ceil(log2 9) bits at each of 4 x 4 positions
+
+    module, files = encode_and_decode_files(checkpoint, pet_root, tmp_path)
+    for pixels, payload, labels in files:
+        assert torch.equal(labels, module(pixels[None])["out"].argmax(1)[0])  # the receiver's mask
+
+    argv = [*common, "--output_dir", tmp_path / "sweep", "--subset_size", 4, "--quantizer_type", "round",
+            "--round_levels", 3, "--jpeg_qualities", 50]  # fmt: skip
+    rows = sweep.main(parse(sweep, *argv))
+    row = next(r for r in rows if r["kind"] == "squeezed")
+    assert (row["name"], row["setting"], row["value"]) == ("round_L3_seed42", "round_levels", 3)
+    methods = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["rate_at_quality"]
+    assert row["alphabet_size"] == 9 and "round" in {method["method"] for method in methods}

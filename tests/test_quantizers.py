@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -174,8 +175,11 @@ def test_each_quantizer_end_to_end(quantizer_type, pet_root, tmp_path, trained):
         "--quantizer_type", quantizer_type, "--num_vectors", 16, "--num_quantizers", 2,
     )  # fmt: skip
     checkpoint = squeeze.main(args)
-    rate = (checkpoint.parent / "rate.json").read_text()
-    assert '"payload_bytes_mean"' in rate and f'"quantizer_type": "{quantizer_type}"' in rate
+    rate = json.loads((checkpoint.parent / "rate.json").read_text())
+    assert rate["split"] == "val" and rate["images"] == 2 and rate["quantizer_type"] == quantizer_type
+    levels = 2 if quantizer_type == "rvq" else 1
+    # 16 codes (FSQ: levels 4 x 4) cost 4 bits per level at each of the 4x4 grid positions
+    assert rate["fixed_bits_per_image"] == 4 * levels * 16 and rate["alphabet_size"] == 16
     module = load_module(checkpoint, "squeezed")
     assert (
         module.bottleneck.code_histogram.sum() == 16 * module.bottleneck.levels * 14

@@ -1,5 +1,6 @@
 """Interrupts, kills, NaN losses, hostile checkpoints, bad paths and multi-process training."""
 
+import csv
 import json
 import logging
 import random
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TEST_MODEL, TINY, one_line_error, run_cli
+from helpers import TEST_MODEL, TINY, one_line_error, run_cli, tiny_datamodule
+from PIL import Image
 from torchvision.models import vit_b_32
 
 from embeddings_squeeze.data.segmentation import (
@@ -23,6 +25,7 @@ from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.engine import fitting
 from embeddings_squeeze.engine.callbacks import AtomicCheckpointIO
 from embeddings_squeeze.engine.checkpoint import load_module
+from embeddings_squeeze.utils.figures import figure_size_pixels
 
 COMMAND = [sys.executable, "-m", "embeddings_squeeze"]
 
@@ -304,19 +307,16 @@ def test_checkpoint_from_an_incompatible_version(trained, pet_root, tmp_path, ca
 
 
 def test_zero_best_and_worst_rows(trained, pet_root, tmp_path):
-    argv = [
-        "visualize",
-        "--vq_checkpoint",
-        trained["vq"],
-        "--baseline_checkpoint",
-        trained["baseline"],
-        "--model",
-        TEST_MODEL,
-    ]
-    assert (
-        run_cli(*argv, "--data_path", pet_root, "--output_dir", tmp_path, "--n_best", 0, "--n_worst", 0) == 0
-    )
-    assert (tmp_path / "best_results_test.png").is_file() and (tmp_path / "scores_test.csv").is_file()
+    argv = ["visualize", "--vq_checkpoint", trained["vq"], "--baseline_checkpoint", trained["baseline"],
+            "--model", TEST_MODEL, "--data_path", pet_root, "--output_dir", tmp_path]  # fmt: skip
+    assert run_cli(*argv, "--n_best", 0, "--n_worst", 0) == 0
+    with open(tmp_path / "scores_test.csv") as scores:
+        ids = [row["image_id"] for row in csv.DictReader(scores)]
+    data = tiny_datamodule(pet_root)
+    data.setup()
+    assert sorted(ids) == sorted(data.splits["test"].image_ids)  # every image scored, none drawn
+    with Image.open(tmp_path / "best_results_test.png") as figure:
+        assert figure.size == figure_size_pixels(1)  # the title over one empty row
 
 
 class InterruptAfterSaving(AtomicCheckpointIO):

@@ -3,11 +3,11 @@ import json
 import logging
 
 import pytest
-from helpers import TINY, parse
+from helpers import TINY, one_line_error, parse, run_cli, tiny_datamodule, torchmetrics_miou
 from PIL import Image
 
 from embeddings_squeeze import sweep
-from embeddings_squeeze.engine.checkpoint import read_checkpoint
+from embeddings_squeeze.engine.checkpoint import load_module, read_checkpoint
 from embeddings_squeeze.utils.figures import figure_size_pixels
 from embeddings_squeeze.utils.input_compression import codecs
 
@@ -55,6 +55,20 @@ def test_tables_hold_every_model(finished_sweep):
             assert row["coded_bits_per_image"] >= row["entropy_bits_per_image"]  # entropy: the bound
             assert {"iou_pet", "iou_background", "iou_border", "training_seconds"} <= set(row)
             assert 0 < row["code_usage"] <= 1
+
+
+def test_scores_agree_with_torchmetrics_on_what_the_receiver_decodes(finished_sweep, pet_root):
+    _, rows, _ = finished_sweep
+    by_name = {row["name"]: row for row in rows}
+    data = tiny_datamodule(pet_root, subset_size=4)  # the sweep's split and images
+    data.setup()
+    for name, kind in (
+        ("baseline_seed43", "baseline"),
+        ("vq_K8_seed42", "squeezed"),
+        ("eb_lambda0.5_seed43", "squeezed"),
+    ):
+        module = load_module(by_name[name]["checkpoint"], kind)
+        assert by_name[name]["miou"] == pytest.approx(torchmetrics_miou(module, data), abs=1e-6), name
 
 
 def test_seeds_share_one_split_and_compare_with_their_own_baseline(finished_sweep):
@@ -143,3 +157,18 @@ def test_rerun_skips_finished_work(finished_sweep, caplog):
     assert {path: path.stat().st_mtime_ns for path in outputs} == before
     assert "skipping vq_K8_seed42" in caplog.text
     assert len(list((output_dir / "runs").iterdir())) == 8  # 2 baselines + 6 squeezed runs, none retrained
+
+
+def test_a_baseline_is_kept_when_the_sweep_stops_after_it(pet_root, tmp_path, capsys):
+    argv = [*TINY, "--data_path", pet_root, "--output_dir", tmp_path, "--epochs", 1, "--subset_size", 4,
+            "--quantizer_type", "lfq", "--jpeg_qualities", 50]  # fmt: skip
+    assert run_cli("sweep", *argv, "--num_vectors", 12) == 2  # LFQ refuses K=12, after the baseline
+    assert "power of two" in one_line_error(capsys)
+    result = tmp_path / "results" / "baseline_seed42.json"
+    scored = json.loads(result.read_text())
+    assert run_cli("sweep", *argv, "--num_vectors", 8) == 0
+    assert json.loads(result.read_text()) == scored  # scored once, as soon as it trained
+    result.unlink()  # as if the sweep had stopped between training the baseline and scoring it
+    assert run_cli("sweep", *argv, "--num_vectors", 8) == 0
+    assert [p.name for p in (tmp_path / "runs" / "baseline_seed42").iterdir()] == ["version_0"]  # reused
+    assert json.loads(result.read_text())["miou"] == scored["miou"]

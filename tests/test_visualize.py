@@ -35,11 +35,28 @@ def test_figures_csv_and_summary(trained, pet_root, tmp_path, capsys):
     with open(out / "scores_test.csv") as scores:
         rows = list(csv.DictReader(scores))
     assert len(rows) == 6 and len({row["image_id"] for row in rows}) == 6
+    # each image's IoU by hand: over the classes in its ground truth or prediction
+    baseline, vq = load_module(trained["baseline"], "baseline"), load_module(trained["vq"], "squeezed")
+    data = tiny_datamodule(pet_root)
+    data.setup()
+    by_hand = {}
+    for images, masks, positions in data.dataloader("test"):
+        for image, mask, position in zip(images, masks.numpy(), positions.tolist()):
+            predictions = (baseline.predict_masks(image[None])[0], vq.decode_mask(vq.encode_image(image)[1]))
+            by_hand[data.splits["test"].image_ids[position]] = [
+                np.mean(
+                    [
+                        ((p == c) & (mask == c)).sum() / ((p == c) | (mask == c)).sum()
+                        for c in np.union1d(p, mask)
+                    ]
+                )  # fmt: skip
+                for p in (prediction.numpy() for prediction in predictions)
+            ]
     for row in rows:
-        assert 0 <= float(row["vq_iou"]) <= 1 and 0 <= float(row["baseline_iou"]) <= 1
-        assert float(row["iou_difference"]) == pytest.approx(
-            float(row["vq_iou"]) - float(row["baseline_iou"])
-        )
+        baseline_iou, vq_iou = by_hand[row["image_id"]]
+        assert float(row["baseline_iou"]) == pytest.approx(baseline_iou, abs=1e-9)
+        assert float(row["vq_iou"]) == pytest.approx(vq_iou, abs=1e-9)
+        assert float(row["iou_difference"]) == pytest.approx(vq_iou - baseline_iou, abs=1e-9)
     summary = json.loads((out / "summary_test.json").read_text())
     mean_vq = sum(float(row["vq_iou"]) for row in rows) / len(rows)
     assert summary["vq_mean_image_iou"] == pytest.approx(mean_vq)
@@ -144,6 +161,13 @@ def test_visualize_from_run_folders_copied_elsewhere(trained, pet_root, tmp_path
     for kind in ("baseline", "vq"):
         run_dir = trained[kind].parent
         copies[kind] = shutil.copytree(run_dir, tmp_path / "elsewhere" / kind) / "last.ckpt"
-    argv = visualize_args(copies, pet_root, tmp_path / "vis", "--n_best", 1, "--n_worst", 1)
-    assert run_cli(*argv) == 0
-    assert (tmp_path / "vis" / "summary_test.json").is_file()
+    runs_by_name = {"copied": copies, "original": trained}
+    for name, runs in runs_by_name.items():
+        argv = visualize_args(runs, pet_root, tmp_path / name, "--n_best", 1, "--n_worst", 1)
+        assert run_cli(*argv) == 0
+    copied, original = (
+        json.loads((tmp_path / n / "summary_test.json").read_text()) for n in ("copied", "original")
+    )
+    for summary in (copied, original):
+        del summary["baseline_checkpoint"], summary["vq_checkpoint"]
+    assert copied == original  # the same models, rebuilt from the copies alone

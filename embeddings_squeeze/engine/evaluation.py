@@ -122,7 +122,7 @@ def prepare_coder(module: VQSegmentationModule, loader, device: torch.device) ->
 
     def sent_batches():
         for batch in evaluation_batches(module, loader, device, "coding the training split"):
-            yield module.indices_of(module.features_of(batch[0].to(device)))
+            yield module.indices_of(module.features_of(batch[0].to(device), one_by_one=True))
 
     module.bottleneck.prepare_coder(sent_batches())
 
@@ -131,7 +131,7 @@ def evaluate_rate(module, loader, device: torch.device) -> dict:
     """The rate table of a squeezed ``module`` on ``loader``'s split, with real payload sizes."""
     meter = RateMeter(module)
     for batch in evaluation_batches(module, loader, device, "measuring payload sizes"):
-        meter.update(module.indices_of(module.features_of(batch[0].to(device))))
+        meter.update(module.indices_of(module.features_of(batch[0].to(device), one_by_one=True)))
     return meter.report()
 
 

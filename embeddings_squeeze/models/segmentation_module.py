@@ -93,9 +93,12 @@ class SegmentationModule(pl.LightningModule):
         squeezed, _, _ = self.squeeze(features)
         return self.backbone.classify(squeezed, size)
 
-    def features_of(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Images (B, 3, H, W) go through the frozen encoder; cached features (B, C, h, w) already did."""
-        return self.backbone.features(inputs) if inputs.shape[1] == 3 else inputs
+    def features_of(self, inputs: torch.Tensor, one_by_one: bool = False) -> torch.Tensor:
+        """Images (B, 3, H, W) go through the frozen encoder (``one_by_one``: each image on its own, as
+        a sender computes them); cached features (B, C, h, w) already did, one by one."""
+        if inputs.shape[1] != 3:
+            return inputs
+        return self.backbone.features_one_by_one(inputs) if one_by_one else self.backbone.features(inputs)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"out": self.logits_from_features(self.backbone.features(images), images.shape[-2:])}
