@@ -1,0 +1,22 @@
+"""The sweep's column schema: one definition behind the tables, the report and the README."""
+
+from pathlib import Path
+
+from embeddings_squeeze.utils.columns import BY_NAME, glossary, method_and_setting, ordered
+
+
+def test_readme_glossary_is_the_schema():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert glossary() in readme
+
+
+def test_rows_know_their_curve_and_point():
+    assert method_and_setting({"kind": "squeezed", "quantizer": "fsq", "value": 64}) == ("fsq", 64)
+    assert method_and_setting({"kind": "input", "codec": "JPEG", "quality": 10}) == ("JPEG", 10)
+    assert method_and_setting({"kind": "floor", "name": "mask_png"}) == ("mask_png", None)
+
+
+def test_columns_keep_the_schema_order_with_patterns_and_deviations():
+    keys = ["miou_std", "iou_pet", "zz_unknown", "miou", "name", "iou_border", "bytes_at_90"]
+    assert ordered(keys) == ["name", "miou", "miou_std", "iou_pet", "iou_border", "bytes_at_90", "zz_unknown"]
+    assert BY_NAME["miou"].over_seeds == "mean" and BY_NAME["seed"].over_seeds == "key"
