@@ -73,7 +73,7 @@ def add_codec_arguments(
     parser.add_argument(
         "--checkpoint",
         required=True,
-        help="a squeezed checkpoint: VQ, RVQ, FSQ, LFQ or eb (squeeze.py's last.ckpt)",
+        help="a squeezed checkpoint, of any quantizer type (squeeze.py's last.ckpt)",
     )
     parser.add_argument(inputs, nargs="+", help=inputs_help)
     parser.add_argument("-o", "--output_dir", required=True, help=output_help)

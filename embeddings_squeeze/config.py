@@ -211,6 +211,7 @@ def add_arguments(
     """
     group = parser.add_argument_group(title or config.__name__.removesuffix("Config").lower())
     for item in fields(config):
+        # fields made without ``setting`` (QuantizerConfig.settings: the type's own) are no flag
         if "help" not in item.metadata or (only is not None and item.name not in only):
             continue
         arguments = {**item.metadata["argparse"], **(options or {}).get(item.name, {})}

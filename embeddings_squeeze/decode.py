@@ -4,7 +4,7 @@
 
 Each payload becomes <output_dir>/<name>.png: a palette PNG whose pixel values are class labels
 (for pets in trimap mode 0 pet, 1 background, 2 border; the checkpoint records its dataset's
-classes) at the model's input size, coloured as in the figures.
+classes) at the image's own size (the payload carries it), coloured as in the figures.
 """
 
 import argparse
@@ -38,8 +38,8 @@ def main(args: argparse.Namespace) -> list[Path]:
             payload = payload_path.read_bytes()
         except OSError as error:
             raise UserError(f"cannot read payload {payload_path} ({error.strerror})") from None
-        indices = coder.decode(payload, name=str(payload_path))
-        mask = Image.fromarray(module.decode_mask(indices).cpu().numpy().astype(np.uint8), mode="P")
+        indices, size = coder.decode(payload, name=str(payload_path))
+        mask = Image.fromarray(module.decode_mask(indices, size).cpu().numpy().astype(np.uint8), mode="P")
         mask.putpalette(module.classes.palette())
         target = output_dir / f"{payload_path.stem}.png"
         mask.save(target)

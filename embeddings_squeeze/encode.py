@@ -2,8 +2,9 @@
 
     embeddings-squeeze encode --checkpoint outputs/my_vq/version_0/last.ckpt cat.jpg dog.jpg -o payloads/
 
-Each image becomes <output_dir>/<name>.esq: a 6-byte header and the range-coded codebook indices
-(or, for an entropy-bottleneck checkpoint, CompressAI's rANS bitstream of its rounded latent).
+Each image becomes <output_dir>/<name>.esq: a 10-byte header (with the image's size) and what the
+quantizer sends, coded (codebook indices range-coded under the training histogram; for an
+entropy-bottleneck checkpoint, CompressAI's rANS bitstream of its rounded latent).
 """
 
 import argparse
@@ -31,10 +32,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_image(path: Path, transform: ImageTransform) -> torch.Tensor:
+def read_image(path: Path, transform: ImageTransform) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The model's input for an image file, and the image's own (height, width)."""
     try:
         with Image.open(path) as image:
-            return transform(image)
+            return transform(image), (image.height, image.width)
     except FileNotFoundError:
         raise UserError(f"image {path} not found; check the path") from None
     except (OSError, UnidentifiedImageError):
@@ -47,8 +49,9 @@ def main(args: argparse.Namespace) -> list[Path]:
     output_dir = prepare_output_dir(args.output_dir)
     written = []
     for image_path in map(Path, args.images):
-        _, indices = module.encode_image(read_image(image_path, transform))
-        payload = coder.encode(indices)
+        pixels, size = read_image(image_path, transform)
+        _, indices = module.encode_image(pixels)
+        payload = coder.encode(indices, size)
         target = output_dir / f"{image_path.stem}.esq"
         target.write_bytes(payload)
         log.info("%s -> %s (%d bytes)", image_path, target, len(payload))

@@ -9,7 +9,7 @@ import argparse
 
 from embeddings_squeeze import cli
 from embeddings_squeeze.engine.fitting import fit
-from embeddings_squeeze.models.quantizers import add_quantizer_arguments, quantizer_class, quantizer_config
+from embeddings_squeeze.models.quantizers import add_quantizer_arguments, quantizer_config, run_label
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -21,8 +21,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace):
     quantizer = quantizer_config(args)
-    label = quantizer_class(quantizer.quantizer_type).label(quantizer)
-    name = args.experiment_name or f"{args.backbone}_{quantizer.quantizer_type}_{label}"
+    name = args.experiment_name or f"{args.backbone}_{run_label(quantizer)}"
     return fit(name, quantizer=quantizer, **cli.training_configs(args))
 
 

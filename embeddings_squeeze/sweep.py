@@ -1,20 +1,23 @@
-"""Rate-quality sweep: a baseline and every squeezed model per seed, and the references they face.
+"""Rate-quality sweep: per seed a baseline, the continuous reference and every squeezed model, and
+the references they face, each paired with its own seed's baseline.
 
     embeddings-squeeze sweep --model vit --quantizer_type vq fsq eb --num_vectors 16 64 256 1024 \\
         --lambdas 1 10 100 --seeds 3 --epochs 5 --output_dir ./sweep
 
 Each quantizer type takes one model per value of its sweep axis: --num_vectors for codebook types,
---lambdas for the entropy bottleneck (eb). Every sweep also measures the task floor (the baseline's
-masks coded losslessly), the ground truth's size, the grid oracles and the baseline on JPEG/WebP
-images, and reports for every method the bytes it needs at 90/95/99 % of the baseline's mIoU and
-its BD-rate against JPEG and WebP inputs.
+--lambdas for the entropy bottleneck (eb). Every seed also trains the continuous bottleneck
+(``none``: the same projections, no quantization), so each squeezed model is measured against its
+seed's baseline and against that reference (the quantization alone), and every seed's baseline is
+measured sent the other ways: its masks coded losslessly (the task floor), the ground truth's size,
+the grid oracles, and JPEG/WebP images. For every method and seed the sweep reports the bytes it
+needs at 90/95/99 % of that seed's baseline mIoU and its BD-rate against JPEG and WebP inputs;
+every mIoU has a 95 % bootstrap interval, and seeds are summarised by mean and standard deviation.
 
 Seeds vary initialisation and shuffling only: every model trains and is scored on one split (from
---split_seed), and each squeezed model is compared with the baseline of its own seed. With
---weights none every model runs on the one random backbone of --backbone_seed. Writes
-<output_dir>/sweep.csv, sweep.json, rate_quality.png and report.html. Each finished model leaves
-results/<name>.json as soon as it is scored; running the same command again skips those, reuses
-models that finished training but were not scored, and never overwrites a result.
+--split_seed). With --weights none every model runs on the one random backbone of --backbone_seed.
+Writes <output_dir>/sweep.csv, sweep.json, rate_quality.png and report.html. Each result is written
+to results/ as soon as it is measured; running the same command again skips those, reuses models
+that finished training with the same settings but were not scored, and never overwrites a result.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import logging
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+import torch
 
 from embeddings_squeeze import cli
 from embeddings_squeeze.config import (
@@ -39,23 +44,23 @@ from embeddings_squeeze.config import (
     positive_int,
 )
 from embeddings_squeeze.engine.checkpoint import load_module
-from embeddings_squeeze.engine.evaluation import (
-    compare_models,
-    evaluate_input_compression,
-    evaluate_task_floor,
-)
+from embeddings_squeeze.engine.evaluation import compare_models, evaluate_baseline, evaluate_input_compression
 from embeddings_squeeze.engine.fitting import fit
 from embeddings_squeeze.engine.run_dirs import finished_run
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
 from embeddings_squeeze.errors import Interrupted
 from embeddings_squeeze.models import BASELINE, SQUEEZED
 from embeddings_squeeze.models.quantizers import (
+    QUANTIZERS,
+    REFERENCE,
     add_quantizer_arguments,
     quantizer_class,
     quantizer_config,
     quantizer_values,
+    run_label,
 )
-from embeddings_squeeze.utils import columns
+from embeddings_squeeze.utils import bootstrap
+from embeddings_squeeze.utils.columns import RATE_COLUMNS, Kind
 from embeddings_squeeze.utils.figures import draw_rankings
 from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.input_compression import JPEG_QUALITIES, codecs
@@ -107,13 +112,20 @@ def _finished(results: Path, name: str) -> dict | None:
     return None
 
 
-def configuration_name(quantizer: QuantizerConfig) -> str:
-    """A squeezed model's name without its seed, e.g. vq_K64 or eb_lambda10."""
-    return f"{quantizer.quantizer_type}_{quantizer_class(quantizer.quantizer_type).label(quantizer)}"
-
-
 def _rounded(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 1)
+
+
+def _interval(column: str, bounds) -> dict:
+    """``<column>_low`` and ``<column>_high`` of a 95 % interval (None where there is none)."""
+    low, high = bounds if bounds is not None else (None, None)
+    return {f"{column}_low": low, f"{column}_high": high}
+
+
+def _paired_delta(confusions: torch.Tensor, baseline: torch.Tensor) -> dict:
+    """delta_miou's interval and significance against the baseline's per-image counts."""
+    bounds = bootstrap.difference_interval(confusions, baseline)
+    return {**_interval("delta_miou", bounds), "delta_significant": bootstrap.significant(bounds)}
 
 
 def squeezed_row(
@@ -122,21 +134,26 @@ def squeezed_row(
     axis = quantizer_class(quantizer.quantizer_type).sweep_axis
     row = {
         "name": name,
-        "kind": columns.SQUEEZED,
-        "configuration": configuration_name(quantizer),
+        "kind": Kind.SQUEEZED,
+        "configuration": run_label(quantizer),
         "quantizer": quantizer.quantizer_type,
         "setting": axis,
-        "value": quantizer_values(quantizer)[axis],
+        "value": quantizer_values(quantizer)[axis] if axis else None,
         "seed": seed,
+        **{column.name: summary["rate"].get(column.rate_key) for column in RATE_COLUMNS},
+        "miou": summary["vq_miou"],
+        **_interval("miou", summary["vq_miou_ci"]),
+        "miou_input_size": summary["vq_miou_input_size"],
+        "baseline_miou": summary["baseline_miou"],
+        "delta_miou": summary["miou_difference"],
+        **_interval("delta_miou", summary["miou_difference_ci"]),
+        "delta_significant": summary["miou_difference_significant"],
     }
-    row.update({column.name: summary["rate"].get(column.rate_key) for column in columns.RATE_COLUMNS})
-    row.update(
-        miou=summary["vq_miou"],
-        baseline_miou=summary["baseline_miou"],
-        delta_miou=summary["miou_difference"],
-        training_seconds=_rounded(seconds),
-        **{f"iou_{k}": v for k, v in summary["vq_class_iou"].items()},
-    )
+    if "reference_miou" in summary:
+        row["delta_miou_vs_reference"] = summary["miou_difference_vs_reference"]
+        row.update(_interval("delta_miou_vs_reference", summary["miou_difference_vs_reference_ci"]))
+    row["training_seconds"] = _rounded(seconds)
+    row.update({f"iou_{k}": v for k, v in summary["vq_class_iou"].items()})
     return row
 
 
@@ -150,7 +167,7 @@ class Sweep:
         self.results.mkdir(parents=True, exist_ok=True)
         self.device = pick_device(plan.runtime)
         self._datamodule = None
-        self._baselines: dict[int, object] = {}
+        self._modules: dict[str, object] = {}
 
     @property
     def datamodule(self):
@@ -160,6 +177,21 @@ class Sweep:
             self._datamodule.setup()
         return self._datamodule
 
+    def module(self, checkpoint: str | Path, kind: str):
+        """The model of ``checkpoint``, loaded once per sweep."""
+        if str(checkpoint) not in self._modules:
+            self._modules[str(checkpoint)] = load_module(checkpoint, kind)
+        return self._modules[str(checkpoint)]
+
+    def _settings(self, quantizer: QuantizerConfig | None) -> dict:
+        """The hyperparameters a run of this sweep stores: a finished run is reused only if they match."""
+        plan = self.plan
+        model = plan.model
+        if model.weights not in ("default", "none"):
+            model = replace(model, weights=str(Path(model.weights).resolve()))
+        values = {**asdict(model), **asdict(plan.optimizer)}
+        return {**values, **quantizer_values(quantizer)} if quantizer is not None else values
+
     def _fit(
         self, name: str, seed: int, quantizer: QuantizerConfig | None = None
     ) -> tuple[Path, float | None]:
@@ -167,7 +199,7 @@ class Sweep:
         training, None when it was trained earlier)."""
         plan = self.plan
         training = replace(plan.training, seed=seed, experiment_name=name)
-        trained = finished_run(training.output_dir, name, training.epochs)
+        trained = finished_run(training.output_dir, name, training.epochs, self._settings(quantizer))
         if trained is not None:
             log.info("reusing %s: trained earlier, not yet scored", trained)
             return trained, None
@@ -182,41 +214,85 @@ class Sweep:
         return checkpoint, time.perf_counter() - started
 
     def baseline_row(self, seed: int) -> dict:
-        """Train and score the baseline of ``seed``; its result is written as soon as it is scored."""
+        """Train and score the baseline of ``seed``, with its floor and oracle rows from the same pass;
+        the row file, written last, marks them all done."""
         name = f"baseline_seed{seed}"
         row = _finished(self.results, name)
-        if row is not None:
+        measured = [self.results / f"floor_seed{seed}.json", self.results / f"{name}_confusions.pt"]
+        if row is not None and all(path.is_file() for path in measured):
             return row
         checkpoint, seconds = self._fit(name, seed)
-        loader = self.datamodule.dataloader(SPLIT)
-        scores = evaluate_task_floor(self.baseline(seed, checkpoint), loader, self.device)
-        row = {"name": name, "kind": BASELINE, "seed": seed, "checkpoint": str(checkpoint),
-               "training_seconds": _rounded(seconds), "miou": scores["baseline_miou"], "delta_miou": 0.0,
-               **{f"iou_{k}": v for k, v in scores["baseline_class_iou"].items()}}  # fmt: skip
+        scores = evaluate_baseline(self.module(checkpoint, BASELINE), self.datamodule, SPLIT, self.device)
+        torch.save(scores["confusions"], self.results / f"{name}_confusions.pt")
+        write_json(self.results / f"floor_seed{seed}.json", self._floor_rows(scores, seed))
+        row = {"name": name, "kind": Kind.BASELINE, "configuration": "baseline", "seed": seed,
+               "checkpoint": str(checkpoint), "miou": scores["miou"], **_interval("miou", scores["miou_ci"]),
+               "delta_miou": 0.0, "training_seconds": _rounded(seconds),
+               **{f"iou_{k}": v for k, v in scores["class_iou"].items()}}  # fmt: skip
         write_json(self.results / f"{name}.json", row)
-        write_json(self.results / f"task_floor_seed{seed}.json", scores)
         return row
 
-    def baseline(self, seed: int, checkpoint: str | Path):
-        if seed not in self._baselines:
-            self._baselines[seed] = load_module(checkpoint, BASELINE)
-        return self._baselines[seed]
+    def baseline_confusions(self, seed: int) -> torch.Tensor:
+        return torch.load(self.results / f"baseline_seed{seed}_confusions.pt", weights_only=True)
+
+    @staticmethod
+    def _floor_rows(scores: dict, seed: int) -> list[dict]:
+        """The baseline's masks sent losslessly (its mIoU, exactly), the ground truth's sizes and the
+        grid oracles, measured in the baseline's scoring pass."""
+        rows = []
+        for configuration, entry in scores["floor"].items():
+            row = {
+                "name": f"{configuration}_seed{seed}",
+                "configuration": configuration,
+                "seed": seed,
+                "codec": configuration.rsplit("_", 1)[1],
+                "payload_bytes_per_image": entry["bytes_mean"],
+                "payload_bytes_median": entry["bytes_median"],
+                "header_bytes": entry["header_bytes"],
+            }
+            if configuration.startswith("mask_"):  # the baseline's own masks: its scores, exactly
+                row.update(kind=Kind.FLOOR, miou=scores["miou"], **_interval("miou", scores["miou_ci"]),
+                           delta_miou=0.0)  # fmt: skip
+            elif configuration.startswith("gt_mask_"):  # for information: not scored against itself
+                row.update(kind=Kind.FLOOR_GT)
+            else:
+                row.update(kind=Kind.ORACLE, codec="context", miou=entry["miou"],
+                           **_interval("miou", entry["miou_ci"]), delta_miou=entry["miou"] - scores["miou"],
+                           **{f"iou_{k}": v for k, v in entry["class_iou"].items()})  # fmt: skip
+            rows.append(row)
+        return rows
+
+    def floor_rows(self, seed: int) -> list[dict]:
+        return json.loads((self.results / f"floor_seed{seed}.json").read_text())
 
     def squeezed_row(
-        self, quantizer: QuantizerConfig, seed: int, baseline_row: dict, figures: Path | None
+        self,
+        quantizer: QuantizerConfig,
+        baseline_row: dict,
+        reference_row: dict | None = None,
+        figures: Path | None = None,
     ) -> dict:
-        """Train and score one squeezed model; ``figures`` also draws its best and worst images there."""
-        name = f"{configuration_name(quantizer)}_seed{seed}"
+        """Train and score one squeezed model against its seed's baseline (and reference); ``figures``
+        also draws its best and worst images there."""
+        seed = baseline_row["seed"]
+        name = f"{run_label(quantizer)}_seed{seed}"
         row = _finished(self.results, name)
         if row is not None and (figures is None or all((figures / f).is_file() for f in FIGURES)):
             return row
         checkpoint, seconds = self._fit(name, seed, quantizer) if row is None else (row["checkpoint"], None)
         rows_wanted = FIGURE_ROWS if figures is not None else 0
+        reference = self.module(reference_row["checkpoint"], SQUEEZED) if reference_row else None
         comparison = compare_models(
-            self.baseline(seed, baseline_row["checkpoint"]), load_module(checkpoint, SQUEEZED),
-            self.datamodule.dataloader(SPLIT), self.datamodule.splits[SPLIT].image_ids, rows_wanted,
-            rows_wanted, self.device, record=lambda _: None, rank_by=("iou", "delta"),
-        )  # fmt: skip
+            self.module(baseline_row["checkpoint"], BASELINE),
+            self.module(checkpoint, SQUEEZED),
+            self.datamodule,
+            SPLIT,
+            self.device,
+            n_best=rows_wanted,
+            n_worst=rows_wanted,
+            rank_by=("iou", "delta"),
+            reference=reference,
+        )
         if figures is not None:
             for ranking in ("iou", "delta"):
                 folder = figures / ranking
@@ -229,42 +305,35 @@ class Sweep:
         write_json(self.results / f"{name}.json", row)
         return row
 
-    def input_row(self, codec: str, quality: int, baseline_row: dict) -> dict:
-        """The baseline on test images sent as ``codec`` at ``quality`` (the first seed's baseline)."""
-        name = f"{codec.lower()}_q{quality}"
-        row = _finished(self.results, name)
-        if row is None:
-            baseline = self.baseline(baseline_row["seed"], baseline_row["checkpoint"])
-            measured = evaluate_input_compression(
-                baseline, self.datamodule.dataloader(SPLIT), codec, quality, self.device
-            )
-            row = {"name": name, "kind": "input", "codec": codec, "quality": quality,
-                   "payload_bytes_per_image": measured["payload_bytes_mean"], "miou": measured["miou"],
-                   "delta_miou": measured["miou"] - baseline_row["miou"],
-                   **{f"iou_{k}": v for k, v in measured["class_iou"].items()}}  # fmt: skip
-            write_json(self.results / f"{name}.json", row)
-        return row
-
-    def floor_rows(self, baseline_row: dict) -> list[dict]:
-        """The task floor (the first seed's baseline masks, lossless), the ground truth's sizes and the
-        grid oracles, measured in the baseline's scoring pass."""
-        measured = json.loads((self.results / f"task_floor_seed{baseline_row['seed']}.json").read_text())
+    def input_rows(self, codec: str, quality: int, baselines: dict[int, dict]) -> list[dict]:
+        """Every seed's baseline on test images sent as ``codec`` at ``quality``, from one pass."""
+        configuration = f"{codec.lower()}_q{quality}"
+        names = {seed: f"{configuration}_seed{seed}" for seed in baselines}
+        found = [_finished(self.results, name) for name in names.values()]
+        if all(row is not None for row in found):
+            return found
+        modules = {seed: self.module(row["checkpoint"], BASELINE) for seed, row in baselines.items()}
+        measured = evaluate_input_compression(modules, self.datamodule, SPLIT, codec, quality, self.device)
         rows = []
-        for name, entry in measured["rows"].items():
+        for seed, name in names.items():
+            scores = measured["scores"][seed]
             row = {
                 "name": name,
-                "codec": name.rsplit("_", 1)[1],
-                "payload_bytes_per_image": entry["bytes_mean"],
-                "payload_bytes_median": entry["bytes_median"],
+                "kind": Kind.INPUT,
+                "configuration": configuration,
+                "codec": codec,
+                "quality": quality,
+                "seed": seed,
+                "payload_bytes_per_image": measured["payload_bytes_mean"],
+                "header_bytes": measured["header_bytes"],
+                "miou": scores["miou"],
+                **_interval("miou", scores["miou_ci"]),
+                "baseline_miou": baselines[seed]["miou"],
+                "delta_miou": scores["miou"] - baselines[seed]["miou"],
+                **_paired_delta(measured["confusions"][seed], self.baseline_confusions(seed)),
+                **{f"iou_{k}": v for k, v in scores["class_iou"].items()},
             }
-            if name.startswith("mask_"):
-                row.update(kind="floor", miou=measured["baseline_miou"], delta_miou=0.0)
-            elif name.startswith("gt_mask_"):
-                row.update(kind="floor_gt")  # for information: the ground truth is not scored against itself
-            else:
-                row.update(kind="oracle", codec="context", miou=entry["miou"],
-                           delta_miou=entry["miou"] - baseline_row["miou"],
-                           **{f"iou_{k}": v for k, v in entry["class_iou"].items()})  # fmt: skip
+            write_json(self.results / f"{name}.json", row)
             rows.append(row)
         return rows
 
@@ -279,44 +348,60 @@ def main(args: argparse.Namespace) -> list[dict]:
         training=training,
         runtime=from_namespace(RuntimeConfig, args),
     )
-    return run_sweep(plan, output_dir, configurations(args), args.seeds, args.jpeg_qualities, vars(args))
+    quantizers, reference = configurations(args)
+    return run_sweep(plan, output_dir, quantizers, reference, args.seeds, args.jpeg_qualities, vars(args))
 
 
-def configurations(args: argparse.Namespace) -> list[QuantizerConfig]:
-    """Every bottleneck of the sweep: per type, one per value of its sweep axis, the type's
-    highest-quality one (largest K, smallest lambda) last; other types' axes keep their defaults."""
-    classes = [quantizer_class(name) for name in args.quantizer_type]
-    shared = {key: value for key, value in vars(args).items() if key not in {c.sweep_axis for c in classes}}
+def configurations(args: argparse.Namespace) -> tuple[list[QuantizerConfig], QuantizerConfig]:
+    """Every bottleneck of the sweep (per type, one per value of its sweep axis, the type's
+    highest-quality one, largest K or smallest lambda, last) and the continuous reference.
+
+    Settings that some type sweeps keep their defaults for the types that do not sweep them."""
+    axes = {QUANTIZERS.find(name).sweep_axis for name in QUANTIZERS} - {None}
+    shared = {key: value for key, value in vars(args).items() if key not in axes}
     chosen = []
-    for cls in classes:
+    for name in dict.fromkeys(args.quantizer_type):
+        cls = quantizer_class(name)
+        if name == REFERENCE:  # every sweep trains it, once per seed
+            continue
         for value in sorted(getattr(args, cls.sweep_axis), reverse=not cls.larger_is_finer):
-            chosen.append(quantizer_config({**shared, "quantizer_type": cls.name, cls.sweep_axis: value}))
-    return chosen
+            chosen.append(quantizer_config({**shared, "quantizer_type": name, cls.sweep_axis: value}))
+    return chosen, quantizer_config({**shared, "quantizer_type": REFERENCE})
 
 
 def run_sweep(
     plan: Plan,
     output_dir: Path,
     quantizers: list[QuantizerConfig],
+    reference: QuantizerConfig,
     seeds: int,
     jpeg_qualities,
     settings: dict | None = None,
 ) -> list[dict]:
-    """The sweep as a function: trains what is missing, writes the tables, the plot and the report."""
+    """The sweep as a function: trains and measures what is missing, writes the tables, the plot and
+    the report."""
     sweep = Sweep(plan, output_dir)
     seed_list = [plan.training.seed + offset for offset in range(seeds)]
     figures = output_dir / "figures"
+    # the report shows the figures of the first type's finest model (or of the reference alone)
     first_type = [q for q in quantizers if q.quantizer_type == quantizers[0].quantizer_type]
-    shown = f"{configuration_name(first_type[-1])}_seed{seed_list[0]}"  # the model the report shows
+    shown = f"{run_label(first_type[-1] if first_type else reference)}_seed{seed_list[0]}"
+
+    def drawn(quantizer: QuantizerConfig, seed: int) -> Path | None:
+        return figures if f"{run_label(quantizer)}_seed{seed}" == shown else None
+
     baselines = {seed: sweep.baseline_row(seed) for seed in seed_list}
-    squeezed_rows = []
-    for quantizer in quantizers:
-        for seed in seed_list:
-            draw = figures if f"{configuration_name(quantizer)}_seed{seed}" == shown else None
-            squeezed_rows.append(sweep.squeezed_row(quantizer, seed, baselines[seed], draw))
-    first = baselines[seed_list[0]]
-    input_rows = [sweep.input_row(codec, quality, first) for codec in codecs() for quality in jpeg_qualities]
-    rows = [*baselines.values(), *squeezed_rows, *input_rows, *sweep.floor_rows(first)]
+    references = {seed: sweep.squeezed_row(reference, baselines[seed], figures=drawn(reference, seed))
+                  for seed in seed_list}  # fmt: skip
+    squeezed_rows = [
+        sweep.squeezed_row(quantizer, baselines[seed], references[seed], drawn(quantizer, seed))
+        for quantizer in quantizers
+        for seed in seed_list
+    ]
+    input_rows = [row for codec in codecs() for quality in jpeg_qualities
+                  for row in sweep.input_rows(codec, quality, baselines)]  # fmt: skip
+    floor_rows = [row for seed in seed_list for row in sweep.floor_rows(seed)]
+    rows = [*baselines.values(), *references.values(), *squeezed_rows, *input_rows, *floor_rows]
     aggregates, methods, summary_sentences = write_tables(rows, output_dir)
     for line in summary_sentences:
         log.info("%s", line)

@@ -31,6 +31,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--baseline_checkpoint", required=True, help="baseline checkpoint (train_baseline.py)"
     )
+    parser.add_argument(
+        "--reference_checkpoint",
+        help="optional: a continuous bottleneck (squeeze.py --quantizer_type none) scored beside them, so "
+        "the VQ model's loss splits into the bottleneck's projections and the quantization alone",
+    )
     add_arguments(parser, ComparisonConfig)
     add_arguments(
         parser,
@@ -49,30 +54,50 @@ def _iou(value: float) -> str:
     return "absent" if math.isnan(value) else f"{value:.4f}"  # in neither ground truth nor prediction
 
 
+def _interval(bounds) -> str:
+    return "" if bounds is None else f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
+
+
+def _difference(summary: dict, key: str) -> str:
+    """A difference with its interval, and whether the interval excludes 0."""
+    verdict = "" if summary[f"{key}_significant"] else "  not significant"
+    return f"{summary[key]:+.4f} {_interval(summary[f'{key}_ci'])}{verdict}"
+
+
 def print_summary(summary: dict, split: str) -> None:
-    print(f"\n{split} split: {summary['images']} images ({summary['images_scored']} scored)")
-    print(f"{'':24}{'baseline':>10}{'VQ':>10}{'VQ - base':>11}")
+    models = [name for name in ("baseline", "vq", "reference") if f"{name}_miou" in summary]
+    titles = {"baseline": "baseline", "vq": "VQ", "reference": "continuous"}
     print(
-        f"{'mIoU (dataset)':24}{summary['baseline_miou']:10.4f}{summary['vq_miou']:10.4f}"
-        f"{summary['miou_difference']:+11.4f}"
+        f"\n{split} split: {summary['images']} images ({summary['images_scored']} scored), scored at each "
+        "mask's own size; [95 % interval: bootstrap over images]"
     )
-    print(
-        f"{'mean per-image IoU':24}{summary['baseline_mean_image_iou']:10.4f}"
-        f"{summary['vq_mean_image_iou']:10.4f}{summary['mean_image_iou_difference']:+11.4f}"
-    )
-    for name, value in summary["baseline_class_iou"].items():
-        print(f"{'IoU ' + name:24}{_iou(value):>10}{_iou(summary['vq_class_iou'][name]):>10}")
+    print(f"{'':24}" + "".join(f"{titles[name]:>26}" for name in models))
+    cells = [f"{summary[f'{name}_miou']:.4f} {_interval(summary[f'{name}_miou_ci'])}" for name in models]
+    print(f"{'mIoU':24}" + "".join(f"{cell:>26}" for cell in cells))
+    for label, suffix in (
+        ("mIoU at the input size", "miou_input_size"),
+        ("mean per-image IoU", "mean_image_iou"),
+    ):
+        print(f"{label:24}" + "".join(f"{summary[f'{name}_{suffix}']:>26.4f}" for name in models))
+    for name in summary["baseline_class_iou"]:
+        print(f"{'IoU ' + name:24}" + "".join(f"{_iou(summary[f'{m}_class_iou'][name]):>26}" for m in models))
+    print(f"VQ - baseline mIoU: {_difference(summary, 'miou_difference')}")
+    if "reference" in models:
+        quantization = _difference(summary, "miou_difference_vs_reference")
+        print(f"VQ - continuous mIoU (the quantization alone): {quantization}")
+        projections = _difference(summary, "reference_miou_difference")
+        print(f"continuous - baseline mIoU (the projections): {projections}")
     rate = summary["rate"]
     bits = f"{rate['coding']}): "
     if "fixed_bits_per_image" in rate:
-        bits += (
-            f"fixed {rate['fixed_bits_per_image']:.0f} bits, "
-            f"entropy {rate['entropy_bits_per_image']:.1f} bits (this split's own statistics), "
-        )
+        bits += f"fixed {rate['fixed_bits_per_image']:.0f} bits, "
+    if "entropy_bits_per_image" in rate:
+        bits += f"entropy {rate['entropy_bits_per_image']:.1f} bits (this split's own statistics), "
     print(
         f"\nrate per image ({rate['quantizer_type']}, {rate['positions_per_image']} grid positions, {bits}"
         f"coded {rate['coded_bits_per_image']:.1f} bits (the coder's model), "
-        f"payload {rate['payload_bytes_mean']:.1f} bytes mean ({rate['payload_bits_per_pixel']:.4f} bpp); "
+        f"payload {rate['payload_bytes_mean']:.1f} bytes mean, {rate['header_bytes']} of them header "
+        f"({rate['payload_bits_per_pixel']:.4f} bpp); "
         f"float32 embeddings {rate['float32_bits_per_image'] // 8} bytes "
         f"({rate['compression_vs_float32_payload']:.0f}x smaller as payload)"
     )
@@ -89,7 +114,7 @@ def main(args: argparse.Namespace) -> dict:
     view = from_namespace(ComparisonConfig, args)
     summary = compare(
         args.baseline_checkpoint, args.vq_checkpoint, args.backbone, from_namespace(DataConfig, args),
-        args.dataset, from_namespace(RuntimeConfig, args), view,
+        args.dataset, from_namespace(RuntimeConfig, args), view, args.reference_checkpoint,
     )  # fmt: skip
     print_summary(summary, view.dataset_split)
     split = view.dataset_split

@@ -88,8 +88,8 @@ def tiny_datamodule(root, model: ModelConfig | None = None, seed: int = 42, **da
 def encode_and_decode_files(checkpoint, pet_root, folder: Path, count: int = 3):
     """Run the encode and decode commands on the first ``count`` synthetic images.
 
-    Returns the module and, per image, (its (3, S, S) model input, its payload bytes, the (S, S)
-    labels of the decoded mask file).
+    Returns the module and, per image, (its (3, S, S) model input, its payload bytes, the labels of
+    the decoded mask file, at the image's own size).
     """
     module = load_module(checkpoint, "squeezed")
     images = sorted((Path(pet_root) / "oxford-iiit-pet" / "images").glob("*.jpg"))[:count]
@@ -108,15 +108,25 @@ def encode_and_decode_files(checkpoint, pet_root, folder: Path, count: int = 3):
 
 @torch.no_grad()
 def torchmetrics_miou(module, datamodule, split: str = "test") -> float:
-    """A split's mIoU by torchmetrics, from predictions made as a user gets them, one image at a time:
-    the baseline's forward pass; for a squeezed model, the mask decoded from what it sends."""
+    """A split's mIoU by torchmetrics against each mask at its own size, from predictions made as a
+    user gets them, one image at a time: the baseline's forward pass upsampled to the mask's size;
+    for a squeezed model, the mask decoded from what it sends."""
     metric = MulticlassJaccardIndex(module.num_classes, ignore_index=IGNORE_INDEX)
     module.eval()
-    for images, masks, _ in datamodule.dataloader(split):
-        for image, mask in zip(images, masks):
-            if hasattr(module, "bottleneck"):
-                prediction = module.decode_mask(module.encode_image(image)[1])
-            else:
-                prediction = module.predict_masks(image[None])[0]
-            metric.update(prediction[None].cpu(), mask[None])
+    files = datamodule.files[split]
+    for position in range(len(files)):
+        image, target = files[position][0], files.load(position, files.transform.native_labels)
+        size = tuple(target.shape)
+        if hasattr(module, "bottleneck"):
+            prediction = module.decode_mask(module.encode_image(image)[1], size)
+        else:
+            prediction = forward_mask(module, image, size)
+        metric.update(prediction[None].cpu(), target[None])
     return metric.compute().item()
+
+
+@torch.no_grad()
+def forward_mask(module, pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The labels a model's own forward pass gives one (3, S, S) image, upsampled to ``size``."""
+    module.eval()
+    return module.logits_from_features(module.backbone.features(pixels[None]), size).argmax(dim=1)[0]

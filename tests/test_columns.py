@@ -13,7 +13,7 @@ def test_readme_glossary_is_the_schema():
 def test_rows_know_their_curve_and_point():
     assert method_and_setting({"kind": "squeezed", "quantizer": "fsq", "value": 64}) == ("fsq", 64)
     assert method_and_setting({"kind": "input", "codec": "JPEG", "quality": 10}) == ("JPEG", 10)
-    assert method_and_setting({"kind": "floor", "name": "mask_png"}) == ("mask_png", None)
+    assert method_and_setting({"kind": "floor", "configuration": "mask_png"}) == ("mask_png", None)
 
 
 def test_columns_keep_the_schema_order_with_patterns_and_deviations():

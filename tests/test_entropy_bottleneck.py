@@ -6,7 +6,15 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, encode_and_decode_files, parse, tiny_datamodule, tiny_model, visualize_summary
+from helpers import (
+    TINY,
+    encode_and_decode_files,
+    forward_mask,
+    parse,
+    tiny_datamodule,
+    tiny_model,
+    visualize_summary,
+)
 from PIL import Image
 from torchmetrics.classification import MulticlassJaccardIndex
 
@@ -39,8 +47,8 @@ def eb_run(pet_root, tmp_path_factory):
 def test_rate_term_is_bits_per_pixel_under_the_density():
     module = eb_module(backbone="vit", rate_lambda=2.0).eval()
     features = torch.randn(2, 768, 2, 2)
-    _, loss, record = module.squeeze(features)
-    bits = record["bits"]
+    _, loss, record = module.squeeze(features)  # record: the Squeezed pass
+    bits = record.record["bits"]
     symbols = module.bottleneck.encode(features)
     latent = (symbols.float() + module.bottleneck.medians()).permute(0, 3, 1, 2)
     _, likelihoods = module.bottleneck.entropy_bottleneck(latent, training=False)
@@ -60,21 +68,25 @@ def test_trained_checkpoint_codes_payloads_of_its_measured_size(eb_run, pet_root
     coder = payload_coder(module)
     for pixels, payload, labels in files:
         _, symbols = module.encode_image(pixels)
-        assert torch.equal(coder.decode(payload), symbols)
+        assert torch.equal(coder.decode(payload)[0], symbols)
         # CompressAI's bitstream costs about what the density says, plus the header
         bits = module.bottleneck.bits(symbols[None]).item()
         assert len(payload) - HEADER.size <= math.ceil(bits / 8) + 16
-        assert torch.equal(labels, module.decode_mask(symbols))
+        assert torch.equal(labels, forward_mask(module, pixels, labels.shape))
 
 
 def test_damaged_or_foreign_payloads_are_refused(eb_run, trained, pet_root, tmp_path):
     module = load_module(eb_run, "squeezed")
     coder = payload_coder(module)
     _, symbols = module.encode_image(torch.zeros(3, 64, 64))
-    payload = coder.encode(symbols)
-    for damaged in (payload[:-1], payload[:6] + bytes([payload[6] ^ 0x40]) + payload[7:], payload[:6]):
+    payload = coder.encode(symbols, (64, 64))
+    body = HEADER.size
+    for damaged in (payload[:-1], payload[:body] + bytes([payload[body] ^ 0x40]) + payload[body + 1 :],
+                    payload[:body], payload[:7] + bytes([payload[7] ^ 0x01]) + payload[8:]):  # fmt: skip
         with pytest.raises(UserError, match="corrupt|truncated"):
             coder.decode(damaged)
+    with pytest.raises(UserError, match="too short"):
+        coder.decode(payload[: body - 1])
     with pytest.raises(UserError, match="another checkpoint"):
         payload_coder(load_module(trained["vq"], "squeezed")).decode(payload)
 
@@ -88,12 +100,12 @@ def test_visualize_scores_what_the_receiver_decodes(eb_run, trained, pet_root, t
     # the receiver's side, through the commands: the test images encoded, their payloads decoded
     data = tiny_datamodule(pet_root)
     data.setup()
-    split = data.splits["test"]
+    split = data.files["test"]
     payloads = encode.main(parse(encode, "--checkpoint", eb_run, *split.image_paths, "-o", tmp_path / "esq"))
     masks = decode.main(parse(decode, "--checkpoint", eb_run, *payloads, "-o", tmp_path / "png"))
-    targets = {}
-    for _, batch_masks, positions in data.dataloader("test"):
-        targets.update({split.image_ids[p]: mask for p, mask in zip(positions.tolist(), batch_masks)})
+    targets = {
+        image_id: split.load(p, split.transform.native_labels) for p, image_id in enumerate(split.image_ids)
+    }
     metric = MulticlassJaccardIndex(3, ignore_index=IGNORE_INDEX)
     for path in masks:
         with Image.open(path) as mask:
@@ -123,7 +135,7 @@ def test_features_are_standardised_with_training_statistics(eb_run, pet_root):
     vectors = (
         features.double().permute(0, 2, 3, 1).reshape(-1, features.shape[1])
     )  # the whole split: 56 < 4096
-    layer = module.bottleneck
+    layer = module.bottleneck.standardizer
     assert bool(layer.standardized)
     assert torch.allclose(layer.feature_mean.double(), vectors.mean(dim=0), atol=1e-3)
     assert torch.allclose(
@@ -132,7 +144,7 @@ def test_features_are_standardised_with_training_statistics(eb_run, pet_root):
 
 
 def test_a_channel_constant_in_training_is_not_blown_up():
-    layer = eb_module(backbone="vit").bottleneck
+    layer = eb_module(backbone="vit").bottleneck.standardizer
     std = torch.full((768,), 2.0)
     std[:3] = torch.tensor([0.0, 1e-9, 0.05])  # dead ReLU channels and a quiet one
     layer.standardize_from(torch.zeros(768), std)

@@ -32,14 +32,17 @@ def test_dead_code_rule_replaces_and_counts():
 
 
 def test_kmeans_start_from_a_pool_with_usage_per_step():
+    torch.manual_seed(0)  # k-means draws its first means from the pool
     quantizer, book = codebook(kmeans_init=True)
     assert not library.is_started(book)
     centres = torch.tensor([[5.0, 5.0], [-5.0, -5.0], [5.0, -5.0], [-5.0, 5.0]]).repeat(2, 1)
     vectors = centres.repeat_interleave(10, dim=0) + 0.01 * torch.randn(80, 2)
     library.kmeans_start(book, vectors, usage_scale=0.5)
     assert library.is_started(book)
-    codes = library.codes(book)
-    assert torch.cdist(codes, centres[:4]).min(dim=1).values.max() < 0.1  # every code on a cluster
+    codes, used = library.codes(book), book.cluster_size[0] > 0
+    distances = torch.cdist(codes[used], centres[:4])
+    assert distances.min(dim=1).values.max() < 0.1  # every code k-means kept sits on a cluster
+    assert distances.min(dim=0).values.max() < 0.1  # and every cluster has one
     assert book.cluster_size.sum().item() == 40  # 80 vectors, half a step's worth each
     assert torch.allclose(book.embed_avg[0], codes * book.cluster_size[0].unsqueeze(-1))
 

@@ -90,7 +90,7 @@ def test_vq_forward_returns_indices_within_the_codebook():
     module = vq_module().eval()
     features = module.backbone.features(torch.randn(3, 3, 64, 64))
     reconstructed, loss, record = module.squeeze(features)
-    indices = record["sent"]
+    indices = record.record["sent"]
     assert reconstructed.shape == features.shape and loss.ndim == 0
     assert indices.shape == (3, 4, 4, 1) and 0 <= indices.min() and indices.max() < 8  # a 4x4 grid
 

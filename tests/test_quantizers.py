@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from helpers import TINY, encode_and_decode_files, parse, visualize_summary, vq_module
+from helpers import TINY, encode_and_decode_files, forward_mask, parse, visualize_summary, vq_module
 
 from embeddings_squeeze import squeeze
 from embeddings_squeeze.config import QuantizerConfig
@@ -12,7 +12,7 @@ from embeddings_squeeze.engine.rate import RateMeter, payload_coder
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.quantizers import IndexQuantizer, build_quantizer, quantizer_config
 from embeddings_squeeze.models.quantizers.fsq import FSQSettings, fsq_levels_for, parse_levels
-from embeddings_squeeze.utils.payload import HEADER, IndexCoder
+from embeddings_squeeze.utils.payload import FIXED_LENGTH, HEADER, IndexCoder
 from embeddings_squeeze.utils.rate import coded_bits, count_codes, entropy_bits
 
 INDEX_TYPES = ("vq", "rvq", "fsq", "lfq")
@@ -76,7 +76,7 @@ def test_vit_rate_at_224_hand_computed():
     meter = RateMeter(module)
     indices = torch.zeros(2, 7, 7, 1, dtype=torch.long)
     indices[1] = 1  # this split uses two codes equally: 1 bit of entropy per vector
-    meter.update(indices)
+    meter.update(indices, [(300, 400), (224, 224)])
     report = meter.report()
     assert report["positions_per_image"] == 49 and report["alphabet_size"] == 256
     assert report["fixed_bits_per_image"] == 392  # 8 bits x 7 x 7
@@ -106,40 +106,70 @@ def test_coded_bits_predict_the_range_coder(tmp_path):
     generator = torch.Generator().manual_seed(1)
     histogram = torch.randint(0, 100, (1, 64), generator=generator)
     indices = torch.multinomial(histogram[0].double() + 1, 2000, replacement=True, generator=generator)
-    body = len(IndexCoder(histogram, b"K" * 8, (40, 50)).encode(indices.view(40, 50, 1))) - HEADER.size
+    body = len(IndexCoder(histogram, b"K" * 8, (40, 50)).encode(indices.view(40, 50, 1), SIZE)) - HEADER.size
     predicted = coded_bits(count_codes(indices.view(-1, 1), 64), histogram) * 2000 / 8
     assert predicted <= body <= 1.02 * predicted + 4  # the coder's overhead: its final 32-bit word
 
 
-def payload_case():
+SIZE = (375, 500)  # an image's (height, width), as payloads carry it
+
+
+def payload_case(kind: str):
+    """(indices, coder): indices drawn from the coder's histogram (range-coded), or made of its rarest
+    codes (coded longer than a fixed-length code, so sent as one)."""
     generator = torch.Generator().manual_seed(0)
-    histogram = torch.randint(0, 50, (2, 32), generator=generator)
-    indices = torch.randint(0, 32, (8, 8, 2), generator=generator)
+    histogram = torch.randint(1, 50, (2, 32), generator=generator) ** 2
+    histogram[:, 7] = 0  # never seen in training
+    if kind == "coded":
+        indices = torch.stack([torch.multinomial(level.double(), 64, replacement=True, generator=generator)
+                               for level in histogram], dim=-1).view(8, 8, 2)  # fmt: skip
+    else:
+        indices = torch.full((8, 8, 2), 7)
     return indices, IndexCoder(histogram, b"K" * 8, (8, 8))
 
 
-def test_payload_round_trip_is_exact():
-    indices, coder = payload_case()
-    payload = coder.encode(indices)
-    assert torch.equal(coder.decode(payload), indices)
-    assert HEADER.size == 6
-    assert len(payload) < HEADER.size + 8 * 8 * 2 * 5 / 8 + 8  # near a fixed-length code on random indices
+@pytest.mark.parametrize("kind", ["coded", "fixed"])
+def test_payload_round_trip_is_exact(kind):
+    indices, coder = payload_case(kind)
+    payload = coder.encode(indices, SIZE)
+    decoded, size = coder.decode(payload)
+    assert torch.equal(decoded, indices) and size == SIZE
+    assert HEADER.size == 10
+    fixed_length = HEADER.size + 8 * 8 * 2 * 5 // 8  # 5 bits for 32 codes, two levels, 64 positions
+    assert bool(payload[0] & FIXED_LENGTH) == (kind == "fixed")
+    assert len(payload) == fixed_length if kind == "fixed" else len(payload) < fixed_length
+
+
+def test_no_payload_is_longer_than_a_fixed_length_code():
+    generator = torch.Generator().manual_seed(3)
+    for alphabet, levels, side in [(16, 1, 7), (64, 2, 7), (300, 1, 14), (2, 1, 3)]:
+        histogram = torch.randint(0, 5, (levels, alphabet), generator=generator) ** 3  # skewed
+        coder = IndexCoder(histogram, b"K" * 8, (side, side))
+        bits = math.ceil(math.log2(alphabet))
+        for _ in range(20):  # uniform draws: many are unlikely under the skewed histogram
+            indices = torch.randint(0, alphabet, (side, side, levels), generator=generator)
+            payload = coder.encode(indices, SIZE)
+            assert len(payload) <= HEADER.size + math.ceil(side * side * levels * bits / 8)
+            assert torch.equal(coder.decode(payload)[0], indices)
 
 
 def test_small_payloads_stay_within_the_coder_cross_entropy():
-    """Body <= cross-entropy x 1.02 + 4 bytes at the sizes people send (7x7 to 28x28 grids)."""
+    """Body <= cross-entropy x 1.02 + 4 bytes at the sizes people send (7x7 to 28x28 grids), and never
+    above the fixed-length code."""
     generator = torch.Generator().manual_seed(2)
     for side, alphabet in [(7, 16), (7, 64), (7, 256), (14, 512), (28, 512)]:
         histogram = torch.randint(0, 200, (1, alphabet), generator=generator) ** 2
         coder = IndexCoder(histogram, b"K" * 8, (side, side))
+        fixed = math.ceil(side * side * math.ceil(math.log2(alphabet)) / 8)
         for _ in range(5):
             indices = torch.multinomial(histogram[0].double() + 1, side * side, replacement=True,
                                         generator=generator)  # fmt: skip
-            body = len(coder.encode(indices.view(side, side, 1))) - HEADER.size
+            body = len(coder.encode(indices.view(side, side, 1), SIZE)) - HEADER.size
             cross_entropy = coded_bits(count_codes(indices.view(-1, 1), alphabet), histogram) * side**2 / 8
-            assert cross_entropy <= body <= 1.02 * cross_entropy + 4
+            assert min(cross_entropy, fixed) <= body <= min(1.02 * cross_entropy + 4, fixed)
 
 
+@pytest.mark.parametrize("kind", ["coded", "fixed"])
 @pytest.mark.parametrize(
     "damage,message",
     [
@@ -147,25 +177,26 @@ def test_small_payloads_stay_within_the_coder_cross_entropy():
         (lambda p: p[:-1], "corrupt"),
         (lambda p: p[:-8] + bytes([p[-8] ^ 0x10]) + p[-7:], "corrupt"),
         (lambda p: p[:2] + bytes([p[2] ^ 0x01]) + p[3:], "check mismatch"),
-        (lambda p: bytes([9]) + p[1:], "starts with 9"),
+        (lambda p: p[:7] + bytes([p[7] ^ 0x01]) + p[8:], "check mismatch"),  # the image's height
+        (lambda p: bytes([9]) + p[1:], "format byte 9"),
         (lambda p: p[:1] + bytes([p[1] ^ 0xFF]) + p[2:], "another checkpoint"),
         (lambda p: b"GIF89a" + p[6:], "not an embeddings_squeeze payload"),
         (lambda p: p[:5], "too short"),
     ],
 )
-def test_damaged_payloads_never_decode(damage, message):
-    indices, coder = payload_case()
-    payload = damage(coder.encode(indices))
+def test_damaged_payloads_never_decode(damage, message, kind):
+    indices, coder = payload_case(kind)
+    payload = damage(coder.encode(indices, SIZE))
     with pytest.raises(UserError, match=message):
         coder.decode(payload)
 
 
 def test_payload_from_a_checkpoint_with_the_same_tag_is_refused():
     """Fingerprints that share their first byte (1 in 256): the check still refuses."""
-    indices, coder = payload_case()
+    indices, coder = payload_case("coded")
     other = IndexCoder(torch.ones(2, 32, dtype=torch.long), b"K" + b"other..", (8, 8))
     with pytest.raises(UserError, match="corrupt or from another checkpoint"):
-        other.decode(coder.encode(indices))
+        other.decode(coder.encode(indices, SIZE))
 
 
 @pytest.mark.parametrize("quantizer_type", INDEX_TYPES)
@@ -199,8 +230,8 @@ def test_each_quantizer_end_to_end(quantizer_type, pet_root, tmp_path, trained):
     coder = payload_coder(module)
     for pixels, payload, labels in files:
         direct_indices = module.bottleneck.encode(module.backbone.features(pixels[None]))
-        assert torch.equal(coder.decode(payload), direct_indices[0])
-        assert torch.equal(labels, module(pixels[None])["out"].argmax(1)[0])
+        assert torch.equal(coder.decode(payload)[0], direct_indices[0])
+        assert torch.equal(labels, forward_mask(module, pixels, labels.shape))
 
 
 def test_quantizer_stays_float32_under_bf16_autocast():

@@ -4,7 +4,17 @@ import math
 
 import pytest
 
-from embeddings_squeeze.utils.rate_quality import NO_OVERLAP, ONE_POINT, bd_rate, bytes_at, method_summaries
+from embeddings_squeeze.utils.rate_quality import (
+    NO_OVERLAP,
+    ONE_POINT,
+    THIN_OVERLAP,
+    bd_rate,
+    bytes_at,
+    method_summaries,
+    overlap,
+    pareto_front,
+    standing,
+)
 
 ANCHOR = [(100.0, 0.50), (200.0, 0.60), (400.0, 0.66), (800.0, 0.70)]
 
@@ -27,25 +37,56 @@ def test_bd_rate_of_linear_log_rate_curves_by_hand():
     assert bd_rate(test, anchor) == pytest.approx(expected, rel=1e-9)
 
 
-def test_bd_rate_without_overlap_or_with_one_point():
+def test_bd_rate_without_overlap_with_one_point_or_too_thin_an_overlap():
     assert bd_rate([(10.0, 0.8), (20.0, 0.9)], ANCHOR) == NO_OVERLAP
     assert bd_rate([(10.0, 0.6)], ANCHOR) == ONE_POINT
-    assert bd_rate([(10.0, 0.6), (20.0, 0.6)], ANCHOR) == ONE_POINT  # one distinct mIoU
+    assert bd_rate([(10.0, 0.6), (20.0, 0.6)], ANCHOR) == ONE_POINT  # one front point: the other is dominated
+    # overlap [0.69, 0.70] of a front spanning [0.69, 0.9]: a hundredth of the anchor's 0.2, under half
+    assert bd_rate([(10.0, 0.69), (20.0, 0.9)], ANCHOR) == THIN_OVERLAP
+    assert overlap([(10.0, 0.69), (20.0, 0.9)], ANCHOR) == pytest.approx([0.69, 0.70])
 
 
-def test_bytes_at_picks_the_cheapest_point_reaching_the_quality():
+def test_dominated_points_leave_the_front_and_the_bd_rate():
+    points = [(50.0, 0.40), (90.0, 0.57), (120.0, 0.62), (300.0, 0.61), (300.0, 0.50)]
+    assert pareto_front(points) == [(50.0, 0.40), (90.0, 0.57), (120.0, 0.62)]
+    half = [(size / 2, miou) for size, miou in ANCHOR]
+    with_dominated = [*half, (500.0, 0.55)]  # dearer and worse than a front point: says nothing
+    assert bd_rate(with_dominated, ANCHOR) == pytest.approx(-50.0)
+
+
+def test_bytes_at_interpolates_log_bytes_between_the_bracketing_front_points():
     points = [(50.0, 0.40), (90.0, 0.57), (120.0, 0.62), (300.0, 0.61)]
-    assert bytes_at(points, 0.60, 95) == 90.0  # 0.57 >= 0.95 x 0.60
-    assert bytes_at(points, 0.60, 99) == 120.0  # 0.594: the 0.62 and 0.61 points reach it
-    assert bytes_at(points, 0.70, 99) is None
+    # 95 % of 0.60 = 0.57: exactly the 90-byte point, reached from below (0.40 at 50 bytes)
+    assert bytes_at(points, 0.60, 95) == (pytest.approx(90.0), False)
+    # 99 % of 0.60 = 0.594, between (90, 0.57) and (120, 0.62): by hand, 0.48 of the way in log-bytes
+    share = (0.594 - 0.57) / (0.62 - 0.57)
+    expected = math.exp(math.log(90) + share * (math.log(120) - math.log(90)))
+    assert bytes_at(points, 0.60, 99) == (pytest.approx(expected), False)
+    assert bytes_at(points, 0.70, 99) == (None, False)
+    # the cheapest point tried already passes: only an upper bound
+    assert bytes_at(points, 0.30, 90) == (50.0, True)
+
+
+def test_standing_where_the_fronts_share_rates():
+    half = [(size / 2, miou) for size, miou in ANCHOR]
+    assert standing(half, ANCHOR) == "better at every shared rate"
+    assert standing(ANCHOR, half) == "worse at every shared rate"
+    crossing = [(100.0, 0.40), (800.0, 0.80)]
+    assert standing(crossing, ANCHOR) == "crosses the anchor"
+    assert standing([(5.0, 0.3), (10.0, 0.4)], ANCHOR) == "all its points cheaper than the anchor's"
 
 
 def test_method_summaries_hold_every_method():
     methods = {"vq": [(size / 2, miou) for size, miou in ANCHOR], "JPEG": ANCHOR, "mask_png": [(700.0, 0.71)]}
     summary = {entry["method"]: entry for entry in method_summaries(methods, 0.71, anchors=("JPEG", "WEBP"))}
     assert summary["vq"]["bd_rate_vs_jpeg"] == pytest.approx(-50.0)
+    assert summary["vq"]["standing_vs_jpeg"] == "better at every shared rate"
+    assert summary["vq"]["miou_overlap_vs_jpeg"] == pytest.approx([0.5, 0.7])
     assert "bd_rate_vs_webp" not in summary["vq"]  # no WebP rows in this sweep
     assert "bd_rate_vs_jpeg" not in summary["JPEG"]
-    assert summary["mask_png"]["bytes_at_99"] == 700.0 and summary["mask_png"]["bd_rate_vs_jpeg"] == ONE_POINT
-    assert summary["vq"]["bytes_at_95"] == 400.0  # 0.95 x 0.71 = 0.6745: only the 0.70 point, at 800 / 2
-    assert summary["vq"]["bytes_at_90"] == 200.0  # 0.9 x 0.71 = 0.639: the 0.66 point, at 400 / 2
+    assert summary["mask_png"]["bytes_at_99"] == 700.0 and summary["mask_png"]["bytes_at_99_upper_bound"]
+    assert summary["mask_png"]["bd_rate_vs_jpeg"] == ONE_POINT
+    # 0.95 x 0.71 = 0.6745 between (200, 0.66) and (400, 0.70) on vq's front, in log-bytes
+    share = (0.6745 - 0.66) / (0.70 - 0.66)
+    assert summary["vq"]["bytes_at_95"] == pytest.approx(math.exp(math.log(200) + share * math.log(2)))
+    assert summary["vq"]["bytes_at_95_upper_bound"] is False

@@ -1,6 +1,8 @@
 """The task floor: lossless mask coders, the grid oracle and their sizes."""
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -12,12 +14,13 @@ from embeddings_squeeze.utils.iou import confusion_matrices, mean_iou
 from embeddings_squeeze.utils.mask_coding import (
     ContextMaskCoder,
     grid_oracle,
-    png_bytes,
+    png_file,
+    png_header_bytes,
     read_mask,
     upsample,
-    webp_bytes,
+    webp_file,
 )
-from embeddings_squeeze.utils.task_floor import ORACLE_CELLS, TaskFloor
+from embeddings_squeeze.utils.task_floor import ORACLE_CELLS, SIZE_BYTES, TaskFloor
 
 
 def pet_mask(size=96, seed=0) -> np.ndarray:
@@ -52,7 +55,7 @@ def test_context_coder_beats_png_on_silhouettes_and_costs_what_it_predicts():
     probabilities = coder.probabilities(mask)
     ideal_bytes = -np.log2(probabilities[np.arange(mask.size), mask.ravel()]).sum() / 8
     assert ideal_bytes <= len(data) <= ideal_bytes + 4  # the range coder's last word
-    assert len(data) < png_bytes(mask) and len(data) < webp_bytes(mask)
+    assert len(data) < len(png_file(mask, 3)) and len(data) < len(webp_file(mask))
 
 
 def test_adaptive_probabilities_by_hand():
@@ -63,17 +66,34 @@ def test_adaptive_probabilities_by_hand():
     assert np.allclose(probabilities, [[0.5, 0.5], [0.5, 0.5], [0.25, 0.75]])
 
 
-def test_png_and_webp_sizes_are_real_lossless_files():
+def test_png_is_a_two_bit_palette_file_of_the_size_computed_by_hand():
     mask = pet_mask(64)
-    for save, size in (("PNG", png_bytes(mask)), ("WEBP", webp_bytes(mask))):
-        buffer = io.BytesIO()
-        image = Image.fromarray(mask, mode="P" if save == "PNG" else "L")
-        if save == "PNG":
-            image.putpalette([level for label in range(256) for level in (label,) * 3])
-        options = {"optimize": True} if save == "PNG" else {"lossless": True}
-        image.save(buffer, format=save, **options)
-        assert buffer.tell() == size
-        assert np.array_equal(read_mask(buffer.getvalue()), mask)  # lossless
+    data = png_file(mask, 3)
+    with Image.open(io.BytesIO(data)) as image:  # Pillow reads it: a real PNG, lossless
+        assert image.mode == "P" and len(image.getpalette()) == 3 * 3
+        assert np.array_equal(np.array(image), mask)
+    # by hand: 3 labels fit 2 bits; rows of 64 pixels pack into 16 bytes, each after filter byte 0
+    rows = b"".join(b"\x00" + bytes(int("".join(f"{v:02b}" for v in row[i : i + 4]), 2)
+                                      for i in range(0, 64, 4)) for row in mask)  # fmt: skip
+    image_data = zlib.compress(rows, 9)
+    chunks = 8 + (12 + 13) + (12 + 3 * 3) + (12 + len(image_data)) + 12  # signature, IHDR, PLTE, IDAT, IEND
+    assert len(data) == chunks and png_header_bytes(data) == chunks - len(image_data)
+    assert struct.unpack(">IIB", data[16:25]) == (64, 64, 2)  # width, height, bit depth in IHDR
+    # the same mask as Pillow writes it, 8-bit palette of 256 entries, is bigger
+    pillow = io.BytesIO()
+    image = Image.fromarray(mask, mode="P")
+    image.putpalette([level for label in range(256) for level in (label,) * 3])
+    image.save(pillow, format="PNG", optimize=True)
+    assert len(data) < pillow.tell()
+
+
+def test_webp_is_a_real_lossless_file_at_the_slowest_method():
+    mask = pet_mask(64)
+    data = webp_file(mask)
+    assert np.array_equal(read_mask(data), mask)
+    buffer = io.BytesIO()
+    Image.fromarray(mask, mode="L").save(buffer, format="WEBP", lossless=True, quality=100, method=6)
+    assert len(data) == buffer.tell()
 
 
 def test_grid_oracle_by_hand():
@@ -104,11 +124,13 @@ def test_task_floor_rows():
         floor.update(torch.from_numpy(mask), torch.from_numpy(target))
     report = floor.report()
     coder = ContextMaskCoder(3)
-    assert report["mask_context"]["bytes_mean"] == np.mean([len(coder.encode(m)) for m in masks])
-    assert report["mask_png"]["bytes_mean"] == np.mean([png_bytes(m) for m in masks])
+    # the context coder sends the mask's size (4 bytes), then the labels
+    assert report["mask_context"]["bytes_mean"] == SIZE_BYTES + np.mean([len(coder.encode(m)) for m in masks])
+    assert report["mask_context"]["header_bytes"] == SIZE_BYTES
+    assert report["mask_png"]["bytes_mean"] == np.mean([len(png_file(m, 3)) for m in masks])
     # the ground truth's ignore label is coded as a label of its own
     gt_sizes = [len(ContextMaskCoder(4).encode(np.where(t == IGNORE_INDEX, 3, t))) for t in targets]
-    assert report["gt_mask_context"]["bytes_mean"] == np.mean(gt_sizes)
+    assert report["gt_mask_context"]["bytes_mean"] == SIZE_BYTES + np.mean(gt_sizes)
     for cells in ORACLE_CELLS:
         confusion = sum(
             confusion_matrices(

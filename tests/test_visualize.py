@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from helpers import TEST_MODEL, one_line_error, parse, run_cli, tiny_datamodule
+from helpers import TEST_MODEL, forward_mask, one_line_error, parse, run_cli, tiny_datamodule
 from PIL import Image
 
 from embeddings_squeeze import cli, decode, encode
@@ -13,6 +13,7 @@ from embeddings_squeeze.engine.checkpoint import load_module
 from embeddings_squeeze.engine.evaluation import compare_models
 from embeddings_squeeze.utils.comparison import Extremes
 from embeddings_squeeze.utils.figures import COLUMNS, figure_size_pixels
+from embeddings_squeeze.utils.iou import confusion_matrices, per_image_iou
 
 
 def visualize_args(trained, pet_root, output_dir, *extra):
@@ -27,7 +28,11 @@ def test_figures_csv_and_summary(trained, pet_root, tmp_path, capsys):
     out = tmp_path / "vis"
     assert run_cli(*visualize_args(trained, pet_root, out, "--n_best", 2, "--n_worst", 3)) == 0
     printed = capsys.readouterr().out
-    assert "mIoU (dataset)" in printed and "mean per-image IoU" in printed
+    assert (
+        "mIoU at the input size" in printed
+        and "mean per-image IoU" in printed
+        and "not significant" in printed
+    )
     for name, rows in (("best_results_test.png", 2), ("worst_results_test.png", 3)):
         with Image.open(out / name) as figure:
             assert figure.size == figure_size_pixels(rows)
@@ -35,23 +40,22 @@ def test_figures_csv_and_summary(trained, pet_root, tmp_path, capsys):
     with open(out / "scores_test.csv") as scores:
         rows = list(csv.DictReader(scores))
     assert len(rows) == 6 and len({row["image_id"] for row in rows}) == 6
-    # each image's IoU by hand: over the classes in its ground truth or prediction
+    # each image's IoU by hand, at its mask's own size: over the classes in its ground truth or prediction
     baseline, vq = load_module(trained["baseline"], "baseline"), load_module(trained["vq"], "squeezed")
     data = tiny_datamodule(pet_root)
     data.setup()
+    files = data.files["test"]
     by_hand = {}
-    for images, masks, positions in data.dataloader("test"):
-        for image, mask, position in zip(images, masks.numpy(), positions.tolist()):
-            predictions = (baseline.predict_masks(image[None])[0], vq.decode_mask(vq.encode_image(image)[1]))
-            by_hand[data.splits["test"].image_ids[position]] = [
-                np.mean(
-                    [
-                        ((p == c) & (mask == c)).sum() / ((p == c) | (mask == c)).sum()
-                        for c in np.union1d(p, mask)
-                    ]
-                )  # fmt: skip
-                for p in (prediction.numpy() for prediction in predictions)
-            ]
+    for position, image_id in enumerate(files.image_ids):
+        image, mask = files[position][0], files.load(position, files.transform.native_labels).numpy()
+        size = mask.shape
+        predictions = (forward_mask(baseline, image, size), vq.decode_mask(vq.encode_image(image)[1], size))
+        by_hand[image_id] = [
+            np.mean(
+                [((p == c) & (mask == c)).sum() / ((p == c) | (mask == c)).sum() for c in np.union1d(p, mask)]
+            )
+            for p in (prediction.numpy() for prediction in predictions)
+        ]
     for row in rows:
         baseline_iou, vq_iou = by_hand[row["image_id"]]
         assert float(row["baseline_iou"]) == pytest.approx(baseline_iou, abs=1e-9)
@@ -135,20 +139,24 @@ def test_vq_prediction_is_what_the_receiver_decodes(trained, pet_root, tmp_path,
     baseline, vq = load_module(trained["baseline"], "baseline"), load_module(trained["vq"], "squeezed")
     data = tiny_datamodule(pet_root, batch_size=batch_size)
     data.setup()
-    split = data.splits["test"]
-    comparison = compare_models(
-        baseline, vq, data.dataloader("test"), split.image_ids, len(split), 0, torch.device("cpu"),
-        record=lambda _: None,
-    )  # fmt: skip
-    shown = {item.image_id: item.vq_pred for item in comparison.rankings["iou"][0]}
+    split = data.files["test"]
+    comparison = compare_models(baseline, vq, data, "test", torch.device("cpu"), n_best=len(split))
+    shown = {item.image_id: item for item in comparison.rankings["iou"][0]}
     assert len(shown) == len(split)
     payloads = encode.main(
         parse(encode, "--checkpoint", trained["vq"], *split.image_paths, "-o", tmp_path / "esq")
     )
     masks = decode.main(parse(decode, "--checkpoint", trained["vq"], *payloads, "-o", tmp_path / "png"))
     for mask_path in masks:
-        with Image.open(mask_path) as mask:
-            assert np.array_equal(np.array(mask), shown[mask_path.stem]), mask_path.stem
+        item = shown[mask_path.stem]
+        with Image.open(mask_path) as mask:  # at the image's own size, as the figures draw it
+            decoded = np.array(mask)
+        assert np.array_equal(decoded, item.vq_pred), mask_path.stem
+        # the decoded file scores what the comparison says, against the mask at its own size
+        confusion = confusion_matrices(
+            torch.from_numpy(decoded)[None], torch.from_numpy(item.target)[None].long(), 3
+        )
+        assert per_image_iou(confusion).item() == pytest.approx(item.vq_iou)
 
 
 def test_error_lines_are_plain_single_lines():

@@ -10,6 +10,7 @@ Pass the same folder as --data_path (with the same --dataset) to the other comma
 import argparse
 import logging
 
+from embeddings_squeeze import cli
 from embeddings_squeeze.config import positive_int
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.data.synthetic_scenes import make_synthetic_folder, make_synthetic_voc
@@ -54,6 +55,4 @@ def main(args: argparse.Namespace):
 
 
 if __name__ == "__main__":
-    from embeddings_squeeze.cli import run
-
-    run(main, get_args_parser())
+    cli.run(main, get_args_parser())

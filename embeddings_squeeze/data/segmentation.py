@@ -66,16 +66,25 @@ class PairTransform:
         self.to_labels = to_labels
 
     def __call__(self, image: Image.Image, mask: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        self.check(image, mask)
+        size = [self.image.image_size, self.image.image_size]
+        mask = TF.resize(mask, size, InterpolationMode.NEAREST)
+        labels = self.to_labels(np.asarray(mask, dtype=np.uint8))
+        return self.image(image), torch.from_numpy(labels.astype(np.int64))
+
+    def native_labels(self, image: Image.Image, mask: Image.Image) -> torch.Tensor:
+        """The mask's labels at its own size, (H, W): what scores are computed against."""
+        self.check(image, mask)
+        return torch.from_numpy(self.to_labels(np.asarray(mask, dtype=np.uint8)).astype(np.int64))
+
+    @staticmethod
+    def check(image: Image.Image, mask: Image.Image) -> None:
         if image.size != mask.size:
             raise ValueError(
                 f"the image is {image.size[0]}x{image.size[1]} but its mask {mask.size[0]}x{mask.size[1]}"
             )
         if mask.mode not in ("L", "P", "1"):
             raise ValueError(f"the mask is a {mask.mode} image, not a single-channel label map")
-        size = [self.image.image_size, self.image.image_size]
-        mask = TF.resize(mask, size, InterpolationMode.NEAREST)
-        labels = self.to_labels(np.asarray(mask, dtype=np.uint8))
-        return self.image(image), torch.from_numpy(labels.astype(np.int64))
 
 
 def denormalize(pixels: torch.Tensor, mean, std) -> torch.Tensor:
@@ -121,9 +130,18 @@ class SegmentationSplit(Dataset):
         return len(self.indices)
 
     def __getitem__(self, position: int):
+        return self.load(position, lambda image, mask: (*self.transform(image, mask), position))
+
+    def native_image(self, position: int) -> np.ndarray:
+        """The image at its own size, (H, W, 3) uint8, as figures show it."""
+        return self.load(position, lambda image, mask: np.asarray(image.convert("RGB")))
+
+    def load(self, position: int, convert: Callable[[Image.Image, Image.Image], object]):
+        """``convert(image, mask)`` of this split's ``position``-th pair; one clear error for a file
+        that cannot be read or does not fit its dataset."""
         try:
             image, mask = self.pool.read(self.indices[position])
-            return (*self.transform(image, mask), position)
+            return convert(image, mask)
         except ValueError as error:  # our own checks of the mask's values, mode and size
             problem = str(error)
         except (OSError, UnidentifiedImageError):
@@ -135,6 +153,26 @@ class SegmentationSplit(Dataset):
         if get_worker_info() is not None:  # see UnreadableSample
             return UnreadableSample(message)
         raise UserError(message)
+
+
+class EvaluationSplit(Dataset):
+    """A split as evaluations read it: (image, labels at the input size, labels at the mask's own
+    size, position). Scores are computed at the mask's own size, as segmentation benchmarks do."""
+
+    def __init__(self, split: SegmentationSplit):
+        self.split = split
+        self.image_ids = split.image_ids
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, position: int):
+        transform = self.split.transform
+
+        def convert(image, mask):
+            return (*transform(image, mask), transform.native_labels(image, mask), position)
+
+        return self.split.load(position, convert)
 
 
 @dataclass(frozen=True)
@@ -149,11 +187,18 @@ class UnreadableSample:
 
 
 def collate_or_report(items: list):
-    """``default_collate``, or the first ``UnreadableSample`` among ``items``."""
+    """``default_collate``, or the first ``UnreadableSample`` among ``items``; tensors of different
+    sizes (labels at each mask's own size) stay a list."""
     for item in items:
         if isinstance(item, UnreadableSample):
             return item
-    return default_collate(items)
+    fields = list(zip(*items))
+    return [
+        list(field)
+        if torch.is_tensor(field[0]) and len({f.shape for f in field}) > 1
+        else default_collate(field)
+        for field in fields
+    ]
 
 
 class CheckedDataLoader(DataLoader):
@@ -285,7 +330,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.download = download
         self.num_workers = data.num_workers
         self.image_transform = ImageTransform(image_size, mean, std)
-        self.splits: dict[str, Dataset] = {}
+        self.files: dict[str, SegmentationSplit] = {}  # each split's image and mask files
+        self.splits: dict[str, Dataset] = {}  # what training reads: the files, or cached features
 
     @classmethod
     def resolve_mask_mode(cls, mask_mode: str | None) -> str | None:
@@ -348,7 +394,7 @@ class SegmentationDataModule(pl.LightningDataModule):
             self.fetch()
 
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
+        if self.files:
             return
         if not self.found():
             raise UserError(self.missing_message())
@@ -376,7 +422,8 @@ class SegmentationDataModule(pl.LightningDataModule):
                 raise UserError(
                     f"the {name} split of {self.title} in {self.data_path} is empty; check its lists"
                 )
-            self.splits[name] = SegmentationSplit(pool, kept, transform, self.label_rule)
+            self.files[name] = SegmentationSplit(pool, kept, transform, self.label_rule)
+        self.splits.update(self.files)
 
     def serve(self, split: str, dataset: Dataset) -> None:
         """Serve ``split`` from another dataset of the same images in the same order (cached features)."""
@@ -401,6 +448,17 @@ class SegmentationDataModule(pl.LightningDataModule):
             batch_size=self.hparams.batch_size,
             sampler=sampler,
             drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def evaluation_dataloader(self, split: str) -> DataLoader:
+        """Batches of (images, labels, labels at each mask's own size, positions) of one split's
+        files, in list order (see ``EvaluationSplit``)."""
+        self.setup()
+        return CheckedDataLoader(
+            EvaluationSplit(self.files[split]),
+            batch_size=self.hparams.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

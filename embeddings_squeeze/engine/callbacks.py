@@ -96,7 +96,7 @@ class CoderModel(Callback):
         trainer.save_checkpoint(last, weights_only=False)  # the full state: it stays resumable
         if not trainer.is_global_zero:
             return
-        rate = evaluate_rate(module, datamodule.dataloader("val"), device)
+        rate = evaluate_rate(module, datamodule, "val", device)
         write_json(self.run_dir / "rate.json", {"split": "val", **rate})
         best = Path(self.best.best_model_path) if self.best.best_model_path else None
         if best is not None and best != last:

@@ -1,6 +1,9 @@
-"""Running trained models over a split: the comparison, the rate, the code histogram, the JPEG baseline.
+"""Running trained models over a split: the comparison, the rate, the coder's model, the JPEG baseline.
 
-Every loop here goes through ``evaluation_batches`` (device, eval mode, no gradients, progress).
+Every loop here goes through ``evaluation_batches`` (device, eval mode, no gradients, progress),
+and takes each image on its own, as a sender and a receiver do: batched matrix products can round
+differently from single-image ones. Predictions are scored against each mask at its own size: the
+logits are upsampled (bilinear) from the feature grid to the mask's size before the argmax.
 """
 
 from __future__ import annotations
@@ -11,109 +14,114 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from embeddings_squeeze.data.segmentation import denormalize
+from embeddings_squeeze.data.segmentation import SegmentationDataModule
 from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.engine.rate import RateMeter
 from embeddings_squeeze.models import SegmentationModule, VQSegmentationModule
+from embeddings_squeeze.utils.bootstrap import miou_interval
 from embeddings_squeeze.utils.comparison import Comparison, Extremes, ScoredImage, shares_backbone
 from embeddings_squeeze.utils.input_compression import round_trip
-from embeddings_squeeze.utils.iou import class_iou, confusion_matrices, mean_iou, per_image_iou
+from embeddings_squeeze.utils.iou import class_iou, confusion_matrices, mean_iou
 from embeddings_squeeze.utils.task_floor import TaskFloor
+
+
+def receiver_masks(
+    module: SegmentationModule, features: torch.Tensor, sizes: list[tuple[int, int]], sent=None
+) -> list[torch.Tensor]:
+    """One image's (1, C, h, w) frozen features -> its (H, W) predicted labels at each of ``sizes``,
+    as the receiver gets them: a squeezed model's head sees what it decodes from what it sends
+    (``sent``, when already computed)."""
+    if isinstance(module, VQSegmentationModule):
+        sent = module.indices_of(features) if sent is None else sent[None]
+        features = module.bottleneck.decode(sent)
+    return [module.backbone.classify(features, size).argmax(dim=1)[0].cpu() for size in sizes]
 
 
 def compare_models(
     baseline: SegmentationModule,
     vq: VQSegmentationModule,
-    loader,
-    image_ids: list[str],
-    n_best: int,
-    n_worst: int,
+    datamodule: SegmentationDataModule,
+    split: str,
     device: torch.device,
-    record: Callable[[dict], None],
-    share_backbone: bool = True,
+    *,
+    n_best: int = 0,
+    n_worst: int = 0,
+    record: Callable[[dict], None] = lambda _: None,
     rank_by: tuple[str, ...] = ("iou",),
     floor: TaskFloor | None = None,
+    reference: VQSegmentationModule | None = None,
+    share_backbone: bool = True,
 ) -> Comparison:
-    """Score both models on every image of ``loader``; rank them; measure the VQ rate (and, given
-    a ``floor``, the baseline's masks coded losslessly).
+    """Score the baseline, the squeezed model (and a ``reference``) on every image of ``split``;
+    rank; measure the squeezed model's rate (and, given a ``floor``, the baseline's masks coded
+    losslessly).
 
-    Each image runs on its own, the VQ model through ``encode_image`` and ``decode_mask``, so its
-    prediction is exactly what decode(encode(image)) gives, whatever the loader's batch size.
-    ``rank_by``: the rankings to keep, from one pass: 'iou' ranks by VQ IoU; 'delta' by VQ IoU
-    minus baseline IoU, so the worst images are those where the bottleneck loses most. When both
-    models share their frozen encoder, it runs once per image for both (unless ``share_backbone``
-    is False, which only benchmarks use).
+    The squeezed model's prediction is exactly what decode(encode(image)) gives. ``rank_by``: the
+    rankings to keep, from one pass: 'iou' ranks by VQ IoU; 'delta' by VQ IoU minus baseline IoU,
+    so the worst images are those where the bottleneck loses most. When the models share their
+    frozen encoder, it runs once per image for all (unless ``share_backbone`` is False, which only
+    benchmarks use).
     """
-    num_classes = vq.num_classes
-    shared = share_backbone and shares_backbone(baseline, vq)
-    result = Comparison(
-        classes=vq.classes,
-        baseline_confusion=torch.zeros(num_classes, num_classes, dtype=torch.long),
-        vq_confusion=torch.zeros(num_classes, num_classes, dtype=torch.long),
-    )
+    models = {"baseline": baseline, "vq": vq, **({"reference": reference} if reference else {})}
+    shared = share_backbone and all(shares_backbone(vq, model) for model in models.values())
+    files = datamodule.files[split]
+    comparison = Comparison(classes=vq.classes, models=tuple(models))
     rankings = {ranking: Extremes(n_best, n_worst) for ranking in rank_by}
     rate = RateMeter(vq)
-    mean, std = vq.backbone.mean, vq.backbone.std
-    for images, masks, positions in evaluation_batches(
-        (baseline, vq), loader, device, "comparing baseline and VQ"
+    num_classes = vq.num_classes
+    loader = datamodule.evaluation_dataloader(split)
+    for images, masks, native_masks, positions in evaluation_batches(
+        models.values(), loader, device, "comparing"
     ):
-        baseline_preds, vq_preds, batch_indices = [], [], []
-        for image in images:  # one at a time, as encode and decode handle images
-            vq_features, indices = vq.encode_image(image)
-            if shared:
-                baseline_features = vq_features
-            else:
-                baseline_features = baseline.backbone.features(image.unsqueeze(0).to(device))
-            size = image.shape[-2:]
-            baseline_preds.append(baseline.logits_from_features(baseline_features, size).argmax(dim=1)[0])
-            vq_preds.append(vq.decode_mask(indices))
-            batch_indices.append(indices)
-        baseline_pred, vq_pred = torch.stack(baseline_preds).cpu(), torch.stack(vq_preds).cpu()
-        rate.update(torch.stack(batch_indices))
-        baseline_confusion = confusion_matrices(baseline_pred, masks, num_classes)
-        vq_confusion = confusion_matrices(vq_pred, masks, num_classes)
-        result.baseline_confusion += baseline_confusion.sum(dim=0)
-        result.vq_confusion += vq_confusion.sum(dim=0)
-        baseline_iou = per_image_iou(baseline_confusion).tolist()
-        vq_iou = per_image_iou(vq_confusion).tolist()
-        for j, position in enumerate(positions.tolist()):
-            result.total_images += 1
-            if floor is not None:
-                floor.update(baseline_pred[j], masks[j])
-            record(
+        for image, mask, target, position in zip(images, masks, native_masks, positions.tolist()):
+            sizes = [tuple(target.shape), tuple(mask.shape)]  # the mask's own size, the input size
+            vq_features, sent = vq.encode_image(image)
+            rate.update(sent[None], [sizes[0]])
+            predictions = {}
+            for name, model in models.items():
+                features = (
+                    vq_features if shared else model.backbone.features_one_by_one(image[None].to(device))
+                )
+                predictions[name] = receiver_masks(model, features, sizes, sent if model is vq else None)
+            scores = comparison.add(
                 {
-                    "position": position,
-                    "image_id": image_ids[position],
-                    "baseline_iou": baseline_iou[j],
-                    "vq_iou": vq_iou[j],
-                    "iou_difference": vq_iou[j] - baseline_iou[j],
-                }
+                    name: confusion_matrices(p[0][None], target[None], num_classes)[0]
+                    for name, p in predictions.items()
+                },
+                {
+                    name: confusion_matrices(p[1][None], mask[None], num_classes)[0]
+                    for name, p in predictions.items()
+                },
             )
-            if math.isnan(vq_iou[j]):  # no labelled pixel: nothing to rank
+            if floor is not None:
+                floor.update(predictions["baseline"][0], target)
+            image_id = files.image_ids[position]
+            record({"position": position, "image_id": image_id,
+                    **{f"{name}_iou": value for name, value in scores.items()},
+                    "iou_difference": scores["vq"] - scores["baseline"]})  # fmt: skip
+            if math.isnan(scores["vq"]):  # no labelled pixel: nothing to rank
                 continue
-            result.scored_images += 1
-            result.baseline_iou_sum += baseline_iou[j]
-            result.vq_iou_sum += vq_iou[j]
 
-            def make_item(j=j, position=position):
+            def make_item(position=position, image_id=image_id, target=target, predictions=predictions,
+                          scores=scores):  # fmt: skip
                 return ScoredImage(
                     position=position,
-                    image_id=image_ids[position],
-                    baseline_iou=baseline_iou[j],
-                    vq_iou=vq_iou[j],
-                    image=denormalize(images[j], mean, std).permute(1, 2, 0).numpy(),
-                    target=masks[j].to(torch.uint8).numpy(),
-                    baseline_pred=baseline_pred[j].to(torch.uint8).numpy(),
-                    vq_pred=vq_pred[j].to(torch.uint8).numpy(),
+                    image_id=image_id,
+                    baseline_iou=scores["baseline"],
+                    vq_iou=scores["vq"],
+                    image=files.native_image(position),
+                    target=target.to(torch.uint8).numpy(),
+                    baseline_pred=predictions["baseline"][0].to(torch.uint8).numpy(),
+                    vq_pred=predictions["vq"][0].to(torch.uint8).numpy(),
                 )
 
-            scores = {"iou": vq_iou[j], "delta": vq_iou[j] - baseline_iou[j]}
+            ranked = {"iou": scores["vq"], "delta": scores["vq"] - scores["baseline"]}
             for ranking, extremes in rankings.items():
-                extremes.offer(scores[ranking], position, make_item)
-    result.rankings = {ranking: (ext.best(), ext.worst()) for ranking, ext in rankings.items()}
-    result.rate = rate.report()
-    result.task_floor = floor.report() if floor is not None else {}
-    return result
+                extremes.offer(ranked[ranking], position, make_item)
+    comparison.rankings = {ranking: (ext.best(), ext.worst()) for ranking, ext in rankings.items()}
+    comparison.rate = rate.report()
+    comparison.task_floor = floor.report() if floor is not None else {}
+    return comparison
 
 
 def prepare_coder(module: VQSegmentationModule, loader, device: torch.device) -> None:
@@ -127,54 +135,86 @@ def prepare_coder(module: VQSegmentationModule, loader, device: torch.device) ->
     module.bottleneck.prepare_coder(sent_batches())
 
 
-def evaluate_rate(module, loader, device: torch.device) -> dict:
-    """The rate table of a squeezed ``module`` on ``loader``'s split, with real payload sizes."""
+def evaluate_rate(
+    module: VQSegmentationModule, datamodule: SegmentationDataModule, split: str, device
+) -> dict:
+    """The rate table of a squeezed ``module`` on ``split``, with real payload sizes."""
     meter = RateMeter(module)
-    for batch in evaluation_batches(module, loader, device, "measuring payload sizes"):
-        meter.update(module.indices_of(module.features_of(batch[0].to(device), one_by_one=True)))
+    loader = datamodule.evaluation_dataloader(split)
+    for images, _, native_masks, _ in evaluation_batches(module, loader, device, "measuring payload sizes"):
+        sent = module.indices_of(module.backbone.features_one_by_one(images.to(device)))
+        meter.update(sent, [tuple(target.shape) for target in native_masks])
     return meter.report()
 
 
-def evaluate_task_floor(baseline: SegmentationModule, loader, device: torch.device) -> dict:
-    """The task floor with its references (``TaskFloor``) and the baseline's scores on the same pass.
-
-    Each image's features are computed on its own, as in ``compare_models``, so the masks coded
-    here are the ones the baseline is scored on there.
-    """
-    floor = TaskFloor(baseline.class_names, reference=True)
-    confusion = torch.zeros(baseline.num_classes, baseline.num_classes, dtype=torch.long)
-    for images, masks, _ in evaluation_batches(baseline, loader, device, "coding masks (task floor)"):
-        for image, mask in zip(images, masks):
-            features = baseline.backbone.features_one_by_one(image.unsqueeze(0).to(device))
-            prediction = baseline.logits_from_features(features, image.shape[-2:]).argmax(dim=1).cpu()
-            confusion += confusion_matrices(prediction, mask[None], baseline.num_classes)[0]
-            floor.update(prediction[0], mask)
+def _scores(confusions: list[torch.Tensor], class_names) -> dict:
+    """mIoU with its 95 % bootstrap interval and class IoU, from per-image (C, C) counts; the same
+    images are resampled for every model, so intervals of differences can be paired."""
+    counts = torch.stack(confusions)
     return {
-        "baseline_miou": mean_iou(confusion),
-        "baseline_class_iou": dict(zip(baseline.class_names, class_iou(confusion).tolist())),
-        "rows": floor.report(),
+        "miou": mean_iou(counts.sum(dim=0)),
+        "miou_ci": list(miou_interval(counts)),
+        "class_iou": dict(zip(class_names, class_iou(counts.sum(dim=0)).tolist())),
+    }
+
+
+def evaluate_baseline(
+    baseline: SegmentationModule, datamodule: SegmentationDataModule, split: str, device
+) -> dict:
+    """The baseline's scores on ``split`` and, from the same pass, the task floor with its
+    references (``TaskFloor``): its own masks, coded losslessly, are the ones scored here."""
+    floor = TaskFloor(baseline.class_names, reference=True)
+    confusions = []
+    loader = datamodule.evaluation_dataloader(split)
+    for images, _, native_masks, _ in evaluation_batches(baseline, loader, device, "scoring the baseline"):
+        for image, target in zip(images, native_masks):
+            features = baseline.backbone.features_one_by_one(image[None].to(device))
+            (prediction,) = receiver_masks(baseline, features, [tuple(target.shape)])
+            confusions.append(confusion_matrices(prediction[None], target[None], baseline.num_classes)[0])
+            floor.update(prediction, target)
+    return {
+        **_scores(confusions, baseline.class_names),
+        "confusions": torch.stack(confusions),
+        "floor": floor.report(),
     }
 
 
 def evaluate_input_compression(
-    baseline: SegmentationModule, loader, codec: str, quality: int, device
+    baselines: dict[int, SegmentationModule],
+    datamodule: SegmentationDataModule,
+    split: str,
+    codec: str,
+    quality: int,
+    device: torch.device,
 ) -> dict:
-    """mIoU of ``baseline`` on images sent as ``codec`` at ``quality``, and their mean size."""
-    mean, std = baseline.backbone.mean, baseline.backbone.std
-    confusion = torch.zeros(baseline.num_classes, baseline.num_classes, dtype=torch.long)
-    sizes = []
-    for images, masks, _ in evaluation_batches(baseline, loader, device, f"{codec} quality {quality}"):
-        restored = []
-        for image in images:
-            decoded, size = round_trip(image, mean, std, codec, quality)
-            restored.append(decoded)
+    """Baselines (by seed) on images sent as ``codec`` at ``quality`` (at the model's input size),
+    scored at each mask's own size: the files' mean size and fixed part, and per baseline its scores
+    and (N, C, C) per-image counts. Baselines that share their frozen encoder see each restored
+    image's features computed once."""
+    first = next(iter(baselines.values()))
+    mean, std = first.backbone.mean, first.backbone.std
+    shared = all(shares_backbone(first, baseline) for baseline in baselines.values())
+    confusions = {seed: [] for seed in baselines}
+    sizes, headers = [], []
+    loader = datamodule.evaluation_dataloader(split)
+    for images, _, native_masks, _ in evaluation_batches(
+        baselines.values(), loader, device, f"{codec} q{quality}"
+    ):
+        for image, target in zip(images, native_masks):
+            restored, size, header = round_trip(image, mean, std, codec, quality)
             sizes.append(size)
-        prediction = baseline.predict_masks(torch.stack(restored).to(device)).cpu()
-        confusion += confusion_matrices(prediction, masks, baseline.num_classes).sum(dim=0)
+            headers.append(header)
+            features = first.backbone.features_one_by_one(restored[None].to(device))
+            for seed, baseline in baselines.items():
+                if not shared:
+                    features = baseline.backbone.features_one_by_one(restored[None].to(device))
+                (prediction,) = receiver_masks(baseline, features, [tuple(target.shape)])
+                confusions[seed].append(
+                    confusion_matrices(prediction[None], target[None], baseline.num_classes)[0]
+                )
     return {
-        "codec": codec,
-        "quality": quality,
         "payload_bytes_mean": float(np.mean(sizes)),
-        "miou": mean_iou(confusion),
-        "class_iou": dict(zip(baseline.class_names, class_iou(confusion).tolist())),
+        "header_bytes": float(np.mean(headers)),
+        "scores": {seed: _scores(counts, first.class_names) for seed, counts in confusions.items()},
+        "confusions": {seed: torch.stack(counts) for seed, counts in confusions.items()},
     }

@@ -15,7 +15,7 @@ import torch
 
 from embeddings_squeeze.models import VQSegmentationModule
 from embeddings_squeeze.models.quantizers.base import PayloadCoder
-from embeddings_squeeze.utils.payload import fingerprint
+from embeddings_squeeze.utils.payload import HEADER, fingerprint
 from embeddings_squeeze.utils.rate import float32_bytes
 
 
@@ -34,10 +34,11 @@ class RateMeter:
         self.split = module.bottleneck.split_rate()
         self.sizes: list[int] = []
 
-    def update(self, sent: torch.Tensor) -> None:
-        """Count (B, h, w, L) sent integers and encode each image's payload to measure it."""
+    def update(self, sent: torch.Tensor, image_sizes: list[tuple[int, int]]) -> None:
+        """Count (B, h, w, L) sent integers and encode each image's payload (for images of
+        ``image_sizes``, (height, width) each) to measure it."""
         self.split.update(sent)
-        self.sizes += [len(self.coder.encode(image)) for image in sent.cpu()]
+        self.sizes += [len(self.coder.encode(image, size)) for image, size in zip(sent.cpu(), image_sizes)]
 
     def report(self) -> dict:
         module = self.module
@@ -63,6 +64,7 @@ class RateMeter:
             **fields,
             "payload_bytes_mean": payload_mean,
             "payload_bytes_median": statistics.median(self.sizes),
+            "header_bytes": HEADER.size,
             **{f"{name}_bits_per_pixel": bits / pixels for name, bits in sizes.items()},
             "float32_bits_per_image": float32_bits,
             "float16_bits_per_image": float32_bits // 2,

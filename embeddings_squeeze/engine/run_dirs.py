@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models import SQUEEZED
 from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY
 
+log = logging.getLogger(__name__)
 RUN_VERSION_ENV = "EMBEDDINGS_SQUEEZE_RUN_VERSION"  # rank 0's version, inherited by DDP workers
 
 
@@ -51,16 +53,25 @@ def completed_checkpoint(run_dir: Path) -> Path | None:
     return max(files, key=epoch_of, default=None)
 
 
-def finished_run(output_dir: str, run_name: str, epochs: int) -> Path | None:
-    """The ``last.ckpt`` of the newest run of ``run_name`` that trained ``epochs`` epochs and went
-    through the end of fitting (squeezed runs: the coder's model built, ``rate.json`` written)."""
+def finished_run(output_dir: str, run_name: str, epochs: int, settings: dict) -> Path | None:
+    """The ``last.ckpt`` of the newest run of ``run_name`` that trained ``epochs`` epochs with
+    ``settings`` (hyperparameters; None values are not compared) and went through the end of fitting
+    (squeezed runs: the coder's model built, ``rate.json`` written). Unreadable checkpoints count as
+    unfinished."""
     for run_dir in sorted((Path(output_dir) / run_name).glob("version_*"), key=version_of, reverse=True):
         last = run_dir / "last.ckpt"
-        if not last.is_file():
+        try:
+            checkpoint = read_checkpoint(last) if last.is_file() else None
+        except UserError as error:
+            log.warning("not reusing %s: %s", last, error)
             continue
-        checkpoint = read_checkpoint(last)
+        if checkpoint is None or checkpoint["epoch"] + 1 < epochs:
+            continue
+        stored = checkpoint["hyper_parameters"]
+        if any(value is not None and stored.get(key) != value for key, value in settings.items()):
+            continue
         squeezed = checkpoint[CHECKPOINT_KEY]["kind"] == SQUEEZED
-        if checkpoint["epoch"] + 1 >= epochs and (not squeezed or (run_dir / "rate.json").is_file()):
+        if not squeezed or (run_dir / "rate.json").is_file():
             return last
     return None
 

@@ -15,9 +15,10 @@ from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY, STAGES
 class VQSegmentationModule(SegmentationModule):
     """Frozen features -> ``bottleneck`` (a quantizer of the ``models/quantizers/`` registry) -> head.
 
-    Loss: cross-entropy + ``vq_loss_weight`` x the quantizer's own loss (+ any auxiliary loss it
-    trains on). What the quantizer reports about an epoch (codebook usage, bits, ...) is logged
-    under ``<stage>/``, its loss as ``<stage>/bottleneck_loss``.
+    Loss: cross-entropy + ``vq_loss_weight`` x the quantizer's own loss (+ an auxiliary loss that
+    trains only the quantizer's own parameters, e.g. eb's quantiles). What the quantizer reports
+    about an epoch (codebook usage, bits, ...) is logged under ``<stage>/``, its weighted loss as
+    ``<stage>/bottleneck_loss`` and its auxiliary loss as ``train/auxiliary_loss``, per step.
 
     The sender's and the receiver's halves (``encode_image``, ``decode_mask``) work one image at a
     time, because batched matrix products can round differently from single-image ones and a
@@ -93,30 +94,29 @@ class VQSegmentationModule(SegmentationModule):
                 raise RuntimeError(f"bottleneck tensor {name} differs across processes after training")
         rank_zero_info(f"bottleneck identical on all {self.trainer.world_size} processes")
 
-    def configure_optimizers(self):
-        special = self.bottleneck.param_groups(self.hparams.lr)
-        claimed = {id(p) for group in special for p in group["params"]}
-        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in claimed]
-        return torch.optim.Adam(
-            [{"params": rest}, *special], lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
+    def special_param_groups(self) -> list[dict]:
+        return self.bottleneck.param_groups(self.hparams.lr)
 
     def squeeze(self, features: torch.Tensor):
         out = self.bottleneck(features)
-        return out.features, self.hparams.vq_loss_weight * out.loss + out.auxiliary_loss, out.record
+        return out.features, self.hparams.vq_loss_weight * out.loss + out.auxiliary_loss, out
 
-    def record_squeeze(self, stage: str, loss: torch.Tensor, record, batch_size: int) -> None:
-        self._metric(stage, "statistics").update(**record)
-        self._metric(stage, "bottleneck_loss").update(loss.detach(), weight=batch_size)
+    def record_squeeze(self, stage: str, loss: torch.Tensor, out, batch_size: int) -> None:
+        self._metric(stage, "statistics").update(**out.record)
+        weighted = self.hparams.vq_loss_weight * out.loss.detach()
+        self._metric(stage, "bottleneck_loss").update(weighted, weight=batch_size)
         if stage == "train":
-            for name, value in self.bottleneck.step_logs(record).items():
+            logs = {**self.bottleneck.step_logs(out.record)}
+            if torch.is_tensor(out.auxiliary_loss):  # a loss that trains only the quantizer's own parameters
+                logs["auxiliary_loss"] = float(out.auxiliary_loss)
+            for name, value in logs.items():
                 self.log(f"train/{name}", value, on_step=True, on_epoch=False, batch_size=batch_size)
 
     def epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
         values = super().epoch_metrics(stage)
+        values["bottleneck_loss"] = self._metric(stage, "bottleneck_loss").compute()
+        values.update(self._metric(stage, "statistics").compute())
         for name in ("bottleneck_loss", "statistics"):
-            computed = self._metric(stage, name).compute()
-            values.update(computed if isinstance(computed, dict) else {name: computed})
             self._metric(stage, name).reset()
         if not self.trainer.sanity_checking:
             self.bottleneck.end_epoch(stage, values, self.current_epoch)
@@ -141,8 +141,8 @@ class VQSegmentationModule(SegmentationModule):
         return features, self.indices_of(features)[0]
 
     @torch.no_grad()
-    def decode_mask(self, indices: torch.Tensor) -> torch.Tensor:
-        """One image's (h, w, L) integers -> its (S, S) labels: exactly what the receiver computes."""
+    def decode_mask(self, indices: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """One image's (h, w, L) integers -> its labels at ``size`` (height, width), the image's own:
+        exactly what the receiver computes."""
         features = self.bottleneck.decode(indices.unsqueeze(0).to(self.device))
-        size = (self.hparams.image_size, self.hparams.image_size)
         return self.backbone.classify(features, size).argmax(dim=1)[0]

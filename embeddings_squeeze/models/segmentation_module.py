@@ -176,9 +176,17 @@ class SegmentationModule(pl.LightningModule):
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
 
+    def special_param_groups(self) -> list[dict]:
+        """Optimizer groups for parameters that need settings of their own; the rest share Adam's."""
+        return []
+
     def configure_optimizers(self):
-        trainable = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.Adam(trainable, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        special = self.special_param_groups()
+        claimed = {id(p) for group in special for p in group["params"]}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in claimed]
+        return torch.optim.Adam(
+            [{"params": rest}, *special], lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[CHECKPOINT_KEY] = {

@@ -3,14 +3,25 @@
 ``sweep.csv`` and ``sweep.json`` take their column order and the rate-table key behind each rate
 column from here; the seed aggregates average the columns marked ``mean``; the report shows the
 columns marked ``in_report``; the README's glossary is ``glossary()`` verbatim (a test checks).
-``method_and_setting`` is the one place that says which curve a row belongs to.
+``Kind`` names what a row is, and ``method_and_setting`` says which curve a row belongs to.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SQUEEZED = "squeezed"  # the kind of a squeezed model's row
+
+class Kind:
+    """What a row of the sweep's tables is."""
+
+    BASELINE = "baseline"  # a seed's baseline
+    SQUEEZED = "squeezed"  # a squeezed model (the continuous reference among them)
+    INPUT = "input"  # the baseline on images sent as JPEG or WebP
+    FLOOR = "floor"  # the baseline's own masks sent losslessly
+    FLOOR_GT = "floor_gt"  # the ground truth's masks sent losslessly: sizes only
+    ORACLE = "oracle"  # the ground truth reduced to a grid
+    METHOD = "method"  # a method's rate at equal quality
+    MEAN = "_mean"  # suffix of the kind of a row that averages a configuration's seeds
 
 
 @dataclass(frozen=True)
@@ -18,180 +29,123 @@ class Column:
     name: str
     meaning: str
     unit: str = ""
-    over_seeds: str = "mean"  # mean: mean and standard deviation; same: one value; key: names the row
+    # mean: mean and standard deviation over seeds; same: one value; key: names the row; method: a
+    # value of a method's rate at equal quality
+    over_seeds: str = "mean"
     rate_key: str | None = None  # the rate table's key a squeezed row copies into this column
     in_report: bool = True
 
 
+# fmt: off
 COLUMNS = (
-    Column(
-        "name",
-        "the row: `baseline_seedS`, `<type>_<point>_seedS`, `jpeg_qQ`, a floor or oracle row, or a method",
-        over_seeds="key",
-    ),
-    Column(
-        "kind",
-        "baseline, squeezed, input (images sent as JPEG/WebP), floor, floor_gt, oracle, "
-        "squeezed_mean (seeds aggregated) or method (rate at equal quality)",
-        over_seeds="key",
-    ),
-    Column(
-        "configuration",
-        "a squeezed row's name without its seed: what the seed aggregates group",
-        over_seeds="key",
-        in_report=False,
-    ),
-    Column("quantizer", "the bottleneck type (`--quantizer_type`)", over_seeds="key"),
-    Column(
-        "setting",
-        "the setting the sweep varies for that type (`num_vectors`, `rate_lambda`)",
-        over_seeds="key",
-    ),
+    Column("name", "the row: `baseline_seedS`, `<type>_<point>_seedS`, `jpeg_qQ_seedS`, a floor or oracle "
+           "row and its seed, or a method", over_seeds="key"),
+    Column("kind", "baseline, squeezed, input (images sent as JPEG/WebP), floor, floor_gt, oracle, "
+           "method (rate at equal quality); `<kind>_mean` rows average a configuration's seeds",
+           over_seeds="key"),
+    Column("configuration", "the row's name without its seed: what the seed aggregates group",
+           over_seeds="key", in_report=False),
+    Column("quantizer", "the bottleneck type (`--quantizer_type`; `none`: the continuous reference)",
+           over_seeds="key"),
+    Column("setting", "the setting the sweep varies for that type (`num_vectors`, `rate_lambda`)",
+           over_seeds="key"),
     Column("value", "its value for this row", over_seeds="key"),
     Column("codec", "JPEG or WEBP (input rows); png, webp or context (floor rows)", over_seeds="key"),
     Column("quality", "the image codec's quality setting", over_seeds="key"),
-    Column(
-        "seed", "the seed of initialisation and batch order (the split is the same for all)", over_seeds="key"
-    ),
-    Column(
-        "levels",
-        "index levels per grid position (RVQ: its codebooks)",
-        over_seeds="same",
-        rate_key="index_levels",
-        in_report=False,
-    ),
+    Column("seed", "the seed of initialisation and batch order (the split is the same for all)",
+           over_seeds="key"),
+    Column("seeds", "seeds averaged (`_mean` rows)", over_seeds="key", in_report=False),
+    Column("levels", "index levels per grid position (RVQ: its codebooks)", over_seeds="same",
+           rate_key="index_levels", in_report=False),
     Column("alphabet_size", "values one index level can take", over_seeds="same", rate_key="alphabet_size"),
-    Column(
-        "distinct_codes",
-        "distinct code vectors in the codebook(s) after training",
-        "codes",
-        rate_key="distinct_codes",
-    ),
-    Column(
-        "fixed_bits_per_image",
-        "a fixed-length code: ceil(log2 alphabet size) per level and position",
-        "bits",
-        rate_key="fixed_bits_per_image",
-    ),
-    Column(
-        "entropy_bits_per_image",
-        "empirical entropy of the test split's own indices: what a coder "
-        "tuned to this split in hindsight would spend (biased low on small splits; not a bound on "
-        "adaptive coders)",
-        "bits",
-        rate_key="entropy_bits_per_image",
-    ),
-    Column(
-        "coded_bits_per_image",
-        "cross-entropy of the test indices under the coder's model (the "
-        "training histogram; eb: its learned density): the coder's spend before framing",
-        "bits",
-        rate_key="coded_bits_per_image",
-    ),
-    Column(
-        "payload_bytes_per_image",
-        "mean length of the real encoded files, one image at a time, header included",
-        "bytes",
-        rate_key="payload_bytes_mean",
-    ),
-    Column(
-        "payload_bytes_median",
-        "median length of the real encoded files",
-        "bytes",
-        rate_key="payload_bytes_median",
-        in_report=False,
-    ),
-    Column(
-        "compression_vs_float32",
-        "float32 embeddings' size / payload size",
-        "ratio",
-        rate_key="compression_vs_float32_payload",
-    ),
-    Column(
-        "compression_vs_float16",
-        "float16 embeddings' size / payload size",
-        "ratio",
-        rate_key="compression_vs_float16_payload",
-        in_report=False,
-    ),
-    Column(
-        "compression_vs_float32_coded",
-        "float32 embeddings' size / coded size",
-        "ratio",
-        rate_key="compression_vs_float32_coded",
-        in_report=False,
-    ),
-    Column(
-        "code_usage", "share of the codes the test split uses", "fraction", rate_key="code_usage_on_split"
-    ),
-    Column(
-        "codes_replaced_per_step",
-        "codes re-seeded per training step after the first epoch",
-        "codes",
-        rate_key="codes_replaced_per_step_after_epoch1",
-    ),
-    Column(
-        "decoder_bytes",
-        "one-off size of what the receiver holds for the bottleneck",
-        "bytes",
-        over_seeds="same",
-        rate_key="decoder_bytes",
-        in_report=False,
-    ),
-    Column(
-        "head_bytes",
-        "one-off size of the segmentation head (the baseline needs it too)",
-        "bytes",
-        over_seeds="same",
-        rate_key="head_bytes",
-        in_report=False,
-    ),
-    Column("miou", "mean IoU over classes on the test split", "fraction"),
+    Column("distinct_codes", "distinct code vectors in the codebook(s) after training", "codes",
+           rate_key="distinct_codes"),
+    Column("fixed_bits_per_image", "a fixed-length code: ceil(log2 alphabet size) per level and position",
+           "bits", rate_key="fixed_bits_per_image"),
+    Column("entropy_bits_per_image", "empirical entropy of the test split's own indices: what a coder "
+           "tuned to this split in hindsight would spend (biased low on small splits; not a bound on "
+           "adaptive coders)", "bits", rate_key="entropy_bits_per_image"),
+    Column("coded_bits_per_image", "cross-entropy of the test indices under the coder's model (the "
+           "training histogram; eb: its learned density): the coder's spend before framing", "bits",
+           rate_key="coded_bits_per_image"),
+    Column("payload_bytes_per_image", "mean length of the real encoded files, one image at a time, "
+           "header included: what a sender transmits", "bytes", rate_key="payload_bytes_mean"),
+    Column("payload_bytes_median", "median length of the real encoded files", "bytes",
+           rate_key="payload_bytes_median", in_report=False),
+    Column("header_bytes", "the fixed part of each payload or file (our header with the image's size; a "
+           "container and its tables), included in payload_bytes_per_image", "bytes",
+           rate_key="header_bytes"),
+    Column("compression_vs_float32", "float32 embeddings' size / payload size", "ratio",
+           rate_key="compression_vs_float32_payload"),
+    Column("compression_vs_float16", "float16 embeddings' size / payload size", "ratio",
+           rate_key="compression_vs_float16_payload", in_report=False),
+    Column("compression_vs_float32_coded", "float32 embeddings' size / coded size", "ratio",
+           rate_key="compression_vs_float32_coded", in_report=False),
+    Column("code_usage", "share of the codes the test split uses", "fraction",
+           rate_key="code_usage_on_split"),
+    Column("codes_replaced_per_step", "codes re-seeded per training step after the first epoch", "codes",
+           rate_key="codes_replaced_per_step_after_epoch1"),
+    Column("decoder_bytes", "one-off size of what the receiver holds for the bottleneck", "bytes",
+           over_seeds="same", rate_key="decoder_bytes", in_report=False),
+    Column("head_bytes", "one-off size of the segmentation head (the baseline needs it too)", "bytes",
+           over_seeds="same", rate_key="head_bytes", in_report=False),
+    Column("miou", "mean IoU over classes on the test split, each prediction scored against its mask at "
+           "the mask's own size", "fraction"),
+    Column("miou_low", "lower end of miou's 95 % interval (bootstrap over test images)", "fraction"),
+    Column("miou_high", "upper end of miou's 95 % interval", "fraction"),
+    Column("miou_input_size", "mIoU with predictions and masks at the model's square input size (the "
+           "secondary score)", "fraction", in_report=False),
     Column("baseline_miou", "the mIoU of the baseline of the row's own seed", "fraction", in_report=False),
-    Column("delta_miou", "miou minus baseline_miou", "fraction"),
-    Column(
-        "iou_<class>",
-        "IoU of one class on the test split (empty: in neither ground truth nor prediction)",
-        "fraction",
-        in_report=False,
-    ),
-    Column("training_seconds", "wall time of training", "s"),
+    Column("delta_miou", "miou minus baseline_miou: the row against its own seed's baseline", "fraction"),
+    Column("delta_miou_low", "lower end of delta_miou's 95 % interval (paired bootstrap: the same "
+           "resampled images for both)", "fraction"),
+    Column("delta_miou_high", "upper end of delta_miou's 95 % interval", "fraction"),
+    Column("delta_significant", "whether delta_miou's interval excludes 0", "bool", over_seeds="same",
+           in_report=False),
+    Column("delta_miou_vs_reference", "miou minus that of the continuous bottleneck (`none`) of the same "
+           "seed: the quantization alone", "fraction"),
+    Column("delta_miou_vs_reference_low", "lower end of its 95 % interval (paired)", "fraction",
+           in_report=False),
+    Column("delta_miou_vs_reference_high", "upper end of its 95 % interval", "fraction", in_report=False),
+    Column("iou_<class>", "IoU of one class on the test split (empty: in neither ground truth nor "
+           "prediction)", "fraction", in_report=False),
+    Column("training_seconds", "wall time of training (empty: trained by an earlier run)", "s"),
     Column("checkpoint", "the trained model's `last.ckpt`", over_seeds="key", in_report=False),
-    Column("seeds", "seeds averaged (squeezed_mean rows)", over_seeds="key", in_report=False),
-    Column(
-        "method", "a curve (a quantizer type, an image codec) or a single reference row", over_seeds="key"
-    ),
-    Column("points", "the method's points (seeds of one setting averaged into one)", over_seeds="key"),
-    Column(
-        "bytes_at_<P>",
-        "P = 90, 95, 99: the smallest measured bytes per image among the method's "
-        "points reaching P % of the baseline mIoU (empty: none does)",
-        "bytes",
-        over_seeds="key",
-    ),
-    Column(
-        "bd_rate_vs_<anchor>",
-        "anchor = jpeg, webp: Bjontegaard delta rate against images sent "
-        "with that codec (negative: fewer bytes at equal mIoU)",
-        "%",
-        over_seeds="key",
-    ),
+    Column("method", "a curve (a quantizer type, an image codec) or a single reference row",
+           over_seeds="key"),
+    Column("points", "the method's measured points (one seed's)", over_seeds="method"),
+    Column("bytes_at_<P>", "P = 90, 95, 99: bytes per image at P % of the seed's baseline mIoU, log-bytes "
+           "interpolated between the two Pareto-front points around it (empty: never reached)", "bytes",
+           over_seeds="method"),
+    Column("bytes_at_<P>_upper_bound", "true when the cheapest point tried already reaches P %: the "
+           "method may need fewer bytes, shown as `<= N`", "bool", over_seeds="method"),
+    Column("bd_rate_vs_<anchor>", "anchor = jpeg, webp: Bjontegaard delta rate of the Pareto fronts "
+           "against images sent with that codec (negative: fewer bytes at equal mIoU); n/a unless the "
+           "fronts share at least half the narrower one's mIoU range", "%", over_seeds="method"),
+    Column("miou_overlap_vs_<anchor>", "the mIoU range both fronts cover, [low, high]", "fraction",
+           over_seeds="method"),
+    Column("standing_vs_<anchor>", "better or worse at every rate both fronts cover, or crosses",
+           over_seeds="method"),
 )
+# fmt: on
 BY_NAME = {column.name: column for column in COLUMNS}
 RATE_COLUMNS = tuple(column for column in COLUMNS if column.rate_key)  # copied from a rate table
 AVERAGED = tuple(column.name for column in COLUMNS if column.over_seeds == "mean" and "<" not in column.name)
-REPORTED = tuple(column.name for column in COLUMNS if column.in_report and column.name not in
-                 ("method", "points") and "<" not in column.name)  # fmt: skip
+REPORTED = tuple(
+    column.name
+    for column in COLUMNS
+    if column.in_report and column.over_seeds != "method" and "<" not in column.name
+)
 
 
 def method_and_setting(row: dict) -> tuple[str, object]:
     """The curve a row belongs to and its point on it: (quantizer, value) for squeezed models,
-    (codec, quality) for images sent as JPEG/WebP, (the row's name, None) for single points."""
-    if row["kind"] == SQUEEZED:
+    (codec, quality) for images sent as JPEG/WebP, (its configuration, None) for single points."""
+    if row["kind"] == Kind.SQUEEZED:
         return row["quantizer"], row["value"]
-    if row["kind"] == "input":
+    if row["kind"] == Kind.INPUT:
         return row["codec"], row["quality"]
-    return row["name"], None
+    return row["configuration"], None
 
 
 def ordered(keys) -> list[str]:

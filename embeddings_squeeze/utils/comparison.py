@@ -1,12 +1,16 @@
-"""Comparison utilities: scored images, the running best/worst lists, and split-level results.
+"""Comparison records: scored images, the running best/worst lists, and split-level results.
 
-``engine/evaluation.py`` runs the models; only the current best and worst candidates are kept in
-memory, and every image's scores go to a ``record`` callback (the CSV writer) as soon as known.
+``engine/evaluation.py`` runs the models one image at a time and hands each image's per-model
+confusion counts to a ``Comparison``; only the current best and worst candidates are kept as images,
+and every image's scores go to a ``record`` callback (the CSV writer) as soon as they are known.
+Scores are taken at each mask's own size; ``input_size`` scores, at the model's square input, are
+kept as a secondary figure.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -14,18 +18,19 @@ import numpy as np
 import torch
 
 from embeddings_squeeze.data.labels import ClassSet
-from embeddings_squeeze.utils.iou import class_iou, mean_iou
+from embeddings_squeeze.utils import bootstrap
+from embeddings_squeeze.utils.iou import class_iou, mean_iou, per_image_iou
 
 
 @dataclass
 class ScoredImage:
-    """One image with its label maps and both models' predictions, ready to plot."""
+    """One image with its label maps and both models' predictions at its own size, ready to plot."""
 
     position: int
     image_id: str
     baseline_iou: float
     vq_iou: float
-    image: np.ndarray  # (H, W, 3) uint8, de-normalised
+    image: np.ndarray  # (H, W, 3) uint8, as read from its file
     target: np.ndarray  # (H, W) labels
     baseline_pred: np.ndarray
     vq_pred: np.ndarray
@@ -65,39 +70,74 @@ class Extremes:
 
 @dataclass
 class Comparison:
-    """Dataset-level results of comparing the two models on one split."""
+    """Split-level results of models scored on the same images: ``baseline``, ``vq`` and, when
+    given, a ``reference`` (the continuous bottleneck)."""
 
     classes: ClassSet
-    baseline_confusion: torch.Tensor
-    vq_confusion: torch.Tensor
-    baseline_iou_sum: float = 0.0
-    vq_iou_sum: float = 0.0
-    scored_images: int = 0
+    models: tuple[str, ...] = ("baseline", "vq")
     total_images: int = 0
+    confusions: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # per image, own size
+    input_confusion: dict[str, torch.Tensor] = field(default_factory=dict)  # summed, input size
     # ranking ('iou' or 'delta') -> (best images, worst images)
     rankings: dict[str, tuple[list[ScoredImage], list[ScoredImage]]] = field(default_factory=dict)
-    rate: dict = field(default_factory=dict)  # the VQ model's rate table on this split
+    rate: dict = field(default_factory=dict)  # the squeezed model's rate table on this split
     task_floor: dict = field(default_factory=dict)  # lossless mask sizes (utils/task_floor.py)
 
+    def __post_init__(self):
+        size = len(self.classes)
+        for name in self.models:
+            self.confusions[name] = []
+            self.input_confusion[name] = torch.zeros(size, size, dtype=torch.long)
+
+    def add(self, confusion: dict[str, torch.Tensor], input_confusion: dict[str, torch.Tensor]) -> dict:
+        """One image's (C, C) counts per model, at its own size and at the input size; returns its
+        per-image IoU per model (NaN when it has no labelled pixel)."""
+        self.total_images += 1
+        for name in self.models:
+            self.confusions[name].append(confusion[name])
+            self.input_confusion[name] += input_confusion[name]
+        return {name: per_image_iou(confusion[name][None]).item() for name in self.models}
+
+    def stacked(self, name: str) -> torch.Tensor:
+        """(N, C, C) per-image counts of one model."""
+        size = len(self.classes)
+        return torch.stack(self.confusions[name]) if self.confusions[name] else torch.zeros(0, size, size)
+
     def summary(self) -> dict:
-        baseline_classes = class_iou(self.baseline_confusion).tolist()
-        vq_classes = class_iou(self.vq_confusion).tolist()
-        baseline_miou, vq_miou = mean_iou(self.baseline_confusion), mean_iou(self.vq_confusion)
-        scored = max(self.scored_images, 1)
-        baseline_mean = self.baseline_iou_sum / scored
-        vq_mean = self.vq_iou_sum / scored
-        return {
-            "images": self.total_images,
-            "images_scored": self.scored_images,
-            "baseline_miou": baseline_miou,
-            "vq_miou": vq_miou,
-            "miou_difference": vq_miou - baseline_miou,
-            "baseline_mean_image_iou": baseline_mean,
-            "vq_mean_image_iou": vq_mean,
-            "mean_image_iou_difference": vq_mean - baseline_mean,
-            "baseline_class_iou": dict(zip(self.classes.names, baseline_classes)),
-            "vq_class_iou": dict(zip(self.classes.names, vq_classes)),
-        }
+        """mIoU with its 95 % bootstrap interval, mean per-image IoU and class IoU per model, and the
+        paired differences against the baseline (and the reference) with their intervals."""
+        counts = {name: self.stacked(name) for name in self.models}
+        weights = bootstrap.resample_weights(self.total_images) if self.total_images else None
+        image_iou = {name: per_image_iou(counts[name]) for name in self.models}
+        scored = ~torch.isnan(image_iou["vq"])
+        summary = {"images": self.total_images, "images_scored": int(scored.sum())}
+        for name in self.models:
+            summary[f"{name}_miou"] = mean_iou(counts[name].sum(dim=0))
+            summary[f"{name}_miou_ci"] = self._interval(bootstrap.miou_interval, weights, counts[name])
+            summary[f"{name}_miou_input_size"] = mean_iou(self.input_confusion[name])
+            summary[f"{name}_mean_image_iou"] = (
+                image_iou[name][scored].mean().item() if scored.any() else math.nan
+            )
+            summary[f"{name}_class_iou"] = dict(
+                zip(self.classes.names, class_iou(counts[name].sum(dim=0)).tolist())
+            )
+        pairs = [("miou_difference", "vq", "baseline")]
+        if "reference" in self.models:
+            pairs.append(("miou_difference_vs_reference", "vq", "reference"))
+            pairs.append(("reference_miou_difference", "reference", "baseline"))
+        for key, first, second in pairs:
+            summary[key] = summary[f"{first}_miou"] - summary[f"{second}_miou"]
+            bounds = self._interval(bootstrap.difference_interval, weights, counts[first], counts[second])
+            summary[f"{key}_ci"] = bounds
+            summary[f"{key}_significant"] = bootstrap.significant(bounds) if bounds else None
+        summary["mean_image_iou_difference"] = (
+            summary["vq_mean_image_iou"] - summary["baseline_mean_image_iou"]
+        )
+        return summary
+
+    @staticmethod
+    def _interval(method, weights, *counts) -> list[float] | None:
+        return None if weights is None else list(method(*counts, weights))
 
 
 def shares_backbone(first, second) -> bool:

@@ -1,11 +1,18 @@
-"""Rate at equal quality: one number per method instead of a plot.
+"""Rate at equal quality: one number per method instead of a plot, without over-reading thin curves.
 
-- ``bytes_at``: the smallest measured bytes/image among a method's points whose mIoU reaches a
-  given fraction of the baseline's mIoU (None when no point does).
-- ``bd_rate``: the Bjontegaard delta rate of one rate-quality curve against another, in percent:
-  log-rate is interpolated as a function of mIoU with a piecewise-cubic monotone (PCHIP)
-  interpolant over the mIoU range both curves cover, and the mean log-rate difference over that
-  range is turned back into a rate ratio. -50 means half the bytes at equal mIoU.
+Every curve is first reduced to its Pareto front: a point stays only if it scores higher than
+every cheaper point (a dominated point says nothing about what the method can do).
+
+- ``bytes_at``: bytes per image at which a method reaches a given fraction of the baseline's mIoU.
+  log(bytes) is interpolated linearly between the two front points that bracket the threshold.
+  When even the cheapest point tried passes it, that point's bytes are only an upper bound (the
+  method might need fewer), and are marked so. None when no point reaches it.
+- ``bd_rate``: the Bjontegaard delta rate of one front against another, in percent: log-rate is
+  interpolated as a function of mIoU with a piecewise-cubic monotone (PCHIP) interpolant over the
+  mIoU range both fronts cover, and the mean log-rate difference over that range becomes a rate
+  ratio (-50 means half the bytes at equal mIoU). It is reported only when that shared range is at
+  least half of the narrower front's range: a few thousandths of overlap do not make a number.
+- ``standing``: where two fronts stand over the bytes both cover, a word even when BD-rate is n/a.
 """
 
 from __future__ import annotations
@@ -16,57 +23,115 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 QUALITY_LEVELS = (90, 95, 99)  # percent of the baseline's mIoU
+MIN_OVERLAP = 0.5  # of the narrower front's mIoU range, for a BD-rate
 NO_OVERLAP = "n/a: no overlap"
 ONE_POINT = "n/a: fewer than two points"
+THIN_OVERLAP = "n/a: overlap under half the narrower range"
+
+Point = tuple[float, float]  # (bytes per image, mIoU)
 
 
-def bytes_at(points: list[tuple[float, float]], baseline_miou: float, percent: float) -> float | None:
-    """Smallest bytes among (bytes, miou) ``points`` with miou >= ``percent`` % of ``baseline_miou``."""
+def pareto_front(points: list[Point]) -> list[Point]:
+    """The points no cheaper-or-equal point beats in mIoU, by increasing bytes (and mIoU)."""
+    front: list[Point] = []
+    for size, miou in sorted(points, key=lambda point: (point[0], -point[1])):
+        if size > 0 and math.isfinite(miou) and (not front or miou > front[-1][1]):
+            front.append((size, miou))
+    return front
+
+
+def bytes_at(points: list[Point], baseline_miou: float, percent: float) -> tuple[float | None, bool]:
+    """(bytes at ``percent`` % of ``baseline_miou``, whether that is an upper bound) on the front."""
     wanted = baseline_miou * percent / 100
-    reached = [size for size, miou in points if miou >= wanted]
-    return min(reached) if reached else None
+    front = pareto_front(points)
+    reaching = next((i for i, (_, miou) in enumerate(front) if miou >= wanted), None)
+    if reaching is None:
+        return None, False
+    if reaching == 0:
+        return front[0][0], True
+    (low_bytes, low_miou), (high_bytes, high_miou) = front[reaching - 1], front[reaching]
+    share = (wanted - low_miou) / (high_miou - low_miou)
+    return math.exp(math.log(low_bytes) + share * (math.log(high_bytes) - math.log(low_bytes))), False
 
 
-def _log_rate_curve(points: list[tuple[float, float]]) -> PchipInterpolator | None:
-    """PCHIP of log(bytes) over mIoU; at equal mIoU only the smallest rate counts."""
-    best: dict[float, float] = {}
-    for size, miou in points:
-        if size > 0 and math.isfinite(miou):
-            best[miou] = min(size, best.get(miou, math.inf))
-    if len(best) < 2:
+def _log_rate_curve(front: list[Point]) -> PchipInterpolator:
+    """PCHIP of log(bytes) over mIoU along a front (two or more points)."""
+    return PchipInterpolator([miou for _, miou in front], np.log([size for size, _ in front]))
+
+
+def overlap(test: list[Point], anchor: list[Point]) -> list[float] | None:
+    """[low, high] of the mIoU range both fronts cover, None when they share none."""
+    test, anchor = pareto_front(test), pareto_front(anchor)
+    if not test or not anchor:
         return None
-    quality = np.array(sorted(best))
-    return PchipInterpolator(quality, np.log([best[q] for q in quality]))
+    low, high = max(test[0][1], anchor[0][1]), min(test[-1][1], anchor[-1][1])
+    return [low, high] if high > low else None
 
 
-def bd_rate(test: list[tuple[float, float]], anchor: list[tuple[float, float]]) -> float | str:
-    """Bjontegaard delta rate (%) of ``test`` against ``anchor``, both lists of (bytes, miou).
-
-    Returns ``ONE_POINT`` when either curve has fewer than two distinct mIoU values and
-    ``NO_OVERLAP`` when their mIoU ranges do not overlap.
-    """
-    test_curve, anchor_curve = _log_rate_curve(test), _log_rate_curve(anchor)
-    if test_curve is None or anchor_curve is None:
+def bd_rate(test: list[Point], anchor: list[Point]) -> float | str:
+    """Bjontegaard delta rate (%) of ``test`` against ``anchor`` (see the module docstring), or why
+    there is none."""
+    test, anchor = pareto_front(test), pareto_front(anchor)
+    if len(test) < 2 or len(anchor) < 2:
         return ONE_POINT
-    low = max(test_curve.x[0], anchor_curve.x[0])
-    high = min(test_curve.x[-1], anchor_curve.x[-1])
-    if high <= low:
+    shared = overlap(test, anchor)
+    if shared is None:
         return NO_OVERLAP
+    low, high = shared
+    narrower = min(test[-1][1] - test[0][1], anchor[-1][1] - anchor[0][1])
+    if high - low < MIN_OVERLAP * narrower:
+        return THIN_OVERLAP
+    test_curve, anchor_curve = _log_rate_curve(test), _log_rate_curve(anchor)
     mean_difference = (test_curve.integrate(low, high) - anchor_curve.integrate(low, high)) / (high - low)
     return float((math.exp(mean_difference) - 1) * 100)
 
 
-def method_summaries(
-    methods: dict[str, list[tuple[float, float]]], baseline_miou: float, anchors
-) -> list[dict]:
-    """Per method: its points, bytes at 90/95/99 % of the baseline mIoU, BD-rate against each anchor."""
-    summaries = []
-    for name, points in methods.items():
-        entry = {"method": name, "points": len(points)}
-        for percent in QUALITY_LEVELS:
-            entry[f"bytes_at_{percent}"] = bytes_at(points, baseline_miou, percent)
-        for anchor in anchors:
-            if anchor in methods and anchor != name:
-                entry[f"bd_rate_vs_{anchor.lower()}"] = bd_rate(points, methods[anchor])
-        summaries.append(entry)
-    return summaries
+def standing(test: list[Point], anchor: list[Point]) -> str:
+    """Where ``test``'s front stands against ``anchor``'s at the bytes both cover: mIoU interpolated
+    linearly in log(bytes), compared at every point of either front in the shared range."""
+    test, anchor = pareto_front(test), pareto_front(anchor)
+    if not test or not anchor:
+        return "no points"
+    low, high = max(test[0][0], anchor[0][0]), min(test[-1][0], anchor[-1][0])
+    if high < low:
+        cheaper = test[-1][0] < anchor[0][0]
+        return (
+            "all its points cheaper than the anchor's"
+            if cheaper
+            else "all its points dearer than the anchor's"
+        )
+    at = np.log([size for size, _ in test + anchor if low <= size <= high])
+
+    def miou_at(front):
+        return np.interp(at, np.log([size for size, _ in front]), [miou for _, miou in front])
+
+    difference = miou_at(test) - miou_at(anchor)
+    if np.all(difference > 0):
+        return "better at every shared rate"
+    if np.all(difference < 0):
+        return "worse at every shared rate"
+    return "crosses the anchor"
+
+
+def method_summary(
+    name: str, points: list[Point], baseline_miou: float, anchors: dict[str, list[Point]]
+) -> dict:
+    """One method's points, bytes at 90/95/99 % of ``baseline_miou`` and its standing against each anchor."""
+    entry = {"method": name, "points": len(points)}
+    for percent in QUALITY_LEVELS:
+        value, upper_bound = bytes_at(points, baseline_miou, percent)
+        entry[f"bytes_at_{percent}"] = value
+        entry[f"bytes_at_{percent}_upper_bound"] = upper_bound
+    for anchor, anchor_points in anchors.items():
+        if anchor != name:
+            key = anchor.lower()
+            entry[f"bd_rate_vs_{key}"] = bd_rate(points, anchor_points)
+            entry[f"miou_overlap_vs_{key}"] = overlap(points, anchor_points)
+            entry[f"standing_vs_{key}"] = standing(points, anchor_points)
+    return entry
+
+
+def method_summaries(methods: dict[str, list[Point]], baseline_miou: float, anchors) -> list[dict]:
+    """``method_summary`` of every method, against the anchors among them (e.g. JPEG, WEBP)."""
+    present = {anchor: methods[anchor] for anchor in anchors if anchor in methods}
+    return [method_summary(name, points, baseline_miou, present) for name, points in methods.items()]

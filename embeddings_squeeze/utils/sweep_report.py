@@ -1,4 +1,8 @@
-"""Tables, the rate-quality plot and the self-contained HTML report of a sweep."""
+"""Tables, the rate-quality plot and the self-contained HTML report of a sweep.
+
+Every comparison pairs a row with its own seed's baseline: rate at equal quality is measured per
+seed against that seed's baseline, and seeds are then summarised by mean and standard deviation.
+"""
 
 from __future__ import annotations
 
@@ -11,113 +15,164 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from embeddings_squeeze.utils.columns import AVERAGED, REPORTED, SQUEEZED, method_and_setting, ordered
+from embeddings_squeeze.utils.columns import AVERAGED, REPORTED, Kind, method_and_setting, ordered
 from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.rate_quality import QUALITY_LEVELS, method_summaries
 
-CURVE_KINDS = (SQUEEZED, "input")  # rows that form curves; "floor" and "oracle" rows are single points
+CURVE_KINDS = (Kind.SQUEEZED, Kind.INPUT)  # rows that form curves; floor and oracle rows are single points
+POINT_KINDS = (Kind.FLOOR, Kind.ORACLE)
 FLOOR_REFERENCE = "mask_context"  # the cheapest lossless floor row the sentences compare with
+ANCHORS = ("JPEG", "WEBP")  # the curves BD-rates are taken against
 
 
-def configurations(rows: list[dict]) -> dict[str, list[dict]]:
-    """Squeezed rows grouped by configuration (the seeds of one setting of one type)."""
+def by_configuration(rows: list[dict], kinds=(Kind.SQUEEZED,)) -> dict[str, list[dict]]:
+    """Rows of ``kinds`` grouped by configuration (the seeds of one setting)."""
     groups = defaultdict(list)
     for row in rows:
-        if row["kind"] == SQUEEZED:
+        if row["kind"] in kinds:
             groups[row["configuration"]].append(row)
     return groups
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _mean_and_std(entry: dict, members: list[dict], keys) -> None:
+    """``entry[key]`` and ``entry[key_std]``: mean and standard deviation of the members' numbers."""
+    for key in keys:
+        values = [member[key] for member in members if _is_number(member.get(key))]
+        if len(values) == len(members):
+            entry[key] = statistics.fmean(values)
+            entry[f"{key}_std"] = statistics.stdev(values)
+
+
 def aggregate(rows: list[dict]) -> list[dict]:
-    """Mean and standard deviation over seeds of every squeezed configuration with several seeds."""
+    """Mean and standard deviation over seeds of every configuration with several seeds."""
     summary = []
-    for configuration, members in sorted(configurations(rows).items()):
+    kinds = (Kind.BASELINE, Kind.SQUEEZED, Kind.INPUT, Kind.FLOOR, Kind.FLOOR_GT, Kind.ORACLE)
+    for configuration, members in by_configuration(rows, kinds).items():
         if len(members) < 2:
             continue
         first = members[0]
         entry = {
             "name": f"{configuration}_mean",
-            "kind": f"{SQUEEZED}_mean",
+            "kind": first["kind"] + Kind.MEAN,
             "configuration": configuration,
-            "quantizer": first["quantizer"],
-            "setting": first["setting"],
-            "value": first["value"],
+            **{key: first.get(key) for key in ("quantizer", "setting", "value", "codec", "quality")},
             "seeds": len(members),
         }
-        for key in AVERAGED:
-            values = [m[key] for m in members if m.get(key) is not None]
-            if values:
-                entry[key] = statistics.fmean(values)
-                entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        _mean_and_std(entry, members, AVERAGED)
         summary.append(entry)
     return summary
 
 
-def baseline_miou(rows: list[dict]) -> float:
-    """The baseline's mIoU, averaged over seeds."""
-    return statistics.fmean(row["miou"] for row in rows if row["kind"] == "baseline")
+def seeds_of(rows: list[dict]) -> list[int]:
+    return [row["seed"] for row in rows if row["kind"] == Kind.BASELINE]
 
 
-def method_points(rows: list[dict]) -> dict[str, list[tuple[float, float]]]:
-    """Per method, its (bytes per image, mIoU) points; seeds of one setting averaged into one point.
-
-    Methods: each quantizer type's curve, each image codec's curve, and every floor and oracle row.
-    """
-    groups = defaultdict(lambda: defaultdict(list))
+def method_points(rows: list[dict], seed: int) -> dict[str, list[tuple[float, float]]]:
+    """One seed's methods and their (bytes per image, mIoU) points: each quantizer type's curve,
+    each image codec's curve, and every floor and oracle row."""
+    methods = defaultdict(list)
     for row in rows:
-        if row["kind"] in (*CURVE_KINDS, "floor", "oracle"):
-            method, setting = method_and_setting(row)
-            groups[method][setting].append(row)
-    return {
-        method: sorted(
-            (
-                statistics.fmean(r["payload_bytes_per_image"] for r in members),
-                statistics.fmean(r["miou"] for r in members),
-            )
-            for members in settings.values()
-        )  # fmt: skip
-        for method, settings in groups.items()
-    }
+        if row.get("seed") == seed and row["kind"] in (*CURVE_KINDS, *POINT_KINDS):
+            methods[method_and_setting(row)[0]].append((row["payload_bytes_per_image"], row["miou"]))
+    return methods
 
 
 def rate_at_quality(rows: list[dict]) -> list[dict]:
-    """bytes_at_90/95/99 and BD-rate against JPEG and WebP for every method of the sweep."""
-    return method_summaries(method_points(rows), baseline_miou(rows), anchors=("JPEG", "WEBP"))
+    """Per seed and method: bytes at 90/95/99 % of that seed's baseline mIoU and the standing against
+    JPEG and WebP; then, with several seeds, each method's mean and standard deviation."""
+    baselines = {row["seed"]: row["miou"] for row in rows if row["kind"] == Kind.BASELINE}
+    per_seed = []
+    for seed, reference in baselines.items():
+        for entry in method_summaries(method_points(rows, seed), reference, anchors=ANCHORS):
+            per_seed.append(
+                {"name": f"{entry['method']}_seed{seed}", "kind": Kind.METHOD, "seed": seed, **entry}
+            )
+    if len(baselines) < 2:
+        return per_seed
+    means = []
+    groups = defaultdict(list)
+    for entry in per_seed:
+        groups[entry["method"]].append(entry)
+    for method, members in groups.items():
+        entry = {
+            "name": f"{method}_mean",
+            "kind": Kind.METHOD + Kind.MEAN,
+            "method": method,
+            "seeds": len(members),
+        }
+        numbers = [key for key, value in members[0].items() if _is_number(value) and key != "seed"]
+        _mean_and_std(entry, members, numbers)
+        for key in members[0]:
+            if key.endswith("_upper_bound"):
+                entry[key] = any(member[key] for member in members)
+        means.append(entry)
+    return per_seed + means
 
 
-def sentences(rows: list[dict]) -> list[str]:
-    """One sentence per compressed-feature model (seeds averaged): where it stands against the floor."""
-    floor = next((r for r in rows if r["name"] == FLOOR_REFERENCE), None)
-    reference = baseline_miou(rows)
+def _bytes(entry: dict, percent: int) -> str:
+    value = entry.get(f"bytes_at_{percent}")
+    if value is None:
+        return "never"
+    return ("<= " if entry.get(f"bytes_at_{percent}_upper_bound") else "") + f"{value:,.0f}"
+
+
+def _difference(value: float, low: float | None, high: float | None, against: str) -> str:
+    if low is None:
+        return f"{value:+.3f} mIoU against {against}"
+    verdict = "" if low > 0 or high < 0 else ": not significant"
+    return f"{value:+.3f} mIoU [{low:+.3f}, {high:+.3f}] against {against}{verdict}"
+
+
+def sentences(rows: list[dict], methods: list[dict]) -> list[str]:
+    """One sentence per squeezed configuration (seeds averaged, each against its own seed's baseline):
+    its bytes against the lossless mask, its quality, and whether its losses are real."""
+    floors = by_configuration(rows, (Kind.FLOOR,)).get(FLOOR_REFERENCE, [])
+    floor_bytes = statistics.fmean(r["payload_bytes_per_image"] for r in floors) if floors else None
     lines = []
-    for configuration, members in configurations(rows).items():
+    for configuration, members in by_configuration(rows).items():
+        seeds = len(members)
         size = statistics.fmean(r["payload_bytes_per_image"] for r in members)
-        quality = 100 * statistics.fmean(r["miou"] for r in members) / reference
-        if floor is None:
-            lines.append(
-                f"{configuration}: {size:.0f} bytes per image at {quality:.0f} % of the baseline mIoU."
+        quality = statistics.fmean(100 * r["miou"] / r["baseline_miou"] for r in members)
+        where = f"{size:.0f} bytes per image"
+        if floor_bytes:
+            where = f"{size / floor_bytes:.2f}x the bytes of the lossless (context-coded) mask"
+        parts = [f"{configuration}: {where} at {quality:.0f} % of the baseline mIoU"]
+        if seeds == 1:
+            row = members[0]
+            parts.append(
+                _difference(row["delta_miou"], row["delta_miou_low"], row["delta_miou_high"], "its baseline")
             )
+            if row.get("delta_miou_vs_reference") is not None:
+                low, high = row["delta_miou_vs_reference_low"], row["delta_miou_vs_reference_high"]
+                parts.append(
+                    _difference(row["delta_miou_vs_reference"], low, high, "the continuous bottleneck")
+                )
         else:
-            ratio = size / floor["payload_bytes_per_image"]
-            lines.append(
-                f"{configuration}: {ratio:.2f}x the bytes of the lossless (context-coded) mask at "
-                f"{quality:.0f} % of the baseline mIoU."
+            deltas = [r["delta_miou"] for r in members]
+            real = sum(bool(r["delta_significant"]) for r in members)
+            spread = f"{statistics.fmean(deltas):+.3f} +- {statistics.stdev(deltas):.3f}"
+            parts.append(
+                f"{spread} mIoU against each seed's baseline over {seeds} seeds ({real} significant)"
             )
+        lines.append("; ".join(parts) + ".")
     return lines
 
 
 def write_tables(rows: list[dict], output_dir: Path) -> tuple[list[dict], list[dict], list[str]]:
-    """sweep.csv (one row per model, then the seed aggregates and one row per method with its rate
-    at equal quality) and sweep.json (the same, plus one sentence per model)."""
+    """sweep.csv (one row per measured row, then the seed aggregates and the method rows of rate at
+    equal quality) and sweep.json (the same, plus one sentence per squeezed configuration)."""
     aggregates = aggregate(rows)
     methods = rate_at_quality(rows)
-    summary_sentences = sentences(rows)
+    summary_sentences = sentences(rows, methods)
     write_json(
         output_dir / "sweep.json",
         {"rows": rows, "aggregates": aggregates, "rate_at_quality": methods, "sentences": summary_sentences},
     )
-    method_rows = [{"name": m["method"], "kind": "method", **m} for m in methods]
-    table = rows + aggregates + method_rows
+    table = rows + aggregates + methods
     columns = ordered(key for row in table for key in row)
     with open(output_dir / "sweep.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
@@ -126,34 +181,39 @@ def write_tables(rows: list[dict], output_dir: Path) -> tuple[list[dict], list[d
     return aggregates, methods, summary_sentences
 
 
-def _curve(members: list[dict], key: str, size) -> tuple[list, list, list]:
-    """(bytes, mean mIoU, mIoU std over seeds) per point of one curve, sorted by bytes."""
-    points = defaultdict(list)
+def _points(members: list[dict], key: str, scale: float) -> list[tuple]:
+    """(bytes, mIoU, lower error, upper error) per point of one curve, seeds of a setting averaged,
+    sorted by bytes: errors are the standard deviation over seeds, or one seed's 95 % interval."""
+    groups = defaultdict(list)
     for row in members:
-        points[method_and_setting(row)[1]].append(row)
-    curve = []
-    for group in points.values():
-        ious = [r["miou"] for r in group]
-        curve.append(
-            (statistics.fmean(size(r[key]) for r in group), statistics.fmean(ious),
-             statistics.stdev(ious) if len(ious) > 1 else 0.0)
-        )  # fmt: skip
-    return [list(values) for values in zip(*sorted(curve))]
+        groups[method_and_setting(row)[1]].append(row)
+    points = []
+    for group in groups.values():
+        mious = [r["miou"] for r in group]
+        mean = statistics.fmean(mious)
+        if len(group) > 1:
+            low = high = statistics.stdev(mious)
+        else:
+            low = mean - group[0]["miou_low"] if group[0].get("miou_low") is not None else 0.0
+            high = group[0]["miou_high"] - mean if group[0].get("miou_high") is not None else 0.0
+        points.append((statistics.fmean(r[key] * scale for r in group), mean, low, high))
+    return sorted(points)
 
 
 def plot_rate_quality(rows: list[dict], title: str, path: Path) -> None:
-    """mIoU against bytes per image (log x): per quantizer its measured payloads (solid) and its
-    entropy-coded size before framing (dashed, the coded bits), and a line per image codec."""
+    """mIoU against bytes per image (log x), with error bars (95 % intervals, or the spread over
+    seeds): per quantizer its measured payloads (solid) and its entropy-coded size before framing
+    (dashed, the coded bits), a line per image codec, the floor and oracle points, the baseline."""
     figure = Figure(figsize=(11, 5.5), dpi=100)
     axis = figure.add_subplot()
     lines = defaultdict(list)
     for row in rows:
         if row["kind"] in CURVE_KINDS:
             lines[method_and_setting(row)[0]].append(row)
-    colours = iter(f"C{i}" for i in range(10))
+    colours = iter(f"C{i % 10}" for i in range(100))
     for name, members in sorted(lines.items()):
         colour = next(colours)
-        if members[0]["kind"] == "input":
+        if members[0]["kind"] == Kind.INPUT:
             curves = [("payload_bytes_per_image", 1, "-", f"{name} input + baseline")]
         else:
             curves = [
@@ -161,40 +221,32 @@ def plot_rate_quality(rows: list[dict], title: str, path: Path) -> None:
                 ("coded_bits_per_image", 1 / 8, "--", f"{name.upper()} entropy-coded, before framing"),
             ]
         for key, scale, style, label in curves:
-            xs, ys, errors = _curve(members, key, lambda value, scale=scale: value * scale)
-            axis.errorbar(
-                xs, ys, yerr=errors, marker="o", capsize=3, linestyle=style, color=colour, label=label
-            )
-    markers = iter("s^Dv<>pP*")
-    for row in rows:
-        if row["kind"] == "floor":
-            axis.plot(
-                row["payload_bytes_per_image"],
-                row["miou"],
-                linestyle="none",
-                marker=next(markers),
-                color="black",
-                label=f"{row['name']} (task floor: the baseline's mask, lossless)",
-            )
-        elif row["kind"] == "oracle":
-            axis.plot(row["payload_bytes_per_image"], row["miou"], linestyle="none", marker="x", color="grey")
-            axis.annotate(
-                f"oracle {row['name'].rsplit('_', 1)[1]}",
-                (row["payload_bytes_per_image"], row["miou"]),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize=7,
-                color="grey",
-            )
-    baselines = [row["miou"] for row in rows if row["kind"] == "baseline"]
+            xs, ys, lows, highs = zip(*_points(members, key, scale))
+            axis.errorbar(xs, ys, yerr=[lows, highs], marker="o", capsize=3, linestyle=style, color=colour,
+                          label=label)  # fmt: skip
+    markers = iter("s^Dv<>pP*" * 4)
+    for configuration, members in by_configuration(rows, POINT_KINDS).items():
+        x, y, low, high = _points(members, "payload_bytes_per_image", 1)[0]
+        if members[0]["kind"] == Kind.FLOOR:
+            axis.errorbar(x, y, yerr=[[low], [high]], linestyle="none", marker=next(markers), color="black",
+                          label=f"{configuration} (task floor: the baseline's mask, lossless)")  # fmt: skip
+        else:
+            axis.errorbar(x, y, yerr=[[low], [high]], linestyle="none", marker="x", color="grey")
+            axis.annotate(f"oracle {configuration.rsplit('_', 1)[1]}", (x, y), textcoords="offset points",
+                          xytext=(4, 4), fontsize=7, color="grey")  # fmt: skip
+    baselines = [row for row in rows if row["kind"] == Kind.BASELINE]
     if baselines:
+        mean = statistics.fmean(row["miou"] for row in baselines)
         label = "baseline, uncompressed features" + (
             f" (mean of {len(baselines)} seeds)" if len(baselines) > 1 else ""
         )
-        axis.axhline(statistics.fmean(baselines), color="black", linestyle=":", label=label)
+        axis.axhline(mean, color="black", linestyle=":", label=label)
+        if len(baselines) == 1 and baselines[0].get("miou_low") is not None:
+            axis.axhspan(baselines[0]["miou_low"], baselines[0]["miou_high"], color="black", alpha=0.08,
+                         label="baseline's 95 % interval")  # fmt: skip
     axis.set_xscale("log")
     axis.set_xlabel("bytes per image (log scale)")
-    axis.set_ylabel("mIoU")
+    axis.set_ylabel("mIoU (at each mask's own size)")
     axis.set_title(title, fontsize=10)
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not on them
@@ -210,19 +262,34 @@ def _image(path: Path, caption: str) -> str:
     )
 
 
-def _table(rows: list[dict], columns: list[str]) -> str:
-    def cell(value):
-        return (
-            f"{value:.4g}"
-            if isinstance(value, float)
-            else html.escape(str(value if value is not None else ""))
-        )
+def _cell(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else ("yes" if value else "no")
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_cell(item) for item in value) + "]"
+    return html.escape(str(value))
 
+
+def _table(rows: list[dict], columns: list[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{cell(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+
+
+def _method_table(methods: list[dict]) -> str:
+    """Rate at equal quality, with upper bounds written as such."""
+    shown = []
+    for entry in methods:
+        row = {"method": entry["method"], "seed": entry.get("seed", "mean"), "points": entry.get("points")}
+        row.update({f"bytes_at_{p}": _bytes(entry, p) for p in QUALITY_LEVELS})
+        row.update({key: entry[key] for key in entry if key.startswith(("bd_rate_vs_", "standing_vs_"))})
+        shown.append(row)
+    columns = ordered(key for row in shown for key in row)
+    return _table(shown, columns)
 
 
 def write_report(
@@ -235,54 +302,38 @@ def write_report(
     summary_sentences: list[str],
     figures: list[tuple[Path, str]],
 ) -> None:
-    """One HTML file with every figure embedded, so it opens from disk with no server."""
+    """One HTML file with every figure embedded, so it opens from disk with no server: the plot and
+    the verdicts first, then the tables, the figures, and the settings last."""
     columns = [name for name in REPORTED if any(name in row for row in rows)]
+    plot, *others = figures
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
         "font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-        "figure{margin:1em 0}img{max-width:100%}</style></head><body>",
+        ".scroll{overflow-x:auto;max-width:100%}figure{margin:1em 0}img{max-width:100%}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        "<h2>Settings</h2>",
-        _table([{"setting": k, "value": v} for k, v in settings.items()], ["setting", "value"]),
+        _image(*plot),
         "<h2>Where each model stands</h2>",
         "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in summary_sentences) + "</ul>",
         "<h2>Rate at equal quality</h2>",
-        "<p>bytes_at_P: the smallest measured bytes per image among a method's points reaching P % of the "
-        "baseline mIoU (empty: none does). BD-rate: Bjontegaard delta rate in % against JPEG and WebP "
-        "inputs (PCHIP of log-rate over the overlapping mIoU range; negative means fewer bytes).</p>",
-        _table(
-            methods,
-            [
-                "method",
-                "points",
-                *(f"bytes_at_{p}" for p in QUALITY_LEVELS),
-                "bd_rate_vs_jpeg",
-                "bd_rate_vs_webp",
-            ],
-        ),  # fmt: skip
+        "<p>bytes_at_P: bytes per image at P % of the seed's baseline mIoU on the method's Pareto front, "
+        "log-bytes interpolated; &lt;= N: the cheapest point tried already reaches it. BD-rate: Bjontegaard "
+        "delta rate in % against JPEG and WebP inputs, only where the fronts share at least half of the "
+        "narrower mIoU range; negative means fewer bytes.</p>",
+        _method_table(methods),
         "<h2>Results</h2>",
+        "<p>mIoU at each mask's own size, with its 95 % bootstrap interval (low, high); delta_miou against "
+        "the row's own seed's baseline (paired interval).</p>",
         _table(rows, columns),
     ]
     if aggregates:
-        parts += [
-            "<h2>Mean and standard deviation over seeds</h2>",
-            _table(
-                aggregates,
-                [
-                    "name",
-                    "seeds",
-                    "miou",
-                    "miou_std",
-                    "payload_bytes_per_image",
-                    "payload_bytes_per_image_std",
-                    "delta_miou",
-                    "delta_miou_std",
-                ],
-            ),
-        ]
+        parts += ["<h2>Mean and standard deviation over seeds</h2>",
+                  _table(aggregates, ordered(key for row in aggregates for key in row if key in columns or
+                                             key.endswith("_std") or key == "seeds"))]  # fmt: skip
     parts.append("<h2>Figures</h2>")
-    parts += [_image(figure, caption) for figure, caption in figures]
+    parts += [_image(figure, caption) for figure, caption in others if figure.is_file()]
+    parts += ["<h2>Settings</h2>", _table([{"setting": k, "value": v} for k, v in settings.items()],
+                                          ["setting", "value"])]  # fmt: skip
     parts.append("</body></html>")
     path.write_text("\n".join(parts))

@@ -15,17 +15,21 @@ import numpy as np
 import torch
 
 from embeddings_squeeze.data.labels import IGNORE_INDEX
+from embeddings_squeeze.utils.bootstrap import miou_interval
 from embeddings_squeeze.utils.iou import class_iou, confusion_matrices, mean_iou
 from embeddings_squeeze.utils.mask_coding import (
+    WEBP_LOSSLESS_HEADER,
     ContextMaskCoder,
     grid_oracle,
-    png_bytes,
+    png_file,
+    png_header_bytes,
     upsample,
-    webp_bytes,
+    webp_file,
 )
 
 ORACLE_CELLS = (7, 14, 28, 56)
 MASK_CODERS = ("png", "webp", "context")
+SIZE_BYTES = 4  # the mask's height and width (u16 each): the context coder sends them first
 
 
 class TaskFloor:
@@ -38,38 +42,51 @@ class TaskFloor:
         self.prediction_coder = ContextMaskCoder(labels)
         self.target_coder = ContextMaskCoder(labels + 1)  # ground truth may hold the ignore label
         self.sizes: dict[str, list[int]] = defaultdict(list)
-        self.oracle_confusion = {
-            cells: torch.zeros(labels, labels, dtype=torch.long) for cells in ORACLE_CELLS
-        }
+        self.headers: dict[str, list[int]] = defaultdict(list)  # the fixed part of each file
+        self.oracle_confusions: dict[int, list[torch.Tensor]] = defaultdict(list)  # per image
 
-    def _code(self, prefix: str, mask: np.ndarray, coder: ContextMaskCoder) -> None:
-        self.sizes[f"{prefix}_png"].append(png_bytes(mask))
-        self.sizes[f"{prefix}_webp"].append(webp_bytes(mask))
-        self.sizes[f"{prefix}_context"].append(len(coder.encode(mask)))
+    def _add(self, name: str, total: int, header: int) -> None:
+        self.sizes[name].append(total)
+        self.headers[name].append(header)
+
+    def _code(self, prefix: str, mask: np.ndarray, coder: ContextMaskCoder, labels: int) -> None:
+        png = png_file(mask, labels)
+        self._add(f"{prefix}_png", len(png), png_header_bytes(png))
+        self._add(f"{prefix}_webp", len(webp_file(mask)), WEBP_LOSSLESS_HEADER)
+        self._add(f"{prefix}_context", SIZE_BYTES + len(coder.encode(mask)), SIZE_BYTES)
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
         """One image's (H, W) baseline prediction and ground truth."""
-        self._code("mask", prediction.cpu().numpy().astype(np.uint8), self.prediction_coder)
+        labels = len(self.class_names)
+        self._code("mask", prediction.cpu().numpy().astype(np.uint8), self.prediction_coder, labels)
         if not self.reference:
             return
         target = target.cpu().numpy()
-        labels = len(self.class_names)
-        self._code("gt_mask", np.where(target == IGNORE_INDEX, labels, target), self.target_coder)
-        for cells, confusion in self.oracle_confusion.items():
+        self._code("gt_mask", np.where(target == IGNORE_INDEX, labels, target), self.target_coder, labels + 1)
+        for cells in ORACLE_CELLS:
             grid = grid_oracle(target, cells, labels, IGNORE_INDEX)
-            self.sizes[f"grid_oracle_{cells}"].append(len(self.prediction_coder.encode(grid)))
+            self._add(
+                f"grid_oracle_{cells}", SIZE_BYTES + len(self.prediction_coder.encode(grid)), SIZE_BYTES
+            )
             restored = torch.from_numpy(upsample(grid, target.shape))
-            confusion += confusion_matrices(restored[None], torch.from_numpy(target)[None], labels)[0]
+            confusion = confusion_matrices(restored[None], torch.from_numpy(target)[None], labels)[0]
+            self.oracle_confusions[cells].append(confusion)
 
     def report(self) -> dict[str, dict]:
-        """Per row name: mean and median bytes per image, and the oracles' mIoU and class IoU."""
+        """Per row name: mean and median bytes per image, the mean fixed part of a file, and the
+        oracles' mIoU (with its 95 % bootstrap interval) and class IoU."""
         rows = {}
         for name, sizes in self.sizes.items():
-            rows[name] = {"bytes_mean": statistics.fmean(sizes), "bytes_median": statistics.median(sizes)}
-        for cells, confusion in self.oracle_confusion.items():
-            if f"grid_oracle_{cells}" in rows:
-                rows[f"grid_oracle_{cells}"].update(
-                    miou=mean_iou(confusion),
-                    class_iou=dict(zip(self.class_names, class_iou(confusion).tolist())),
-                )
+            rows[name] = {
+                "bytes_mean": statistics.fmean(sizes),
+                "bytes_median": statistics.median(sizes),
+                "header_bytes": statistics.fmean(self.headers[name]),
+            }
+        for cells, confusions in self.oracle_confusions.items():
+            counts = torch.stack(confusions)
+            rows[f"grid_oracle_{cells}"].update(
+                miou=mean_iou(counts.sum(dim=0)),
+                miou_ci=list(miou_interval(counts)),
+                class_iou=dict(zip(self.class_names, class_iou(counts.sum(dim=0)).tolist())),
+            )
         return rows

@@ -1,7 +1,8 @@
 """Bottleneck types by their ``--quantizer_type`` name, and the settings each brings.
 
-Built in: ``vq``, ``rvq``, ``fsq``, ``lfq`` (codebook indices) and ``eb`` (a learned entropy
-bottleneck), one class per file of this folder behind the contract of ``base.py``. Others come
+Built in: ``vq``, ``rvq``, ``fsq``, ``lfq`` (codebook indices), ``eb`` (a learned entropy
+bottleneck) and ``none`` (no quantization: the same-capacity reference), one class per file of
+this folder behind the contract of ``base.py``. Others come
 from ``register_quantizer`` (code that calls the engine's functions) or the
 ``embeddings_squeeze.quantizers`` entry-point group (the command line), as the README's
 *Extending* shows.
@@ -15,9 +16,19 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, fields, replace
 
-from embeddings_squeeze.config import QuantizerConfig, add_arguments, from_values
+from embeddings_squeeze.config import (
+    DataConfig,
+    ModelConfig,
+    OptimizerConfig,
+    QuantizerConfig,
+    RuntimeConfig,
+    TrainingConfig,
+    add_arguments,
+    from_values,
+)
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.quantizers.base import FitStart, NoSettings, Quantizer, Squeezed
+from embeddings_squeeze.models.quantizers.continuous import ContinuousBottleneck
 from embeddings_squeeze.models.quantizers.eb import EntropyBottleneckQuantizer
 from embeddings_squeeze.models.quantizers.fsq import FiniteScalarQuantizer
 from embeddings_squeeze.models.quantizers.indexed import IndexQuantizer
@@ -25,6 +36,26 @@ from embeddings_squeeze.models.quantizers.lfq import LookupFreeQuantizer
 from embeddings_squeeze.models.quantizers.rvq import ResidualQuantizer
 from embeddings_squeeze.models.quantizers.vq import VectorQuantizer
 from embeddings_squeeze.registry import Registry
+
+
+def check_settings(cls: type, registered: dict[str, type]) -> None:
+    """Refuse a type whose settings would collide in the flat namespace flags and checkpoints share:
+    a name of a shared setting, or one another type defines with another default."""
+    shared = (ModelConfig, DataConfig, OptimizerConfig, QuantizerConfig, TrainingConfig, RuntimeConfig)
+    taken = {item.name for config in shared for item in fields(config)}
+    for item in fields(cls.Settings):
+        if item.name in taken:
+            raise UserError(
+                f"quantizer {cls.name!r}: its setting {item.name!r} is a shared setting's name; rename it"
+            )
+        for other in registered.values():
+            same = next((f for f in fields(other.Settings) if f.name == item.name), None)
+            if same is not None and same.default != item.default:
+                raise UserError(
+                    f"quantizer {cls.name!r}: its setting {item.name!r} has default {item.default!r}, but "
+                    f"{other.name!r} defines it with {same.default!r}; rename it"
+                )
+
 
 QUANTIZERS = Registry(
     "--quantizer_type",
@@ -35,8 +66,11 @@ QUANTIZERS = Registry(
         FiniteScalarQuantizer,
         LookupFreeQuantizer,
         EntropyBottleneckQuantizer,
+        ContinuousBottleneck,
     ),
+    check=check_settings,
 )
+REFERENCE = ContinuousBottleneck.name  # the same-capacity reference every sweep trains
 register_quantizer = QUANTIZERS.register
 
 __all__ = [
@@ -51,8 +85,10 @@ __all__ = [
     "quantizer_class",
     "quantizer_config",
     "quantizer_values",
+    "REFERENCE",
     "register_quantizer",
     "resolved",
+    "run_label",
 ]
 
 
@@ -60,12 +96,17 @@ def quantizer_class(name: str) -> type[Quantizer]:
     return QUANTIZERS.find(name)
 
 
+def run_label(config: QuantizerConfig) -> str:
+    """A squeezed model's name in runs and tables, e.g. vq_K64 or eb_lambda10."""
+    return f"{config.quantizer_type}_{quantizer_class(config.quantizer_type).label(config)}"
+
+
 def resolved(config: QuantizerConfig) -> QuantizerConfig:
     """``config`` with its type's settings: the defaults when unset, refused when of another type."""
     cls = quantizer_class(config.quantizer_type)
     if config.settings is None:
         return replace(config, settings=cls.Settings())
-    if not isinstance(config.settings, cls.Settings):
+    if type(config.settings) is not cls.Settings:
         raise UserError(
             f"settings {type(config.settings).__name__} do not belong to --quantizer_type "
             f"{config.quantizer_type}, which takes {cls.Settings.__name__}"

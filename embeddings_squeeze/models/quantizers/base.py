@@ -54,19 +54,29 @@ class Squeezed(NamedTuple):
 class FitStart:
     """What a quantizer may look at when fitting begins."""
 
-    # (wanted, of) -> at least ``wanted`` (N, D) vectors of(features) from training batches only
-    training_vectors: Callable[[int, Callable[[torch.Tensor], torch.Tensor]], torch.Tensor]
+    # (wanted, of=identity) -> at least ``wanted`` (N, D) vectors of(features) from training batches only
+    training_vectors: Callable[..., torch.Tensor]
     vectors_per_step: int  # vectors one training step shows the quantizer, all processes together
     world_size: int
     reduce_sum: Callable[[torch.Tensor], torch.Tensor]  # a tensor summed over every process
 
 
+class NoStatistics(Metric):
+    """For a type with nothing to log about an epoch."""
+
+    def update(self, **record) -> None:
+        pass
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {}
+
+
 class PayloadCoder(Protocol):
-    """One image's sent integers <-> the bytes of its payload."""
+    """One image's sent integers and its (height, width) <-> the bytes of its payload."""
 
-    def encode(self, sent: torch.Tensor) -> bytes: ...
+    def encode(self, sent: torch.Tensor, size: tuple[int, int]) -> bytes: ...
 
-    def decode(self, payload: bytes, name: str = "payload") -> torch.Tensor: ...
+    def decode(self, payload: bytes, name: str = "payload") -> tuple[torch.Tensor, tuple[int, int]]: ...
 
 
 class SplitRate(Protocol):
@@ -75,8 +85,9 @@ class SplitRate(Protocol):
     def update(self, sent: torch.Tensor) -> None: ...
 
     def fields(self, positions: int) -> dict:
-        """The type's rate columns; ``coded_bits_per_image`` always, ``fixed_bits_per_image`` when
-        a fixed-length code exists."""
+        """The type's rate columns: always ``coding`` (a phrase saying what is sent, e.g. "512 codes
+        per level") and ``coded_bits_per_image``; ``fixed_bits_per_image`` when a fixed-length
+        code exists, ``entropy_bits_per_image`` for the split's own empirical entropy."""
 
 
 class Quantizer(nn.Module):
@@ -93,7 +104,7 @@ class Quantizer(nn.Module):
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""  # one line for --quantizer_type's help
     Settings: ClassVar[type] = NoSettings
-    sweep_axis: ClassVar[str] = "num_vectors"  # the setting a sweep varies, one model per value
+    sweep_axis: ClassVar[str | None] = None  # the setting a sweep varies, one model per value (None: one)
     larger_is_finer: ClassVar[bool] = True  # whether larger values of that setting spend more bits
 
     def __init__(self, in_channels: int, config: QuantizerConfig, input_pixels: int):
@@ -107,7 +118,7 @@ class Quantizer(nn.Module):
     @classmethod
     def label(cls, config: QuantizerConfig) -> str:
         """The point of ``config`` on this type's sweep axis, as run names show it."""
-        return f"K{config.num_vectors}"
+        return f"D{config.bottleneck_dim}"
 
     def latent(self, features: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) features -> the (B, D, h, w) vectors the quantizer sees, in float32."""
@@ -152,7 +163,7 @@ class Quantizer(nn.Module):
 
     def statistics(self) -> Metric:
         """A fresh accumulator of what one epoch logs; ``compute`` gives named scalars."""
-        raise NotImplementedError
+        return NoStatistics()
 
     def end_epoch(self, stage: str, values: dict[str, torch.Tensor], epoch: int) -> None:
         """Hook after an epoch's statistics are computed (not during Lightning's sanity check)."""

@@ -24,6 +24,7 @@ from torchmetrics import Metric
 from embeddings_squeeze.config import QuantizerConfig, setting
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.quantizers.base import FitStart, Quantizer, Squeezed
+from embeddings_squeeze.models.quantizers.standardize import FeatureStandardizer
 from embeddings_squeeze.utils.payload import frame, unframe, verify
 from embeddings_squeeze.utils.rate import float32_bytes
 
@@ -33,7 +34,6 @@ CODING_TABLES = ("_offset", "_quantized_cdf", "_cdf_length")  # their shapes dep
 # density far too wide for the few hundred steps a head trains, at ~4.5 bits per symbol whatever
 # the rate weight
 INIT_SCALE = 1.0
-STANDARDIZE_VECTORS = 4096  # training feature vectors whose statistics standardise the features
 # the density's parameters see only the rate term, and Adam moves them by about the learning rate
 # per step whatever its weight: at 1x --lr, lambdas from 0.1 to 1000 gave the same bytes
 DENSITY_LR_FACTOR = 10.0
@@ -77,54 +77,35 @@ class EntropyBottleneckQuantizer(Quantizer):
 
         self.entropy_bottleneck = EntropyBottleneck(config.bottleneck_dim, init_scale=INIT_SCALE)
         self.entropy_bottleneck._register_load_state_dict_pre_hook(_resize_coding_tables, with_module=True)
-        # per-channel statistics of the training features: the projection sees standardised
-        # features, so its steps (about the learning rate per weight, with Adam) mean the same for
-        # any backbone; raw random ResNet-50 features made the latents blow up in the first steps
-        self.register_buffer("feature_mean", torch.zeros(in_channels))
-        self.register_buffer("feature_std", torch.ones(in_channels))
-        self.register_buffer("standardized", torch.tensor(False))
+        self.standardizer = FeatureStandardizer(in_channels)
 
     @classmethod
     def label(cls, config: QuantizerConfig) -> str:
         return f"lambda{config.settings.rate_lambda:g}"
 
-    @torch.no_grad()
-    def standardize_from(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Set the (C,) per-channel statistics of the training features.
-
-        A channel (nearly) constant in training, such as a ReLU channel that never fired, is scaled
-        no more than a tenth of the median channel's scale: dividing by its tiny spread blew up the
-        latents of validation images where it does fire (DeepLab's head then predicted one class).
-        """
-        self.feature_mean.copy_(mean)
-        floor = max(0.1 * float(std.median()), 1e-6)
-        self.feature_std.copy_(std.clamp(min=floor))
-        self.standardized.fill_(True)
-
     def start(self, context: FitStart) -> None:
-        if self.standardized:  # resumed runs bring their statistics
-            return
-        features = context.training_vectors(STANDARDIZE_VECTORS, lambda features: features).double()
-        # statistics of every process's batches, so all processes start from the same projection
-        count = context.reduce_sum(features.new_tensor(float(len(features))))
-        mean = context.reduce_sum(features.sum(dim=0)) / count
-        squares = context.reduce_sum((features**2).sum(dim=0))
-        std = (squares / count - mean**2).clamp(min=0).sqrt()
-        self.standardize_from(mean.float(), std.float())
+        self.standardizer.start(context)
 
     def latent(self, features: torch.Tensor) -> torch.Tensor:
-        mean, std = self.feature_mean.view(1, -1, 1, 1), self.feature_std.view(1, -1, 1, 1)
         with torch.autocast(device_type=features.device.type, enabled=False):
-            return self.project_in((features.float() - mean) / std)
+            return self.project_in(self.standardizer(features))
 
     def medians(self) -> torch.Tensor:
         """(D,) the offsets symbols are rounded around."""
         return self.entropy_bottleneck.quantiles[:, 0, 1].detach()
 
+    def symbols(self, latent: torch.Tensor) -> torch.Tensor:
+        """(B, D, h, w) latent -> (B, h, w, D) integers sent: rounded around the medians."""
+        return torch.round(latent.permute(0, 2, 3, 1) - self.medians()).long()
+
     def quantize(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        symbols = torch.round(latent.permute(0, 2, 3, 1) - self.medians()).long()
-        bits = self.bits(symbols)
-        return self.dequantize(symbols), symbols, self.rate_loss(bits)
+        symbols = self.symbols(latent)
+        return self.dequantize(symbols), symbols, self.rate_loss(self.bits(symbols))
+
+    @torch.no_grad()
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return self.symbols(self.latent(features))
 
     def dequantize(self, sent: torch.Tensor) -> torch.Tensor:
         return (sent.float() + self.medians()).permute(0, 3, 1, 2)
@@ -148,7 +129,7 @@ class EntropyBottleneckQuantizer(Quantizer):
                 # the quantiles the coding tables will cover learn from their own loss
                 auxiliary = self.entropy_bottleneck.loss()
                 return Squeezed(self.project_out(noisy), self.rate_loss(bits), {"bits": bits}, auxiliary)
-            _, symbols, _ = self.quantize(latent)
+            symbols = self.symbols(latent)
             bits = self.bits(symbols)
             # eval: exactly what a receiver computes from the symbols
             return Squeezed(self.decode(symbols), self.rate_loss(bits), {"bits": bits})
@@ -225,22 +206,22 @@ class SymbolCoder:
         self.key = key
         self.grid = tuple(grid)
 
-    def encode(self, symbols: torch.Tensor) -> bytes:
-        """(h, w, D) symbols of one image -> payload bytes."""
+    def encode(self, symbols: torch.Tensor, size: tuple[int, int]) -> bytes:
+        """(h, w, D) symbols of one image of ``size`` (height, width) -> payload bytes."""
         latent = self.quantizer.dequantize(symbols[None].to(self.quantizer.medians().device))
         body = self.quantizer.entropy_bottleneck.compress(latent)[0]
-        return frame(body, self.key, symbols.cpu().numpy())
+        return frame(body, self.key, symbols.cpu().numpy(), size)
 
-    def decode(self, payload: bytes, name: str = "payload") -> torch.Tensor:
-        """Payload bytes -> (h, w, D) symbols; a clear error for anything but an intact payload of
-        this checkpoint."""
-        body, check = unframe(payload, self.key, name)
+    def decode(self, payload: bytes, name: str = "payload") -> tuple[torch.Tensor, tuple[int, int]]:
+        """Payload bytes -> ((h, w, D) symbols, the image's (height, width)); a clear error for
+        anything but an intact payload of this checkpoint."""
+        framed = unframe(payload, self.key, name)
         try:
-            latent = self.quantizer.entropy_bottleneck.decompress([body], self.grid)
+            latent = self.quantizer.entropy_bottleneck.decompress([framed.body], self.grid)
         except (ValueError, RuntimeError):
             raise UserError(
                 f"{name} is truncated or corrupt (the rANS decoder failed); encode the image again"
             ) from None
         symbols = torch.round(latent[0].permute(1, 2, 0) - self.quantizer.medians()).long().cpu()
-        verify(check, self.key, symbols.numpy(), name)
-        return symbols
+        verify(framed, self.key, symbols.numpy(), name)
+        return symbols, framed.size

@@ -41,6 +41,8 @@ class IndexQuantizer(Quantizer):
     mean codes re-seeded per training step of each epoch (empty for implicit codebooks).
     """
 
+    sweep_axis = "num_vectors"
+
     def __init__(
         self, in_channels: int, config: QuantizerConfig, input_pixels: int, levels: int, alphabet_size: int
     ):
@@ -49,6 +51,10 @@ class IndexQuantizer(Quantizer):
         self.register_buffer("code_histogram", torch.zeros(levels, alphabet_size, dtype=torch.long))
         self.replacement_history: list[float] = []
         self._replaced = 0  # codes re-seeded since the last forward pass
+
+    @classmethod
+    def label(cls, config: QuantizerConfig) -> str:
+        return f"K{config.num_vectors}"
 
     @property
     def fixed_bits_per_vector(self) -> int:

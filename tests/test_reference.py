@@ -1,0 +1,38 @@
+"""The continuous bottleneck (--quantizer_type none): the same-capacity reference of every quantizer."""
+
+import pytest
+import torch
+from helpers import TINY, parse, tiny_datamodule, torchmetrics_miou, visualize_summary
+
+from embeddings_squeeze import squeeze
+from embeddings_squeeze.engine.checkpoint import load_module
+from embeddings_squeeze.engine.rate import payload_coder
+from embeddings_squeeze.utils.payload import HEADER
+
+
+def test_it_sends_its_latent_as_float16_and_splits_the_loss(trained, pet_root, tmp_path, capsys):
+    argv = [*TINY, "--data_path", pet_root, "--output_dir", tmp_path / "runs", "--epochs", 1,
+            "--quantizer_type", "none", "--bottleneck_dim", 8]  # fmt: skip
+    checkpoint = squeeze.main(parse(squeeze, *argv))
+    module = load_module(checkpoint, "squeezed")
+    data = tiny_datamodule(pet_root)
+    data.setup()
+    image = data.files["test"][0][0]
+    features, sent = module.encode_image(image)
+    # the receiver rebuilds exactly the float16-rounded latent, and the head sees it in eval mode
+    latent = module.bottleneck.latent(features)
+    assert torch.equal(module.bottleneck.dequantize(sent[None]), latent.half().float())
+    coder = payload_coder(module)
+    payload = coder.encode(sent, (91, 96))
+    assert len(payload) == HEADER.size + 8 * 16 * 2  # 8 channels at 4 x 4 positions, 2 bytes each
+    decoded, size = coder.decode(payload)
+    assert torch.equal(decoded, sent) and size == (91, 96)
+
+    summary = visualize_summary(trained["baseline"], trained["vq"], pet_root, tmp_path / "vis",
+                                "--reference_checkpoint", checkpoint)  # fmt: skip
+    assert summary["reference_miou"] == pytest.approx(torchmetrics_miou(module, data), abs=1e-6)
+    expected = summary["vq_miou"] - summary["reference_miou"]
+    assert summary["miou_difference_vs_reference"] == pytest.approx(expected)
+    low, high = summary["miou_difference_vs_reference_ci"]
+    assert low <= summary["miou_difference_vs_reference"] <= high
+    assert "the quantization alone" in capsys.readouterr().out
