@@ -409,7 +409,9 @@ def run_sweep(
     model, data = plan.model, sweep.datamodule
     masks = f", {data.hparams.mask_mode} masks" if data.hparams.mask_mode else ""
     title = f"{model.backbone} ({model.weights} weights), {data.title} {SPLIT}{masks}"
-    plot_rate_quality(rows, title, output_dir / "rate_quality.png")
+    names = {q.quantizer_type: quantizer_class(q.quantizer_type).title or q.quantizer_type.upper()
+             for q in (*quantizers, reference)}  # fmt: skip
+    plot_rate_quality(rows, title, output_dir / "rate_quality.png", names)
     captions = ("best images by VQ IoU", "worst images by VQ IoU", "where VQ loses most to the baseline")
     report_figures = [(output_dir / "rate_quality.png", "mIoU against measured bytes per image")]
     report_figures += [(figures / path, f"{shown}: {caption}") for path, caption in zip(FIGURES, captions)]

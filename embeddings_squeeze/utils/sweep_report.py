@@ -200,10 +200,11 @@ def _points(members: list[dict], key: str, scale: float) -> list[tuple]:
     return sorted(points)
 
 
-def plot_rate_quality(rows: list[dict], title: str, path: Path) -> None:
+def plot_rate_quality(rows: list[dict], title: str, path: Path, names: dict[str, str] | None = None) -> None:
     """mIoU against bytes per image (log x), with error bars (95 % intervals, or the spread over
     seeds): per quantizer its measured payloads (solid) and its entropy-coded size before framing
-    (dashed, the coded bits), a line per image codec, the floor and oracle points, the baseline."""
+    (dashed, the coded bits), a line per image codec, the floor and oracle points, the baseline.
+    ``names``: how the legend names each quantizer type (default: the type, upper case)."""
     figure = Figure(figsize=(11, 5.5), dpi=100)
     axis = figure.add_subplot()
     lines = defaultdict(list)
@@ -216,9 +217,10 @@ def plot_rate_quality(rows: list[dict], title: str, path: Path) -> None:
         if members[0]["kind"] == Kind.INPUT:
             curves = [("payload_bytes_per_image", 1, "-", f"{name} input + baseline")]
         else:
+            shown = (names or {}).get(name, name.upper())
             curves = [
-                ("payload_bytes_per_image", 1, "-", f"{name.upper()} payload (measured)"),
-                ("coded_bits_per_image", 1 / 8, "--", f"{name.upper()} entropy-coded, before framing"),
+                ("payload_bytes_per_image", 1, "-", f"{shown} payload (measured)"),
+                ("coded_bits_per_image", 1 / 8, "--", f"{shown} entropy-coded, before framing"),
             ]
         for key, scale, style, label in curves:
             xs, ys, lows, highs = zip(*_points(members, key, scale))

@@ -103,6 +103,7 @@ class Quantizer(nn.Module):
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""  # one line for --quantizer_type's help
+    title: ClassVar[str] = ""  # how plots name it (default: the name, upper case)
     Settings: ClassVar[type] = NoSettings
     sweep_axis: ClassVar[str | None] = None  # the setting a sweep varies, one model per value (None: one)
     larger_is_finer: ClassVar[bool] = True  # whether larger values of that setting spend more bits

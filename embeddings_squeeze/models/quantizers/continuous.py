@@ -28,6 +28,7 @@ class ContinuousBottleneck(Quantizer):
     carried as the integers of its bit patterns."""
 
     name = "none"
+    title = "continuous (no quantization)"
     summary = (
         "no quantization: the projections alone, the latent sent as float16 (the same-capacity reference)"
     )

@@ -65,6 +65,7 @@ class EntropyBottleneckQuantizer(Quantizer):
     """
 
     name = "eb"
+    title = "entropy bottleneck"
     summary = "learned entropy bottleneck (CompressAI), the entropy-coding baseline"
     Settings = EntropySettings
     sweep_axis = "rate_lambda"
