@@ -7,13 +7,19 @@ default, in every command; a command states only which groups it takes and its o
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
 import importlib
+import importlib.util
 import logging
 import re
 import sys
+import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
+from embeddings_squeeze import __version__
 from embeddings_squeeze.config import (
     DataConfig,
     ModelConfig,
@@ -24,6 +30,7 @@ from embeddings_squeeze.config import (
     from_namespace,
 )
 from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.utils.files import shown
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 CUDA_OOM_HINT = (
@@ -31,7 +38,9 @@ CUDA_OOM_HINT = (
     'CUDA_VISIBLE_DEVICES="" python <script>.py ...'
 )
 
-# command name -> module that defines get_args_parser() and main(args)
+PROGRAM = "embeddings-squeeze"
+# command name -> module that defines get_args_parser() and main(args); its docstring's first line is
+# its line in the top-level --help
 COMMANDS = {
     "train-baseline": "embeddings_squeeze.train_baseline",
     "squeeze": "embeddings_squeeze.squeeze",
@@ -45,8 +54,35 @@ COMMANDS = {
 }
 
 
-def parser_for(doc: str | None) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+class Parser(argparse.ArgumentParser):
+    """argparse with the tool's manners: flags take dashes or underscores alike (``--num-vectors`` is
+    ``--num_vectors``), and a mistake is one ``error:`` line with a hint, not the usage block."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else [str(arg) for arg in args]
+        return super().parse_known_args([self._spelling(arg) for arg in args], namespace)
+
+    def _spelling(self, token: str) -> str:
+        """``token`` as this parser spells the flag, when it is a flag spelt the other way."""
+        name, equals, value = token.partition("=")
+        if not name.startswith("--") or name in self._option_string_actions:
+            return token
+        for other in ("--" + name[2:].replace("-", "_"), "--" + name[2:].replace("_", "-")):
+            if other in self._option_string_actions:
+                return other + equals + value
+        return token
+
+    def error(self, message: str) -> NoReturn:
+        flags = [flag for flag in self._option_string_actions if flag.startswith("--")]
+        words = message.replace(",", " ").replace("/", " ").split()
+        unknown = [word for word in words if word.startswith("--") and word.rstrip(":") not in flags]
+        close = [match for word in unknown for match in difflib.get_close_matches(word, flags, n=1)]
+        hint = f"; did you mean {' '.join(close)}?" if close else ""
+        fail(f"{message}{hint}; '{self.prog} --help' lists every flag")
+
+
+def parser_for(doc: str | None) -> Parser:
+    return Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, **defaults) -> None:
@@ -77,6 +113,7 @@ def add_codec_arguments(
     )
     parser.add_argument(inputs, nargs="+", help=inputs_help)
     parser.add_argument("-o", "--output_dir", required=True, help=output_help)
+    parser.add_argument("--overwrite", action="store_true", help="replace files of the same names there")
     add_arguments(
         parser,
         ModelConfig,
@@ -87,8 +124,53 @@ def add_codec_arguments(
     add_arguments(parser, RuntimeConfig, only=("accelerator",))
 
 
+# library messages that say nothing about the user's run, silenced by the commands (not at import)
+NOISE = (
+    r"💡 Tip:",  # Lightning's advertisements for its cloud services
+    r"The `srun` command is available",  # on any machine with SLURM; the README says how to use it
+    r"Checkpoint directory .* exists and is not empty",  # config.json and split.json come first
+    r"Found \d+ module\(s\) in eval mode",  # the frozen encoder is kept in eval mode on purpose
+    r"when logging on epoch level in distributed setting",  # epoch values are synced before logging
+    r"does not have many workers",  # --num_workers 0 is the default on purpose (see the README)
+    r"isinstance\(treespec, LeafSpec\)",  # a deprecation inside Lightning
+    r"`torch.jit.script` is deprecated",  # inside CompressAI
+)
+
+
+class Quiet(logging.Filter):
+    """Drops log records whose message matches ``NOISE``, and (``lightning_own``) Lightning's records,
+    which its package prints through a handler of its own."""
+
+    def __init__(self, lightning_own: bool = False):
+        super().__init__()
+        self.lightning_own = lightning_own
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.lightning_own and record.name.startswith("lightning"):
+            return False
+        return not any(re.search(pattern, record.getMessage()) for pattern in NOISE)
+
+
+def report_run(last: Path, next_step: str) -> None:
+    """The last line of a training command: what the run achieved, where it is, what to do next."""
+    from embeddings_squeeze.engine.run_dirs import run_result  # the training stack is loaded by now
+
+    result = run_result(last)
+    print(
+        f"done: {result['epochs']} epochs, best val mIoU {result['best_miou']:.4f} "
+        f"({shown(result['best_checkpoint'])}); checkpoint {shown(last)}; next: {next_step}"
+    )
+
+
 def configure_logging() -> None:
+    """Messages as plain lines; library noise (``NOISE``) out of logs and warnings."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(Quiet(lightning_own=True))
+    for name in ("lightning.fabric.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(Quiet())  # where Lightning's own messages start
+    for pattern in NOISE:
+        warnings.filterwarnings("ignore", message=f".*{pattern}")
 
 
 def run(main: Callable, parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> None:
@@ -117,17 +199,34 @@ def one_line(message: str) -> str:
     return " ".join(ANSI_ESCAPE.sub("", message).split())
 
 
+def summary_of(command: str) -> str:
+    """The first line of a command module's docstring, read without importing the module."""
+    spec = importlib.util.find_spec(COMMANDS[command])
+    return (ast.get_docstring(ast.parse(spec.loader.get_source(spec.name))) or "").splitlines()[0]
+
+
+def usage() -> str:
+    lines = [f"usage: embeddings-squeeze <command> [flags]   ({PROGRAM} {__version__})", "", "commands:"]
+    lines += [f"  {command:15} {summary_of(command)}" for command in COMMANDS]
+    lines += ["", "'embeddings-squeeze <command> --help' lists a command's flags; the README explains them."]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``embeddings-squeeze <command> [flags]``: one entry point for every script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in COMMANDS:
-        names = ", ".join(COMMANDS)
-        usage = f"usage: embeddings-squeeze {{{names}}} [flags]; add --help after a command for its flags"
-        if argv and argv[0] in ("-h", "--help"):
-            print(usage)
-            return
-        fail(f"{'unknown command ' + repr(argv[0]) if argv else 'no command given'}; {usage}")
-    module = importlib.import_module(COMMANDS[argv[0]])
+    argv = [str(arg) for arg in (sys.argv[1:] if argv is None else argv)]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return
+    if argv[0] == "--version":
+        print(f"{PROGRAM} {__version__}")
+        return
+    command = argv[0].replace("_", "-")  # the seed's script names work too: train_baseline
+    if command not in COMMANDS:
+        close = difflib.get_close_matches(command, COMMANDS, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        fail(f"unknown command {argv[0]!r}; {hint}'embeddings-squeeze --help' lists the commands")
+    module = importlib.import_module(COMMANDS[command])
     parser = module.get_args_parser()
-    parser.prog = f"embeddings-squeeze {argv[0]}"
+    parser.prog = f"{PROGRAM} {command}"
     run(module.main, parser, argv[1:])

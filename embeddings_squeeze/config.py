@@ -12,6 +12,8 @@ import argparse
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+JPEG_QUALITIES = (5, 10, 20, 40, 60, 80, 95)  # the sweep's image-codec references, by default
+
 
 def positive_int(text: str) -> int:
     value = int(text)
@@ -25,6 +27,16 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be zero or more, got {value}")
     return value
+
+
+def evaluation_split(text: str) -> str:
+    if text == "train":
+        raise argparse.ArgumentTypeError(
+            "the models were fitted on train, so scores there say nothing about new images; use test or val"
+        )
+    if text not in ("test", "val"):
+        raise argparse.ArgumentTypeError(f"choose test or val, not {text!r}")
+    return text
 
 
 def devices_value(text: str) -> int | str:
@@ -61,7 +73,7 @@ class DataConfig:
     )
     subset_size: int | None = setting(
         None,
-        "use at most this many images per split, a seeded random sample (quick tests)",
+        "use at most this many images per split, a seeded random sample (quick tests; default: all)",
         type=positive_int,
     )
     val_fraction: float = setting(
@@ -149,7 +161,9 @@ class TrainingConfig:
     epochs: int = setting(10, "training epochs", type=positive_int)
     seed: int = setting(42, "seed for initialisation and shuffling (not the split)", type=int)
     experiment_name: str | None = setting(
-        None, "run name; outputs go to <output_dir>/<experiment_name>[_baseline]/version_N"
+        None,
+        "run name; outputs go to <output_dir>/<experiment_name>[_baseline]/version_N (default: the model's "
+        "name, and the quantizer's for squeeze)",
     )
     output_dir: str = setting("./outputs", "root of all runs")
     resume: str | None = setting(
@@ -172,7 +186,9 @@ class TrainingConfig:
 class ComparisonConfig:
     """What visualize.py compares and draws."""
 
-    dataset_split: str = setting("test", "which split to score", choices=("test", "val"))
+    dataset_split: str = setting(
+        "test", "which split to score: test or val", type=evaluation_split, metavar="{test,val}"
+    )
     n_best: int = setting(5, "best results to show", type=non_negative_int)
     n_worst: int = setting(5, "worst results to show", type=non_negative_int)
     output_dir: str = setting("./visualizations", "where figures, scores and the summary go")
@@ -180,6 +196,9 @@ class ComparisonConfig:
         "iou",
         "iou: by VQ per-image IoU; delta: by VQ minus baseline IoU, worst = where VQ loses most",
         choices=("iou", "delta"),
+    )
+    overwrite: bool = setting(
+        False, "replace the figures and scores an earlier run left in --output_dir", action="store_true"
     )
 
 
@@ -224,7 +243,8 @@ def add_arguments(
             flag, aliases = axis.get("flag", flag), ()
             default, help = list((defaults or {}).get(item.name, axis["default"])), axis["help"]
             arguments["nargs"] = "+"
-        shown = item.metadata["show_default"] and not arguments.get("action")
+        # None means "unset": the help says what that does
+        shown = item.metadata["show_default"] and not arguments.get("action") and default is not None
         if shown:
             help += f" (default: {' '.join(map(str, default)) if axis else default})"
         group.add_argument(flag, *aliases, dest=item.name, default=default, help=help, **arguments)

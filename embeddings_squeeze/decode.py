@@ -16,8 +16,6 @@ from PIL import Image
 
 from embeddings_squeeze import cli
 from embeddings_squeeze.config import RuntimeConfig, from_namespace
-from embeddings_squeeze.engine.run_dirs import prepare_output_dir
-from embeddings_squeeze.engine.setup import load_coder
 from embeddings_squeeze.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -30,22 +28,26 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> list[Path]:
+    # imported here, after parsing: --help and flag mistakes answer without loading the training stack
+    from embeddings_squeeze.engine.run_dirs import one_output_each, output_folder
+    from embeddings_squeeze.engine.setup import load_coder
+
+    payloads = [Path(path) for path in args.payloads]
+    targets = one_output_each(payloads, args.output_dir, ".png", args.overwrite)
     module, coder = load_coder(args.checkpoint, from_namespace(RuntimeConfig, args), args.dataset)
-    output_dir = prepare_output_dir(args.output_dir)
-    written = []
-    for payload_path in map(Path, args.payloads):
-        try:
-            payload = payload_path.read_bytes()
-        except OSError as error:
-            raise UserError(f"cannot read payload {payload_path} ({error.strerror})") from None
-        indices, size = coder.decode(payload, name=str(payload_path))
-        mask = Image.fromarray(module.decode_mask(indices, size).cpu().numpy().astype(np.uint8), mode="P")
-        mask.putpalette(module.classes.palette())
-        target = output_dir / f"{payload_path.stem}.png"
-        mask.save(target)
-        log.info("%s -> %s", payload_path, target)
-        written.append(target)
-    return written
+    with output_folder(args.output_dir):
+        for payload_path, target in zip(payloads, targets):
+            try:
+                payload = payload_path.read_bytes()
+            except OSError as error:
+                raise UserError(f"cannot read payload {payload_path} ({error.strerror})") from None
+            indices, size = coder.decode(payload, name=str(payload_path))
+            labels = module.decode_mask(indices, size).cpu().numpy().astype(np.uint8)
+            mask = Image.fromarray(labels, mode="P")
+            mask.putpalette(module.classes.palette())
+            mask.save(target)
+            log.info("%s -> %s", payload_path, target)
+    return targets
 
 
 if __name__ == "__main__":

@@ -24,8 +24,6 @@ from embeddings_squeeze.config import (
     positive_int,
 )
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
-from embeddings_squeeze.engine.compare import compare
-from embeddings_squeeze.engine.fitting import fit
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +50,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> dict:
+    # imported here, after parsing: --help and flag mistakes answer without loading the training stack
+    from embeddings_squeeze.engine.compare import compare
+    from embeddings_squeeze.engine.fitting import fit
+
     root = Path(args.output_dir)
     data_root = root / "data"
     if (data_root / "oxford-iiit-pet").is_dir():

@@ -7,19 +7,23 @@ quantizer sends, coded (codebook indices range-coded under the training histogra
 entropy-bottleneck checkpoint, CompressAI's rANS bitstream of its rounded latent).
 """
 
+from __future__ import annotations
+
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from embeddings_squeeze import cli
 from embeddings_squeeze.config import RuntimeConfig, from_namespace
-from embeddings_squeeze.data.segmentation import ImageTransform
-from embeddings_squeeze.engine.run_dirs import prepare_output_dir
-from embeddings_squeeze.engine.setup import load_coder
 from embeddings_squeeze.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from embeddings_squeeze.data.segmentation import ImageTransform
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +48,23 @@ def read_image(path: Path, transform: ImageTransform) -> tuple[torch.Tensor, tup
 
 
 def main(args: argparse.Namespace) -> list[Path]:
+    # imported here, after parsing: --help and flag mistakes answer without loading the training stack
+    from embeddings_squeeze.data.segmentation import ImageTransform
+    from embeddings_squeeze.engine.run_dirs import one_output_each, output_folder
+    from embeddings_squeeze.engine.setup import load_coder
+
+    images = [Path(path) for path in args.images]
+    targets = one_output_each(images, args.output_dir, ".esq", args.overwrite)
     module, coder = load_coder(args.checkpoint, from_namespace(RuntimeConfig, args), args.dataset)
     transform = ImageTransform(module.hparams.image_size, module.backbone.mean, module.backbone.std)
-    output_dir = prepare_output_dir(args.output_dir)
-    written = []
-    for image_path in map(Path, args.images):
-        pixels, size = read_image(image_path, transform)
-        _, indices = module.encode_image(pixels)
-        payload = coder.encode(indices, size)
-        target = output_dir / f"{image_path.stem}.esq"
-        target.write_bytes(payload)
-        log.info("%s -> %s (%d bytes)", image_path, target, len(payload))
-        written.append(target)
-    return written
+    with output_folder(args.output_dir):
+        for image_path, target in zip(images, targets):
+            pixels, size = read_image(image_path, transform)
+            _, indices = module.encode_image(pixels)
+            payload = coder.encode(indices, size)
+            target.write_bytes(payload)
+            log.info("%s -> %s (%d bytes)", image_path, target, len(payload))
+    return targets
 
 
 if __name__ == "__main__":

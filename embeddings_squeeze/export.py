@@ -13,10 +13,7 @@ import logging
 from pathlib import Path
 
 from embeddings_squeeze import cli
-from embeddings_squeeze.engine.callbacks import AtomicCheckpointIO
-from embeddings_squeeze.engine.checkpoint import build_module, read_checkpoint
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY, FROZEN_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +26,11 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> Path:
+    # imported here, after parsing: --help and flag mistakes answer without loading the training stack
+    from embeddings_squeeze.engine.callbacks import AtomicCheckpointIO
+    from embeddings_squeeze.engine.checkpoint import build_module, read_checkpoint
+    from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY, FROZEN_PREFIX
+
     target = Path(args.output)
     if target.exists():
         raise UserError(f"{target} already exists; choose another -o or remove it first")

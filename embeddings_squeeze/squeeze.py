@@ -1,15 +1,17 @@
-"""Train the VQ model: the baseline's head behind a quantization bottleneck (--quantizer_type).
+"""Train the VQ model: the baseline's head behind a quantization bottleneck of any --quantizer_type.
 
-    python squeeze.py --model vit --epochs 10 --batch_size 4 --experiment_name my_vq
+    embeddings-squeeze squeeze --model vit --epochs 10 --batch_size 4 --experiment_name my_vq
 
-saves ./outputs/my_vq/version_N/last.ckpt.
+saves ./outputs/my_vq/version_N/last.ckpt (inside the package directory, ``python squeeze.py ...`` runs
+the same command). Each quantizer type has settings of its own: the groups below.
 """
 
 import argparse
 
 from embeddings_squeeze import cli
-from embeddings_squeeze.engine.fitting import fit
+from embeddings_squeeze.config import DataConfig
 from embeddings_squeeze.models.quantizers import add_quantizer_arguments, quantizer_config, run_label
+from embeddings_squeeze.utils.files import shown
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -20,9 +22,19 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace):
+    # imported here, after parsing: --help and flag mistakes answer without loading the training stack
+    from embeddings_squeeze.engine.fitting import fit
+
     quantizer = quantizer_config(args)
     name = args.experiment_name or f"{args.backbone}_{run_label(quantizer)}"
-    return fit(name, quantizer=quantizer, **cli.training_configs(args))
+    last = fit(name, quantizer=quantizer, **cli.training_configs(args))
+    data = f" --data_path {args.data_path}" if args.data_path != DataConfig.data_path else ""
+    cli.report_run(
+        last,
+        f"'{cli.PROGRAM} visualize --vq_checkpoint {shown(last)} --baseline_checkpoint <the baseline's "
+        f"last.ckpt>{data}'",
+    )
+    return last
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from embeddings_squeeze.config import (
     add_arguments,
     from_namespace,
 )
-from embeddings_squeeze.engine.compare import compare
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -41,11 +40,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         parser,
         ModelConfig,
         only=("backbone", "dataset"),
-        defaults={"dataset": None},
-        title="model and data (checked against the checkpoints; --dataset defaults to theirs)",
+        defaults={"backbone": None, "dataset": None},
+        title="checks (refuse checkpoints trained with another --model or --dataset; default: theirs)",
     )
     data_flags = ("data_path", "subset_size", "split_seed", "batch_size", "num_workers")
-    add_arguments(parser, DataConfig, only=data_flags, defaults={"split_seed": None})
+    # the split seed and the subset size are the VQ checkpoint's unless given
+    title = "data (--split_seed and --subset_size: the VQ checkpoint's unless given)"
+    add_arguments(parser, DataConfig, only=data_flags, defaults={"split_seed": None}, title=title)
     add_arguments(parser, RuntimeConfig, only=("accelerator", "devices"))
     return parser
 
@@ -108,9 +109,14 @@ def print_summary(summary: dict, split: str) -> None:
         f"context coder {floor['mask_context']['bytes_mean']:.0f} bytes per image mean; VQ payload "
         f"{rate['payload_bytes_mean'] / floor['mask_context']['bytes_mean']:.2f}x the context-coded mask"
     )
+    for warning in summary["warnings"]:
+        print(warning)
 
 
 def main(args: argparse.Namespace) -> dict:
+    # imported here, after parsing: --help and flag mistakes answer without loading the training stack
+    from embeddings_squeeze.engine.compare import compare
+
     view = from_namespace(ComparisonConfig, args)
     summary = compare(
         args.baseline_checkpoint, args.vq_checkpoint, args.backbone, from_namespace(DataConfig, args),

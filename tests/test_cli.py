@@ -14,8 +14,13 @@ def test_seed_flags_and_defaults():
     assert (vq.backbone, vq.num_vectors) == ("deeplab", 256)
     shown = parse(visualize, "--vq_checkpoint", "v.ckpt", "--baseline_checkpoint", "b.ckpt")
     assert (shown.dataset_split, shown.n_best, shown.n_worst) == ("test", 5, 5)
-    assert (shown.output_dir, shown.backbone, shown.batch_size) == ("./visualizations", "vit", 4)
-    assert shown.split_seed is None  # read from the checkpoints unless given
+    assert (shown.output_dir, shown.batch_size) == ("./visualizations", 4)
+    # the model (the seed's default: vit), split seed and subset come from the checkpoints unless given
+    assert shown.backbone is None and shown.split_seed is None and shown.subset_size is None
+    explicit = parse(
+        visualize, "--vq_checkpoint", "v.ckpt", "--baseline_checkpoint", "b.ckpt", "--model", "vit"
+    )
+    assert explicit.backbone == "vit"  # then checked against them
 
 
 @pytest.mark.parametrize(

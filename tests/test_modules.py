@@ -11,7 +11,7 @@ from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.models import BaselineSegmentationModule, VQSegmentationModule
-from embeddings_squeeze.models.quantizers.indexed import CodebookStatistics
+from embeddings_squeeze.models.quantizers.statistics import CodebookStatistics
 
 MODULE_CASES = [
     (BaselineSegmentationModule, {}),

@@ -22,9 +22,7 @@ LISTS = {"pet": ("trainval", "test"), "voc": ("train", "val"), "folder": ("train
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.parser_for(__doc__)
     parser.add_argument(
         "--dataset", choices=tuple(WRITERS), default="pet", help="which layout to write (default: pet)"
     )
@@ -32,17 +30,19 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--root", default="./data", help="the folder to pass as --data_path (default: ./data)"
     )
     parser.add_argument(
-        "--n-trainval", "--n_trainval", type=positive_int, default=96, dest="n_trainval",
+        "--n-trainval", type=positive_int, default=96, dest="n_trainval",
         help="images in pet's trainval list, VOC's train list or the folder's train list (default: 96)",
     )  # fmt: skip
     parser.add_argument(
-        "--n-test", "--n_test", type=positive_int, default=32, dest="n_test",
+        "--n-test", type=positive_int, default=32, dest="n_test",
         help="images in pet's test list, VOC's val list (its test split here) or the folder's test list "
         "(default: 32)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="same seed, byte-identical files (default: 0)")
-    parser.add_argument("--min-size", "--min_size", type=positive_int, default=160, dest="min_size")
-    parser.add_argument("--max-size", "--max_size", type=positive_int, default=320, dest="max_size")
+    parser.add_argument("--min-size", type=positive_int, default=160, dest="min_size",
+                        help="smallest image side in pixels (default: 160)")  # fmt: skip
+    parser.add_argument("--max-size", type=positive_int, default=320, dest="max_size",
+                        help="largest image side in pixels (default: 320)")  # fmt: skip
     return parser
 
 

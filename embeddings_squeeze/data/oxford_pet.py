@@ -21,6 +21,7 @@ class OxfordPetDataModule(SegmentationDataModule):
     name = "pet"
     title = "Oxford-IIIT Pet"
     mask_modes = MASK_MODES
+    download_size = "about 800 MB: 7,349 images and their trimaps"
 
     @property
     def folder(self) -> Path:

@@ -15,6 +15,7 @@ one split.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ from torchvision.transforms import functional as TF
 from embeddings_squeeze.config import DataConfig
 from embeddings_squeeze.data.labels import ClassSet
 from embeddings_squeeze.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 class ImageTransform:
@@ -297,6 +300,7 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     name = ""
     title = ""  # how figures and reports name the dataset
+    download_size = ""  # what ``fetch`` downloads, said before it starts, e.g. "about 800 MB"
     mask_modes: tuple[str, ...] = ()  # the --mask_mode values this dataset takes, if any
 
     def __init__(
@@ -389,9 +393,37 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     # -- shared ----------------------------------------------------------------------------------
 
+    def inside_dataset(self) -> Path | None:
+        """The ``data_path`` meant, when the one given is inside the folder the dataset keeps in it
+        (``oxford-iiit-pet/``, ``VOCdevkit/``), e.g. one level too deep."""
+        path = self.data_path.resolve()
+        if self.folder.resolve() == path:  # the dataset lies in data_path itself
+            return None
+        top = self.folder.resolve().relative_to(path).parts[0]
+        return next((meant for meant in list(path.parents)[:3] if path.is_relative_to(meant / top)), None)
+
     def prepare_data(self) -> None:
-        if self.download and not self.found():
+        """Check ``data_path``; download the dataset when it is missing (where it can be): its size is
+        said first, and folders the download made are removed again when it fails."""
+        if self.found():
+            return
+        meant = self.inside_dataset()
+        if meant is not None:
+            raise UserError(
+                f"--data_path {self.data_path} is inside the {self.title} folder; pass --data_path {meant}"
+            )
+        if not self.download:
+            return
+        made = [path for path in (self.data_path, self.folder) if not path.exists()]
+        if self.download_size:
+            log.info("downloading %s (%s) into %s", self.title, self.download_size, self.folder)
+        try:
             self.fetch()
+        except UserError:
+            for path in reversed(made):  # the deepest first; a folder that holds anything is kept
+                if path.is_dir() and not any(path.iterdir()):
+                    path.rmdir()
+            raise
 
     def setup(self, stage: str | None = None) -> None:
         if self.files:

@@ -31,6 +31,7 @@ LISTS = {"trainval": "train", "test": "val"}  # our pool -> the official image s
 class VOCDataModule(SegmentationDataModule):
     name = "voc"
     title = "Pascal VOC 2012"
+    download_size = "about 2 GB: the VOC 2012 trainval archive"
 
     @property
     def folder(self) -> Path:

@@ -22,9 +22,7 @@ def read_checkpoint(path: str | Path) -> dict:
     """The checkpoint's contents, loaded with ``weights_only=True`` (plain data, no code)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(
-            f"checkpoint not found: {path}; training saves <output_dir>/<experiment_name>/version_N/last.ckpt"
-        )
+        raise UserError(f"checkpoint not found: {path}; {_runs_near(path)}")
     if not zipfile.is_zipfile(path):  # torch.save writes zip archives; anything else is foreign or cut
         raise UserError(f"{path} is not a readable checkpoint (truncated, corrupt or another kind of file)")
     try:
@@ -50,6 +48,16 @@ def read_checkpoint(path: str | Path) -> dict:
             f"this version reads format {CHECKPOINT_FORMAT}: retrain or use the matching release"
         )
     return checkpoint
+
+
+def _runs_near(path: Path) -> str:
+    """The finished runs beside where a missing checkpoint was looked for, as the user would pass them."""
+    for folder in (path.parent.parent, path.parent.parent.parent):  # its experiment, or its output_dir
+        found = sorted(folder.glob("version_*/last.ckpt")) + sorted(folder.glob("*/version_*/last.ckpt"))
+        if folder.is_dir() and found:
+            more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+            return f"checkpoints found there: {', '.join(str(p) for p in found[:5])}{more}"
+    return "training saves <output_dir>/<experiment_name>/version_N/last.ckpt"
 
 
 def expect_kind(checkpoint: dict, kind: str, flag: str, path: str | Path) -> None:
@@ -179,7 +187,7 @@ def check_pair(model: str, dataset: str | None, baseline: dict, vq: dict) -> Non
             f"the checkpoints use different backbones (baseline: {baseline_info['backbone']}, "
             f"VQ: {vq_info['backbone']}); train both with the same --model"
         )
-    if model != vq_info["backbone"]:
+    if model is not None and model != vq_info["backbone"]:
         raise UserError(
             f"--model {model} does not match the checkpoints, which use {vq_info['backbone']}; "
             f"pass --model {vq_info['backbone']}"

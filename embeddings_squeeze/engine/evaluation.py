@@ -155,6 +155,7 @@ def _scores(confusions: list[torch.Tensor], class_names) -> dict:
         "miou": mean_iou(counts.sum(dim=0)),
         "miou_ci": list(miou_interval(counts)),
         "class_iou": dict(zip(class_names, class_iou(counts.sum(dim=0)).tolist())),
+        "class_names": list(class_names),
     }
 
 

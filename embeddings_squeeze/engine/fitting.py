@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import shutil
 import sys
-import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -54,12 +55,6 @@ from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.run_info import package_versions
 
 log = logging.getLogger(__name__)
-# messages that say nothing wrong about these runs, silenced for the duration of a fit only
-QUIET = (
-    r"Checkpoint directory .* exists and is not empty",  # config.json and split.json come first
-    r"Found \d+ module\(s\) in eval mode",  # the frozen encoder is kept in eval mode on purpose
-    r".*when logging on epoch level in distributed setting",  # epoch values are synced before logging
-)
 
 
 def fit(
@@ -100,6 +95,8 @@ def fit(
             module = BaselineSegmentationModule(model, optimizer, classes=datamodule.classes)
         else:
             module = VQSegmentationModule(model, quantizer, optimizer, classes=datamodule.classes)
+            positions = math.prod(module.backbone.grid_size(model.image_size))
+            module.bottleneck.check_training_data(len(datamodule.files["train"]), positions)
     save_dir, name, version = run_location(training.output_dir, run_name, resume)
     prepare_output_dir(save_dir)
     if _wants_cache(training):
@@ -127,25 +124,45 @@ def fit(
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,  # the DataModule shards without padding evaluation splits
         log_every_n_steps=min(10, len(datamodule.train_dataloader())),
+        enable_model_summary=False,  # it lists metric objects; ``parameter_summary`` says what trains
         **asdict(runtime),
     )
+    if trainer.is_global_zero:
+        log.info("%s", parameter_summary(module))
     if trainer.is_global_zero and (resume is None or resume.is_dir()):
         _write_run_files(run_dir, module, datamodule, training, runtime)
     os.environ[RUN_VERSION_ENV] = str(logger.version)  # inherited by DDP worker processes
     ckpt_path = None if resume is None or resume.is_dir() else resume
     try:
-        with warnings.catch_warnings():
-            for message in QUIET:
-                warnings.filterwarnings("ignore", message=message)
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except (KeyboardInterrupt, SystemExit):  # Lightning exits on Ctrl-C; SIGTERM arrives as SystemExit
         if interrupt.interrupted_epoch is None:
             raise
         raise _interrupted(run_dir, interrupt.interrupted_epoch) from None
+    except BaseException:
+        # a new run that failed before saving anything leaves no folder: the retry keeps its number
+        if resume is None and trainer.is_global_zero and not any(run_dir.glob("*.ckpt")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         os.environ.pop(RUN_VERSION_ENV, None)
-    log.info("saved %s (best: %s)", run_dir / "last.ckpt", best.best_model_path)
     return run_dir / "last.ckpt"
+
+
+def parameter_summary(module: SegmentationModule) -> str:
+    """One line: what trains (by part) and what stays frozen."""
+    parts = {"head": module.backbone.head}
+    if isinstance(module, VQSegmentationModule):
+        parts["bottleneck"] = module.bottleneck
+    trained = ", ".join(f"{name} {_count(part.parameters())}" for name, part in parts.items())
+    frozen = _count(module.backbone.encoder.parameters())
+    backbone = module.hparams.backbone
+    return f"training: {trained} parameters; frozen: {backbone}'s {frozen} parameters, in eval mode"
+
+
+def _count(parameters) -> str:
+    total = sum(p.numel() for p in parameters)
+    return f"{total / 1e6:.1f} M" if total >= 1e6 else f"{total / 1e3:.1f} K" if total >= 1e3 else str(total)
 
 
 def _cache_dir(training: TrainingConfig) -> Path:

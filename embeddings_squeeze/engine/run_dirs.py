@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from embeddings_squeeze.engine.checkpoint import read_checkpoint
@@ -26,6 +28,42 @@ def prepare_output_dir(path: str | Path, flag: str = "--output_dir") -> Path:
     except OSError as error:
         raise UserError(f"cannot write to {flag} {path} ({error.strerror}); choose another folder") from None
     return path
+
+
+@contextmanager
+def output_folder(path: str | Path, flag: str = "--output_dir") -> Iterator[Path]:
+    """The folder a command writes into (see ``prepare_output_dir``); one it made is removed again
+    when the command fails before writing anything there."""
+    made = not Path(path).exists()
+    folder = prepare_output_dir(path, flag)
+    try:
+        yield folder
+    except BaseException:
+        if made and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+
+
+def one_output_each(inputs: list[Path], folder: str | Path, suffix: str, overwrite: bool) -> list[Path]:
+    """``<folder>/<input's stem><suffix>`` for each input: refused when two inputs would share one,
+    or (unless ``overwrite``) when one is already there."""
+    targets = [Path(folder) / f"{path.stem}{suffix}" for path in inputs]
+    if len(set(targets)) < len(targets):
+        twice = next(target for target in targets if targets.count(target) > 1)
+        raise UserError(f"two inputs would both write {twice}; give them different names")
+    if not overwrite:
+        refuse_overwrite(targets, f"{suffix} files")
+    return targets
+
+
+def refuse_overwrite(paths: list[Path], what: str) -> None:
+    """Stop before replacing files a user already has; ``--overwrite`` lets a command replace them."""
+    existing = [path for path in paths if path.exists()]
+    if existing:
+        raise UserError(
+            f"{existing[0]} already exists ({len(existing)} of the {what} would be replaced); "
+            "pass --overwrite to replace them, or choose another output folder"
+        )
 
 
 def version_of(run_dir: Path) -> int:
@@ -51,6 +89,17 @@ def completed_checkpoint(run_dir: Path) -> Path | None:
         path for path in [run_dir / "last.ckpt", *sorted(run_dir.glob("best-epoch*.ckpt"))] if path.is_file()
     ]
     return max(files, key=epoch_of, default=None)
+
+
+def run_result(last: Path) -> dict:
+    """What a finished run achieved: epochs trained, the best validation mIoU and its checkpoint."""
+    checkpoint = read_checkpoint(last)
+    best = next(state for name, state in checkpoint["callbacks"].items() if "'monitor': 'val/miou'" in name)
+    return {
+        "epochs": checkpoint["epoch"] + 1,
+        "best_miou": float(best["best_model_score"]),
+        "best_checkpoint": Path(best["best_model_path"]),
+    }
 
 
 def finished_run(output_dir: str, run_name: str, epochs: int, settings: dict) -> Path | None:

@@ -1,17 +1,27 @@
-"""Lightning modules for the baseline and the squeezed (VQ) model."""
+"""Lightning modules for the baseline and the squeezed (VQ) model.
 
-from embeddings_squeeze.models.baseline_module import BaselineSegmentationModule
-from embeddings_squeeze.models.lightning_module import VQSegmentationModule
-from embeddings_squeeze.models.segmentation_module import SegmentationModule
+The modules load on first use (PEP 562): ``models/quantizers/``, whose settings are flags of
+``squeeze`` and ``sweep``, is imported to build their parsers without the training stack.
+"""
 
-MODULES = {cls.kind: cls for cls in (BaselineSegmentationModule, VQSegmentationModule)}
-BASELINE, SQUEEZED = BaselineSegmentationModule.kind, VQSegmentationModule.kind  # checkpoint kinds
+from importlib import import_module
 
-__all__ = [
-    "BASELINE",
-    "MODULES",
-    "SQUEEZED",
-    "BaselineSegmentationModule",
-    "SegmentationModule",
-    "VQSegmentationModule",
-]
+BASELINE, SQUEEZED = "baseline", "squeezed"  # the kinds a checkpoint records
+_MODULES = {
+    "BaselineSegmentationModule": "embeddings_squeeze.models.baseline_module",
+    "SegmentationModule": "embeddings_squeeze.models.segmentation_module",
+    "VQSegmentationModule": "embeddings_squeeze.models.lightning_module",
+}
+
+__all__ = ["BASELINE", "MODULES", "SQUEEZED", *_MODULES]
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return getattr(import_module(_MODULES[name]), name)
+    if name == "MODULES":  # checkpoint kind -> module class
+        return {
+            cls.kind: cls
+            for cls in (__getattr__("BaselineSegmentationModule"), __getattr__("VQSegmentationModule"))
+        }
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

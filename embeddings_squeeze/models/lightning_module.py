@@ -8,6 +8,7 @@ from torchmetrics import MeanMetric
 
 from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerConfig
 from embeddings_squeeze.data.labels import ClassSet
+from embeddings_squeeze.models import SQUEEZED
 from embeddings_squeeze.models.quantizers import FitStart, build_quantizer, quantizer_config, quantizer_values
 from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY, STAGES, SegmentationModule
 
@@ -29,7 +30,7 @@ class VQSegmentationModule(SegmentationModule):
         quantizer: the bottleneck's type and settings (see ``QuantizerConfig``).
     """
 
-    kind = "squeezed"
+    kind = SQUEEZED
 
     def __init__(
         self,

@@ -107,6 +107,9 @@ COLUMNS = (
     Column("delta_miou_vs_reference_low", "lower end of its 95 % interval (paired)", "fraction",
            in_report=False),
     Column("delta_miou_vs_reference_high", "upper end of its 95 % interval", "fraction", in_report=False),
+    Column("degenerate", "set when the model's predictions carry no information: one class for nearly "
+           "every pixel, or IoU 0 for every class but the commonest (its mIoU can still look fair)",
+           over_seeds="key"),
     Column("iou_<class>", "IoU of one class on the test split (empty: in neither ground truth nor "
            "prediction)", "fraction", in_report=False),
     Column("training_seconds", "wall time of training (empty: trained by an earlier run)", "s"),

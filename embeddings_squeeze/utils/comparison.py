@@ -133,11 +133,43 @@ class Comparison:
         summary["mean_image_iou_difference"] = (
             summary["vq_mean_image_iou"] - summary["baseline_mean_image_iou"]
         )
+        summary["warnings"] = []
+        for name in self.models:
+            reason = degenerate(counts[name].sum(dim=0), self.classes.names)
+            summary[f"{name}_degenerate"] = reason
+            if reason is not None:
+                summary["warnings"].append(
+                    f"warning: the {TITLES[name]} model {reason}; its mIoU means little"
+                )
         return summary
 
     @staticmethod
     def _interval(method, weights, *counts) -> list[float] | None:
         return None if weights is None else list(method(*counts, weights))
+
+
+ONE_CLASS_SHARE = 0.99  # a model predicting one class for this share of the pixels has learnt nothing
+TITLES = {"baseline": "baseline", "vq": "VQ", "reference": "continuous"}
+
+
+def degenerate(confusion: torch.Tensor, class_names) -> str | None:
+    """Why predictions summed in a (C, C) confusion (rows: ground truth) carry no information, if
+    they do not: one class for nearly every pixel, or IoU 0 for every class but the commonest.
+
+    Their mIoU can still look fair: the commonest class alone scores about its share of the pixels,
+    which averaged with the zeros can match a weak baseline that spreads its errors.
+    """
+    total = confusion.sum()
+    if total == 0:
+        return None
+    predicted = confusion.sum(dim=0).double() / total
+    if predicted.max() >= ONE_CLASS_SHARE:
+        return f"predicts {class_names[int(predicted.argmax())]} for {predicted.max():.1%} of the pixels"
+    iou, truth = class_iou(confusion), confusion.sum(dim=1)
+    others = [c for c in range(len(class_names)) if truth[c] > 0 and c != int(truth.argmax())]
+    if others and all(iou[c] == 0 for c in others):
+        return f"IoU 0 for every class but {class_names[int(truth.argmax())]}"
+    return None
 
 
 def shares_backbone(first, second) -> bool:

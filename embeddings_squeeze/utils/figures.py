@@ -92,9 +92,16 @@ def plot_results(items: list[ScoredImage], classes: ClassSet, title: str, path: 
 
 
 def draw_rankings(
-    comparison: Comparison, ranking: str, split: str, n_best: int, n_worst: int, output_dir: Path
+    comparison: Comparison,
+    ranking: str,
+    split: str,
+    n_best: int,
+    n_worst: int,
+    output_dir: Path,
+    warning: str = "",
 ) -> dict[str, Path]:
-    """best_results_<split>.png and worst_results_<split>.png for one ranking; returns their paths."""
+    """best_results_<split>.png and worst_results_<split>.png for one ranking, ``warning`` (e.g. of a
+    model that predicts one class) under their titles; returns their paths."""
     best, worst = comparison.rankings[ranking]
     ranked_by = "VQ minus baseline per-image IoU" if ranking == "delta" else "VQ per-image IoU"
     paths = {}
@@ -104,6 +111,8 @@ def draw_rankings(
                 "only %d scored images in the %s split; showing %d %s", len(items), split, len(items), kind
             )
         title = f"{len(items)} {kind} VQ results on the {split} split, ranked by {ranked_by}"
+        if warning:
+            title += f"\n{warning}"
         paths[kind] = output_dir / f"{kind}_results_{split}.png"
         plot_results(items, comparison.classes, title, paths[kind])
     return paths

@@ -33,6 +33,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def shown(path: str | Path) -> str:
+    """``path`` as a user reads it: relative to the working folder when inside it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def without_nan(data):
     """``data`` with every NaN float as None: JSON has no NaN, and a class absent from a split has no IoU."""
     if isinstance(data, dict):

@@ -19,7 +19,6 @@ from torchvision.transforms import functional as TF
 
 from embeddings_squeeze.data.segmentation import denormalize
 
-JPEG_QUALITIES = (5, 10, 20, 40, 60, 80, 95)
 BEST_SETTINGS = {"JPEG": {"optimize": True}, "WEBP": {"method": 6}}
 WEBP_FRAME_HEADER = 10  # a lossy key frame's tag, start code and dimensions, before the coded data
 

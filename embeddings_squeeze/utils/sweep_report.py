@@ -158,6 +158,8 @@ def sentences(rows: list[dict], methods: list[dict]) -> list[str]:
             parts.append(
                 f"{spread} mIoU against each seed's baseline over {seeds} seeds ({real} significant)"
             )
+        reasons = sorted({r["degenerate"] for r in members if r.get("degenerate")})
+        parts += [f"warning: it {reason}, so its mIoU means little" for reason in reasons]
         lines.append("; ".join(parts) + ".")
     return lines
 

@@ -26,14 +26,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple, Protocol
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol
 
 import torch
 from torch import nn
-from torchmetrics import Metric
 
 from embeddings_squeeze.config import QuantizerConfig
 from embeddings_squeeze.utils.rate import float32_bytes
+
+if TYPE_CHECKING:
+    from torchmetrics import Metric
 
 
 @dataclass(frozen=True)
@@ -59,16 +61,6 @@ class FitStart:
     vectors_per_step: int  # vectors one training step shows the quantizer, all processes together
     world_size: int
     reduce_sum: Callable[[torch.Tensor], torch.Tensor]  # a tensor summed over every process
-
-
-class NoStatistics(Metric):
-    """For a type with nothing to log about an epoch."""
-
-    def update(self, **record) -> None:
-        pass
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        return {}
 
 
 class PayloadCoder(Protocol):
@@ -163,11 +155,18 @@ class Quantizer(nn.Module):
         return {}
 
     def statistics(self) -> Metric:
-        """A fresh accumulator of what one epoch logs; ``compute`` gives named scalars."""
+        """A fresh accumulator of what one epoch logs (a torchmetrics Metric, synced across processes);
+        ``compute`` gives named scalars."""
+        from embeddings_squeeze.models.quantizers.statistics import NoStatistics  # see statistics.py
+
         return NoStatistics()
 
     def end_epoch(self, stage: str, values: dict[str, torch.Tensor], epoch: int) -> None:
         """Hook after an epoch's statistics are computed (not during Lightning's sanity check)."""
+
+    def check_training_data(self, images: int, positions: int) -> None:
+        """Refuse, before any run folder is made, a training split too small for this quantizer
+        (``images`` of ``positions`` grid positions each)."""
 
     def start(self, context: FitStart) -> None:
         """Hook when fitting begins, fresh or resumed: a data-dependent start (training data only)."""

@@ -17,9 +17,9 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from torchmetrics import Metric
 
 from embeddings_squeeze.config import QuantizerConfig, setting
 from embeddings_squeeze.errors import UserError
@@ -27,6 +27,9 @@ from embeddings_squeeze.models.quantizers.base import FitStart, Quantizer, Squee
 from embeddings_squeeze.models.quantizers.standardize import FeatureStandardizer
 from embeddings_squeeze.utils.payload import frame, unframe, verify
 from embeddings_squeeze.utils.rate import float32_bytes
+
+if TYPE_CHECKING:
+    from torchmetrics import Metric
 
 CODING_TABLES = ("_offset", "_quantized_cdf", "_cdf_length")  # their shapes depend on the training
 # the density's starting width: on standardised features a default-initialised projection gives
@@ -136,6 +139,8 @@ class EntropyBottleneckQuantizer(Quantizer):
             return Squeezed(self.decode(symbols), self.rate_loss(bits), {"bits": bits})
 
     def statistics(self) -> Metric:
+        from embeddings_squeeze.models.quantizers.statistics import BitsStatistics  # see statistics.py
+
         return BitsStatistics()
 
     def param_groups(self, lr: float) -> list[dict]:
@@ -157,24 +162,6 @@ class EntropyBottleneckQuantizer(Quantizer):
         layer = self.entropy_bottleneck
         tables = sum(getattr(layer, name).numel() for name in CODING_TABLES)
         return super().decoder_bytes() + float32_bytes(layer.parameters()) + 4 * tables
-
-
-class BitsStatistics(Metric):
-    """Mean bits per image under the learned density over an epoch."""
-
-    full_state_update = False
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.add_state("total", default=torch.zeros((), dtype=torch.double), dist_reduce_fx="sum")
-        self.add_state("images", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, bits: torch.Tensor) -> None:
-        self.total += bits.detach().double().sum()
-        self.images += len(bits)
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        return {"bits_per_image": (self.total / self.images.clamp(min=1)).float()}
 
 
 class SymbolRate:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 from einops import rearrange
 from torch import nn
-from vector_quantize_pytorch import FSQ
 
 from embeddings_squeeze.config import QuantizerConfig, setting
 from embeddings_squeeze.errors import UserError
@@ -95,6 +94,10 @@ class FiniteScalarQuantizer(IndexQuantizer):
         channels = len(levels)
         self.to_code = nn.Linear(config.bottleneck_dim, channels)
         self.code_norm = CodeNorm(channels)
+        from vector_quantize_pytorch import (
+            FSQ,  # imported when built: it costs ~2 s, which --help need not pay
+        )
+
         self.quantizer = FSQ(levels=self.fsq_levels)
         self.from_code = nn.Linear(channels, config.bottleneck_dim)
 

@@ -10,17 +10,20 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from einops import rearrange
-from lightning.pytorch.utilities import rank_zero_only
-from torchmetrics import Metric
+from lightning_utilities.core.rank_zero import rank_zero_only
 
 from embeddings_squeeze.config import QuantizerConfig
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.quantizers.base import Quantizer
 from embeddings_squeeze.utils.payload import IndexCoder
-from embeddings_squeeze.utils.rate import coded_bits, count_codes, entropy_bits, usage_statistics
+from embeddings_squeeze.utils.rate import coded_bits, count_codes, entropy_bits
+
+if TYPE_CHECKING:
+    from torchmetrics import Metric
 
 log = logging.getLogger(__name__)
 LOW_USAGE = 0.10  # warn when fewer codes than this share are used in a validation epoch
@@ -80,6 +83,8 @@ class IndexQuantizer(Quantizer):
         return {} if record["replaced"] is None else {"codes_replaced": float(record["replaced"])}
 
     def statistics(self) -> Metric:
+        from embeddings_squeeze.models.quantizers.statistics import CodebookStatistics  # see statistics.py
+
         return CodebookStatistics(self.levels, self.alphabet_size)
 
     def end_epoch(self, stage: str, values: dict[str, torch.Tensor], epoch: int) -> None:
@@ -161,34 +166,3 @@ class IndexRate:
                 sum(history[1:]) / len(history[1:]) if len(history) > 1 else None
             ),
         }
-
-
-class CodebookStatistics(Metric):
-    """Code counts over a whole epoch, per index level, and codes re-seeded per training step;
-    summed across processes under DDP."""
-
-    full_state_update = False
-
-    def __init__(self, levels: int, alphabet_size: int, **kwargs):
-        super().__init__(**kwargs)
-        self.add_state(
-            "counts", default=torch.zeros(levels, alphabet_size, dtype=torch.long), dist_reduce_fx="sum"
-        )
-        self.add_state("replaced", default=torch.zeros((), dtype=torch.double), dist_reduce_fx="sum")
-        self.add_state("steps", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, sent: torch.Tensor, replaced: int | None = None) -> None:
-        self.counts += count_codes(sent, self.counts.shape[1])
-        if replaced is not None:
-            self.replaced += replaced
-            self.steps += 1
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        stats = usage_statistics(self.counts)
-        values = {name: stats[name].float() for name in ("perplexity", "code_usage", "dead_code_fraction")}
-        if len(self.counts) > 1:
-            for level, value in enumerate(stats["perplexity_per_level"]):
-                values[f"perplexity_level{level}"] = value.float()
-        if self.steps > 0:
-            values["codes_replaced_per_step"] = (self.replaced / self.steps).float()
-        return values

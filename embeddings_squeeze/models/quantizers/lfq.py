@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 from einops import rearrange
 from torch import nn
-from vector_quantize_pytorch import LFQ
 
 from embeddings_squeeze.config import QuantizerConfig, setting
 from embeddings_squeeze.errors import UserError
@@ -45,6 +44,10 @@ class LookupFreeQuantizer(IndexQuantizer):
         # sign quantization collapses on features of one sign (post-ReLU maps): centre them first
         self.norm = nn.LayerNorm(config.bottleneck_dim)
         self.to_code = nn.Linear(config.bottleneck_dim, bits)
+        from vector_quantize_pytorch import (
+            LFQ,  # imported when built: it costs ~2 s, which --help need not pay
+        )
+
         self.quantizer = LFQ(codebook_size=size, entropy_loss_weight=config.settings.entropy_loss_weight)
         self.from_code = nn.Linear(bits, config.bottleneck_dim)
 

@@ -16,15 +16,25 @@ checked by ``tests/test_library_internals.py``, which fails when a release chang
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import distributed, nn
-from vector_quantize_pytorch.vector_quantize_pytorch import Codebook, sample_vectors_distributed
+
+if TYPE_CHECKING:
+    from vector_quantize_pytorch.vector_quantize_pytorch import Codebook
+
+
+def _internals():
+    """The library's module of codebooks, imported when first needed: --help need not pay for it."""
+    from vector_quantize_pytorch import vector_quantize_pytorch
+
+    return vector_quantize_pytorch
 
 
 def codebooks(module: nn.Module) -> list[Codebook]:
     """The EMA codebooks inside a library quantizer, in level order."""
-    return [child for child in module.modules() if isinstance(child, Codebook)]
+    return [child for child in module.modules() if isinstance(child, _internals().Codebook)]
 
 
 def set_dead_code_rule(book: Codebook, threshold: float, reset_usage: float) -> None:
@@ -72,4 +82,4 @@ def synchronize(book: Codebook) -> None:
     book.use_ddp = True
     book.all_reduce_fn = distributed.all_reduce
     book.kmeans_all_reduce_fn = distributed.all_reduce
-    book.sample_fn = book.replace_sample_fn = sample_vectors_distributed
+    book.sample_fn = book.replace_sample_fn = _internals().sample_vectors_distributed

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import torch
 from einops import rearrange
 from torch import nn
-from vector_quantize_pytorch import ResidualVQ
 
 from embeddings_squeeze.config import QuantizerConfig, positive_int, setting
 from embeddings_squeeze.models.quantizers.vq import CodebookSettings, VectorQuantizer
@@ -31,6 +30,10 @@ class ResidualQuantizer(VectorQuantizer):
         super().__init__(in_channels, config, input_pixels, levels=config.settings.num_quantizers)
 
     def build(self, config: QuantizerConfig) -> nn.Module:
+        from vector_quantize_pytorch import (
+            ResidualVQ,  # imported when built: it costs ~2 s, which --help need not pay
+        )
+
         return ResidualVQ(
             dim=config.bottleneck_dim,
             num_quantizers=config.settings.num_quantizers,

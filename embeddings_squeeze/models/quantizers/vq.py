@@ -8,12 +8,12 @@ the step's vectors (``DEAD_CODE_SHARE``).
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 
 import torch
 from einops import rearrange
 from torch import nn
-from vector_quantize_pytorch import VectorQuantize
 
 from embeddings_squeeze.config import QuantizerConfig, setting
 from embeddings_squeeze.errors import UserError
@@ -85,6 +85,10 @@ class VectorQuantizer(IndexQuantizer):
 
     def build(self, config: QuantizerConfig) -> nn.Module:
         """The library's quantizer; replacement stays off until ``start`` knows the vectors per step."""
+        from vector_quantize_pytorch import (
+            VectorQuantize,  # imported when built: it costs ~2 s, which --help need not pay
+        )
+
         return VectorQuantize(dim=config.bottleneck_dim, **self.codebook_options(config))
 
     @staticmethod
@@ -121,6 +125,16 @@ class VectorQuantizer(IndexQuantizer):
     def decoder_bytes(self) -> int:
         codebooks = [library.codes(book) for book in library.codebooks(self.quantizer)]
         return super().decoder_bytes() + float32_bytes(codebooks)
+
+    def check_training_data(self, images: int, positions: int) -> None:
+        vectors = images * positions
+        if vectors < self.alphabet_size:  # k-means needs a training vector for every code
+            largest = 2 ** max(1, int(math.log2(max(vectors // KMEANS_VECTORS_PER_CODE, 2))))
+            raise UserError(
+                f"the training split has {images} images x {positions} grid positions = {vectors} vectors, "
+                f"fewer than the {self.alphabet_size} codes of --num_vectors {self.alphabet_size}; pass "
+                f"--num_vectors {largest} (or less), or train on more images"
+            )
 
     def start(self, context: FitStart) -> None:
         """Size the dead-code rule to the step, share codebook updates across processes, and start
