@@ -22,6 +22,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -150,7 +157,7 @@ class QuantizerConfig:
 class OptimizerConfig:
     """How the trainable parameters move: stored in every checkpoint."""
 
-    lr: float = setting(1e-3, "Adam learning rate", type=float)
+    lr: float = setting(1e-3, "Adam learning rate", type=positive_float)
     weight_decay: float = setting(0.0, "Adam weight decay", type=float)
 
 

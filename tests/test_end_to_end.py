@@ -32,7 +32,8 @@ def run(*commands, cwd=PACKAGE_DIR):
     outputs = [process.communicate(timeout=600) for process in processes]
     for process, (_, stderr) in zip(processes, outputs):
         assert process.returncode == 0, stderr[-3000:]
-    return subprocess.CompletedProcess(commands[-1], 0, *outputs[-1])
+    completed = [subprocess.CompletedProcess(argv, 0, *output) for argv, output in zip(commands, outputs)]
+    return completed[0] if len(completed) == 1 else completed
 
 
 def test_seed_workflow(tmp_path):
@@ -43,7 +44,7 @@ def test_seed_workflow(tmp_path):
     outputs = tmp_path / "outputs"
     tiny = ["--weights", "none", "--image_size", 64, "--data_path", data, "--output_dir", outputs]
     # the two trainings are independent: run them side by side, as a user with two terminals would
-    run(
+    _, squeezing = run(
         [sys.executable, "train_baseline.py", "--model", "vit", "--epochs", 1, "--batch_size", 4,
          "--experiment_name", "my_baseline", *tiny],
         [sys.executable, "squeeze.py", "--model", "vit", "--epochs", 1, "--batch_size", 4,
@@ -52,6 +53,13 @@ def test_seed_workflow(tmp_path):
 
     baseline_dir = outputs / "my_baseline_baseline" / "version_0"
     vq_dir = outputs / "my_vq" / "version_0"
+    # a quiet console: what trains, then one line with the result and the next command
+    console = squeezing.stdout + squeezing.stderr
+    assert "Tip:" not in console and "Traceback" not in console and "| Name" not in console
+    assert "training: head " in console and ", bottleneck " in console and "frozen: vit's" in console
+    last = squeezing.stdout.strip().splitlines()[-1]
+    assert last.startswith("done: 1 epochs, best val mIoU ") and f"checkpoint {vq_dir / 'last.ckpt'}" in last
+    assert f"next: 'embeddings-squeeze visualize --vq_checkpoint {vq_dir / 'last.ckpt'}" in last
     for run_dir in (baseline_dir, vq_dir):
         assert (run_dir / "last.ckpt").is_file() and (run_dir / "hparams.yaml").is_file()
         assert list(run_dir.glob("events.out.tfevents.*"))

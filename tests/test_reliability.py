@@ -131,6 +131,7 @@ def test_nan_loss_stops_with_one_clear_line(pet_root, tmp_path, capsys):
     assert run_cli(*argv) == 2
     message = one_line_error(capsys)
     assert "training loss became nan at epoch 0" in message and "no checkpoint was saved yet" in message
+    assert not (tmp_path / "vit_baseline").exists()  # a run that saved nothing leaves no folder
 
 
 def _evil_checkpoint(tmp_path) -> tuple[Path, Path]:

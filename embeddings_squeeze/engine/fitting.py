@@ -143,6 +143,8 @@ def fit(
         # a new run that failed before saving anything leaves no folder: the retry keeps its number
         if resume is None and trainer.is_global_zero and not any(run_dir.glob("*.ckpt")):
             shutil.rmtree(run_dir, ignore_errors=True)
+            if run_dir.parent.is_dir() and not any(run_dir.parent.iterdir()):
+                run_dir.parent.rmdir()  # the experiment's folder, made for this run
         raise
     finally:
         os.environ.pop(RUN_VERSION_ENV, None)
