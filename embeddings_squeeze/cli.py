@@ -19,7 +19,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from embeddings_squeeze import __version__
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from embeddings_squeeze import PROGRAM, __version__
 from embeddings_squeeze.config import (
     DataConfig,
     ModelConfig,
@@ -38,7 +40,6 @@ CUDA_OOM_HINT = (
     'CUDA_VISIBLE_DEVICES="" python <script>.py ...'
 )
 
-PROGRAM = "embeddings-squeeze"
 # command name -> module that defines get_args_parser() and main(args); its docstring's first line is
 # its line in the top-level --help
 COMMANDS = {
@@ -137,16 +138,28 @@ NOISE = (
 )
 
 
-class Quiet(logging.Filter):
-    """Drops log records whose message matches ``NOISE``, and (``lightning_own``) Lightning's records,
-    which its package prints through a handler of its own."""
+# the loggers Lightning's own messages start from
+LIGHTNING_MESSAGES = (
+    "lightning.fabric.utilities.rank_zero",
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.seed",
+)
 
-    def __init__(self, lightning_own: bool = False):
+
+class Quiet(logging.Filter):
+    """Drops log records whose message matches ``NOISE``; ``lightning_own``: Lightning's records too,
+    which its package prints through a handler of its own; ``warnings_only``: records below WARNING
+    (Lightning's status lines: seed set, GPU available, fit stopped; our summary line names the device)."""
+
+    def __init__(self, lightning_own: bool = False, warnings_only: bool = False):
         super().__init__()
         self.lightning_own = lightning_own
+        self.warnings_only = warnings_only
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.lightning_own and record.name.startswith("lightning"):
+            return False
+        if self.warnings_only and record.levelno < logging.WARNING:
             return False
         return not any(re.search(pattern, record.getMessage()) for pattern in NOISE)
 
@@ -167,8 +180,8 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(Quiet(lightning_own=True))
-    for name in ("lightning.fabric.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
-        logging.getLogger(name).addFilter(Quiet())  # where Lightning's own messages start
+    for name in LIGHTNING_MESSAGES:
+        logging.getLogger(name).addFilter(Quiet(warnings_only=True))
     for pattern in NOISE:
         warnings.filterwarnings("ignore", message=f".*{pattern}")
 
@@ -180,7 +193,8 @@ def run(main: Callable, parser: argparse.ArgumentParser, argv: Sequence[str] | N
     import torch  # here, not at the top: the bare `embeddings-squeeze --help` never loads it
 
     try:
-        main(args)
+        with logging_redirect_tqdm():  # a message during a progress bar gets a line of its own
+            main(args)
     except UserError as error:
         fail(str(error), error.exit_code)
     except KeyboardInterrupt:
@@ -206,7 +220,7 @@ def summary_of(command: str) -> str:
 
 
 def usage() -> str:
-    lines = [f"usage: embeddings-squeeze <command> [flags]   ({PROGRAM} {__version__})", "", "commands:"]
+    lines = [f"usage: {PROGRAM} <command> [flags]   ({PROGRAM} {__version__})", "", "commands:"]
     lines += [f"  {command:15} {summary_of(command)}" for command in COMMANDS]
     lines += ["", "'embeddings-squeeze <command> --help' lists a command's flags; the README explains them."]
     return "\n".join(lines)

@@ -1,11 +1,13 @@
 """Compare a baseline and a VQ checkpoint on one split; draw the best and worst VQ results.
 
-    python visualize.py --vq_checkpoint ./outputs/my_vq/version_0/last.ckpt \\
+    embeddings-squeeze visualize --vq_checkpoint ./outputs/my_vq/version_0/last.ckpt \\
         --baseline_checkpoint ./outputs/my_baseline_baseline/version_0/last.ckpt \\
         --dataset_split test --n_best 5 --n_worst 5 --output_dir ./visualizations
 
-Both models are rebuilt from their checkpoint files alone. Writes best_results_<split>.png,
-worst_results_<split>.png, scores_<split>.csv (every image) and summary_<split>.json.
+(inside the package directory, ``python visualize.py ...`` runs the same command). Both models are
+rebuilt from their checkpoint files alone: backbone, weights, dataset, image size, split and subset.
+Writes best_results_<split>.png, worst_results_<split>.png, scores_<split>.csv (every image) and
+summary_<split>.json.
 """
 
 from __future__ import annotations
@@ -123,10 +125,14 @@ def main(args: argparse.Namespace) -> dict:
         args.dataset, from_namespace(RuntimeConfig, args), view, args.reference_checkpoint,
     )  # fmt: skip
     print_summary(summary, view.dataset_split)
+    print_written(view)
+    return summary
+
+
+def print_written(view: ComparisonConfig) -> None:
     split = view.dataset_split
     written = f"{{best,worst}}_results_{split}.png, scores_{split}.csv, summary_{split}.json"
     print(f"\nwrote {view.output_dir}/{written}")
-    return summary
 
 
 if __name__ == "__main__":

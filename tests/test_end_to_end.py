@@ -57,6 +57,8 @@ def test_seed_workflow(tmp_path):
     console = squeezing.stdout + squeezing.stderr
     assert "Tip:" not in console and "Traceback" not in console and "| Name" not in console
     assert "training: head " in console and ", bottleneck " in console and "frozen: vit's" in console
+    assert "in eval mode; on cpu" in console  # Lightning's own status lines are replaced by this one
+    assert "Seed set" not in console and "GPU available" not in console and "stopped:" not in console
     last = squeezing.stdout.strip().splitlines()[-1]
     assert last.startswith("done: 1 epochs, best val mIoU ") and f"checkpoint {vq_dir / 'last.ckpt'}" in last
     assert f"next: 'embeddings-squeeze visualize --vq_checkpoint {vq_dir / 'last.ckpt'}" in last

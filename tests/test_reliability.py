@@ -94,6 +94,7 @@ def test_interrupted_runs_resume_to_the_same_result(pet_root, tmp_path, uninterr
         assert (
             message.startswith("error: training interrupted during epoch") and f"--resume {last}" in message
         )
+        assert " with: embeddings-squeeze squeeze --model " in message  # as typed, not python's own path
         assert (last.parent / "interrupted.ckpt").is_file()
 
         # resuming needs no process of its own

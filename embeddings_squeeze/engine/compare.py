@@ -71,6 +71,9 @@ def compare(
     trained = vq_checkpoint["datamodule_hyper_parameters"]
     split_seed = trained["split_seed"] if data.split_seed is None else data.split_seed
     subset = trained["subset_size"] if data.subset_size is None else data.subset_size
+    if split_seed != trained["split_seed"]:
+        log.info("note: --split_seed %s instead of the VQ model's %s: the scored split may hold images it "
+                 "trained on", split_seed, trained["split_seed"])  # fmt: skip
     if subset != trained["subset_size"]:
         log.info("note: scoring --subset_size %s images per split; the VQ model trained on %s", subset,
                  trained["subset_size"] or "every image")  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shlex
 import shutil
 import sys
 from dataclasses import asdict, replace
@@ -14,6 +15,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from embeddings_squeeze import PROGRAM
 from embeddings_squeeze.config import (
     DataConfig,
     ModelConfig,
@@ -37,6 +39,7 @@ from embeddings_squeeze.engine.feature_cache import cached_split
 from embeddings_squeeze.engine.run_dirs import (
     RUN_VERSION_ENV,
     completed_checkpoint,
+    completed_epochs,
     epoch_of,
     prepare_output_dir,
     resume_target,
@@ -128,7 +131,8 @@ def fit(
         **asdict(runtime),
     )
     if trainer.is_global_zero:
-        log.info("%s", parameter_summary(module))
+        processes = f" x {trainer.world_size} processes" if trainer.world_size > 1 else ""
+        log.info("%s; on %s%s", parameter_summary(module), trainer.strategy.root_device.type, processes)
     if trainer.is_global_zero and (resume is None or resume.is_dir()):
         _write_run_files(run_dir, module, datamodule, training, runtime)
     os.environ[RUN_VERSION_ENV] = str(logger.version)  # inherited by DDP worker processes
@@ -190,7 +194,7 @@ def _resumed_parts(
     checkpoint: dict, path: Path, data: DataConfig, training: TrainingConfig
 ) -> tuple[SegmentationModule, SegmentationDataModule]:
     """Model and data exactly as the checkpoint's run had them; only paths and workers may change."""
-    trained_epochs = checkpoint["epoch"] + 1
+    trained_epochs = completed_epochs(checkpoint)
     if trained_epochs >= training.epochs:
         raise UserError(f"{path} already holds {trained_epochs} epochs; pass --epochs above that to continue")
     stored = checkpoint["datamodule_hyper_parameters"]
@@ -222,7 +226,7 @@ def _write_run_files(
 
 def _interrupted(run_dir: Path, epoch: int) -> Interrupted:
     """The one line that says what was kept and the exact command that continues the run."""
-    command = " ".join(_without_resume(sys.argv))
+    command = _as_typed(_without_resume(sys.argv))
     partial = f"the partial epoch is in {run_dir / 'interrupted.ckpt'}"
     completed = completed_checkpoint(run_dir)
     if completed is None:
@@ -235,6 +239,12 @@ def _interrupted(run_dir: Path, epoch: int) -> Interrupted:
         f"training interrupted during epoch {epoch}; epochs up to {saved} are saved in {completed}; "
         f"{partial}; continue with: {command} --resume {completed}"
     )
+
+
+def _as_typed(argv: list[str]) -> str:
+    """A command line as the user types it: the entry point and ``python -m`` by the program's name."""
+    program = [PROGRAM] if Path(argv[0]).name in (PROGRAM, "__main__.py") else ["python", argv[0]]
+    return shlex.join([*program, *argv[1:]])
 
 
 def _without_resume(argv: list[str]) -> list[str]:

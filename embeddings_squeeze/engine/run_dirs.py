@@ -91,12 +91,18 @@ def completed_checkpoint(run_dir: Path) -> Path | None:
     return max(files, key=epoch_of, default=None)
 
 
+def completed_epochs(checkpoint: dict) -> int:
+    """Epochs whose training finished, as Lightning's fit loop counts them (``epoch`` is the index of
+    the epoch a checkpoint was saved in, but the count once fitting has ended)."""
+    return checkpoint["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"]
+
+
 def run_result(last: Path) -> dict:
     """What a finished run achieved: epochs trained, the best validation mIoU and its checkpoint."""
     checkpoint = read_checkpoint(last)
     best = next(state for name, state in checkpoint["callbacks"].items() if "'monitor': 'val/miou'" in name)
     return {
-        "epochs": checkpoint["epoch"] + 1,
+        "epochs": completed_epochs(checkpoint),
         "best_miou": float(best["best_model_score"]),
         "best_checkpoint": Path(best["best_model_path"]),
     }
@@ -114,7 +120,7 @@ def finished_run(output_dir: str, run_name: str, epochs: int, settings: dict) ->
         except UserError as error:
             log.warning("not reusing %s: %s", last, error)
             continue
-        if checkpoint is None or checkpoint["epoch"] + 1 < epochs:
+        if checkpoint is None or completed_epochs(checkpoint) < epochs:
             continue
         stored = checkpoint["hyper_parameters"]
         if any(value is not None and stored.get(key) != value for key, value in settings.items()):

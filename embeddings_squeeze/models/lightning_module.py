@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
 from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerConfig
@@ -11,6 +12,8 @@ from embeddings_squeeze.data.labels import ClassSet
 from embeddings_squeeze.models import SQUEEZED
 from embeddings_squeeze.models.quantizers import FitStart, build_quantizer, quantizer_config, quantizer_values
 from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY, STAGES, SegmentationModule
+
+log = logging.getLogger(__name__)
 
 
 class VQSegmentationModule(SegmentationModule):
@@ -93,7 +96,8 @@ class VQSegmentationModule(SegmentationModule):
             gathered = self.all_gather(tensor)  # (world, ...)
             if not all(torch.equal(gathered[0], other) for other in gathered[1:]):
                 raise RuntimeError(f"bottleneck tensor {name} differs across processes after training")
-        rank_zero_info(f"bottleneck identical on all {self.trainer.world_size} processes")
+        if self.trainer.is_global_zero:
+            log.info("bottleneck identical on all %d processes", self.trainer.world_size)
 
     def special_param_groups(self) -> list[dict]:
         return self.bottleneck.param_groups(self.hparams.lr)

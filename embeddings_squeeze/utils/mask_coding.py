@@ -4,7 +4,7 @@ Lossless coders for one (H, W) label map:
 
 - ``png_file`` / ``webp_file``: a real PNG or lossless WebP file at its best practical setting (the
   PNG with the smallest palette and bit depth that hold the labels, unfiltered rows at maximum
-  compression; the WebP at its slowest method), and ``*_header_bytes``, its fixed part.
+  compression; the WebP at libwebp's default lossless effort), and ``*_header_bytes``, its fixed part.
 - ``ContextMaskCoder``: an adaptive context-model coder. Pixels are coded in raster order; each
   label's probabilities come from counts of the labels that followed the same context earlier in
   the same image, the context being the labels of the left, upper-left, upper and upper-right
@@ -65,10 +65,14 @@ def png_header_bytes(data: bytes) -> int:
 
 
 def webp_file(mask: np.ndarray) -> bytes:
-    """``mask`` as a lossless WebP (which stores it as a grey image), at the slowest, smallest setting."""
+    """``mask`` as a lossless WebP (which stores it as a grey image) at libwebp's default effort.
+
+    Its exhaustive mode (method 6 at quality 100) saves about 6 % on pet-sized masks at 100x the
+    time (290 ms against 3 ms for a 430 x 400 mask), which was most of visualize's time per image;
+    the context coder below is the tightest floor either way."""
     buffer = io.BytesIO()
     Image.fromarray(mask.astype(np.uint8), mode="L").save(
-        buffer, format="WEBP", lossless=True, quality=100, method=6
+        buffer, format="WEBP", lossless=True, quality=100, method=4
     )
     return buffer.getvalue()
 

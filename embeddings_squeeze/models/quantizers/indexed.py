@@ -96,14 +96,9 @@ class IndexQuantizer(Quantizer):
     @rank_zero_only
     def _report_usage(self, values: dict[str, torch.Tensor], epoch: int) -> None:
         usage = float(values["code_usage"])
-        log.info("epoch %d: %.1f%% of %d codes used, perplexity %.1f", epoch, 100 * usage,
-                 self.alphabet_size, float(values["perplexity"]))  # fmt: skip
-        if usage < LOW_USAGE:
-            log.warning(
-                "warning: only %.1f%% of the %d codes are in use; try a smaller --num_vectors",
-                100 * usage,
-                self.alphabet_size,
-            )
+        low = " (low: try a smaller --num_vectors)" if usage < LOW_USAGE else ""
+        log.info("epoch %d: %.1f%% of %d codes used, perplexity %.1f%s", epoch, 100 * usage,
+                 self.alphabet_size, float(values["perplexity"]), low)  # fmt: skip
 
     def prepare_coder(self, sent_batches: Iterable[torch.Tensor]) -> None:
         histogram = torch.zeros_like(self.code_histogram)
