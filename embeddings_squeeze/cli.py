@@ -11,10 +11,7 @@ import ast
 import difflib
 import importlib
 import importlib.util
-import logging
-import re
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -31,10 +28,10 @@ from embeddings_squeeze.config import (
     add_arguments,
     from_namespace,
 )
+from embeddings_squeeze.console import configure_logging, one_line
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.utils.files import shown
 
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 CUDA_OOM_HINT = (
     "CUDA out of memory: reduce --batch_size, or run on the CPU with "
     'CUDA_VISIBLE_DEVICES="" python <script>.py ...'
@@ -125,45 +122,6 @@ def add_codec_arguments(
     add_arguments(parser, RuntimeConfig, only=("accelerator",))
 
 
-# library messages that say nothing about the user's run, silenced by the commands (not at import)
-NOISE = (
-    r"💡 Tip:",  # Lightning's advertisements for its cloud services
-    r"The `srun` command is available",  # on any machine with SLURM; the README says how to use it
-    r"Checkpoint directory .* exists and is not empty",  # config.json and split.json come first
-    r"Found \d+ module\(s\) in eval mode",  # the frozen encoder is kept in eval mode on purpose
-    r"when logging on epoch level in distributed setting",  # epoch values are synced before logging
-    r"does not have many workers",  # --num_workers 0 is the default on purpose (see the README)
-    r"isinstance\(treespec, LeafSpec\)",  # a deprecation inside Lightning
-    r"`torch.jit.script` is deprecated",  # inside CompressAI
-)
-
-
-# the loggers Lightning's own messages start from
-LIGHTNING_MESSAGES = (
-    "lightning.fabric.utilities.rank_zero",
-    "lightning.pytorch.utilities.rank_zero",
-    "lightning.fabric.utilities.seed",
-)
-
-
-class Quiet(logging.Filter):
-    """Drops log records whose message matches ``NOISE``; ``lightning_own``: Lightning's records too,
-    which its package prints through a handler of its own; ``warnings_only``: records below WARNING
-    (Lightning's status lines: seed set, GPU available, fit stopped; our summary line names the device)."""
-
-    def __init__(self, lightning_own: bool = False, warnings_only: bool = False):
-        super().__init__()
-        self.lightning_own = lightning_own
-        self.warnings_only = warnings_only
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.lightning_own and record.name.startswith("lightning"):
-            return False
-        if self.warnings_only and record.levelno < logging.WARNING:
-            return False
-        return not any(re.search(pattern, record.getMessage()) for pattern in NOISE)
-
-
 def report_run(last: Path, next_step: str) -> None:
     """The last line of a training command: what the run achieved, where it is, what to do next."""
     from embeddings_squeeze.engine.run_dirs import run_result  # the training stack is loaded by now
@@ -173,17 +131,6 @@ def report_run(last: Path, next_step: str) -> None:
         f"done: {result['epochs']} epochs, best val mIoU {result['best_miou']:.4f} "
         f"({shown(result['best_checkpoint'])}); checkpoint {shown(last)}; next: {next_step}"
     )
-
-
-def configure_logging() -> None:
-    """Messages as plain lines; library noise (``NOISE``) out of logs and warnings."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(Quiet(lightning_own=True))
-    for name in LIGHTNING_MESSAGES:
-        logging.getLogger(name).addFilter(Quiet(warnings_only=True))
-    for pattern in NOISE:
-        warnings.filterwarnings("ignore", message=f".*{pattern}")
 
 
 def run(main: Callable, parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> None:
@@ -206,11 +153,6 @@ def run(main: Callable, parser: argparse.ArgumentParser, argv: Sequence[str] | N
 def fail(message: str, exit_code: int = 2) -> NoReturn:
     print(f"error: {one_line(message)}", file=sys.stderr)
     sys.exit(exit_code)
-
-
-def one_line(message: str) -> str:
-    """``message`` without terminal escape codes, its lines joined: an error is one plain line."""
-    return " ".join(ANSI_ESCAPE.sub("", message).split())
 
 
 def summary_of(command: str) -> str:

@@ -210,6 +210,41 @@ class ComparisonConfig:
 
 
 @dataclass(frozen=True)
+class LaunchConfig:
+    """Where a sweep's jobs run (``engine/launchers.py``): one after the other in this process,
+    as processes on this machine, or as SLURM jobs."""
+
+    launcher: str = setting(
+        "serial",
+        "serial: every job in this process, one after the other; local: processes on this machine, "
+        "--max_parallel at a time; slurm: SLURM jobs through submitit",
+        choices=("serial", "local", "slurm"),
+    )
+    max_parallel: int = setting(2, "local and slurm: jobs running at once, at most", type=positive_int)
+    gpus_per_job: int = setting(0, "slurm: GPUs per job", type=non_negative_int)
+    cpus_per_job: int = setting(1, "slurm: CPUs per job", type=positive_int)
+    mem_per_job: float | None = setting(
+        None, "slurm: memory per job in GB (default: the partition's)", type=positive_float
+    )
+    time_limit: int = setting(60, "slurm: minutes per job; a job near its limit requeues", type=positive_int)
+    partition: str | None = setting(None, "slurm: partition (default: the cluster's default)")
+    account: str | None = setting(None, "slurm: account to charge")
+    qos: str | None = setting(None, "slurm: quality of service")
+    setup: list[str] | None = setting(
+        None,
+        "slurm: a shell command each job runs first, e.g. 'module load cuda' (repeat the flag for more)",
+        action="append",
+        metavar="COMMAND",
+    )
+    dry_run: bool = setting(
+        False, "slurm: write the batch scripts and say where, submit nothing", action="store_true"
+    )
+    wait: bool = setting(
+        False, "slurm: block until the tables are written (default: return once queued)", action="store_true"
+    )
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     """Where the work runs: passed to Lightning's Trainer, and to evaluation loops."""
 

@@ -15,8 +15,16 @@ every mIoU has a 95 % bootstrap interval, and seeds are summarised by mean and s
 Seeds vary initialisation and shuffling only: every model trains and is scored on one split (from
 --split_seed). With --weights none every model runs on the one random backbone of --backbone_seed.
 Writes <output_dir>/sweep.csv, sweep.json, rate_quality.png and report.html. Each result is written
-to results/ as soon as it is measured; running the same command again skips those, reuses models
-that finished training with the same settings but were not scored, and never overwrites a result.
+to results/ as soon as it is measured; running the same command again skips those, resumes or reuses
+models that trained with the same settings but were not scored, and never overwrites a result.
+
+The work is a graph of jobs (the feature cache, a baseline per seed, the references, one job per
+model, the image codecs, then the tables): --launcher serial runs them here one after the other,
+local as processes on this machine, slurm as SLURM job arrays (submitit), e.g.
+
+    embeddings-squeeze sweep ... --launcher slurm --partition gpu --gpus_per_job 1 --time_limit 120
+
+A job that fails becomes a failed row with its reason, and the others go on.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from embeddings_squeeze import cli
 from embeddings_squeeze.config import (
     JPEG_QUALITIES,
     DataConfig,
+    LaunchConfig,
     ModelConfig,
     OptimizerConfig,
     RuntimeConfig,
@@ -36,6 +45,7 @@ from embeddings_squeeze.config import (
     from_namespace,
     positive_int,
 )
+from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.quantizers import add_quantizer_arguments
 
 
@@ -54,15 +64,40 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_arguments(parser, ModelConfig)
     add_arguments(parser, DataConfig)
     add_arguments(parser, OptimizerConfig)
-    add_arguments(parser, TrainingConfig, only=("epochs", "seed"), defaults={"epochs": 5})
+    add_arguments(parser, TrainingConfig, only=("epochs", "seed", "cache_dir"), defaults={"epochs": 5})
     add_quantizer_arguments(parser, sweep=True)
     add_arguments(parser, RuntimeConfig, only=("accelerator", "devices"))
+    add_arguments(parser, LaunchConfig, title="where the jobs run")
     return parser
 
 
-def main(args: argparse.Namespace) -> list[dict]:
+SLURM_ONLY = ("gpus_per_job", "cpus_per_job", "mem_per_job", "time_limit", "partition", "account", "qos",
+              "setup", "dry_run", "wait")  # fmt: skip
+
+
+def check_launch(args: argparse.Namespace) -> None:
+    """Refuse flag combinations that cannot do what they say, before anything runs."""
+    defaults = LaunchConfig()
+    if args.launcher != "slurm":
+        given = [name for name in SLURM_ONLY if getattr(args, name) != getattr(defaults, name)]
+        if given:
+            raise UserError(
+                f"--{given[0]} is for --launcher slurm (this sweep runs with --launcher {args.launcher})"
+            )
+    if args.launcher != "serial" and str(args.devices) not in ("1", "auto"):
+        raise UserError(
+            f"each job of a --launcher {args.launcher} sweep trains on one device; drop --devices "
+            f"{args.devices} and raise --max_parallel to run more jobs at once"
+        )
+    if args.launcher == "slurm" and args.accelerator in ("gpu", "cuda") and args.gpus_per_job == 0:
+        raise UserError("--accelerator gpu on SLURM needs GPUs for the jobs: pass --gpus_per_job 1")
+
+
+def main(args: argparse.Namespace) -> list[dict] | None:
+    check_launch(args)
     # imported here, after parsing: --help and flag mistakes answer without loading the training stack
-    from embeddings_squeeze.engine.sweep import Plan, configurations, run_sweep
+    from embeddings_squeeze.engine.launchers import launch
+    from embeddings_squeeze.engine.sweep import Plan, Sweep, SweepSpec, configurations
 
     output_dir = Path(args.output_dir)
     training = from_namespace(TrainingConfig, args, output_dir=str(output_dir / "runs"))
@@ -74,7 +109,9 @@ def main(args: argparse.Namespace) -> list[dict]:
         runtime=from_namespace(RuntimeConfig, args),
     )
     quantizers, reference = configurations(args)
-    return run_sweep(plan, output_dir, quantizers, reference, args.seeds, args.jpeg_qualities, vars(args))
+    seeds = tuple(training.seed + offset for offset in range(args.seeds))
+    spec = SweepSpec(plan, tuple(quantizers), reference, seeds, tuple(args.jpeg_qualities), vars(args))
+    return launch(Sweep(spec, output_dir), from_namespace(LaunchConfig, args))
 
 
 if __name__ == "__main__":

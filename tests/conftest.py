@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,7 @@ from embeddings_squeeze.data.synthetic_scenes import make_synthetic_folder, make
 
 # every proxy variable points at a local port nothing listens on: a download attempt fails at once
 UNREACHABLE = "http://127.0.0.1:9"
+SLURM_STATE = Path(os.environ.get("EMBEDDINGS_SQUEEZE_SLURM_STATE", "/tmp/embeddings-squeeze-slurm"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -74,3 +79,24 @@ def trained(pet_root, tmp_path_factory) -> dict[str, Path]:
     baseline = train_baseline.main(parse(train_baseline, *common, "--experiment_name", "tiny"))
     vq = squeeze.main(parse(squeeze, *common, "--experiment_name", "tiny_vq", "--num_vectors", 8))
     return {"baseline": baseline, "vq": vq, "outputs": outputs}
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A SLURM cluster to submit to: the one up here, or a one-node cluster this session starts with
+    the project's script, and stops at the end by the pids it started. Skips with one line only where
+    SLURM cannot be installed or started (the script installs Debian's packages as root)."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "local_slurm.sh"
+    if subprocess.run([script, "status"], capture_output=True).returncode == 0:
+        yield
+        return
+    started = subprocess.run([script, "start"], capture_output=True, text=True)
+    if started.returncode != 0:
+        reason = (started.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"no SLURM cluster here and scripts/local_slurm.sh could not start one: {reason}")
+    pids = [int(pid) for pid in (SLURM_STATE / "pids").read_text().split()]
+    yield
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    (SLURM_STATE / "pids").unlink(missing_ok=True)

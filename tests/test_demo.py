@@ -28,8 +28,13 @@ def test_the_demo_prints_what_the_readme_shows(tmp_path):
     argv = [sys.executable, "-m", "embeddings_squeeze", "demo", "--output_dir", "demo", "--n_trainval", 24,
             "--n_test", 8, "--image_size", 96, "--epochs", 3]  # fmt: skip
     completed = subprocess.run(
-        [str(arg) for arg in argv], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [str(arg) for arg in argv],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip: one stream, unbuffered, in the order a terminal shows it
     assert completed.returncode == 0, completed.stdout[-3000:]
     # progress bars redraw with carriage returns; every other line is what the user reads

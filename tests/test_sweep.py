@@ -4,7 +4,15 @@ import json
 import logging
 
 import pytest
-from helpers import TINY, one_line_error, parse, run_cli, tiny_datamodule, torchmetrics_miou
+from helpers import (
+    TINY,
+    one_line_error,
+    parse,
+    run_cli,
+    tiny_datamodule,
+    torchmetrics_miou,
+    visualize_summary,
+)
 from PIL import Image
 
 from embeddings_squeeze import sweep
@@ -92,6 +100,21 @@ def test_every_comparison_pairs_a_row_with_its_own_seeds_baseline(finished_sweep
             assert row["delta_miou_low"] <= row["delta_miou"] <= row["delta_miou_high"]
         if row["kind"] == "squeezed" and row["quantizer"] != "none":
             assert row["delta_miou_vs_reference"] == pytest.approx(row["miou"] - references[row["seed"]])
+
+
+def test_differences_from_the_reference_match_one_comparison_of_all_three(finished_sweep, pet_root, tmp_path):
+    # the sweep pairs a model with its reference from stored per-image counts; visualize scores all
+    # three models in one pass: the same difference and the same paired interval
+    _, rows, _ = finished_sweep
+    by_name = {row["name"]: row for row in rows}
+    row = by_name["fsq_K8_seed43"]
+    summary = visualize_summary(
+        by_name["baseline_seed43"]["checkpoint"], row["checkpoint"], pet_root, tmp_path,
+        "--reference_checkpoint", by_name["none_D64_seed43"]["checkpoint"],
+    )  # fmt: skip
+    assert summary["miou_difference_vs_reference"] == pytest.approx(row["delta_miou_vs_reference"])
+    bounds = [row["delta_miou_vs_reference_low"], row["delta_miou_vs_reference_high"]]
+    assert summary["miou_difference_vs_reference_ci"] == pytest.approx(bounds)
 
 
 def test_task_floor_and_oracle_rows_per_seed(finished_sweep):
@@ -186,7 +209,7 @@ def test_rerun_skips_finished_work(finished_sweep, caplog):
     assert [r["name"] for r in again] == [r["name"] for r in rows]
     # no result rewritten and no figure redrawn: nothing was trained or scored again
     assert {path: path.stat().st_mtime_ns for path in outputs} == before
-    assert "skipping vq_K8_seed42" in caplog.text
+    assert "job(s) finished earlier: " in caplog.text and "vq_K8_seed42" in caplog.text
     assert (
         len(list((output_dir / "runs").iterdir())) == 10
     )  # 2 baselines, 2 references, 6 squeezed: none retrained

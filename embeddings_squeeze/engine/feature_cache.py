@@ -9,9 +9,14 @@ mask files (names, sizes, modification times), image size, how masks became labe
 mode, classes), backbone and its feature layer, frozen-weights identity and package version.
 Any change gives a new key.
 
-An entry is built in a private temporary folder and renamed into place when complete, so
-concurrent builders never see each other's partial files; ``meta.json`` records the SHA-256 of
-each array, and an entry whose arrays do not match it is rebuilt, never trusted.
+An entry is built in a private temporary folder (named by host, pid and a random part, so builders
+on different machines of a shared filesystem never collide) and renamed into place when complete.
+One process builds an entry while others wait: it holds ``<key>.lock`` and refreshes its time while
+it works; a lock untouched for ``STALE_LOCK_SECONDS`` belonged to a process that died and is taken
+over. ``meta.json`` records each array's size and modification time at build, checked on every read
+(cheap, unlike re-hashing hundreds of MB in every job); an entry that does not match is moved aside,
+never deleted (another process may be reading it), and rebuilt. A just-built entry that another
+machine does not see complete yet is given a few seconds before it counts as broken.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
+import os
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +37,13 @@ from embeddings_squeeze import __version__
 from embeddings_squeeze.data.segmentation import SegmentationSplit
 from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.models.backbones.base import FEATURE_DTYPE
-from embeddings_squeeze.utils.files import atomic_path
+from embeddings_squeeze.utils.files import atomic_path, unique_suffix
 
 log = logging.getLogger(__name__)
-FORMAT = 2  # 2: features computed one image at a time
+FORMAT = 3  # 2: features computed one image at a time; 3: sizes and times recorded instead of hashes
+ARRAYS = ("features.npy", "labels.npy")
+STALE_LOCK_SECONDS = 300  # a builder refreshes its lock at every batch, far more often than this
+VISIBLE_WITHIN_SECONDS = 10  # how long a shared filesystem may take to show another machine's entry
 
 
 def cache_key(split: SegmentationSplit, backbone) -> str:
@@ -56,14 +66,6 @@ def cache_key(split: SegmentationSplit, backbone) -> str:
     return hashlib.sha256(json.dumps(description).encode()).hexdigest()[:24]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class CachedSplit(Dataset):
     """A split served from the cache: (features (C, h, w) float32, labels (S, S), position)."""
 
@@ -81,29 +83,73 @@ class CachedSplit(Dataset):
         return features, labels, position
 
 
+def _file_stamps(folder: Path) -> dict:
+    return {name: [(folder / name).stat().st_size, (folder / name).stat().st_mtime_ns] for name in ARRAYS}
+
+
 def _is_valid(folder: Path) -> bool:
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        return all(_sha256(folder / name) == digest for name, digest in meta["sha256"].items())
+        return meta["format"] == FORMAT and _file_stamps(folder) == meta["files"]
     except (OSError, ValueError, KeyError):
         return False
 
 
-def _build(folder: Path, split: SegmentationSplit, backbone, batch_size: int, device: torch.device) -> None:
+def _is_valid_soon(folder: Path) -> bool:
+    """``_is_valid``, allowing a shared filesystem a few seconds to show a just-built entry whole."""
+    deadline = time.monotonic() + VISIBLE_WITHIN_SECONDS
+    while not _is_valid(folder):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1)
+    return True
+
+
+@contextmanager
+def _build_lock(lock: Path):
+    """Hold ``lock`` (created exclusively) while building; wait while another live process holds it.
+    Yields a function that refreshes the lock's time."""
+    while True:
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                idle = time.time() - lock.stat().st_mtime
+            except FileNotFoundError:
+                continue  # released just now
+            if idle > STALE_LOCK_SECONDS:  # its builder died: move the lock aside and try again
+                log.warning("taking over the feature cache lock %s, untouched for %.0f s", lock, idle)
+                try:
+                    os.replace(lock, lock.with_name(f"{lock.name}.stale-{unique_suffix()}"))
+                except FileNotFoundError:
+                    pass
+                continue
+            time.sleep(1)
+    try:
+        os.write(descriptor, unique_suffix().encode())
+        os.close(descriptor)
+        yield lambda: os.utime(lock)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _build(
+    folder: Path, split: SegmentationSplit, backbone, batch_size: int, device: torch.device, heartbeat
+) -> None:
     """Compute every image's features into a private folder, then rename it to ``folder``."""
     try:
         with atomic_path(folder) as temporary:
-            _write_entry(temporary, split, backbone, batch_size, device)
+            _write_entry(temporary, split, backbone, batch_size, device, heartbeat)
     except OSError:
         if not folder.is_dir():
             raise
-        # another process finished the same entry first: keep theirs
+        # a process whose lock was taken for dead finished the same entry first: keep theirs
 
 
 def _write_entry(
-    folder: Path, split: SegmentationSplit, backbone, batch_size: int, device: torch.device
+    folder: Path, split: SegmentationSplit, backbone, batch_size: int, device: torch.device, heartbeat
 ) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     features = labels = None
     desc = f"caching backbone features ({len(split)} images)"
@@ -119,25 +165,39 @@ def _write_entry(
             )
         features[positions.numpy()] = batch_features
         labels[positions.numpy()] = masks.numpy().astype(np.uint8)
+        heartbeat()
     features.flush()
     labels.flush()
     del features, labels
-    meta = {"format": FORMAT, "images": len(split), "sha256": {}}
-    for name in ("features.npy", "labels.npy"):
-        meta["sha256"][name] = _sha256(folder / name)
+    meta = {
+        "format": FORMAT,
+        "images": len(split),
+        "built_by": unique_suffix(),
+        "files": _file_stamps(folder),
+    }
     (folder / "meta.json").write_text(json.dumps(meta))
 
 
 def cached_split(
     split: SegmentationSplit, backbone, cache_dir: str | Path, batch_size: int, device
 ) -> CachedSplit:
-    """The split's cache entry, built now if missing or damaged (the backbone runs here, not in data/)."""
+    """The split's cache entry, built now if missing or broken (the backbone runs here, not in data/)."""
     folder = Path(cache_dir) / cache_key(split, backbone)
-    if folder.exists() and not _is_valid(folder):
-        log.warning("feature cache %s is incomplete or corrupt; rebuilding it", folder)
-        shutil.rmtree(folder, ignore_errors=True)
-    if not folder.exists():
-        _build(folder, split, backbone, batch_size, device)
-    else:
+    if folder.exists() and _is_valid_soon(folder):
         log.info("reusing cached features from %s", folder)
+        return CachedSplit(folder, split.image_ids)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(folder.with_name(f"{folder.name}.lock")) as heartbeat:
+        if folder.exists() and not _is_valid(folder):  # broken, or changed since it was built
+            aside = folder.with_name(f"{folder.name}.stale-{unique_suffix()}")
+            os.replace(folder, aside)
+            log.warning(
+                "feature cache %s was changed or is corrupt (its arrays differ from their build); moved "
+                "aside to %s (delete it when no job uses it) and rebuilt", folder, aside.name,
+            )  # fmt: skip
+        if folder.exists():  # another process built it while this one waited for the lock
+            log.info("reusing cached features from %s", folder)
+        else:
+            log.info("building the feature cache entry %s (%d images)", folder, len(split))
+            _build(folder, split, backbone, batch_size, device, heartbeat)
     return CachedSplit(folder, split.image_ids)

@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from embeddings_squeeze import PROGRAM
 from embeddings_squeeze.config import (
@@ -124,7 +125,7 @@ def fit(
         max_epochs=training.epochs,
         logger=logger,
         callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(), *_cluster_plugins()],
         use_distributed_sampler=False,  # the DataModule shards without padding evaluation splits
         log_every_n_steps=min(10, len(datamodule.train_dataloader())),
         enable_model_summary=False,  # it lists metric objects; ``parameter_summary`` says what trains
@@ -179,6 +180,31 @@ def _wants_cache(training: TrainingConfig) -> bool:
     if training.cache_features != "auto":
         return training.cache_features == "on"
     return training.epochs > 1 or _cache_dir(training).is_dir()
+
+
+def build_feature_cache(
+    model: ModelConfig,
+    data: DataConfig,
+    optimizer: OptimizerConfig,
+    training: TrainingConfig,
+    runtime: RuntimeConfig,
+) -> None:
+    """Build the feature cache entries ``fit`` reads for these settings, if it reads any: a sweep's
+    first job, so the jobs that train all read one cache instead of each computing features."""
+    if not _wants_cache(training):
+        return
+    datamodule = datamodule_for(data, model, training.seed)
+    datamodule.prepare_data()
+    datamodule.setup()
+    module = BaselineSegmentationModule(model, optimizer, classes=datamodule.classes)
+    cache_dir = prepare_output_dir(_cache_dir(training), "--cache_dir")
+    _serve_cached_features(datamodule, module, cache_dir, pick_device(runtime))
+
+
+def _cluster_plugins() -> list:
+    """Under SLURM, Lightning's own requeue (on SIGUSR1) stays off: exactly one layer requeues a job,
+    the sweep's launcher (submitit), and a requeued run resumes from its last completed epoch."""
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
 def _serve_cached_features(datamodule: SegmentationDataModule, module, cache_dir: Path, device) -> None:

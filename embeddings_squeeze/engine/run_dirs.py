@@ -108,26 +108,51 @@ def run_result(last: Path) -> dict:
     }
 
 
+def _runs(output_dir: str, run_name: str) -> list[Path]:
+    """The version directories of ``run_name``, newest first."""
+    return sorted((Path(output_dir) / run_name).glob("version_*"), key=version_of, reverse=True)
+
+
+def _matches(checkpoint: dict, settings: dict) -> bool:
+    """Whether a checkpoint was trained with ``settings`` (hyperparameters; None values not compared)."""
+    stored = checkpoint["hyper_parameters"]
+    return all(value is None or stored.get(key) == value for key, value in settings.items())
+
+
 def finished_run(output_dir: str, run_name: str, epochs: int, settings: dict) -> Path | None:
     """The ``last.ckpt`` of the newest run of ``run_name`` that trained ``epochs`` epochs with
-    ``settings`` (hyperparameters; None values are not compared) and went through the end of fitting
-    (squeezed runs: the coder's model built, ``rate.json`` written). Unreadable checkpoints count as
-    unfinished."""
-    for run_dir in sorted((Path(output_dir) / run_name).glob("version_*"), key=version_of, reverse=True):
+    ``settings`` and went through the end of fitting (squeezed runs: the coder's model built,
+    ``rate.json`` written). Unreadable checkpoints count as unfinished."""
+    for run_dir in _runs(output_dir, run_name):
         last = run_dir / "last.ckpt"
         try:
             checkpoint = read_checkpoint(last) if last.is_file() else None
         except UserError as error:
             log.warning("not reusing %s: %s", last, error)
             continue
-        if checkpoint is None or completed_epochs(checkpoint) < epochs:
-            continue
-        stored = checkpoint["hyper_parameters"]
-        if any(value is not None and stored.get(key) != value for key, value in settings.items()):
+        if checkpoint is None or completed_epochs(checkpoint) < epochs or not _matches(checkpoint, settings):
             continue
         squeezed = checkpoint[CHECKPOINT_KEY]["kind"] == SQUEEZED
         if not squeezed or (run_dir / "rate.json").is_file():
             return last
+    return None
+
+
+def unfinished_run(output_dir: str, run_name: str, epochs: int, settings: dict) -> Path | None:
+    """The newest run directory of ``run_name`` trained with ``settings`` that stopped on the way
+    (requeued, killed) after completing some but not all of its ``epochs``: resume from there."""
+    for run_dir in _runs(output_dir, run_name):
+        try:
+            completed = completed_checkpoint(run_dir)
+            checkpoint = read_checkpoint(completed) if completed is not None else None
+            if (
+                checkpoint is not None
+                and completed_epochs(checkpoint) < epochs
+                and _matches(checkpoint, settings)
+            ):
+                return run_dir
+        except UserError as error:
+            log.warning("not resuming %s: %s", run_dir, error)
     return None
 
 

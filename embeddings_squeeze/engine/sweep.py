@@ -1,5 +1,20 @@
-"""The sweep's work: train what is missing, measure every row against its own seed's baseline, and
-write the tables, the plot and the report (the ``sweep`` command's engine; see its docstring)."""
+"""The sweep's work as a graph of jobs: train what is missing, measure every row against its own
+seed's baseline, and collect the tables, the plot and the report (the ``sweep`` command's engine).
+
+Stages, each needing only the results of earlier ones (``engine/launchers.py`` runs them in this
+process, as processes, or as SLURM jobs):
+
+    0 features     the frozen backbone's features of the training split, cached once for every job
+    1 baseline     one per seed: trained and scored, with its floor and oracle rows
+    2 squeezed     one per configuration and seed, the continuous reference among them, each scored
+                   against its seed's baseline; input: one per image codec and quality (every seed)
+    3 collect      the tables, the plot and the report from the results that exist, whatever the rest
+                   did; each squeezed row against its seed's reference, from their per-image counts
+
+Every job writes its rows to ``results/<row>.json`` as soon as they are measured, so any job can run
+in any process, and a re-run skips what has a result. A job that fails writes its one-line reason to
+``jobs/<job>.failed.json``; its rows become failed rows, and the other jobs go on.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +22,7 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -20,12 +35,13 @@ from embeddings_squeeze.config import (
     RuntimeConfig,
     TrainingConfig,
 )
+from embeddings_squeeze.console import one_line
 from embeddings_squeeze.engine.checkpoint import load_module
 from embeddings_squeeze.engine.evaluation import compare_models, evaluate_baseline, evaluate_input_compression
-from embeddings_squeeze.engine.fitting import fit
-from embeddings_squeeze.engine.run_dirs import finished_run
+from embeddings_squeeze.engine.fitting import build_feature_cache, fit
+from embeddings_squeeze.engine.run_dirs import finished_run, unfinished_run
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
-from embeddings_squeeze.errors import Interrupted
+from embeddings_squeeze.errors import Interrupted, UserError
 from embeddings_squeeze.models import BASELINE, SQUEEZED
 from embeddings_squeeze.models.quantizers import (
     QUANTIZERS,
@@ -39,7 +55,7 @@ from embeddings_squeeze.utils import bootstrap
 from embeddings_squeeze.utils.columns import RATE_COLUMNS, Kind
 from embeddings_squeeze.utils.comparison import degenerate
 from embeddings_squeeze.utils.figures import draw_rankings
-from embeddings_squeeze.utils.files import write_json
+from embeddings_squeeze.utils.files import shown, write_json
 from embeddings_squeeze.utils.input_compression import codecs
 from embeddings_squeeze.utils.sweep_report import plot_rate_quality, write_report, write_tables
 
@@ -58,6 +74,89 @@ class Plan:
     optimizer: OptimizerConfig
     training: TrainingConfig  # its seed is the first seed's; output_dir is <output_dir>/runs
     runtime: RuntimeConfig
+
+    def values(self) -> dict:
+        return {name: asdict(getattr(self, name)) for name in PLAN_PARTS}
+
+    @classmethod
+    def from_values(cls, values: dict) -> Plan:
+        return cls(**{name: config(**values[name]) for name, config in PLAN_PARTS.items()})
+
+
+PLAN_PARTS = {"model": ModelConfig, "data": DataConfig, "optimizer": OptimizerConfig,
+              "training": TrainingConfig, "runtime": RuntimeConfig}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of the sweep's work: ``rows`` are the results it writes, ``needs`` the jobs whose
+    results it reads; ``options`` says what it measures (plain values)."""
+
+    name: str
+    kind: str  # features, baseline, squeezed, input or collect
+    stage: int
+    rows: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+    options: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_values(cls, values: dict) -> Job:
+        return cls(**{**values, "rows": tuple(values["rows"]), "needs": tuple(values["needs"])})
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A whole sweep as plain values: what every job needs to run in a process of its own."""
+
+    plan: Plan
+    quantizers: tuple[QuantizerConfig, ...]
+    reference: QuantizerConfig
+    seeds: tuple[int, ...]
+    jpeg_qualities: tuple[int, ...]
+    settings: dict  # the command's flags, for the report
+
+    def values(self) -> dict:
+        return {"plan": self.plan.values(), "quantizers": [quantizer_values(q) for q in self.quantizers],
+                "reference": quantizer_values(self.reference), "seeds": list(self.seeds),
+                "jpeg_qualities": list(self.jpeg_qualities), "settings": self.settings}  # fmt: skip
+
+    @classmethod
+    def from_values(cls, values: dict) -> SweepSpec:
+        return cls(
+            plan=Plan.from_values(values["plan"]),
+            quantizers=tuple(quantizer_config(q) for q in values["quantizers"]),
+            reference=quantizer_config(values["reference"]),
+            seeds=tuple(values["seeds"]),
+            jpeg_qualities=tuple(values["jpeg_qualities"]),
+            settings=values["settings"],
+        )
+
+    def shown_model(self) -> str:
+        """The model whose figures the report shows: the first type's finest, first seed (or the
+        reference's, when the sweep has no other)."""
+        first_type = [q for q in self.quantizers if q.quantizer_type == self.quantizers[0].quantizer_type]
+        return f"{run_label(first_type[-1] if first_type else self.reference)}_seed{self.seeds[0]}"
+
+    def jobs(self) -> list[Job]:
+        """The job graph, in an order that runs each job after those it needs."""
+        baselines = {seed: f"baseline_seed{seed}" for seed in self.seeds}
+        jobs = [Job("features", "features", 0)]
+        jobs += [Job(name, "baseline", 1, (name,), ("features",), {"seed": seed})
+                 for seed, name in baselines.items()]  # fmt: skip
+        for quantizer in (self.reference, *self.quantizers):
+            for seed in self.seeds:
+                name = f"{run_label(quantizer)}_seed{seed}"
+                options = {"seed": seed, "quantizer": quantizer_values(quantizer),
+                           "figures": name == self.shown_model()}  # fmt: skip
+                jobs.append(Job(name, "squeezed", 2, (name,), ("features", baselines[seed]), options))
+        for codec in codecs():
+            for quality in self.jpeg_qualities:
+                configuration = f"{codec.lower()}_q{quality}"
+                rows = tuple(f"{configuration}_seed{seed}" for seed in self.seeds)
+                options = {"codec": codec, "quality": quality}
+                jobs.append(Job(configuration, "input", 2, rows, tuple(baselines.values()), options))
+        jobs.append(Job("collect", "collect", 3, needs=tuple(job.name for job in jobs)))
+        return jobs
 
 
 def _finished(results: Path, name: str) -> dict | None:
@@ -106,9 +205,6 @@ def squeezed_row(
         "delta_significant": summary["miou_difference_significant"],
         "degenerate": summary["vq_degenerate"],
     }
-    if "reference_miou" in summary:
-        row["delta_miou_vs_reference"] = summary["miou_difference_vs_reference"]
-        row.update(_interval("delta_miou_vs_reference", summary["miou_difference_vs_reference_ci"]))
     row["training_seconds"] = _rounded(seconds)
     row.update({f"iou_{k}": v for k, v in summary["vq_class_iou"].items()})
     return row
@@ -117,12 +213,15 @@ def squeezed_row(
 class Sweep:
     """One sweep's shared state: folders, data, device, and models loaded only when work needs them."""
 
-    def __init__(self, plan: Plan, output_dir: Path):
-        self.plan = plan
+    def __init__(self, spec: SweepSpec, output_dir: Path):
+        self.spec = spec
+        self.plan = spec.plan
         self.output_dir = output_dir
         self.results = output_dir / "results"
         self.results.mkdir(parents=True, exist_ok=True)
-        self.device = pick_device(plan.runtime)
+        self.jobs_dir = output_dir / "jobs"
+        self.jobs_dir.mkdir(exist_ok=True)
+        self.device = pick_device(spec.plan.runtime)
         self._datamodule = None
         self._modules: dict[str, object] = {}
 
@@ -156,10 +255,15 @@ class Sweep:
         training, None when it was trained earlier)."""
         plan = self.plan
         training = replace(plan.training, seed=seed, experiment_name=name)
-        trained = finished_run(training.output_dir, name, training.epochs, self._settings(quantizer))
+        settings = self._settings(quantizer)
+        trained = finished_run(training.output_dir, name, training.epochs, settings)
         if trained is not None:
             log.info("reusing %s: trained earlier, not yet scored", trained)
             return trained, None
+        stopped = unfinished_run(training.output_dir, name, training.epochs, settings)
+        if stopped is not None:  # requeued or killed on the way: continue from its last epoch
+            log.info("resuming %s from its last completed epoch", stopped)
+            training = replace(training, resume=str(stopped))
         started = time.perf_counter()
         try:
             checkpoint = fit(name, plan.model, plan.data, training, plan.runtime, plan.optimizer, quantizer)
@@ -227,11 +331,11 @@ class Sweep:
         self,
         quantizer: QuantizerConfig,
         baseline_row: dict,
-        reference_row: dict | None = None,
         figures: Path | None = None,
     ) -> dict:
-        """Train and score one squeezed model against its seed's baseline (and reference); ``figures``
-        also draws its best and worst images there."""
+        """Train and score one squeezed model against its seed's baseline, keeping its per-image
+        counts (the collect step pairs them with the reference's); ``figures`` also draws its best
+        and worst images there."""
         seed = baseline_row["seed"]
         name = f"{run_label(quantizer)}_seed{seed}"
         row = _finished(self.results, name)
@@ -239,7 +343,6 @@ class Sweep:
             return row
         checkpoint, seconds = self._fit(name, seed, quantizer) if row is None else (row["checkpoint"], None)
         rows_wanted = FIGURE_ROWS if figures is not None else 0
-        reference = self.module(reference_row["checkpoint"], SQUEEZED) if reference_row else None
         comparison = compare_models(
             self.module(baseline_row["checkpoint"], BASELINE),
             self.module(checkpoint, SQUEEZED),
@@ -249,7 +352,6 @@ class Sweep:
             n_best=rows_wanted,
             n_worst=rows_wanted,
             rank_by=("iou", "delta"),
-            reference=reference,
         )
         if figures is not None:
             for ranking in ("iou", "delta"):
@@ -260,8 +362,22 @@ class Sweep:
             return row
         summary = {**comparison.summary(), "rate": comparison.rate}
         row = {**squeezed_row(name, quantizer, seed, summary, seconds), "checkpoint": str(checkpoint)}
+        torch.save(comparison.stacked("vq"), self.results / f"{name}_confusions.pt")
         write_json(self.results / f"{name}.json", row)
         return row
+
+    def versus_reference(self, row: dict) -> dict:
+        """``row`` with its difference from its seed's continuous reference (paired interval over the
+        same images), from both rows' per-image counts; as it is when either has no result."""
+        reference = f"{run_label(self.spec.reference)}_seed{row['seed']}"
+        counts = [self.results / f"{name}_confusions.pt" for name in (row["name"], reference)]
+        reference_row = self.results / f"{reference}.json"
+        if row["name"] == reference or not reference_row.is_file() or not all(c.is_file() for c in counts):
+            return row
+        mine, theirs = (torch.load(path, weights_only=True) for path in counts)
+        bounds = bootstrap.difference_interval(mine, theirs)
+        difference = row["miou"] - json.loads(reference_row.read_text())["miou"]
+        return {**row, "delta_miou_vs_reference": difference, **_interval("delta_miou_vs_reference", bounds)}
 
     def input_rows(self, codec: str, quality: int, baselines: dict[int, dict]) -> list[dict]:
         """Every seed's baseline on test images sent as ``codec`` at ``quality``, from one pass."""
@@ -295,6 +411,110 @@ class Sweep:
             rows.append(row)
         return rows
 
+    # -- jobs ---------------------------------------------------------------------------------------
+
+    def failure_record(self, job_name: str) -> Path:
+        return self.jobs_dir / f"{job_name}.failed.json"
+
+    def is_done(self, job: Job) -> bool:
+        """Whether every row of ``job`` has its result (and the figures, for the model they show)."""
+        drawn = not job.options.get("figures") or all((self.figures / f).is_file() for f in FIGURES)
+        return bool(job.rows) and drawn and all((self.results / f"{row}.json").is_file() for row in job.rows)
+
+    def run(self, job: Job) -> None:
+        """Run one job of ``spec.jobs()`` (not the collect step); on failure, record its one-line
+        reason for its rows, then raise. An interrupted job records nothing: it resumes on re-run."""
+        record = self.failure_record(job.name)
+        record.unlink(missing_ok=True)
+        try:
+            if job.kind == "features":
+                plan = self.plan
+                build_feature_cache(plan.model, plan.data, plan.optimizer, plan.training, plan.runtime)
+            elif job.kind == "baseline":
+                self.baseline_row(job.options["seed"])
+            elif job.kind == "squeezed":
+                self._squeezed_job(job)
+            else:
+                baselines = {seed: self._required(f"baseline_seed{seed}") for seed in self.spec.seeds}
+                self.input_rows(job.options["codec"], job.options["quality"], baselines)
+        except Interrupted:
+            raise
+        except Exception as error:
+            write_json(record, {"job": job.name, "reason": failure_reason(error)})
+            raise
+
+    def _squeezed_job(self, job: Job) -> None:
+        seed, quantizer = job.options["seed"], quantizer_config(job.options["quantizer"])
+        baseline = self._required(f"baseline_seed{seed}")
+        self.squeezed_row(quantizer, baseline, self.figures if job.options["figures"] else None)
+
+    def _required(self, row: str) -> dict:
+        """A row another job measured, refused with its job's reason when it has no result."""
+        path = self.results / f"{row}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        record = self.failure_record(row)
+        why = json.loads(record.read_text())["reason"] if record.is_file() else "it has not run"
+        raise UserError(f"{row} has no result ({why})")
+
+    @property
+    def figures(self) -> Path:
+        return self.output_dir / "figures"
+
+    def collect(self, jobs: list[Job], ended: dict[str, str] | None = None) -> list[dict]:
+        """The tables, the plot and the report from every result that exists; rows without one are
+        marked failed (with the job's reason) or missing (with ``ended``: how a launcher saw its job
+        end, e.g. killed). Loads no model."""
+        ended = ended or {}
+        measured, unmeasured = [], []
+        for job in jobs:
+            for name in job.rows:
+                path = self.results / f"{name}.json"
+                if path.is_file():
+                    row = json.loads(path.read_text())
+                    measured.append(self.versus_reference(row) if row["kind"] == Kind.SQUEEZED else row)
+                    continue
+                record = self.failure_record(job.name)
+                failed = record.is_file()
+                reason = (
+                    json.loads(record.read_text())["reason"] if failed else ended.get(job.name, "not run")
+                )
+                configuration, _, seed = name.rpartition("_seed")
+                kind = Kind.FAILED if failed else Kind.MISSING
+                unmeasured.append({"name": name, "kind": kind, "configuration": configuration,
+                                   "seed": int(seed), "reason": reason})  # fmt: skip
+        baselines = [row["seed"] for row in measured if row["kind"] == Kind.BASELINE]
+        floor_rows = [row for seed in baselines for row in self.floor_rows(seed)]
+        rows = [*measured, *floor_rows]
+        aggregates, methods, summary_sentences = write_tables(rows, self.output_dir, unmeasured)
+        for line in summary_sentences:
+            log.info("%s", line)
+        for row in unmeasured:
+            log.warning("%s: %s, %s", row["name"], row["kind"], row["reason"])
+        self._plot_and_report(rows, aggregates, methods, summary_sentences, unmeasured)
+        written = ("sweep.csv", "sweep.json", "rate_quality.png", "report.html")
+        log.info("wrote %s", ", ".join(shown(self.output_dir / n) for n in written))
+        return rows + unmeasured
+
+    def _plot_and_report(self, rows, aggregates, methods, summary_sentences, unmeasured) -> None:
+        spec, model, data = self.spec, self.plan.model, self.datamodule
+        masks = f", {data.hparams.mask_mode} masks" if data.hparams.mask_mode else ""
+        title = f"{model.backbone} ({model.weights} weights), {data.title} {SPLIT}{masks}"
+        names = {q.quantizer_type: quantizer_class(q.quantizer_type).title or q.quantizer_type.upper()
+                 for q in (*spec.quantizers, spec.reference)}  # fmt: skip
+        plot_rate_quality(rows, title, self.output_dir / "rate_quality.png", names)
+        captions = ("best images by VQ IoU", "worst images by VQ IoU", "where VQ loses most to the baseline")
+        report_figures = [(self.output_dir / "rate_quality.png", "mIoU against measured bytes per image")]
+        report_figures += [(self.figures / path, f"{spec.shown_model()}: {caption}")
+                           for path, caption in zip(FIGURES, captions)]  # fmt: skip
+        report_settings = dict(spec.settings)
+        for config in (self.plan.model, self.plan.data, self.plan.optimizer, self.plan.training):
+            report_settings.update(asdict(config))
+        write_report(
+            self.output_dir / "report.html", f"Rate-quality sweep: {title}", report_settings, rows,
+            aggregates, methods, summary_sentences, report_figures, unmeasured,
+        )  # fmt: skip
+
 
 def configurations(args: argparse.Namespace) -> tuple[list[QuantizerConfig], QuantizerConfig]:
     """Every bottleneck of the sweep (per type, one per value of its sweep axis, the type's
@@ -313,59 +533,6 @@ def configurations(args: argparse.Namespace) -> tuple[list[QuantizerConfig], Qua
     return chosen, quantizer_config({**shared, "quantizer_type": REFERENCE})
 
 
-def run_sweep(
-    plan: Plan,
-    output_dir: Path,
-    quantizers: list[QuantizerConfig],
-    reference: QuantizerConfig,
-    seeds: int,
-    jpeg_qualities,
-    settings: dict | None = None,
-) -> list[dict]:
-    """The sweep as a function: trains and measures what is missing, writes the tables, the plot and
-    the report."""
-    sweep = Sweep(plan, output_dir)
-    seed_list = [plan.training.seed + offset for offset in range(seeds)]
-    figures = output_dir / "figures"
-    # the report shows the figures of the first type's finest model (or of the reference alone)
-    first_type = [q for q in quantizers if q.quantizer_type == quantizers[0].quantizer_type]
-    shown = f"{run_label(first_type[-1] if first_type else reference)}_seed{seed_list[0]}"
-
-    def drawn(quantizer: QuantizerConfig, seed: int) -> Path | None:
-        return figures if f"{run_label(quantizer)}_seed{seed}" == shown else None
-
-    baselines = {seed: sweep.baseline_row(seed) for seed in seed_list}
-    references = {seed: sweep.squeezed_row(reference, baselines[seed], figures=drawn(reference, seed))
-                  for seed in seed_list}  # fmt: skip
-    squeezed_rows = [
-        sweep.squeezed_row(quantizer, baselines[seed], references[seed], drawn(quantizer, seed))
-        for quantizer in quantizers
-        for seed in seed_list
-    ]
-    input_rows = [row for codec in codecs() for quality in jpeg_qualities
-                  for row in sweep.input_rows(codec, quality, baselines)]  # fmt: skip
-    floor_rows = [row for seed in seed_list for row in sweep.floor_rows(seed)]
-    rows = [*baselines.values(), *references.values(), *squeezed_rows, *input_rows, *floor_rows]
-    aggregates, methods, summary_sentences = write_tables(rows, output_dir)
-    for line in summary_sentences:
-        log.info("%s", line)
-
-    model, data = plan.model, sweep.datamodule
-    masks = f", {data.hparams.mask_mode} masks" if data.hparams.mask_mode else ""
-    title = f"{model.backbone} ({model.weights} weights), {data.title} {SPLIT}{masks}"
-    names = {q.quantizer_type: quantizer_class(q.quantizer_type).title or q.quantizer_type.upper()
-             for q in (*quantizers, reference)}  # fmt: skip
-    plot_rate_quality(rows, title, output_dir / "rate_quality.png", names)
-    captions = ("best images by VQ IoU", "worst images by VQ IoU", "where VQ loses most to the baseline")
-    report_figures = [(output_dir / "rate_quality.png", "mIoU against measured bytes per image")]
-    report_figures += [(figures / path, f"{shown}: {caption}") for path, caption in zip(FIGURES, captions)]
-    report_settings = dict(settings or {})
-    for config in (plan.model, plan.data, plan.optimizer, plan.training, plan.runtime):
-        report_settings.update(asdict(config))
-    write_report(
-        output_dir / "report.html", f"Rate-quality sweep: {title}", report_settings, rows, aggregates,
-        methods, summary_sentences, report_figures,
-    )  # fmt: skip
-    written = ("sweep.csv", "sweep.json", "rate_quality.png", "report.html")
-    log.info("wrote %s", ", ".join(str(output_dir / n) for n in written))
-    return rows
+def failure_reason(error: BaseException) -> str:
+    """A failed job's reason as one line: a user mistake's own message, else the exception's."""
+    return one_line(str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}")

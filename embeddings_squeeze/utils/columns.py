@@ -21,6 +21,8 @@ class Kind:
     FLOOR_GT = "floor_gt"  # the ground truth's masks sent losslessly: sizes only
     ORACLE = "oracle"  # the ground truth reduced to a grid
     METHOD = "method"  # a method's rate at equal quality
+    FAILED = "failed"  # a row whose job failed: ``reason`` says why
+    MISSING = "missing"  # a row whose job has not run, or ended without a word (killed, cancelled)
     MEAN = "_mean"  # suffix of the kind of a row that averages a configuration's seeds
 
 
@@ -41,8 +43,8 @@ COLUMNS = (
     Column("name", "the row: `baseline_seedS`, `<type>_<point>_seedS`, `jpeg_qQ_seedS`, a floor or oracle "
            "row and its seed, or a method", over_seeds="key"),
     Column("kind", "baseline, squeezed, input (images sent as JPEG/WebP), floor, floor_gt, oracle, "
-           "method (rate at equal quality); `<kind>_mean` rows average a configuration's seeds",
-           over_seeds="key"),
+           "method (rate at equal quality); `<kind>_mean` rows average a configuration's seeds; failed or "
+           "missing: a row not measured (see `reason`)", over_seeds="key"),
     Column("configuration", "the row's name without its seed: what the seed aggregates group",
            over_seeds="key", in_report=False),
     Column("quantizer", "the bottleneck type (`--quantizer_type`; `none`: the continuous reference)",
@@ -113,6 +115,8 @@ COLUMNS = (
     Column("iou_<class>", "IoU of one class on the test split (empty: in neither ground truth nor "
            "prediction)", "fraction", in_report=False),
     Column("training_seconds", "wall time of training (empty: trained by an earlier run)", "s"),
+    Column("reason", "failed and missing rows: why the row has no result (the job's one-line error, or "
+           "how its job ended)", over_seeds="key"),
     Column("checkpoint", "the trained model's `last.ckpt`", over_seeds="key", in_report=False),
     Column("method", "a curve (a quantizer type, an image codec) or a single reference row",
            over_seeds="key"),

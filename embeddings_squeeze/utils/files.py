@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import shutil
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +23,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    temporary = path.with_name(f".{path.name}.partial-{unique_suffix()}")
     try:
         yield temporary
         os.replace(temporary, path)
@@ -31,6 +33,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         else:
             temporary.unlink(missing_ok=True)
         raise
+
+
+def unique_suffix() -> str:
+    """host-pid-random: unique among processes of every machine that shares a filesystem."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def shown(path: str | Path) -> str:

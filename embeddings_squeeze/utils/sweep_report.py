@@ -164,17 +164,21 @@ def sentences(rows: list[dict], methods: list[dict]) -> list[str]:
     return lines
 
 
-def write_tables(rows: list[dict], output_dir: Path) -> tuple[list[dict], list[dict], list[str]]:
-    """sweep.csv (one row per measured row, then the seed aggregates and the method rows of rate at
-    equal quality) and sweep.json (the same, plus one sentence per squeezed configuration)."""
+def write_tables(
+    rows: list[dict], output_dir: Path, unmeasured: list[dict] = ()
+) -> tuple[list[dict], list[dict], list[str]]:
+    """sweep.csv (one row per measured row, the failed and missing rows with their reasons, then the
+    seed aggregates and the method rows of rate at equal quality) and sweep.json (the same, plus one
+    sentence per squeezed configuration)."""
     aggregates = aggregate(rows)
     methods = rate_at_quality(rows)
     summary_sentences = sentences(rows, methods)
     write_json(
         output_dir / "sweep.json",
-        {"rows": rows, "aggregates": aggregates, "rate_at_quality": methods, "sentences": summary_sentences},
-    )
-    table = rows + aggregates + methods
+        {"rows": rows, "unmeasured": list(unmeasured), "aggregates": aggregates, "rate_at_quality": methods,
+         "sentences": summary_sentences},
+    )  # fmt: skip
+    table = rows + list(unmeasured) + aggregates + methods
     columns = ordered(key for row in table for key in row)
     with open(output_dir / "sweep.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
@@ -305,9 +309,11 @@ def write_report(
     methods: list[dict],
     summary_sentences: list[str],
     figures: list[tuple[Path, str]],
+    unmeasured: list[dict] = (),
 ) -> None:
     """One HTML file with every figure embedded, so it opens from disk with no server: the plot and
-    the verdicts first, then the tables, the figures, and the settings last."""
+    the verdicts first (after the rows that could not be measured, if any), then the tables, the
+    figures, and the settings last."""
     columns = [name for name in REPORTED if any(name in row for row in rows)]
     plot, *others = figures
     parts = [
@@ -317,6 +323,11 @@ def write_report(
         "font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
         ".scroll{overflow-x:auto;max-width:100%}figure{margin:1em 0}img{max-width:100%}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
+        *(
+            ["<h2>Not measured</h2>", _table(list(unmeasured), ["name", "kind", "reason"])]
+            if unmeasured
+            else []
+        ),
         _image(*plot),
         "<h2>Where each model stands</h2>",
         "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in summary_sentences) + "</ul>",

@@ -1,0 +1,221 @@
+"""Sweeps as local processes and as SLURM jobs on a real cluster (one node, started by
+scripts/local_slurm.sh where none is up): the same tables as a serial sweep, whatever happens to the
+jobs on the way (killed, requeued, signalled at their time limit, failing, resubmitted)."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import TINY
+
+COMMAND = [sys.executable, "-m", "embeddings_squeeze", "sweep"]
+# vq_K100000 fails at once: far more codes than the training split has vectors
+GRID = ["--epochs", 8, "--quantizer_type", "vq", "--num_vectors", 4, 100000, "--jpeg_qualities", 50]
+THREADS = max(1, (os.cpu_count() or 1) // 2)  # float sums depend on the threads: every run uses as many
+NOT_COMPARED = ("training_seconds", "checkpoint")  # wall time; paths differ by output folder
+FAILED = "vq_K100000_seed42"
+REQUEUE_PAUSE = 5  # seconds a requeued job waits before the tests let it start
+
+
+def grid(pet_root, output_dir, *extra) -> list[str]:
+    return [str(a) for a in [*TINY, "--data_path", pet_root, "--output_dir", output_dir, *GRID, *extra]]
+
+
+def table(output_dir: Path) -> dict[str, dict]:
+    with open(output_dir / "sweep.csv") as handle:
+        return {
+            row["name"]: {k: v for k, v in row.items() if k not in NOT_COMPARED}
+            for row in csv.DictReader(handle)
+        }
+
+
+def launched(output_dir: Path) -> dict[str, dict]:
+    return json.loads((output_dir / "jobs" / "launched.json").read_text())
+
+
+# -- SLURM ------------------------------------------------------------------------------------------
+
+
+def queue() -> dict[str, str]:
+    listing = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T %r"], capture_output=True, text=True).stdout
+    return {line.split()[0]: line.split(maxsplit=1)[1] for line in listing.splitlines() if line.strip()}
+
+
+def job_process(job_id: str) -> int:
+    """The pid of the Python process a SLURM job (or array task, '12_3') runs."""
+    array, _, task = job_id.partition("_")
+    wanted = {"SLURM_ARRAY_JOB_ID": array, "SLURM_ARRAY_TASK_ID": task} if task else {"SLURM_JOB_ID": array}
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes()
+            environment = dict(
+                item.split("=", 1) for item in (proc / "environ").read_text().split("\0") if "=" in item
+            )
+        except OSError:
+            continue
+        if b"submitit.core._submit" in command and all(environment.get(k) == v for k, v in wanted.items()):
+            return int(proc.name)
+    raise AssertionError(f"no process of SLURM job {job_id}")
+
+
+def trained_an_epoch(output_dir: Path, run: str) -> bool:
+    return (output_dir / "runs" / run / "version_0" / "last.ckpt").is_file()
+
+
+def finished(output_dir: Path, run: str) -> bool:
+    return (output_dir / "runs" / run / "version_0" / "rate.json").is_file()
+
+
+def run_until_queue_empty(ids: set[str], actions: dict, timeout: float = 600) -> None:
+    """Poll until none of ``ids`` is queued; meanwhile fire each action (condition -> act) once, and
+    let a requeued job start a few seconds after its old run has ended (SLURM holds requeued jobs for
+    minutes; starting one at once can meet its old run's revoked credential and fail it)."""
+    deadline = time.monotonic() + timeout
+    held_since: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        queued = queue()
+        for job_id, state in queued.items():
+            if job_id in ids and state == "PENDING BeginTime":
+                if time.monotonic() - held_since.setdefault(job_id, time.monotonic()) > REQUEUE_PAUSE:
+                    subprocess.run(
+                        ["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True
+                    )
+        for condition, act in list(actions.items()):
+            if condition():
+                act()
+                del actions[condition]
+        if not actions and not ids & set(queued):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"SLURM jobs did not end in {timeout} s; actions left: {list(actions)}")
+
+
+@pytest.fixture(scope="module")
+def launched_at_once(slurm_cluster, pet_root, tmp_path_factory) -> dict:
+    """Three sweeps of one grid started at once: ``serial`` (the reference, with its own cache), and,
+    on one cache folder, ``slurm`` on the cluster and ``local`` as processes here; every job runs on
+    as many threads (float sums depend on them). In the SLURM sweep the baseline gets SIGUSR2 as at
+    its time limit (submitit checkpoints and requeues it), the reference is requeued by `scontrol
+    requeue`, and vq_K4's process is killed with SIGKILL (the job fails), each after its first epoch.
+    Then the SLURM sweep's command runs again."""
+    base = tmp_path_factory.mktemp("launchers")
+    folders = {"serial": base / "serial", "slurm": base / "slurm", "local": base / "local"}
+    cache = ("--cache_dir", base / "cache")
+    serial = [*COMMAND, *grid(pet_root, folders["serial"])]
+    slurm = [
+        *COMMAND,
+        *grid(pet_root, folders["slurm"], "--launcher", "slurm", "--cpus_per_job", THREADS, *cache),
+    ]
+    local = [*COMMAND, *grid(pet_root, folders["local"], "--launcher", "local", "--max_parallel", 2, *cache)]
+    runs = {
+        name: subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": str(THREADS)})
+        for name, argv in (("serial", serial), ("local", local))
+    }  # fmt: skip
+    submitted = subprocess.run(slurm, capture_output=True, text=True, timeout=300)
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    sweep_dir = folders["slurm"]
+    first = launched(sweep_dir)
+    interrupted = []
+
+    def interrupt(run, act):
+        def fire():
+            assert not finished(sweep_dir, run), f"{run} finished before it could be interrupted"
+            act(first[run]["id"])
+            interrupted.append(run)
+
+        return fire
+
+    # scancel may answer "can not be altered now" once the first step it signals requeues the job
+    actions = {
+        (lambda: trained_an_epoch(sweep_dir, "baseline_seed42")): interrupt(
+            "baseline_seed42",
+            lambda job: subprocess.run(["scancel", "--signal=USR2", job], capture_output=True),
+        ),
+        (lambda: trained_an_epoch(sweep_dir, "none_D64_seed42")): interrupt(
+            "none_D64_seed42", lambda job: subprocess.run(["scontrol", "requeue", job], check=True)
+        ),
+        (lambda: trained_an_epoch(sweep_dir, "vq_K4_seed42")): interrupt(
+            "vq_K4_seed42", lambda job: os.kill(job_process(job), signal.SIGKILL)
+        ),
+    }
+    run_until_queue_empty({entry["id"] for entry in first.values()}, actions)
+    first_pass = table(sweep_dir)
+    ended = {name: (run.communicate(timeout=600)[1], run.returncode) for name, run in runs.items()}
+    again = subprocess.run(slurm, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = launched(sweep_dir)
+    resubmitted = {name for name in second if second[name]["id"] != first[name]["id"]}
+    run_until_queue_empty({second[name]["id"] for name in resubmitted}, {})
+    return {"folders": folders, "printed": submitted.stdout, "again": again.stdout, "first_pass": first_pass,
+            "resubmitted": resubmitted, "interrupted": interrupted, "ended": ended}  # fmt: skip
+
+
+@pytest.mark.slurm
+def test_slurm_and_local_sweeps_equal_the_serial_one(launched_at_once):
+    folders = launched_at_once["folders"]
+    assert launched_at_once["printed"].startswith("submitted 7 job(s) and the collect job, in 4 stage(s) ")
+    for name in ("serial", "local"):  # both end by naming the row that failed
+        errors, code = launched_at_once["ended"][name]
+        last = errors.strip().splitlines()[-1]
+        assert code == 2 and last.startswith(f"error: 1 row(s) have no result (first: {FAILED}: ")
+    serial = table(folders["serial"])
+    assert serial["vq_K4_seed42"]["kind"] == "squeezed" and serial[FAILED]["kind"] == "failed"
+    assert table(folders["slurm"]) == serial  # after its killed job was submitted again
+    assert table(folders["local"]) == serial
+    assert len(list((folders["local"] / "jobs" / "logs").glob("*.log"))) == 7  # features, 6 measuring jobs
+
+
+@pytest.mark.slurm
+def test_a_failed_job_is_a_row_with_its_reason_and_the_others_finish(launched_at_once):
+    sweep_dir = launched_at_once["folders"]["slurm"]
+    rows = json.loads((sweep_dir / "sweep.json").read_text())
+    (failed,) = rows["unmeasured"]
+    assert failed["name"] == FAILED and failed["kind"] == "failed"
+    assert failed["reason"].startswith("the training split has ") and "--num_vectors" in failed["reason"]
+    assert {row["name"] for row in rows["rows"]} >= {"baseline_seed42", "none_D64_seed42", "vq_K4_seed42"}
+    assert "<h2>Not measured</h2>" in (sweep_dir / "report.html").read_text()
+
+
+@pytest.mark.slurm
+def test_a_killed_job_is_missing_then_resubmitted_alone_and_resumes(launched_at_once):
+    assert "vq_K4_seed42" in launched_at_once["interrupted"]
+    killed = launched_at_once["first_pass"]["vq_K4_seed42"]
+    assert killed["kind"] == "missing" and killed["reason"].startswith("SLURM job ")
+    assert "ended FAILED" in killed["reason"]
+    # the same command again submits only what has no result: the killed job, the one that fails, the
+    # feature job they start from (it finds the cache), and the collect job
+    assert launched_at_once["resubmitted"] == {"features", "vq_K4_seed42", FAILED, "collect"}
+    assert launched_at_once["again"].startswith("submitted 3 job(s) and the collect job")
+    run_dir = launched_at_once["folders"]["slurm"] / "runs" / "vq_K4_seed42"
+    assert [p.name for p in run_dir.iterdir()] == ["version_0"]  # resumed in its own run folder
+
+
+@pytest.mark.slurm
+def test_requeued_jobs_resume_from_their_last_epoch(launched_at_once):
+    assert {"baseline_seed42", "none_D64_seed42"} <= set(launched_at_once["interrupted"])
+    sweep_dir = launched_at_once["folders"]["slurm"]
+    for run in ("baseline_seed42", "none_D64_seed42"):
+        assert [p.name for p in (sweep_dir / "runs" / run).iterdir()] == ["version_0"]
+    logs = "".join(p.read_text() for p in (sweep_dir / "jobs" / "slurm").rglob("*.out"))
+    assert (
+        logs.count("from its last completed epoch") == 3
+    )  # the two requeued, and the killed one resubmitted
+    assert "this job is preempted" in logs  # submitit's handler of SIGUSR2: checkpointed and requeued
+
+
+@pytest.mark.slurm
+def test_two_sweeps_at_once_build_each_cache_entry_once(launched_at_once):
+    folders = launched_at_once["folders"]
+    logs = [p.read_text() for p in (folders["slurm"] / "jobs" / "slurm").rglob("*.out")]
+    logs += [p.read_text() for p in (folders["local"] / "jobs" / "logs").glob("*.log")]
+    built = [line for log in logs for line in log.splitlines() if "building the feature cache entry" in line]
+    entries = sorted(p.name for p in (folders["slurm"].parent / "cache").iterdir())
+    assert len(built) == 2 and len(entries) == 2  # train and val, once each: no second build, no leftovers
+    assert sorted(line.split("/")[-1].split()[0] for line in built) == entries
