@@ -34,7 +34,7 @@ from embeddings_squeeze.utils.files import shown
 
 CUDA_OOM_HINT = (
     "CUDA out of memory: reduce --batch_size, or run on the CPU with "
-    'CUDA_VISIBLE_DEVICES="" python <script>.py ...'
+    'CUDA_VISIBLE_DEVICES="" embeddings-squeeze <command> ...'
 )
 
 # command name -> module that defines get_args_parser() and main(args); its docstring's first line is
@@ -75,12 +75,16 @@ class Parser(argparse.ArgumentParser):
         words = message.replace(",", " ").replace("/", " ").split()
         unknown = [word for word in words if word.startswith("--") and word.rstrip(":") not in flags]
         close = [match for word in unknown for match in difflib.get_close_matches(word, flags, n=1)]
-        hint = f"; did you mean {' '.join(close)}?" if close else ""
+        hint = f" (did you mean {' '.join(close)})" if close else ""
         fail(f"{message}{hint}; '{self.prog} --help' lists every flag")
 
 
 def parser_for(doc: str | None) -> Parser:
-    return Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """A command's parser. Flags are never abbreviated (``--num_vector`` is a mistake, not
+    ``--num_vectors``): an abbreviation that works today breaks when a longer flag is added."""
+    parser = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
+    return parser
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, **defaults) -> None:
@@ -107,7 +111,7 @@ def add_codec_arguments(
     parser.add_argument(
         "--checkpoint",
         required=True,
-        help="a squeezed checkpoint, of any quantizer type (squeeze.py's last.ckpt)",
+        help="a squeezed checkpoint, of any quantizer type (squeeze's last.ckpt)",
     )
     parser.add_argument(inputs, nargs="+", help=inputs_help)
     parser.add_argument("-o", "--output_dir", required=True, help=output_help)
@@ -127,8 +131,9 @@ def report_run(last: Path, next_step: str) -> None:
     from embeddings_squeeze.engine.run_dirs import run_result  # the training stack is loaded by now
 
     result = run_result(last)
+    epochs = f"{result['epochs']} epoch{'s' if result['epochs'] != 1 else ''}"
     print(
-        f"done: {result['epochs']} epochs, best val mIoU {result['best_miou']:.4f} "
+        f"done: {epochs}, best val mIoU {result['best_miou']:.4f} "
         f"({shown(result['best_checkpoint'])}); checkpoint {shown(last)}; next: {next_step}"
     )
 
@@ -180,8 +185,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = argv[0].replace("_", "-")  # the seed's script names work too: train_baseline
     if command not in COMMANDS:
         close = difflib.get_close_matches(command, COMMANDS, n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
-        fail(f"unknown command {argv[0]!r}; {hint}'embeddings-squeeze --help' lists the commands")
+        hint = f" (did you mean {close[0]})" if close else ""
+        fail(f"unknown command {argv[0]!r}{hint}; '{PROGRAM} --help' lists the commands")
     module = importlib.import_module(COMMANDS[command])
     parser = module.get_args_parser()
     parser.prog = f"{PROGRAM} {command}"

@@ -15,25 +15,28 @@ from typing import Any
 JPEG_QUALITIES = (5, 10, 20, 40, 60, 80, 95)  # the sweep's image-codec references, by default
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+def _number(text: str, kind: type, wanted: str, accept) -> int | float:
+    """``text`` as a ``kind`` that ``accept`` takes, or the parser's one-line complaint saying ``wanted``."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, "a positive integer", lambda value: value > 0)
 
 
 def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or value == float("inf"):  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+    # `value > 0` is False for nan; inf is no setting anyone means
+    return _number(text, float, "a positive number", lambda value: value > 0 and value != float("inf"))
 
 
 def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, got {value}")
-    return value
+    return _number(text, int, "zero or more", lambda value: value >= 0)
 
 
 def evaluation_split(text: str) -> str:
@@ -201,9 +204,17 @@ class ComparisonConfig:
     output_dir: str = setting("./visualizations", "where figures, scores and the summary go")
     rank_by: str = setting(
         "iou",
-        "iou: by VQ per-image IoU; delta: by VQ minus baseline IoU, worst = where VQ loses most",
-        choices=("iou", "delta"),
+        "iou (or any of --metrics): by the VQ model's per-image value; delta (or delta_<metric>): by VQ "
+        "minus baseline, worst = where VQ loses most",
     )
+    metrics: tuple[str, ...] = setting(
+        ("dice", "pixel_accuracy", "boundary_f"),
+        "metrics beyond IoU, which is always on: dice, pixel_accuracy, boundary_f (boundaries found "
+        "within 2 pixels), or a registered one; the flag alone: IoU only",
+        nargs="*",
+        metavar="METRIC",
+    )
+    atlas_codes: int = setting(16, "codes the code atlas shows, the most used first", type=positive_int)
     overwrite: bool = setting(
         False, "replace the figures and scores an earlier run left in --output_dir", action="store_true"
     )
@@ -288,7 +299,8 @@ def add_arguments(
         # None means "unset": the help says what that does
         shown = item.metadata["show_default"] and not arguments.get("action") and default is not None
         if shown:
-            help += f" (default: {' '.join(map(str, default)) if axis else default})"
+            listed = isinstance(default, list | tuple)
+            help += f" (default: {' '.join(map(str, default)) if listed else default})"
         group.add_argument(flag, *aliases, dest=item.name, default=default, help=help, **arguments)
 
 

@@ -72,9 +72,9 @@ def main(args: argparse.Namespace) -> dict:
         runtime, view,
     )  # fmt: skip
     visualize.print_summary(summary, view.dataset_split)
-    visualize.print_written(view)
+    visualize.print_written(view, summary)
     print(
-        f"next: open {view.output_dir}/best_results_{view.dataset_split}.png; the README's 'Real data' runs "
+        f"next: open {view.output_dir}/index.html in a browser; the README's 'Real data' runs "
         "the same steps on Oxford-IIIT Pet"
     )
     return summary

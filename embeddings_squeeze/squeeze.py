@@ -31,10 +31,18 @@ def main(args: argparse.Namespace):
     data = f" --data_path {args.data_path}" if args.data_path != DataConfig.data_path else ""
     cli.report_run(
         last,
-        f"'{cli.PROGRAM} visualize --vq_checkpoint {shown(last)} --baseline_checkpoint <the baseline's "
-        f"last.ckpt>{data}'",
+        f"'{cli.PROGRAM} visualize --vq_checkpoint {shown(last)} --baseline_checkpoint "
+        f"{_baseline_of(args)}{data}'",
     )
     return last
+
+
+def _baseline_of(args: argparse.Namespace) -> str:
+    """The newest baseline run train-baseline made with this experiment name, or a placeholder."""
+    from embeddings_squeeze.engine.run_dirs import newest_run  # the training stack is loaded by now
+
+    baseline = newest_run(args.output_dir, f"{args.experiment_name or args.backbone}_baseline")
+    return shown(baseline / "last.ckpt") if baseline is not None else "<the baseline's last.ckpt>"
 
 
 if __name__ == "__main__":

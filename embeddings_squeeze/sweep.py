@@ -35,6 +35,7 @@ from pathlib import Path
 from embeddings_squeeze import cli
 from embeddings_squeeze.config import (
     JPEG_QUALITIES,
+    ComparisonConfig,
     DataConfig,
     LaunchConfig,
     ModelConfig,
@@ -58,14 +59,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     group.add_argument(
         "--jpeg_qualities", nargs="+", type=positive_int, default=list(JPEG_QUALITIES),
-        help="qualities of the JPEG/WebP image references (default: %(default)s)",
+        help=f"qualities of the JPEG/WebP image references (default: {' '.join(map(str, JPEG_QUALITIES))})",
     )  # fmt: skip
     group.add_argument("--output_dir", default="./sweep", help="where everything goes (default: ./sweep)")
     add_arguments(parser, ModelConfig)
     add_arguments(parser, DataConfig)
     add_arguments(parser, OptimizerConfig)
-    add_arguments(parser, TrainingConfig, only=("epochs", "seed", "cache_dir"), defaults={"epochs": 5})
+    epochs = {"help": "training epochs of every model, fewer than a single run's 10: a sweep trains many"}
+    add_arguments(parser, TrainingConfig, only=("epochs", "seed", "cache_dir"), defaults={"epochs": 5},
+                  options={"epochs": epochs})  # fmt: skip
     add_quantizer_arguments(parser, sweep=True)
+    add_arguments(parser, ComparisonConfig, only=("metrics",), title="metrics")
     add_arguments(parser, RuntimeConfig, only=("accelerator", "devices"))
     add_arguments(parser, LaunchConfig, title="where the jobs run")
     return parser
@@ -98,7 +102,9 @@ def main(args: argparse.Namespace) -> list[dict] | None:
     # imported here, after parsing: --help and flag mistakes answer without loading the training stack
     from embeddings_squeeze.engine.launchers import launch
     from embeddings_squeeze.engine.sweep import Plan, Sweep, SweepSpec, configurations
+    from embeddings_squeeze.utils.metrics import chosen
 
+    chosen(args.metrics)  # an unknown name stops here, before any job
     output_dir = Path(args.output_dir)
     training = from_namespace(TrainingConfig, args, output_dir=str(output_dir / "runs"))
     plan = Plan(
@@ -110,7 +116,9 @@ def main(args: argparse.Namespace) -> list[dict] | None:
     )
     quantizers, reference = configurations(args)
     seeds = tuple(training.seed + offset for offset in range(args.seeds))
-    spec = SweepSpec(plan, tuple(quantizers), reference, seeds, tuple(args.jpeg_qualities), vars(args))
+    spec = SweepSpec(
+        plan, tuple(quantizers), reference, seeds, tuple(args.jpeg_qualities), vars(args), tuple(args.metrics)
+    )
     return launch(Sweep(spec, output_dir), from_namespace(LaunchConfig, args))
 
 

@@ -28,13 +28,15 @@ from embeddings_squeeze.config import (
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = cli.parser_for(__doc__)
-    parser.add_argument("--vq_checkpoint", required=True, help="VQ model checkpoint (squeeze.py)")
     parser.add_argument(
-        "--baseline_checkpoint", required=True, help="baseline checkpoint (train_baseline.py)"
+        "--vq_checkpoint", required=True, help="the squeezed model's checkpoint (from squeeze)"
+    )
+    parser.add_argument(
+        "--baseline_checkpoint", required=True, help="the baseline's checkpoint (from train-baseline)"
     )
     parser.add_argument(
         "--reference_checkpoint",
-        help="optional: a continuous bottleneck (squeeze.py --quantizer_type none) scored beside them, so "
+        help="optional: a continuous bottleneck (squeeze --quantizer_type none) scored beside them, so "
         "the VQ model's loss splits into the bottleneck's projections and the quantization alone",
     )
     add_arguments(parser, ComparisonConfig)
@@ -48,7 +50,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     data_flags = ("data_path", "subset_size", "split_seed", "batch_size", "num_workers")
     # the split seed and the subset size are the VQ checkpoint's unless given
     title = "data (--split_seed and --subset_size: the VQ checkpoint's unless given)"
-    add_arguments(parser, DataConfig, only=data_flags, defaults={"split_seed": None}, title=title)
+    subset = {"help": "score at most this many images per split, a seeded random sample (default: as many as "
+                      "the VQ model trained on)"}  # fmt: skip
+    add_arguments(parser, DataConfig, only=data_flags, defaults={"split_seed": None}, title=title,
+                  options={"subset_size": subset})  # fmt: skip
     add_arguments(parser, RuntimeConfig, only=("accelerator", "devices"))
     return parser
 
@@ -68,6 +73,8 @@ def _difference(summary: dict, key: str) -> str:
 
 
 def print_summary(summary: dict, split: str) -> None:
+    from embeddings_squeeze.utils.metrics import METRICS, key_of  # here: --help never loads torch
+
     models = [name for name in ("baseline", "vq", "reference") if f"{name}_miou" in summary]
     titles = {"baseline": "baseline", "vq": "VQ", "reference": "continuous"}
     print(
@@ -84,7 +91,16 @@ def print_summary(summary: dict, split: str) -> None:
         print(f"{label:24}" + "".join(f"{summary[f'{name}_{suffix}']:>26.4f}" for name in models))
     for name in summary["baseline_class_iou"]:
         print(f"{'IoU ' + name:24}" + "".join(f"{_iou(summary[f'{m}_class_iou'][name]):>26}" for m in models))
+    others = [METRICS[name] for name in summary["metrics"] if name != "iou"]
+    for metric in others:
+        key = key_of(metric)
+        cells = [
+            f"{summary[f'{name}_{key}']:.4f} {_interval(summary[f'{name}_{key}_ci'])}" for name in models
+        ]
+        print(f"{metric.title:24}" + "".join(f"{cell:>26}" for cell in cells))
     print(f"VQ - baseline mIoU: {_difference(summary, 'miou_difference')}")
+    for metric in others:
+        print(f"VQ - baseline {metric.title}: {_difference(summary, f'{key_of(metric)}_difference')}")
     if "reference" in models:
         quantization = _difference(summary, "miou_difference_vs_reference")
         print(f"VQ - continuous mIoU (the quantization alone): {quantization}")
@@ -111,6 +127,20 @@ def print_summary(summary: dict, split: str) -> None:
         f"context coder {floor['mask_context']['bytes_mean']:.0f} bytes per image mean; VQ payload "
         f"{rate['payload_bytes_mean'] / floor['mask_context']['bytes_mean']:.2f}x the context-coded mask"
     )
+    if "codes" in summary:
+        codes = summary["codes"]
+        size, top = codes["alphabet_size"], codes["most_used"][0]
+        mostly = (
+            f", mostly {top['dominant_class']} (purity {top['purity']:.2f})"
+            if top["purity"] is not None
+            else ""
+        )
+        print(
+            f"codes: {size - codes['split_dead_codes']} of {size} sent on this split, perplexity "
+            f"{codes['split_perplexity']:.1f} (training split: {size - codes['training_dead_codes']} sent, "
+            f"perplexity {codes['training_perplexity']:.1f}); the commonest, code {top['code']}: "
+            f"{top['share']:.1%} of the grid cells{mostly}"
+        )
     for warning in summary["warnings"]:
         print(warning)
 
@@ -125,14 +155,16 @@ def main(args: argparse.Namespace) -> dict:
         args.dataset, from_namespace(RuntimeConfig, args), view, args.reference_checkpoint,
     )  # fmt: skip
     print_summary(summary, view.dataset_split)
-    print_written(view)
+    print_written(view, summary)
     return summary
 
 
-def print_written(view: ComparisonConfig) -> None:
+def print_written(view: ComparisonConfig, summary: dict) -> None:
     split = view.dataset_split
     written = f"{{best,worst}}_results_{split}.png, scores_{split}.csv, summary_{split}.json"
-    print(f"\nwrote {view.output_dir}/{written}")
+    if "codes" in summary:
+        written += f", codes_{{best,worst}}_{split}.png, code_atlas_{split}.png, codes_{split}.csv"
+    print(f"\nwrote {view.output_dir}/{written}, index.html (all of it on one page)")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -100,3 +101,27 @@ def slurm_cluster():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     (SLURM_STATE / "pids").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium at 1,280 px wide through its WebDriver, installed by the project's script where
+    it is missing; skips with one line only where it cannot be installed."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "local_browser.sh"
+    installed = subprocess.run([script, "install"], capture_output=True, text=True)
+    if installed.returncode != 0:
+        reason = (installed.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"no Chromium here and scripts/local_browser.sh could not install it: {reason}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--window-size=1280,900"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    with pytest.MonkeyPatch.context() as patch:
+        # the WebDriver is on this machine; everything else stays unreachable (the pages need nothing)
+        patch.setenv("no_proxy", "localhost,127.0.0.1")
+        driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+        yield driver
+        driver.quit()

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from embeddings_squeeze.utils.columns import BY_NAME, glossary, method_and_setting, ordered
+from embeddings_squeeze.utils.columns import averaged, glossary, method_and_setting, ordered, reported
+from embeddings_squeeze.utils.metrics import METRICS, Metric, register_metric
 
 
 def test_readme_glossary_is_the_schema():
@@ -19,4 +20,15 @@ def test_rows_know_their_curve_and_point():
 def test_columns_keep_the_schema_order_with_patterns_and_deviations():
     keys = ["miou_std", "iou_pet", "zz_unknown", "miou", "name", "iou_border", "bytes_at_90"]
     assert ordered(keys) == ["name", "miou", "miou_std", "iou_pet", "iou_border", "bytes_at_90", "zz_unknown"]
-    assert BY_NAME["miou"].over_seeds == "mean" and BY_NAME["seed"].over_seeds == "key"
+    assert "miou" in averaged() and "seed" not in averaged()
+
+
+def test_a_registered_metric_brings_its_columns(monkeypatch):
+    class Share(Metric):
+        name, title, statistics_key = "share", "share", "share"
+
+    monkeypatch.setitem(METRICS, "share", None)  # restored after the test
+    register_metric(Share())
+    assert {"share", "share_low", "delta_share"} <= set(averaged()) and "share" in reported()
+    assert ordered(["degenerate", "share", "miou"]) == ["miou", "share", "degenerate"]
+    assert "| `delta_share` | fraction | mean |" in glossary()

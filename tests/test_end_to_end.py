@@ -60,7 +60,7 @@ def test_seed_workflow(tmp_path):
     assert "in eval mode; on cpu" in console  # Lightning's own status lines are replaced by this one
     assert "Seed set" not in console and "GPU available" not in console and "stopped:" not in console
     last = squeezing.stdout.strip().splitlines()[-1]
-    assert last.startswith("done: 1 epochs, best val mIoU ") and f"checkpoint {vq_dir / 'last.ckpt'}" in last
+    assert last.startswith("done: 1 epoch, best val mIoU ") and f"checkpoint {vq_dir / 'last.ckpt'}" in last
     assert f"next: 'embeddings-squeeze visualize --vq_checkpoint {vq_dir / 'last.ckpt'}" in last
     for run_dir in (baseline_dir, vq_dir):
         assert (run_dir / "last.ckpt").is_file() and (run_dir / "hparams.yaml").is_file()

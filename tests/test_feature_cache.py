@@ -1,4 +1,6 @@
 import os
+import threading
+import time
 
 import lightning.pytorch as pl
 import numpy as np
@@ -7,7 +9,7 @@ import torch
 from helpers import tiny_datamodule, tiny_model, vq_module
 
 from embeddings_squeeze.config import QuantizerConfig
-from embeddings_squeeze.engine.feature_cache import cache_key, cached_split
+from embeddings_squeeze.engine.feature_cache import STALE_LOCK_SECONDS, cache_key, cached_split
 from embeddings_squeeze.models.backbones import build_backbone
 from embeddings_squeeze.models.quantizers.vq import CodebookSettings
 
@@ -66,6 +68,36 @@ def test_corrupt_entry_is_rebuilt(pet_root, tmp_path, caplog):
     assert "corrupt" in caplog.text
     assert np.array_equal(np.array(rebuilt.features), reference)
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+def test_a_builder_waits_while_another_holds_the_lock(pet_root, tmp_path):
+    split = datamodule(pet_root).splits["val"]
+    backbone = build_backbone("vit", 3, weights="none", image_size=64)
+    entry = tmp_path / cache_key(split, backbone)
+    lock = tmp_path / f"{entry.name}.lock"
+    lock.write_text("another process, building")
+    served = []
+    waiting = threading.Thread(
+        target=lambda: served.append(cached_split(split, backbone, tmp_path, 4, "cpu"))
+    )
+    waiting.start()
+    time.sleep(2)
+    assert waiting.is_alive() and not entry.exists()  # it waits: the lock is fresh
+    lock.unlink()  # the other process is done (here without an entry: the waiter builds it)
+    waiting.join(timeout=120)
+    assert len(served) == 1 and (entry / "meta.json").is_file() and not lock.exists()
+
+
+def test_a_lock_left_by_a_dead_builder_is_taken_over(pet_root, tmp_path, caplog):
+    split = datamodule(pet_root).splits["val"]
+    backbone = build_backbone("vit", 3, weights="none", image_size=64)
+    lock = tmp_path / f"{cache_key(split, backbone)}.lock"
+    lock.write_text("a process that died")
+    old = time.time() - 2 * STALE_LOCK_SECONDS
+    os.utime(lock, (old, old))
+    cached = cached_split(split, backbone, tmp_path, 4, "cpu")
+    assert len(cached) == len(split) and "taking over the feature cache lock" in caplog.text
+    assert [p.name for p in tmp_path.iterdir() if ".lock.stale-" in p.name]  # moved aside, not deleted
 
 
 def fit_vq(root, cache_dir=None):

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TINY
+from helpers import TINY, one_line_error, run_cli
 
 COMMAND = [sys.executable, "-m", "embeddings_squeeze", "sweep"]
 # vq_K100000 fails at once: far more codes than the training split has vectors
@@ -219,3 +219,47 @@ def test_two_sweeps_at_once_build_each_cache_entry_once(launched_at_once):
     entries = sorted(p.name for p in (folders["slurm"].parent / "cache").iterdir())
     assert len(built) == 2 and len(entries) == 2  # train and val, once each: no second build, no leftovers
     assert sorted(line.split("/")[-1].split()[0] for line in built) == entries
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--partition", "gpu"],
+            "error: --partition is for --launcher slurm (this sweep runs with --launcher serial)",
+        ),
+        (
+            ["--launcher", "local", "--devices", "2"],
+            "error: each job of a --launcher local sweep trains on one device",
+        ),
+        (
+            ["--launcher", "slurm", "--accelerator", "gpu"],
+            "error: --accelerator gpu on SLURM needs GPUs for the jobs",
+        ),
+    ],
+)
+def test_launch_flags_that_cannot_work_are_refused_before_anything_runs(flags, message, tmp_path, capsys):
+    assert run_cli("sweep", "--output_dir", tmp_path / "sweep", *flags) == 2
+    assert one_line_error(capsys).startswith(message)
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.slurm
+def test_a_dry_run_writes_the_batch_scripts_and_submits_nothing(slurm_cluster, pet_root, tmp_path):
+    before = queue()
+    flags = ("--launcher", "slurm", "--dry_run", "--partition", "local", "--time_limit", 30,
+             "--setup", "module load cuda", "--setup", "echo ready")  # fmt: skip
+    done = subprocess.run(
+        [*COMMAND, *grid(pet_root, tmp_path, *flags)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    scripts = tmp_path / "jobs" / "slurm" / "dry_run"
+    assert done.stdout.strip() == f"dry run: batch scripts in {scripts}; nothing submitted"
+    assert sorted(p.name for p in scripts.iterdir()) == [f"stage{n}.sh" for n in range(4)]
+    squeezed = (scripts / "stage2.sh").read_text().splitlines()
+    expected = ("#SBATCH --partition=local", "#SBATCH --time=30", "#SBATCH --array=0-4%2",
+                "module load cuda", "echo ready",
+                "#SBATCH --dependency='afterany:<ids of stage 0>:<ids of stage 1>'")  # fmt: skip
+    for line in expected:
+        assert line in squeezed, line
+    assert queue() == before and not (tmp_path / "jobs" / "launched.json").exists()

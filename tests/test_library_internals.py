@@ -1,9 +1,13 @@
 """The library internals the tool relies on: ``models/quantizers/library.py`` (vector-quantize-pytorch's
-EMA codebooks) and the eb file's CompressAI tables. These fail when a release changes them;
-pyproject.toml admits only the release ranges they ran against."""
+EMA codebooks), the eb file's CompressAI tables and submitit's batch-script writer (the sweep's
+``--dry_run``). These fail when a release changes them; pyproject.toml admits only the release
+ranges they ran against."""
+
+import inspect
 
 import torch
 from compressai.entropy_models import EntropyBottleneck
+from submitit.slurm.slurm import SlurmExecutor, _make_sbatch_string
 from vector_quantize_pytorch import VectorQuantize
 
 from embeddings_squeeze.config import QuantizerConfig
@@ -70,3 +74,20 @@ def test_compressai_tables_and_medians():
     fresh.load_state_dict(trained.state_dict())
     for name in CODING_TABLES:
         assert torch.equal(getattr(fresh.entropy_bottleneck, name), getattr(trained.entropy_bottleneck, name))
+
+
+def test_submitit_writes_the_batch_script_a_dry_run_shows():
+    # the dry run writes what submitit's executor would submit, from the executor's parameters
+    parameters = {
+        "job_name": "sweep-baseline", "time": 30, "cpus_per_task": 2, "partition": "gpu", "qos": "high",
+        "account": "lab", "mem": "8GB", "gpus_per_node": 1, "array_parallelism": 3,
+        "dependency": "afterany:12:13", "setup": ["module load cuda"], "stderr_to_stdout": True,
+    }  # fmt: skip
+    assert set(parameters) <= set(inspect.signature(_make_sbatch_string).parameters)
+    assert set(parameters) <= SlurmExecutor._valid_parameters()
+    script = _make_sbatch_string(command="python -m job", folder="/runs/%j", map_count=4, **parameters)
+    expected = ("#SBATCH --partition=gpu", "#SBATCH --qos=high", "#SBATCH --account=lab", "#SBATCH --time=30",
+                "#SBATCH --dependency=afterany:12:13", "#SBATCH --array=0-3%3", "#SBATCH --gpus-per-node=1",
+                "#SBATCH --signal=USR2@90", "module load cuda")  # fmt: skip
+    for line in expected:
+        assert line in script.splitlines(), line

@@ -1,13 +1,15 @@
 """A newcomer's first hour: the mistakes people make first end in one line that says what to do,
 leave nothing behind, and results that mean nothing say so."""
 
-import os
+import json
+import subprocess
+import sys
 
 import pytest
 import torch
-from helpers import TEST_MODEL, TINY, one_line_error, run_cli, visualize_summary
+from helpers import TEST_MODEL, TINY, one_line_error, run_cli
 
-from embeddings_squeeze import cli, visualize
+from embeddings_squeeze import cli
 from embeddings_squeeze.data.labels import ClassSet
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.data.synthetic_scenes import make_synthetic_voc
@@ -21,9 +23,19 @@ def test_a_codebook_too_big_for_the_data_is_refused_before_any_run_folder(pet_ro
     assert run_cli(*argv) == 2  # the default --num_vectors 512 on 14 training images of 16 positions
     assert one_line_error(capsys) == (
         "error: the training split has 14 images x 16 grid positions = 224 vectors, fewer than the 512 "
-        "codes of --num_vectors 512; pass --num_vectors 16 (or less), or train on more images"
+        "codes of --num_vectors 512; pass --num_vectors 16 or less (k-means then starts each code from "
+        "about 10 training vectors), or train on more images"
     )
     assert list(tmp_path.iterdir()) == []  # no run folder: the retry will be version_0
+
+
+def test_a_cache_folder_that_cannot_be_written_leaves_no_output_folder(pet_root, tmp_path, capsys):
+    outputs = tmp_path / "new" / "runs"
+    argv = ["train-baseline", *TINY, "--data_path", pet_root, "--output_dir", outputs, "--epochs", 2,
+            "--cache_dir", "/proc/no_such_folder"]  # fmt: skip
+    assert run_cli(*argv) == 2
+    assert one_line_error(capsys).startswith("error: cannot write to --cache_dir /proc/no_such_folder")
+    assert not (tmp_path / "new").exists()
 
 
 def test_a_learning_rate_that_is_no_number_is_refused_by_the_parser(capsys):
@@ -69,6 +81,20 @@ def test_voc_one_level_too_deep(tmp_path, capsys):
     assert f"pass --data_path {tmp_path / 'voc'}" in one_line_error(capsys)
 
 
+def test_a_partial_dataset_says_what_it_lacks(tmp_path, capsys, unreachable_network):
+    make_synthetic_dataset(tmp_path / "data", 4, 2, seed=0, min_size=32, max_size=32)
+    folder = tmp_path / "data" / "oxford-iiit-pet"
+    (folder / "images").rename(tmp_path / "images_elsewhere")
+    assert (
+        run_cli("train-baseline", *TINY, "--data_path", tmp_path / "data", "--output_dir", tmp_path / "o")
+        == 2
+    )
+    assert one_line_error(capsys).endswith(
+        f"it lacks images/; remove {folder} to download it again, or pass --data_path to where the whole "
+        "oxford-iiit-pet/ is"
+    )
+
+
 def test_a_failed_download_into_an_empty_folder_leaves_it_empty(tmp_path, capsys, unreachable_network):
     empty = tmp_path / "data"
     empty.mkdir()
@@ -86,14 +112,33 @@ def test_commands_answer_as_people_type_them(capsys):
         assert f"  {command:15} {cli.summary_of(command)}" in listing and cli.summary_of(command)
     assert run_cli("trian-baseline") == 2
     assert one_line_error(capsys) == (
-        "error: unknown command 'trian-baseline'; did you mean train-baseline? "
+        "error: unknown command 'trian-baseline' (did you mean train-baseline); "
         "'embeddings-squeeze --help' lists the commands"
     )
     assert run_cli("make_data", "--n_trainvall", 3) == 2  # the seed's spelling of the command works
     assert one_line_error(capsys) == (
-        "error: unrecognized arguments: --n_trainvall 3; did you mean --n-trainval?; "
+        "error: unrecognized arguments: --n_trainvall 3 (did you mean --n-trainval); "
         "'embeddings-squeeze make-data --help' lists every flag"
     )
+    assert run_cli("train-baseline", "--version") == 0  # every command answers --version
+    assert capsys.readouterr().out.strip() == f"embeddings-squeeze {cli.__version__}"
+    assert run_cli("squeeze", "--num_vector", 16) == 2  # never abbreviated: a typo, said as such
+    assert "error: unrecognized arguments: --num_vector 16 (did you mean --num_vectors)" in one_line_error(
+        capsys
+    )
+
+
+@pytest.mark.parametrize("command", list(cli.COMMANDS))
+def test_help_loads_no_training_stack(command):
+    # how fast --help answers is measured in benchmarks/bench_cli.py; here, what it imports
+    probe = "\n".join([
+        "import sys", "from embeddings_squeeze import cli", "try:", f"    cli.main([{command!r}, '--help'])",
+        "except SystemExit:", "    pass", "print(sorted({'torch', 'lightning'} & set(sys.modules)))",
+    ])  # fmt: skip
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    # squeeze and sweep list each quantizer's own settings, which live beside its nn.Module
+    expected = "['torch']" if command in ("squeeze", "sweep") else "[]"
+    assert loaded.stdout.strip().splitlines()[-1] == expected
 
 
 def test_flags_take_dashes_or_underscores():
@@ -124,7 +169,7 @@ def test_visualize_takes_the_model_from_the_checkpoints_and_never_overwrites(
     capsys.readouterr()
     assert run_cli(*argv) == 2
     assert one_line_error(capsys) == (
-        f"error: {out / 'scores_test.csv'} already exists (4 of the figures and scores of an earlier "
+        f"error: {out / 'scores_test.csv'} already exists (9 of the figures and scores of an earlier "
         "comparison would be replaced); pass --overwrite to replace them, or choose another output folder"
     )
     assert {path: path.stat().st_mtime_ns for path in out.iterdir()} == stamps
@@ -135,10 +180,15 @@ def test_visualize_takes_the_model_from_the_checkpoints_and_never_overwrites(
 
 def test_encode_and_decode_leave_nothing_behind_and_overwrite_nothing(trained, pet_root, tmp_path, capsys):
     junk = tmp_path / "junk.esq"
-    junk.write_bytes(os.urandom(64))
+    junk.write_bytes(b"\xff" * 64)  # no payload format starts with this byte
     assert run_cli("decode", "--checkpoint", trained["vq"], junk, "-o", tmp_path / "masks") == 2
-    assert "is not an embeddings_squeeze payload of this release" in one_line_error(capsys)
+    assert one_line_error(capsys) == (
+        f"error: {junk} is not an embeddings_squeeze payload; pass a .esq file written by encode"
+    )
     assert not (tmp_path / "masks").exists()  # no empty folder left
+    assert run_cli("decode", "--checkpoint", trained["vq"], junk, "-o", tmp_path / "deep" / "a" / "b") == 2
+    assert "is not an embeddings_squeeze payload" in one_line_error(capsys)
+    assert not (tmp_path / "deep").exists()  # nor the parents made for it
     image = next((pet_root / "oxford-iiit-pet" / "images").glob("*.jpg"))
     assert run_cli("encode", "--checkpoint", trained["vq"], image, "-o", tmp_path / "esq") == 0
     payload = tmp_path / "esq" / f"{image.stem}.esq"
@@ -155,7 +205,9 @@ def test_a_model_that_predicts_one_class_is_flagged():
     fine = torch.tensor([[20, 10, 0], [5, 55, 0], [2, 3, 5]])
     assert degenerate(fine, PETS.names) is None
     comparison = Comparison(PETS)
-    comparison.add({"baseline": fine, "vq": one_class}, {"baseline": fine, "vq": one_class})
+    comparison.add(
+        {"baseline": {"confusion": fine}, "vq": {"confusion": one_class}}, {"baseline": fine, "vq": one_class}
+    )
     summary = comparison.summary()
     assert summary["vq_degenerate"] and summary["baseline_degenerate"] is None
     # its mIoU looks fair (background alone scores 0.6), which is why the warning is needed
@@ -165,8 +217,19 @@ def test_a_model_that_predicts_one_class_is_flagged():
     ]
 
 
-def test_visualize_prints_the_warning(trained, pet_root, tmp_path, capsys, monkeypatch):
-    summary = visualize_summary(trained["baseline"], trained["vq"], pet_root, tmp_path / "vis")
-    summary["warnings"] = ["warning: the VQ model predicts background for 100.0% of the pixels"]
-    visualize.print_summary(summary, "test")
-    assert capsys.readouterr().out.strip().endswith(summary["warnings"][0])
+def test_a_blank_model_is_flagged_where_users_look(trained, pet_root, tmp_path, capsys):
+    checkpoint = torch.load(trained["vq"], weights_only=True)
+    state = checkpoint["state_dict"]
+    state["backbone.head.classifier.weight"].zero_()  # every logit is the bias: background, everywhere
+    state["backbone.head.classifier.bias"].copy_(torch.tensor([0.0, 10.0, 0.0]))
+    blank = tmp_path / "blank.ckpt"
+    torch.save(checkpoint, blank)
+    argv = ["visualize", "--baseline_checkpoint", trained["baseline"], "--vq_checkpoint", blank,
+            "--data_path", pet_root, "--output_dir", tmp_path / "vis", "--n_best", 1,
+            "--n_worst", 1]  # fmt: skip
+    assert run_cli(*argv) == 0
+    warning = "warning: the VQ model predicts background for 100.0% of the pixels; its mIoU means little"
+    assert warning in capsys.readouterr().out.splitlines()
+    summary = json.loads((tmp_path / "vis" / "summary_test.json").read_text())
+    assert summary["warnings"] == [warning]
+    assert summary["vq_degenerate"] == "predicts background for 100.0% of the pixels"

@@ -178,7 +178,11 @@ def test_small_payloads_stay_within_the_coder_cross_entropy():
         (lambda p: p[:-8] + bytes([p[-8] ^ 0x10]) + p[-7:], "corrupt"),
         (lambda p: p[:2] + bytes([p[2] ^ 0x01]) + p[3:], "check mismatch"),
         (lambda p: p[:7] + bytes([p[7] ^ 0x01]) + p[8:], "check mismatch"),  # the image's height
-        (lambda p: bytes([9]) + p[1:], "format byte 9"),
+        (lambda p: bytes([9]) + p[1:], "is not an embeddings_squeeze payload; pass a .esq file"),
+        (
+            lambda p: bytes([2]) + p[1:],
+            "written by an earlier release of embeddings_squeeze \\(payload format 2\\)",
+        ),
         (lambda p: p[:1] + bytes([p[1] ^ 0xFF]) + p[2:], "another checkpoint"),
         (lambda p: b"GIF89a" + p[6:], "not an embeddings_squeeze payload"),
         (lambda p: p[:5], "too short"),

@@ -267,6 +267,7 @@ def test_two_process_ddp_matches_one_process_at_the_same_global_batch(pet_root, 
     "argv,message",
     [
         (["train-baseline", "--epochs", "0"], "--epochs: must be a positive integer"),
+        (["train-baseline", "--epochs", "x"], "--epochs: must be a positive integer, got 'x'"),
         (["train-baseline", "--batch_size", "-2"], "--batch_size: must be a positive integer"),
         (["train-baseline", "--image_size", "0"], "--image_size: must be a positive integer"),
         (["train-baseline", "--model", "resnet"], "unknown --model 'resnet'"),

@@ -38,23 +38,25 @@ class OxfordPetDataModule(SegmentationDataModule):
         return all((self.folder / sub).is_dir() for sub in ("images", "annotations"))
 
     def missing_message(self) -> str:
+        return f"Oxford-IIIT Pet not found in {self.folder}; {self._what_to_do()}"
+
+    def _what_to_do(self) -> str:
+        if self.folder.is_dir():  # a partial copy, which make-data would refuse to write over
+            lacking = [f"{sub}/" for sub in ("images", "annotations") if not (self.folder / sub).is_dir()]
+            return (
+                f"it lacks {' and '.join(lacking)}; remove {self.folder} to download it again, or pass "
+                "--data_path to where the whole oxford-iiit-pet/ is"
+            )
         return (
-            f"Oxford-IIIT Pet not found in {self.folder}; pass --data_path to the folder holding "
-            f"oxford-iiit-pet/, or run 'embeddings-squeeze make-data --root {self.data_path}' for "
-            "synthetic data"
+            f"pass --data_path to where oxford-iiit-pet/ is, or run 'embeddings-squeeze make-data --root "
+            f"{self.data_path}' for synthetic data"
         )
 
     def fetch(self) -> None:
         try:
             OxfordIIITPet(self.data_path, split="trainval", download=True)
         except (OSError, RuntimeError) as error:  # URLError is an OSError
-            raise download_failed(
-                self.title,
-                self.folder,
-                error,
-                "pass --data_path to where oxford-iiit-pet/ is, or run "
-                f"'embeddings-squeeze make-data --root {self.data_path}' for synthetic data",
-            ) from None
+            raise download_failed(self.title, self.folder, error, self._what_to_do()) from None
 
     def pools(self) -> dict[str, Pool]:
         return {split: self._pool(split) for split in ("trainval", "test")}

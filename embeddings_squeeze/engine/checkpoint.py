@@ -15,7 +15,7 @@ from embeddings_squeeze.models.backbones.base import frozen_fingerprint
 from embeddings_squeeze.models.segmentation_module import CHECKPOINT_FORMAT, CHECKPOINT_KEY, FROZEN_PREFIX
 
 log = logging.getLogger(__name__)
-KIND_NAMES = {"baseline": "a baseline (train_baseline.py)", "squeezed": "a squeezed (squeeze.py)"}
+KIND_NAMES = {"baseline": "a baseline (train-baseline)", "squeezed": "a squeezed (squeeze)"}
 
 
 def read_checkpoint(path: str | Path) -> dict:

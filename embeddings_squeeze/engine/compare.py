@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import html
 import logging
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,8 +21,13 @@ from embeddings_squeeze.engine.evaluation import compare_models
 from embeddings_squeeze.engine.run_dirs import output_folder, refuse_overwrite
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
 from embeddings_squeeze.models import BASELINE, SQUEEZED
+from embeddings_squeeze.models.quantizers import IndexQuantizer, quantizer_class
+from embeddings_squeeze.utils import pages
+from embeddings_squeeze.utils.code_figures import plot_code_atlas, plot_code_maps
+from embeddings_squeeze.utils.codes import CodeAtlas, write_codes_csv
 from embeddings_squeeze.utils.figures import draw_rankings
 from embeddings_squeeze.utils.files import write_json
+from embeddings_squeeze.utils.metrics import check_ranking, chosen
 from embeddings_squeeze.utils.task_floor import TaskFloor
 
 log = logging.getLogger(__name__)
@@ -39,7 +46,9 @@ def compare(
     """Rebuild the models from their checkpoints alone, score every image of ``view.dataset_split``.
 
     Writes scores_<split>.csv (every image), summary_<split>.json (metrics with their intervals,
-    and the rate table) and the best/worst figures to ``view.output_dir``; returns the summary. The
+    and the rate table) and the best/worst figures to ``view.output_dir``, and for quantizers that
+    send codebook indices the code maps of the same images, the code atlas and codes_<split>.csv
+    (what each code stands for); returns the summary. The
     split is the one the VQ model was trained with (its split seed, validation share and subset
     size), unless ``data`` says otherwise. ``model_name`` and ``dataset`` (None: the checkpoints')
     must be the ones they were trained with, and the data found must have their classes.
@@ -47,20 +56,27 @@ def compare(
     separate quantization loss from the bottleneck's projections. Earlier outputs in
     ``view.output_dir`` are replaced only with ``view.overwrite``.
     """
+    metrics = chosen(view.metrics)
+    check_ranking(view.rank_by, metrics)
     baseline_checkpoint = read_checkpoint(baseline_path)
     vq_checkpoint = read_checkpoint(vq_path)
+    expect_kind(baseline_checkpoint, BASELINE, "--baseline_checkpoint", baseline_path)
+    expect_kind(vq_checkpoint, SQUEEZED, "--vq_checkpoint", vq_path)
     split = view.dataset_split
-    names = (
-        f"scores_{split}.csv",
-        f"summary_{split}.json",
-        f"best_results_{split}.png",
-        f"worst_results_{split}.png",
-    )
+    names = [f"scores_{split}.csv", f"summary_{split}.json", f"best_results_{split}.png",
+             f"worst_results_{split}.png"]  # fmt: skip
+    indexed = issubclass(quantizer_class(vq_checkpoint["hyper_parameters"]["quantizer_type"]), IndexQuantizer)
+    if indexed:
+        names += [
+            f"codes_best_{split}.png",
+            f"codes_worst_{split}.png",
+            f"code_atlas_{split}.png",
+            f"codes_{split}.csv",
+        ]
+    names.append("index.html")  # last: the page of all the rest
     outputs = [Path(view.output_dir) / name for name in names]
     if not view.overwrite:
         refuse_overwrite(outputs, "figures and scores of an earlier comparison")
-    expect_kind(baseline_checkpoint, BASELINE, "--baseline_checkpoint", baseline_path)
-    expect_kind(vq_checkpoint, SQUEEZED, "--vq_checkpoint", vq_path)
     check_pair(model_name, dataset, baseline_checkpoint, vq_checkpoint)
     reference = None
     if reference_path is not None:
@@ -84,11 +100,17 @@ def compare(
     datamodule.prepare_data()
     datamodule.setup()
     expect_classes(vq, datamodule.classes.names, datamodule.folder)
-    fields = ["position", "image_id", "baseline_iou", "vq_iou", *(["reference_iou"] if reference else []),
-              "iou_difference"]  # fmt: skip
+    fields = score_fields(metrics, ["baseline", "vq", *(["reference"] if reference else [])])
+    scored = []  # every image's scores, for the page's table too
+
     with output_folder(view.output_dir), open(outputs[0], "w", newline="") as scores:
         writer = csv.DictWriter(scores, fieldnames=fields)
         writer.writeheader()
+
+        def record(row: dict) -> None:
+            writer.writerow(row)
+            scored.append(row)
+
         comparison = compare_models(
             baseline,
             vq,
@@ -97,10 +119,12 @@ def compare(
             pick_device(runtime),
             n_best=view.n_best,
             n_worst=view.n_worst,
-            record=writer.writerow,
+            record=record,
             rank_by=(view.rank_by,),
             floor=TaskFloor(vq.class_names),
             reference=reference,
+            metrics=tuple(metrics),
+            atlas=CodeAtlas(vq.bottleneck.alphabet_size, vq.class_names) if indexed else None,
         )
     summary = {
         **comparison.summary(),
@@ -111,7 +135,84 @@ def compare(
         "rate": comparison.rate,
         "task_floor": comparison.task_floor,
     }
+    if indexed:
+        summary["codes"] = _draw_codes(comparison, vq, view)
     write_json(outputs[1], summary)
     draw_rankings(comparison, view.rank_by, split, view.n_best, view.n_worst, Path(view.output_dir),
                   " ".join(summary["warnings"]))  # fmt: skip
+    figures = [name for name in names if name.endswith(".png")]
+    write_page(outputs[-1], summary, figures, scored, fields, Path(view.output_dir))
     return summary
+
+
+def score_fields(metrics, models: list[str]) -> list[str]:
+    """The columns of scores_<split>.csv: per metric, each model's value and VQ minus baseline."""
+    fields = ["position", "image_id"]
+    for metric in metrics:
+        fields += [*(f"{model}_{metric.name}" for model in models), f"{metric.name}_difference"]
+    return fields
+
+
+def write_page(
+    path: Path, summary: dict, figures: list[str], scored: list[dict], fields: list[str], folder: Path
+):
+    """index.html: the comparison on one self-contained page: its scores with their intervals and
+    verdicts, the rate, the figures, every image's scores in a table that sorts, the settings last."""
+    models = [name for name in ("baseline", "vq", "reference") if f"{name}_miou" in summary]
+    rows = []
+    for name in summary["metrics"]:
+        key = "miou" if name == "iou" else name
+        row = {"metric": key}
+        for model in models:
+            low, high = summary[f"{model}_{key}_ci"] or (math.nan, math.nan)
+            row[model] = f"{summary[f'{model}_{key}']:.4f} [{low:.3f}, {high:.3f}]"
+        low, high = summary[f"{key}_difference_ci"] or (math.nan, math.nan)
+        verdict = "" if summary[f"{key}_difference_significant"] else " not significant"
+        row["VQ - baseline"] = f"{summary[f'{key}_difference']:+.4f} [{low:+.3f}, {high:+.3f}]{verdict}"
+        rows.append(row)
+    rate = summary["rate"]
+    parts = [
+        f"<p>{summary['images']} images ({summary['images_scored']} scored) of the {summary['split']} split, "
+        "each prediction scored against its mask at the mask's own size; [95 % interval: bootstrap over "
+        "images, paired for differences].</p>",
+        *[f"<p><strong>{html.escape(warning)}</strong></p>" for warning in summary["warnings"]],
+        pages.table(rows, ["metric", *models, "VQ - baseline"]),
+        f"<p>Rate: {rate['payload_bytes_mean']:.1f} bytes per image ({rate['header_bytes']} of them header), "
+        f"coded {rate['coded_bits_per_image']:.1f} bits; float32 embeddings "
+        f"{rate['float32_bits_per_image'] // 8} bytes.</p>",
+        "<h2>Figures</h2>",
+        *[pages.image(folder / name, name.removesuffix(".png").replace("_", " ")) for name in figures],
+        "<h2>Every image</h2><p>Click a header to sort.</p>",
+        pages.table(scored, fields, sortable=True),
+        "<h2>Settings</h2>",
+        pages.table(
+            [{"setting": key, "value": summary[key]} for key in summary if key.endswith("_checkpoint")],
+            ["setting", "value"],
+        ),  # fmt: skip
+    ]
+    path.write_text(pages.page(f"Baseline and VQ model on the {summary['split']} split", parts))
+
+
+def _draw_codes(comparison, vq, view: ComparisonConfig) -> dict:
+    """The code maps of the ranked images, the code atlas and codes_<split>.csv; returns the code
+    usage and the atlas's rows for the summary."""
+    folder, split = Path(view.output_dir), view.dataset_split
+    atlas = comparison.atlas
+    training = vq.bottleneck.code_histogram[0].cpu().numpy()
+    table = atlas.table(training)
+    write_codes_csv(folder / f"codes_{split}.csv", table)
+    best, worst = comparison.rankings[view.rank_by]
+    for kind, items in (("best", best), ("worst", worst)):
+        title = (
+            f"codes of the {len(items)} {kind} VQ results on the {split} split ({kind}_results_{split}.png)"
+        )
+        path = folder / f"codes_{kind}_{split}.png"
+        plot_code_maps(items, atlas.alphabet_size, comparison.classes, title, path)
+    usage = atlas.usage(training)
+    title = (
+        f"the {view.atlas_codes} most used of {atlas.alphabet_size} codes on the {split} split: "
+        f"{usage['split_dead_codes']} never sent, perplexity {usage['split_perplexity']:.1f} (training "
+        f"split: {usage['training_dead_codes']} dead, perplexity {usage['training_perplexity']:.1f})"
+    )
+    plot_code_atlas(atlas, table, training, view.atlas_codes, title, folder / f"code_atlas_{split}.png")
+    return {**usage, "alphabet_size": atlas.alphabet_size, "most_used": table[: view.atlas_codes]}

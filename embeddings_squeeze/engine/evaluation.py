@@ -18,10 +18,12 @@ from embeddings_squeeze.data.segmentation import SegmentationDataModule
 from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.engine.rate import RateMeter
 from embeddings_squeeze.models import SegmentationModule, VQSegmentationModule
-from embeddings_squeeze.utils.bootstrap import miou_interval
+from embeddings_squeeze.utils import bootstrap
+from embeddings_squeeze.utils.codes import CodeAtlas
 from embeddings_squeeze.utils.comparison import Comparison, Extremes, ScoredImage, shares_backbone
 from embeddings_squeeze.utils.input_compression import round_trip
-from embeddings_squeeze.utils.iou import class_iou, confusion_matrices, mean_iou
+from embeddings_squeeze.utils.iou import confusion_matrices
+from embeddings_squeeze.utils.metrics import METRICS, Metric, Scores, image_statistics
 from embeddings_squeeze.utils.task_floor import TaskFloor
 
 
@@ -50,22 +52,25 @@ def compare_models(
     rank_by: tuple[str, ...] = ("iou",),
     floor: TaskFloor | None = None,
     reference: VQSegmentationModule | None = None,
+    metrics: tuple[Metric, ...] = (METRICS["iou"],),
+    atlas: CodeAtlas | None = None,
     share_backbone: bool = True,
 ) -> Comparison:
-    """Score the baseline, the squeezed model (and a ``reference``) on every image of ``split``;
-    rank; measure the squeezed model's rate (and, given a ``floor``, the baseline's masks coded
-    losslessly).
+    """Score the baseline, the squeezed model (and a ``reference``) on every image of ``split`` by
+    every metric of ``metrics`` (IoU first); rank; measure the squeezed model's rate (and, given a
+    ``floor``, the baseline's masks coded losslessly; given an ``atlas``, what each code of an
+    index-sending quantizer stands for, and the ranked images keep their codes for code maps).
 
     The squeezed model's prediction is exactly what decode(encode(image)) gives. ``rank_by``: the
-    rankings to keep, from one pass: 'iou' ranks by VQ IoU; 'delta' by VQ IoU minus baseline IoU,
-    so the worst images are those where the bottleneck loses most. When the models share their
-    frozen encoder, it runs once per image for all (unless ``share_backbone`` is False, which only
-    benchmarks use).
+    rankings to keep, from one pass: a metric's name ranks by the VQ model's per-image value,
+    'delta_' and a name by VQ minus baseline ('delta' is 'delta_iou'), so the worst images are those
+    where the bottleneck loses most. When the models share their frozen encoder, it runs once per
+    image for all (unless ``share_backbone`` is False, which only benchmarks use).
     """
     models = {"baseline": baseline, "vq": vq, **({"reference": reference} if reference else {})}
     shared = share_backbone and all(shares_backbone(vq, model) for model in models.values())
     files = datamodule.files[split]
-    comparison = Comparison(classes=vq.classes, models=tuple(models))
+    comparison = Comparison(classes=vq.classes, models=tuple(models), metrics=tuple(metrics))
     rankings = {ranking: Extremes(n_best, n_worst) for ranking in rank_by}
     rate = RateMeter(vq)
     num_classes = vq.num_classes
@@ -83,9 +88,9 @@ def compare_models(
                     vq_features if shared else model.backbone.features_one_by_one(image[None].to(device))
                 )
                 predictions[name] = receiver_masks(model, features, sizes, sent if model is vq else None)
-            scores = comparison.add(
+            values = comparison.add(
                 {
-                    name: confusion_matrices(p[0][None], target[None], num_classes)[0]
+                    name: image_statistics(metrics, p[0], target, num_classes)
                     for name, p in predictions.items()
                 },
                 {
@@ -95,33 +100,50 @@ def compare_models(
             )
             if floor is not None:
                 floor.update(predictions["baseline"][0], target)
+            codes = sent[..., 0].cpu().numpy() if atlas is not None else None
+            if atlas is not None:
+                pixels = files.native_image(position) if atlas.wants_patches(codes) else None
+                atlas.add(codes, target.numpy(), pixels)
             image_id = files.image_ids[position]
-            record({"position": position, "image_id": image_id,
-                    **{f"{name}_iou": value for name, value in scores.items()},
-                    "iou_difference": scores["vq"] - scores["baseline"]})  # fmt: skip
-            if math.isnan(scores["vq"]):  # no labelled pixel: nothing to rank
+            row = {"position": position, "image_id": image_id}
+            for metric, by_model in values.items():
+                row.update({f"{name}_{metric}": value for name, value in by_model.items()})
+                row[f"{metric}_difference"] = by_model["vq"] - by_model["baseline"]
+            record(row)
+            if math.isnan(values["iou"]["vq"]):  # no labelled pixel: nothing to rank
                 continue
 
             def make_item(position=position, image_id=image_id, target=target, predictions=predictions,
-                          scores=scores):  # fmt: skip
+                          iou=values["iou"], codes=codes):  # fmt: skip
                 return ScoredImage(
                     position=position,
                     image_id=image_id,
-                    baseline_iou=scores["baseline"],
-                    vq_iou=scores["vq"],
+                    baseline_iou=iou["baseline"],
+                    vq_iou=iou["vq"],
                     image=files.native_image(position),
                     target=target.to(torch.uint8).numpy(),
                     baseline_pred=predictions["baseline"][0].to(torch.uint8).numpy(),
                     vq_pred=predictions["vq"][0].to(torch.uint8).numpy(),
+                    codes=codes,
                 )
 
-            ranked = {"iou": scores["vq"], "delta": scores["vq"] - scores["baseline"]}
             for ranking, extremes in rankings.items():
-                extremes.offer(ranked[ranking], position, make_item)
+                extremes.offer(ranking_score(ranking, values), position, make_item)
     comparison.rankings = {ranking: (ext.best(), ext.worst()) for ranking, ext in rankings.items()}
     comparison.rate = rate.report()
     comparison.task_floor = floor.report() if floor is not None else {}
+    comparison.atlas = atlas
     return comparison
+
+
+def ranking_score(ranking: str, values: dict[str, dict[str, float]]) -> float:
+    """An image's score under ``ranking``: the VQ model's value of a metric, or ('delta_' and a metric;
+    'delta' alone is IoU) its value minus the baseline's."""
+    if ranking == "delta":
+        ranking = "delta_iou"
+    metric = ranking.removeprefix("delta_")
+    by_model = values[metric]
+    return by_model["vq"] - by_model["baseline"] if ranking.startswith("delta_") else by_model["vq"]
 
 
 def prepare_coder(module: VQSegmentationModule, loader, device: torch.device) -> None:
@@ -147,37 +169,32 @@ def evaluate_rate(
     return meter.report()
 
 
-def _scores(confusions: list[torch.Tensor], class_names) -> dict:
-    """mIoU with its 95 % bootstrap interval and class IoU, from per-image (C, C) counts; the same
-    images are resampled for every model, so intervals of differences can be paired."""
-    counts = torch.stack(confusions)
-    return {
-        "miou": mean_iou(counts.sum(dim=0)),
-        "miou_ci": list(miou_interval(counts)),
-        "class_iou": dict(zip(class_names, class_iou(counts.sum(dim=0)).tolist())),
-        "class_names": list(class_names),
-    }
-
-
 def evaluate_baseline(
-    baseline: SegmentationModule, datamodule: SegmentationDataModule, split: str, device
+    baseline: SegmentationModule,
+    datamodule: SegmentationDataModule,
+    split: str,
+    device,
+    metrics: tuple[Metric, ...] = (METRICS["iou"],),
 ) -> dict:
-    """The baseline's scores on ``split`` and, from the same pass, the task floor with its
-    references (``TaskFloor``): its own masks, coded losslessly, are the ones scored here."""
+    """The baseline's scores on ``split`` by ``metrics`` and, from the same pass, the task floor with
+    its references (``TaskFloor``): its own masks, coded losslessly, are the ones scored here."""
     floor = TaskFloor(baseline.class_names, reference=True)
-    confusions = []
+    scores = Scores(list(metrics), baseline.class_names)
     loader = datamodule.evaluation_dataloader(split)
     for images, _, native_masks, _ in evaluation_batches(baseline, loader, device, "scoring the baseline"):
         for image, target in zip(images, native_masks):
             features = baseline.backbone.features_one_by_one(image[None].to(device))
             (prediction,) = receiver_masks(baseline, features, [tuple(target.shape)])
-            confusions.append(confusion_matrices(prediction[None], target[None], baseline.num_classes)[0])
+            scores.add(prediction, target)
             floor.update(prediction, target)
-    return {
-        **_scores(confusions, baseline.class_names),
-        "confusions": torch.stack(confusions),
-        "floor": floor.report(),
-    }
+    return {**_report(scores), "statistics": scores, "floor": floor.report()}
+
+
+def _report(scores: Scores) -> dict:
+    """A model's scores on a split (see ``Scores.report``) with its (N, C, C) per-image counts."""
+    counts = torch.stack(scores.statistics["confusion"])
+    report = scores.report(bootstrap.resample_weights(len(counts)))
+    return {**report, "confusions": counts, "class_names": scores.class_names}
 
 
 def evaluate_input_compression(
@@ -187,6 +204,7 @@ def evaluate_input_compression(
     codec: str,
     quality: int,
     device: torch.device,
+    metrics: tuple[Metric, ...] = (METRICS["iou"],),
 ) -> dict:
     """Baselines (by seed) on images sent as ``codec`` at ``quality`` (at the model's input size),
     scored at each mask's own size: the files' mean size and fixed part, and per baseline its scores
@@ -195,7 +213,7 @@ def evaluate_input_compression(
     first = next(iter(baselines.values()))
     mean, std = first.backbone.mean, first.backbone.std
     shared = all(shares_backbone(first, baseline) for baseline in baselines.values())
-    confusions = {seed: [] for seed in baselines}
+    scores = {seed: Scores(list(metrics), first.class_names) for seed in baselines}
     sizes, headers = [], []
     loader = datamodule.evaluation_dataloader(split)
     for images, _, native_masks, _ in evaluation_batches(
@@ -210,12 +228,11 @@ def evaluate_input_compression(
                 if not shared:
                     features = baseline.backbone.features_one_by_one(restored[None].to(device))
                 (prediction,) = receiver_masks(baseline, features, [tuple(target.shape)])
-                confusions[seed].append(
-                    confusion_matrices(prediction[None], target[None], baseline.num_classes)[0]
-                )
+                scores[seed].add(prediction, target)
     return {
         "payload_bytes_mean": float(np.mean(sizes)),
         "header_bytes": float(np.mean(headers)),
-        "scores": {seed: _scores(counts, first.class_names) for seed, counts in confusions.items()},
-        "confusions": {seed: torch.stack(counts) for seed, counts in confusions.items()},
+        "scores": {
+            seed: {**_report(seed_scores), "statistics": seed_scores} for seed, seed_scores in scores.items()
+        },
     }

@@ -102,10 +102,12 @@ def fit(
             positions = math.prod(module.backbone.grid_size(model.image_size))
             module.bottleneck.check_training_data(len(datamodule.files["train"]), positions)
     save_dir, name, version = run_location(training.output_dir, run_name, resume)
-    prepare_output_dir(save_dir)
-    if _wants_cache(training):
+    if training.cache_dir is None:  # the cache lives in the output folder: its problems are that folder's
+        prepare_output_dir(save_dir)
+    if _wants_cache(training):  # before the output folder: a --cache_dir that fails leaves none made
         cache_dir = prepare_output_dir(_cache_dir(training), "--cache_dir")
         _serve_cached_features(datamodule, module, cache_dir, pick_device(runtime))
+    prepare_output_dir(save_dir)
     logger = TensorBoardLogger(save_dir, name=name, version=version, default_hp_metric=False)
     run_dir = Path(logger.log_dir)
     interrupt = InterruptCheckpoint(run_dir)

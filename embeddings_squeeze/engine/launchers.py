@@ -272,8 +272,9 @@ def submit_slurm(
         executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=3)
         executor.update_parameters(**_slurm_parameters(config, f"sweep-{members[0].kind}", earlier))
         files = [str(job_file(sweep, job)) for job in members]
-        if config.dry_run:
+        if config.dry_run:  # no ids yet: the scripts name the stages they would wait for
             _write_batch_script(folder, stage, executor, len(files))
+            earlier.add(f"<ids of stage {stage}>")
             continue
         ids = []
         for start in range(0, len(files), array_limit):

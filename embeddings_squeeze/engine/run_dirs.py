@@ -32,15 +32,16 @@ def prepare_output_dir(path: str | Path, flag: str = "--output_dir") -> Path:
 
 @contextmanager
 def output_folder(path: str | Path, flag: str = "--output_dir") -> Iterator[Path]:
-    """The folder a command writes into (see ``prepare_output_dir``); one it made is removed again
-    when the command fails before writing anything there."""
-    made = not Path(path).exists()
+    """The folder a command writes into (see ``prepare_output_dir``); the folders it made for it (the
+    folder and any missing parents) are removed again when the command fails before writing there."""
+    made = [folder for folder in (Path(path), *Path(path).parents) if not folder.exists()]
     folder = prepare_output_dir(path, flag)
     try:
         yield folder
     except BaseException:
-        if made and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+        for empty in made:  # the deepest first; one that holds anything stays
+            if empty.is_dir() and not any(empty.iterdir()):
+                empty.rmdir()
         raise
 
 
@@ -111,6 +112,11 @@ def run_result(last: Path) -> dict:
 def _runs(output_dir: str, run_name: str) -> list[Path]:
     """The version directories of ``run_name``, newest first."""
     return sorted((Path(output_dir) / run_name).glob("version_*"), key=version_of, reverse=True)
+
+
+def newest_run(output_dir: str, run_name: str) -> Path | None:
+    """The newest run directory of ``run_name`` that has a ``last.ckpt``."""
+    return next((run for run in _runs(output_dir, run_name) if (run / "last.ckpt").is_file()), None)
 
 
 def _matches(checkpoint: dict, settings: dict) -> bool:

@@ -37,6 +37,7 @@ from embeddings_squeeze.config import (
 )
 from embeddings_squeeze.console import one_line
 from embeddings_squeeze.engine.checkpoint import load_module
+from embeddings_squeeze.engine.compare import score_fields, write_page
 from embeddings_squeeze.engine.evaluation import compare_models, evaluate_baseline, evaluate_input_compression
 from embeddings_squeeze.engine.fitting import build_feature_cache, fit
 from embeddings_squeeze.engine.run_dirs import finished_run, unfinished_run
@@ -57,12 +58,14 @@ from embeddings_squeeze.utils.comparison import degenerate
 from embeddings_squeeze.utils.figures import draw_rankings
 from embeddings_squeeze.utils.files import shown, write_json
 from embeddings_squeeze.utils.input_compression import codecs
+from embeddings_squeeze.utils.metrics import Scores, chosen, key_of
 from embeddings_squeeze.utils.sweep_report import plot_rate_quality, write_report, write_tables
 
 log = logging.getLogger(__name__)
 SPLIT = "test"
 FIGURE_ROWS = 5
 FIGURES = ("iou/best_results_test.png", "iou/worst_results_test.png", "delta/worst_results_test.png")
+PAGE = "figures/index.html"  # the page of the model whose figures the report shows
 
 
 @dataclass(frozen=True)
@@ -114,11 +117,13 @@ class SweepSpec:
     seeds: tuple[int, ...]
     jpeg_qualities: tuple[int, ...]
     settings: dict  # the command's flags, for the report
+    metrics: tuple[str, ...] = ()  # beyond IoU (``utils/metrics.py``)
 
     def values(self) -> dict:
         return {"plan": self.plan.values(), "quantizers": [quantizer_values(q) for q in self.quantizers],
                 "reference": quantizer_values(self.reference), "seeds": list(self.seeds),
-                "jpeg_qualities": list(self.jpeg_qualities), "settings": self.settings}  # fmt: skip
+                "jpeg_qualities": list(self.jpeg_qualities), "settings": self.settings,
+                "metrics": list(self.metrics)}  # fmt: skip
 
     @classmethod
     def from_values(cls, values: dict) -> SweepSpec:
@@ -129,6 +134,7 @@ class SweepSpec:
             seeds=tuple(values["seeds"]),
             jpeg_qualities=tuple(values["jpeg_qualities"]),
             settings=values["settings"],
+            metrics=tuple(values["metrics"]),
         )
 
     def shown_model(self) -> str:
@@ -177,14 +183,32 @@ def _interval(column: str, bounds) -> dict:
     return {f"{column}_low": low, f"{column}_high": high}
 
 
-def _paired_delta(confusions: torch.Tensor, baseline: torch.Tensor) -> dict:
-    """delta_miou's interval and significance against the baseline's per-image counts."""
-    bounds = bootstrap.difference_interval(confusions, baseline)
-    return {**_interval("delta_miou", bounds), "delta_significant": bootstrap.significant(bounds)}
+def _paired_delta(statistics: dict[str, torch.Tensor], baseline: dict[str, torch.Tensor], metrics) -> dict:
+    """Each metric's difference interval against the baseline's per-image statistics (and, for mIoU,
+    whether it excludes 0)."""
+    row = {}
+    for metric in metrics:
+        key = metric.statistics_key
+        bounds = bootstrap.difference_interval(statistics[key], baseline[key], value=metric.value)
+        row.update(_interval(f"delta_{key_of(metric)}", bounds))
+        if metric.name == "iou":
+            row["delta_significant"] = bootstrap.significant(bounds)
+    return row
+
+
+def _metric_values(scores: dict, metrics, prefix: str = "") -> dict:
+    """The metrics beyond IoU of ``scores`` (``Scores.report`` keys, under ``prefix``) as row columns:
+    each value with its interval."""
+    row = {}
+    for metric in metrics[1:]:
+        key = key_of(metric)
+        row[key] = scores[f"{prefix}{key}"]
+        row.update(_interval(key, scores[f"{prefix}{key}_ci"]))
+    return row
 
 
 def squeezed_row(
-    name: str, quantizer: QuantizerConfig, seed: int, summary: dict, seconds: float | None
+    name: str, quantizer: QuantizerConfig, seed: int, summary: dict, seconds: float | None, metrics=()
 ) -> dict:
     axis = quantizer_class(quantizer.quantizer_type).sweep_axis
     row = {
@@ -204,7 +228,12 @@ def squeezed_row(
         **_interval("delta_miou", summary["miou_difference_ci"]),
         "delta_significant": summary["miou_difference_significant"],
         "degenerate": summary["vq_degenerate"],
+        **_metric_values(summary, list(metrics), "vq_"),
     }
+    for metric in list(metrics)[1:]:
+        key = key_of(metric)
+        row[f"delta_{key}"] = summary[f"{key}_difference"]
+        row.update(_interval(f"delta_{key}", summary[f"{key}_difference_ci"]))
     row["training_seconds"] = _rounded(seconds)
     row.update({f"iou_{k}": v for k, v in summary["vq_class_iou"].items()})
     return row
@@ -222,6 +251,7 @@ class Sweep:
         self.jobs_dir = output_dir / "jobs"
         self.jobs_dir.mkdir(exist_ok=True)
         self.device = pick_device(spec.plan.runtime)
+        self.metrics = chosen(spec.metrics)
         self._datamodule = None
         self._modules: dict[str, object] = {}
 
@@ -279,26 +309,37 @@ class Sweep:
         the row file, written last, marks them all done."""
         name = f"baseline_seed{seed}"
         row = _finished(self.results, name)
-        measured = [self.results / f"floor_seed{seed}.json", self.results / f"{name}_confusions.pt"]
+        measured = [self.results / f"floor_seed{seed}.json", self.results / f"{name}_statistics.pt"]
         if row is not None and all(path.is_file() for path in measured):
             return row
         checkpoint, seconds = self._fit(name, seed)
-        scores = evaluate_baseline(self.module(checkpoint, BASELINE), self.datamodule, SPLIT, self.device)
-        torch.save(scores["confusions"], self.results / f"{name}_confusions.pt")
-        write_json(self.results / f"floor_seed{seed}.json", self._floor_rows(scores, seed))
+        baseline = self.module(checkpoint, BASELINE)
+        scores = evaluate_baseline(baseline, self.datamodule, SPLIT, self.device, self.metrics)
+        self._save_statistics(name, scores["statistics"])
+        write_json(self.results / f"floor_seed{seed}.json", self._floor_rows(scores, seed, self.metrics))
         row = {"name": name, "kind": Kind.BASELINE, "configuration": "baseline", "seed": seed,
-               "checkpoint": str(checkpoint), "miou": scores["miou"], **_interval("miou", scores["miou_ci"]),
+               "checkpoint": str(checkpoint), "miou": scores["miou"],
+               **_interval("miou", scores["miou_ci"]),
                "degenerate": degenerate(scores["confusions"].sum(dim=0), scores["class_names"]),
                "delta_miou": 0.0, "training_seconds": _rounded(seconds),
+               **_metric_values(scores, self.metrics),
                **{f"iou_{k}": v for k, v in scores["class_iou"].items()}}  # fmt: skip
         write_json(self.results / f"{name}.json", row)
         return row
 
-    def baseline_confusions(self, seed: int) -> torch.Tensor:
-        return torch.load(self.results / f"baseline_seed{seed}_confusions.pt", weights_only=True)
+    def _save_statistics(self, name: str, scores: Scores) -> None:
+        """The per-image statistics of a row's model, which later steps pair with other models'."""
+        torch.save(self._stacked(scores), self.results / f"{name}_statistics.pt")
 
     @staticmethod
-    def _floor_rows(scores: dict, seed: int) -> list[dict]:
+    def _stacked(scores: Scores) -> dict[str, torch.Tensor]:
+        return {key: torch.stack(values) for key, values in scores.statistics.items()}
+
+    def statistics(self, name: str) -> dict[str, torch.Tensor]:
+        return torch.load(self.results / f"{name}_statistics.pt", weights_only=True)
+
+    @staticmethod
+    def _floor_rows(scores: dict, seed: int, metrics) -> list[dict]:
         """The baseline's masks sent losslessly (its mIoU, exactly), the ground truth's sizes and the
         grid oracles, measured in the baseline's scoring pass."""
         rows = []
@@ -314,7 +355,7 @@ class Sweep:
             }
             if configuration.startswith("mask_"):  # the baseline's own masks: its scores, exactly
                 row.update(kind=Kind.FLOOR, miou=scores["miou"], **_interval("miou", scores["miou_ci"]),
-                           delta_miou=0.0)  # fmt: skip
+                           delta_miou=0.0, **_metric_values(scores, metrics))  # fmt: skip
             elif configuration.startswith("gt_mask_"):  # for information: not scored against itself
                 row.update(kind=Kind.FLOOR_GT)
             else:
@@ -339,10 +380,13 @@ class Sweep:
         seed = baseline_row["seed"]
         name = f"{run_label(quantizer)}_seed{seed}"
         row = _finished(self.results, name)
-        if row is not None and (figures is None or all((figures / f).is_file() for f in FIGURES)):
+        if row is not None and (
+            figures is None or all((figures / f).is_file() for f in (*FIGURES, "index.html"))
+        ):
             return row
         checkpoint, seconds = self._fit(name, seed, quantizer) if row is None else (row["checkpoint"], None)
         rows_wanted = FIGURE_ROWS if figures is not None else 0
+        scored = []  # every image's scores, for the page of the model the report shows
         comparison = compare_models(
             self.module(baseline_row["checkpoint"], BASELINE),
             self.module(checkpoint, SQUEEZED),
@@ -352,17 +396,26 @@ class Sweep:
             n_best=rows_wanted,
             n_worst=rows_wanted,
             rank_by=("iou", "delta"),
+            record=scored.append,
+            metrics=tuple(self.metrics),
         )
+        summary = {**comparison.summary(), "rate": comparison.rate, "split": SPLIT,
+                   "baseline_checkpoint": baseline_row["checkpoint"],
+                   "vq_checkpoint": str(checkpoint)}  # fmt: skip
         if figures is not None:
             for ranking in ("iou", "delta"):
                 folder = figures / ranking
                 folder.mkdir(parents=True, exist_ok=True)
                 draw_rankings(comparison, ranking, SPLIT, FIGURE_ROWS, FIGURE_ROWS, folder)
+            fields = score_fields(self.metrics, ["baseline", "vq"])
+            write_page(figures / "index.html", summary, list(FIGURES), scored, fields, figures)
         if row is not None:  # only the figures were missing
             return row
-        summary = {**comparison.summary(), "rate": comparison.rate}
-        row = {**squeezed_row(name, quantizer, seed, summary, seconds), "checkpoint": str(checkpoint)}
-        torch.save(comparison.stacked("vq"), self.results / f"{name}_confusions.pt")
+        row = {
+            **squeezed_row(name, quantizer, seed, summary, seconds, self.metrics),
+            "checkpoint": str(checkpoint),
+        }
+        self._save_statistics(name, comparison.scores["vq"])
         write_json(self.results / f"{name}.json", row)
         return row
 
@@ -370,11 +423,11 @@ class Sweep:
         """``row`` with its difference from its seed's continuous reference (paired interval over the
         same images), from both rows' per-image counts; as it is when either has no result."""
         reference = f"{run_label(self.spec.reference)}_seed{row['seed']}"
-        counts = [self.results / f"{name}_confusions.pt" for name in (row["name"], reference)]
+        counts = [self.results / f"{name}_statistics.pt" for name in (row["name"], reference)]
         reference_row = self.results / f"{reference}.json"
         if row["name"] == reference or not reference_row.is_file() or not all(c.is_file() for c in counts):
             return row
-        mine, theirs = (torch.load(path, weights_only=True) for path in counts)
+        mine, theirs = (self.statistics(name)["confusion"] for name in (row["name"], reference))
         bounds = bootstrap.difference_interval(mine, theirs)
         difference = row["miou"] - json.loads(reference_row.read_text())["miou"]
         return {**row, "delta_miou_vs_reference": difference, **_interval("delta_miou_vs_reference", bounds)}
@@ -387,7 +440,9 @@ class Sweep:
         if all(row is not None for row in found):
             return found
         modules = {seed: self.module(row["checkpoint"], BASELINE) for seed, row in baselines.items()}
-        measured = evaluate_input_compression(modules, self.datamodule, SPLIT, codec, quality, self.device)
+        measured = evaluate_input_compression(
+            modules, self.datamodule, SPLIT, codec, quality, self.device, self.metrics
+        )
         rows = []
         for seed, name in names.items():
             scores = measured["scores"][seed]
@@ -404,7 +459,14 @@ class Sweep:
                 **_interval("miou", scores["miou_ci"]),
                 "baseline_miou": baselines[seed]["miou"],
                 "delta_miou": scores["miou"] - baselines[seed]["miou"],
-                **_paired_delta(measured["confusions"][seed], self.baseline_confusions(seed)),
+                **_metric_values(scores, self.metrics),
+                **{
+                    f"delta_{key_of(m)}": scores[key_of(m)] - baselines[seed][key_of(m)]
+                    for m in self.metrics[1:]
+                },
+                **_paired_delta(
+                    self._stacked(scores["statistics"]), self.statistics(f"baseline_seed{seed}"), self.metrics
+                ),  # fmt: skip
                 **{f"iou_{k}": v for k, v in scores["class_iou"].items()},
             }
             write_json(self.results / f"{name}.json", row)
@@ -418,7 +480,9 @@ class Sweep:
 
     def is_done(self, job: Job) -> bool:
         """Whether every row of ``job`` has its result (and the figures, for the model they show)."""
-        drawn = not job.options.get("figures") or all((self.figures / f).is_file() for f in FIGURES)
+        drawn = not job.options.get("figures") or all(
+            (self.figures / f).is_file() for f in (*FIGURES, "index.html")
+        )
         return bool(job.rows) and drawn and all((self.results / f"{row}.json").is_file() for row in job.rows)
 
     def run(self, job: Job) -> None:
@@ -513,6 +577,8 @@ class Sweep:
         write_report(
             self.output_dir / "report.html", f"Rate-quality sweep: {title}", report_settings, rows,
             aggregates, methods, summary_sentences, report_figures, unmeasured,
+            [(PAGE, f"{spec.shown_model()}: every image's scores, on a page of its own")]
+            if (self.output_dir / PAGE).is_file() else [],
         )  # fmt: skip
 
 

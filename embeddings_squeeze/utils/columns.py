@@ -3,12 +3,15 @@
 ``sweep.csv`` and ``sweep.json`` take their column order and the rate-table key behind each rate
 column from here; the seed aggregates average the columns marked ``mean``; the report shows the
 columns marked ``in_report``; the README's glossary is ``glossary()`` verbatim (a test checks).
-``Kind`` names what a row is, and ``method_and_setting`` says which curve a row belongs to.
+``Kind`` names what a row is, and ``method_and_setting`` says which curve a row belongs to. Each
+registered metric beyond IoU adds its columns (``metric_columns``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from embeddings_squeeze.utils.metrics import METRICS, key_of
 
 
 class Kind:
@@ -135,14 +138,48 @@ COLUMNS = (
            over_seeds="method"),
 )
 # fmt: on
-BY_NAME = {column.name: column for column in COLUMNS}
 RATE_COLUMNS = tuple(column for column in COLUMNS if column.rate_key)  # copied from a rate table
-AVERAGED = tuple(column.name for column in COLUMNS if column.over_seeds == "mean" and "<" not in column.name)
-REPORTED = tuple(
-    column.name
-    for column in COLUMNS
-    if column.in_report and column.over_seeds != "method" and "<" not in column.name
-)
+
+
+def metric_columns() -> tuple[Column, ...]:
+    """The columns of every registered metric beyond IoU (``utils/metrics.py``): its value on the
+    test split with its interval, and its difference from the row's own seed's baseline."""
+    columns = []
+    for metric in METRICS.values():
+        if metric.name == "iou":
+            continue
+        key = key_of(metric)
+        columns += [
+            Column(
+                key, f"{metric.title} on the test split, at each mask's own size (`--metrics`)", "fraction"
+            ),
+            Column(f"{key}_low", f"lower end of {key}'s 95 % interval", "fraction", in_report=False),
+            Column(f"{key}_high", f"upper end of {key}'s 95 % interval", "fraction", in_report=False),
+            Column(f"delta_{key}", f"{key} minus that of the row's own seed's baseline", "fraction"),
+            Column(
+                f"delta_{key}_low", "lower end of its 95 % interval (paired)", "fraction", in_report=False
+            ),
+            Column(f"delta_{key}_high", "upper end of its 95 % interval", "fraction", in_report=False),
+        ]
+    return tuple(columns)
+
+
+def all_columns() -> tuple[Column, ...]:
+    """The schema: the fixed columns with the metrics' columns before ``degenerate``."""
+    at = next(i for i, column in enumerate(COLUMNS) if column.name == "degenerate")
+    return (*COLUMNS[:at], *metric_columns(), *COLUMNS[at:])
+
+
+def averaged() -> tuple[str, ...]:
+    """Columns the seed aggregates average (with a standard deviation)."""
+    return tuple(c.name for c in all_columns() if c.over_seeds == "mean" and "<" not in c.name)
+
+
+def reported() -> tuple[str, ...]:
+    """Columns of the report's results table."""
+    return tuple(
+        c.name for c in all_columns() if c.in_report and c.over_seeds != "method" and "<" not in c.name
+    )
 
 
 def method_and_setting(row: dict) -> tuple[str, object]:
@@ -158,14 +195,15 @@ def method_and_setting(row: dict) -> tuple[str, object]:
 def ordered(keys) -> list[str]:
     """``keys`` in the schema's order: a pattern such as ``iou_<class>`` places its instances where
     it stands, ``<column>_std`` follows its column, unknown keys go last; ties keep their order."""
-    exact = {column.name: i for i, column in enumerate(COLUMNS) if "<" not in column.name}
-    patterns = [(column.name.split("<")[0], i) for i, column in enumerate(COLUMNS) if "<" in column.name]
+    schema = all_columns()
+    exact = {column.name: i for i, column in enumerate(schema) if "<" not in column.name}
+    patterns = [(column.name.split("<")[0], i) for i, column in enumerate(schema) if "<" in column.name]
 
     def place(key: str) -> tuple[int, bool]:
         base = key.removesuffix("_std")
         position = exact.get(base)
         if position is None:
-            position = next((i for prefix, i in patterns if base.startswith(prefix)), len(COLUMNS))
+            position = next((i for prefix, i in patterns if base.startswith(prefix)), len(schema))
         return position, key.endswith("_std")
 
     return sorted(dict.fromkeys(keys), key=place)
@@ -174,6 +212,6 @@ def ordered(keys) -> list[str]:
 def glossary() -> str:
     """The README's glossary of the sweep's columns, as a Markdown table."""
     lines = ["| column | unit | over seeds | meaning |", "|---|---|---|---|"]
-    for column in COLUMNS:
+    for column in all_columns():
         lines.append(f"| `{column.name}` | {column.unit} | {column.over_seeds} | {column.meaning} |")
     return "\n".join(lines)

@@ -19,7 +19,9 @@ import torch
 
 from embeddings_squeeze.data.labels import ClassSet
 from embeddings_squeeze.utils import bootstrap
+from embeddings_squeeze.utils.codes import CodeAtlas
 from embeddings_squeeze.utils.iou import class_iou, mean_iou, per_image_iou
+from embeddings_squeeze.utils.metrics import METRICS, Metric, Scores, key_of
 
 
 @dataclass
@@ -34,6 +36,7 @@ class ScoredImage:
     target: np.ndarray  # (H, W) labels
     baseline_pred: np.ndarray
     vq_pred: np.ndarray
+    codes: np.ndarray | None = None  # (h, w) the first index level the VQ model sent, for code maps
 
 
 class Extremes:
@@ -71,81 +74,90 @@ class Extremes:
 @dataclass
 class Comparison:
     """Split-level results of models scored on the same images: ``baseline``, ``vq`` and, when
-    given, a ``reference`` (the continuous bottleneck)."""
+    given, a ``reference`` (the continuous bottleneck), by every metric of ``metrics`` (IoU first)."""
 
     classes: ClassSet
     models: tuple[str, ...] = ("baseline", "vq")
+    metrics: tuple[Metric, ...] = (METRICS["iou"],)
     total_images: int = 0
-    confusions: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # per image, own size
+    scores: dict[str, Scores] = field(default_factory=dict)  # per model, at each mask's own size
     input_confusion: dict[str, torch.Tensor] = field(default_factory=dict)  # summed, input size
-    # ranking ('iou' or 'delta') -> (best images, worst images)
+    # ranking (a metric, or 'delta_' and a metric) -> (best images, worst images)
     rankings: dict[str, tuple[list[ScoredImage], list[ScoredImage]]] = field(default_factory=dict)
     rate: dict = field(default_factory=dict)  # the squeezed model's rate table on this split
     task_floor: dict = field(default_factory=dict)  # lossless mask sizes (utils/task_floor.py)
+    atlas: CodeAtlas | None = None  # what each code stands for (index-sending quantizers)
 
     def __post_init__(self):
         size = len(self.classes)
         for name in self.models:
-            self.confusions[name] = []
+            self.scores[name] = Scores(list(self.metrics), self.classes.names)
             self.input_confusion[name] = torch.zeros(size, size, dtype=torch.long)
 
-    def add(self, confusion: dict[str, torch.Tensor], input_confusion: dict[str, torch.Tensor]) -> dict:
-        """One image's (C, C) counts per model, at its own size and at the input size; returns its
-        per-image IoU per model (NaN when it has no labelled pixel)."""
+    def add(
+        self, statistics: dict[str, dict[str, torch.Tensor]], input_confusion: dict[str, torch.Tensor]
+    ) -> dict:
+        """One image's statistics per model at its own size (``utils/metrics.image_statistics``) and
+        its (C, C) counts at the input size; returns, per metric name, each model's value for this
+        image (NaN when it has no labelled pixel)."""
         self.total_images += 1
+        values = {}
         for name in self.models:
-            self.confusions[name].append(confusion[name])
+            values[name] = self.scores[name].add_statistics(statistics[name])
             self.input_confusion[name] += input_confusion[name]
-        return {name: per_image_iou(confusion[name][None]).item() for name in self.models}
+        return {
+            metric.name: {name: values[name][metric.name] for name in self.models} for metric in self.metrics
+        }
 
     def stacked(self, name: str) -> torch.Tensor:
         """(N, C, C) per-image counts of one model."""
         size = len(self.classes)
-        return torch.stack(self.confusions[name]) if self.confusions[name] else torch.zeros(0, size, size)
+        counts = self.scores[name].statistics["confusion"]
+        return torch.stack(counts) if counts else torch.zeros(0, size, size)
 
     def summary(self) -> dict:
-        """mIoU with its 95 % bootstrap interval, mean per-image IoU and class IoU per model, and the
-        paired differences against the baseline (and the reference) with their intervals."""
-        counts = {name: self.stacked(name) for name in self.models}
+        """Per model and metric: the split's value with its 95 % bootstrap interval and its class
+        values; the mIoU at the input size and the mean per-image IoU; the paired differences
+        against the baseline (and the reference) with their intervals."""
         weights = bootstrap.resample_weights(self.total_images) if self.total_images else None
-        image_iou = {name: per_image_iou(counts[name]) for name in self.models}
+        image_iou = {name: per_image_iou(self.stacked(name)) for name in self.models}
         scored = ~torch.isnan(image_iou["vq"])
-        summary = {"images": self.total_images, "images_scored": int(scored.sum())}
+        summary = {"images": self.total_images, "images_scored": int(scored.sum()),
+                   "metrics": [metric.name for metric in self.metrics]}  # fmt: skip
         for name in self.models:
-            summary[f"{name}_miou"] = mean_iou(counts[name].sum(dim=0))
-            summary[f"{name}_miou_ci"] = self._interval(bootstrap.miou_interval, weights, counts[name])
+            summary.update(
+                {f"{name}_{key}": value for key, value in self.scores[name].report(weights).items()}
+            )
             summary[f"{name}_miou_input_size"] = mean_iou(self.input_confusion[name])
             summary[f"{name}_mean_image_iou"] = (
                 image_iou[name][scored].mean().item() if scored.any() else math.nan
             )
-            summary[f"{name}_class_iou"] = dict(
-                zip(self.classes.names, class_iou(counts[name].sum(dim=0)).tolist())
-            )
-        pairs = [("miou_difference", "vq", "baseline")]
+        pairs = [("{}_difference", "vq", "baseline")]
         if "reference" in self.models:
-            pairs.append(("miou_difference_vs_reference", "vq", "reference"))
-            pairs.append(("reference_miou_difference", "reference", "baseline"))
-        for key, first, second in pairs:
-            summary[key] = summary[f"{first}_miou"] - summary[f"{second}_miou"]
-            bounds = self._interval(bootstrap.difference_interval, weights, counts[first], counts[second])
-            summary[f"{key}_ci"] = bounds
-            summary[f"{key}_significant"] = bootstrap.significant(bounds) if bounds else None
+            pairs.append(("{}_difference_vs_reference", "vq", "reference"))
+            pairs.append(("reference_{}_difference", "reference", "baseline"))
+        for template, first, second in pairs:
+            for metric in self.metrics:
+                key, measure = template.format(key_of(metric)), key_of(metric)
+                summary[key] = summary[f"{first}_{measure}"] - summary[f"{second}_{measure}"]
+                bounds = None
+                if weights is not None:
+                    statistics = (self.scores[first].stacked(metric), self.scores[second].stacked(metric))
+                    bounds = list(bootstrap.difference_interval(*statistics, weights, metric.value))
+                summary[f"{key}_ci"] = bounds
+                summary[f"{key}_significant"] = bootstrap.significant(bounds) if bounds else None
         summary["mean_image_iou_difference"] = (
             summary["vq_mean_image_iou"] - summary["baseline_mean_image_iou"]
         )
         summary["warnings"] = []
         for name in self.models:
-            reason = degenerate(counts[name].sum(dim=0), self.classes.names)
+            reason = degenerate(self.stacked(name).sum(dim=0), self.classes.names)
             summary[f"{name}_degenerate"] = reason
             if reason is not None:
                 summary["warnings"].append(
                     f"warning: the {TITLES[name]} model {reason}; its mIoU means little"
                 )
         return summary
-
-    @staticmethod
-    def _interval(method, weights, *counts) -> list[float] | None:
-        return None if weights is None else list(method(*counts, weights))
 
 
 ONE_CLASS_SHARE = 0.99  # a model predicting one class for this share of the pixels has learnt nothing

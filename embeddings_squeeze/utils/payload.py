@@ -86,11 +86,13 @@ def unframe(payload: bytes, key: bytes, name: str) -> Framed:
             f"{name} is too short to be an embeddings_squeeze payload; pass a .esq file from encode"
         )
     version, tag, check, height, width = HEADER.unpack_from(payload)
-    if version & ~FIXED_LENGTH != VERSION:
+    if version & ~FIXED_LENGTH in range(1, VERSION):
         raise UserError(
-            f"{name} is not an embeddings_squeeze payload of this release (format byte {version}, expected "
-            f"{VERSION} or {VERSION | FIXED_LENGTH}); pass a .esq file written by this release's encode"
+            f"{name} was written by an earlier release of embeddings_squeeze (payload format "
+            f"{version & ~FIXED_LENGTH}); encode the image again with this release"
         )
+    if version & ~FIXED_LENGTH != VERSION:
+        raise UserError(f"{name} is not an embeddings_squeeze payload; pass a .esq file written by encode")
     if tag != key[0]:
         raise UserError(
             f"{name} was encoded with another checkpoint; decode it with the checkpoint that made it"

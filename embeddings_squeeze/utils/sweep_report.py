@@ -6,7 +6,6 @@ seed against that seed's baseline, and seeds are then summarised by mean and sta
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import statistics
@@ -15,7 +14,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from embeddings_squeeze.utils.columns import AVERAGED, REPORTED, Kind, method_and_setting, ordered
+from embeddings_squeeze.utils import pages
+from embeddings_squeeze.utils.columns import Kind, averaged, method_and_setting, ordered, reported
 from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.rate_quality import QUALITY_LEVELS, method_summaries
 
@@ -62,13 +62,9 @@ def aggregate(rows: list[dict]) -> list[dict]:
             **{key: first.get(key) for key in ("quantizer", "setting", "value", "codec", "quality")},
             "seeds": len(members),
         }
-        _mean_and_std(entry, members, AVERAGED)
+        _mean_and_std(entry, members, averaged())
         summary.append(entry)
     return summary
-
-
-def seeds_of(rows: list[dict]) -> list[int]:
-    return [row["seed"] for row in rows if row["kind"] == Kind.BASELINE]
 
 
 def method_points(rows: list[dict], seed: int) -> dict[str, list[tuple[float, float]]]:
@@ -262,32 +258,6 @@ def plot_rate_quality(rows: list[dict], title: str, path: Path, names: dict[str,
     figure.savefig(path)
 
 
-def _image(path: Path, caption: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return (
-        f'<figure><img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{html.escape(caption)} ({html.escape(path.name)})</figcaption></figure>"
-    )
-
-
-def _cell(value) -> str:
-    if isinstance(value, bool) or value is None:
-        return "" if value is None else ("yes" if value else "no")
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_cell(item) for item in value) + "]"
-    return html.escape(str(value))
-
-
-def _table(rows: list[dict], columns: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows
-    )
-    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
-
-
 def _method_table(methods: list[dict]) -> str:
     """Rate at equal quality, with upper bounds written as such."""
     shown = []
@@ -297,7 +267,7 @@ def _method_table(methods: list[dict]) -> str:
         row.update({key: entry[key] for key in entry if key.startswith(("bd_rate_vs_", "standing_vs_"))})
         shown.append(row)
     columns = ordered(key for row in shown for key in row)
-    return _table(shown, columns)
+    return pages.table(shown, columns, sortable=True)
 
 
 def write_report(
@@ -310,25 +280,21 @@ def write_report(
     summary_sentences: list[str],
     figures: list[tuple[Path, str]],
     unmeasured: list[dict] = (),
+    run_pages: list[tuple[str, str]] = (),
 ) -> None:
     """One HTML file with every figure embedded, so it opens from disk with no server: the plot and
-    the verdicts first (after the rows that could not be measured, if any), then the tables, the
-    figures, and the settings last."""
-    columns = [name for name in REPORTED if any(name in row for row in rows)]
+    the verdicts first (after the rows that could not be measured, if any), then the tables (sortable),
+    the figures with links to the pages of the runs shown (``run_pages``: href, text), and the settings
+    last."""
+    columns = [name for name in reported() if any(name in row for row in rows)]
     plot, *others = figures
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
-        "font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-        ".scroll{overflow-x:auto;max-width:100%}figure{margin:1em 0}img{max-width:100%}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
         *(
-            ["<h2>Not measured</h2>", _table(list(unmeasured), ["name", "kind", "reason"])]
+            ["<h2>Not measured</h2>", pages.table(list(unmeasured), ["name", "kind", "reason"])]
             if unmeasured
             else []
         ),
-        _image(*plot),
+        pages.image(*plot),
         "<h2>Where each model stands</h2>",
         "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in summary_sentences) + "</ul>",
         "<h2>Rate at equal quality</h2>",
@@ -339,16 +305,19 @@ def write_report(
         _method_table(methods),
         "<h2>Results</h2>",
         "<p>mIoU at each mask's own size, with its 95 % bootstrap interval (low, high); delta_miou against "
-        "the row's own seed's baseline (paired interval).</p>",
-        _table(rows, columns),
+        "the row's own seed's baseline (paired interval). Click a header to sort.</p>",
+        pages.table(rows, columns, sortable=True),
     ]
     if aggregates:
-        parts += ["<h2>Mean and standard deviation over seeds</h2>",
-                  _table(aggregates, ordered(key for row in aggregates for key in row if key in columns or
-                                             key.endswith("_std") or key == "seeds"))]  # fmt: skip
+        shown = ordered(key for row in aggregates for key in row
+                        if key in columns or key.endswith("_std") or key == "seeds")  # fmt: skip
+        parts += [
+            "<h2>Mean and standard deviation over seeds</h2>",
+            pages.table(aggregates, shown, sortable=True),
+        ]
     parts.append("<h2>Figures</h2>")
-    parts += [_image(figure, caption) for figure, caption in others if figure.is_file()]
-    parts += ["<h2>Settings</h2>", _table([{"setting": k, "value": v} for k, v in settings.items()],
-                                          ["setting", "value"])]  # fmt: skip
-    parts.append("</body></html>")
-    path.write_text("\n".join(parts))
+    parts += [pages.image(figure, caption) for figure, caption in others if figure.is_file()]
+    parts += [pages.link(href, text) for href, text in run_pages]
+    parts += ["<h2>Settings</h2>", pages.table([{"setting": k, "value": v} for k, v in settings.items()],
+                                               ["setting", "value"])]  # fmt: skip
+    path.write_text(pages.page(title, parts))

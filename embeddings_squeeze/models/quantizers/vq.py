@@ -133,7 +133,8 @@ class VectorQuantizer(IndexQuantizer):
             raise UserError(
                 f"the training split has {images} images x {positions} grid positions = {vectors} vectors, "
                 f"fewer than the {self.alphabet_size} codes of --num_vectors {self.alphabet_size}; pass "
-                f"--num_vectors {largest} (or less), or train on more images"
+                f"--num_vectors {largest} or less (k-means then starts each code from about "
+                f"{KMEANS_VECTORS_PER_CODE} training vectors), or train on more images"
             )
 
     def start(self, context: FitStart) -> None:

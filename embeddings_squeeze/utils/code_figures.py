@@ -1,0 +1,132 @@
+"""Figures of the codes: the code map of each best/worst image and the atlas of the busiest codes.
+
+No pyplot: figures go straight to files, so no display backend is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from embeddings_squeeze.data.labels import ClassSet
+from embeddings_squeeze.utils.codes import (
+    PATCHES_PER_CODE,
+    CodeAtlas,
+    cell_of_pixels,
+    cell_shares,
+    code_colours,
+)
+from embeddings_squeeze.utils.comparison import ScoredImage
+from embeddings_squeeze.utils.figures import DPI, PANEL_INCHES, colourise
+
+CODE_COLUMNS = (
+    "Original image",
+    "Codes sent (a colour per code)",
+    "VQ prediction",
+    "Disagreement with baseline",
+)
+ROW_INCHES = 0.75  # an atlas row: one code and its patches
+
+
+def _grid_lines(axis, shape: tuple[int, int], grid: tuple[int, int], colour: str = "white") -> None:
+    """The grid cells' borders over an image of ``shape``: the backbone's stride made visible."""
+    (height, width), (rows, columns) = shape, grid
+    for row in range(1, rows):
+        axis.axhline(row * height / rows - 0.5, color=colour, linewidth=0.6, alpha=0.8)
+    for column in range(1, columns):
+        axis.axvline(column * width / columns - 0.5, color=colour, linewidth=0.6, alpha=0.8)
+
+
+def plot_code_maps(
+    items: list[ScoredImage], alphabet_size: int, classes: ClassSet, title: str, path: Path
+) -> None:
+    """One row per image: the image, the code each grid cell sent, the VQ prediction, and per cell the
+    share of pixels where the VQ and baseline predictions differ."""
+    colours = code_colours(alphabet_size)
+    rows = max(len(items), 1)
+    figure = Figure(figsize=(len(CODE_COLUMNS) * PANEL_INCHES, rows * PANEL_INCHES + 0.8), dpi=DPI)
+    grid = figure.add_gridspec(rows, len(CODE_COLUMNS), left=0.01, right=0.99, bottom=0.01,
+                               top=1 - 0.8 / (rows * PANEL_INCHES + 0.8), hspace=0.25)  # fmt: skip
+    for row, item in enumerate(items):
+        cells = cell_of_pixels(item.target.shape, item.codes.shape)
+        differs = cell_shares(cells, item.vq_pred != item.baseline_pred, item.codes.size)
+        panels = (
+            (item.image, item.image_id),
+            (
+                colours[item.codes.ravel()[cells]],
+                f"{len(np.unique(item.codes))} codes in {item.codes.size} cells",
+            ),
+            (colourise(item.vq_pred, classes), f"VQ (IoU {item.vq_iou:.3f})"),
+            (differs[cells], f"differ: {(item.vq_pred != item.baseline_pred).mean():.1%} of pixels"),
+        )
+        for column, (panel, panel_title) in enumerate(panels):
+            axis = figure.add_subplot(grid[row, column])
+            if column == 3:
+                axis.imshow(panel, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+            else:
+                axis.imshow(panel, interpolation="nearest")
+            if column in (1, 3):
+                _grid_lines(axis, item.target.shape, item.codes.shape)
+            axis.set_title(panel_title, fontsize=9)
+            axis.axis("off")
+    if not items:
+        figure.text(0.5, 0.5, "no images to show", ha="center", va="center")
+    figure.suptitle(f"{title}\ncolumns: {' | '.join(CODE_COLUMNS)}", fontsize=10)
+    figure.savefig(path, dpi=DPI)
+
+
+def plot_code_atlas(
+    atlas: CodeAtlas,
+    table: list[dict],
+    training_counts: np.ndarray | None,
+    shown: int,
+    title: str,
+    path: Path,
+) -> None:
+    """The ``shown`` most used codes, a row each: its colour, share of cells, dominant class and purity,
+    and patches it was sent for; below, every code's share by rank on this split and the training
+    split (dead codes fall off the log scale)."""
+    colours = code_colours(atlas.alphabet_size)
+    top = [row for row in table if row["cells"] > 0][:shown]
+    rows = max(len(top), 1)
+    height = rows * ROW_INCHES + 3.2
+    figure = Figure(figsize=(12, height), dpi=DPI)
+    grid = figure.add_gridspec(rows + 1, PATCHES_PER_CODE + 3, left=0.01, right=0.99, bottom=0.07,
+                               top=1 - 0.7 / height, height_ratios=[ROW_INCHES] * rows + [2.2],
+                               hspace=0.35, wspace=0.08)  # fmt: skip
+    for row, entry in enumerate(top):
+        label = figure.add_subplot(grid[row, :3])
+        label.add_patch(_swatch(colours[entry["code"]]))
+        purity = (
+            f"{entry['dominant_class']} (purity {entry['purity']:.2f})"
+            if entry["purity"] is not None
+            else "-"
+        )
+        label.text(0.16, 0.5, f"code {entry['code']}: {entry['share']:.1%} of cells\nmostly {purity}",
+                   va="center", fontsize=8)  # fmt: skip
+        label.axis("off")
+        for column, patch in enumerate(atlas.patches.get(entry["code"], [])):
+            axis = figure.add_subplot(grid[row, 3 + column])
+            axis.imshow(patch)
+            axis.axis("off")
+    curve = figure.add_subplot(grid[rows, 1:])
+    for name, counts, style in (("this split", atlas.cells, "-"), ("training split", training_counts, "--")):
+        if counts is None:
+            continue
+        shares = np.sort(counts)[::-1] / max(counts.sum(), 1)
+        dead = int((counts == 0).sum())
+        curve.plot(np.arange(1, len(shares) + 1), shares, style, label=f"{name} ({dead} dead codes)")
+    curve.set_yscale("log")
+    curve.set_xlabel("code rank (most used first)")
+    curve.set_ylabel("share of grid cells")
+    curve.legend(fontsize=8)
+    curve.grid(True, which="both", alpha=0.3)
+    figure.suptitle(title, fontsize=10)
+    figure.savefig(path, dpi=DPI)
+
+
+def _swatch(colour: np.ndarray) -> Rectangle:
+    return Rectangle((0.0, 0.2), 0.12, 0.6, color=colour / 255)

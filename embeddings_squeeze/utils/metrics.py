@@ -1,0 +1,222 @@
+"""Segmentation metrics beyond IoU, each defined once: additive statistics of one image, and the value
+of statistics summed over images.
+
+Summing statistics before taking the value is how a split's score is formed (the dataset IoU sums
+confusion counts first), how the bootstrap resamples images (``utils/bootstrap.py``) and how two
+models are paired on the same images. Metrics that read the same statistics (IoU, Dice, pixel
+accuracy: the confusion counts) share one computation, by ``statistics_key``.
+
+A metric of your own: subclass ``Metric`` (its ``statistics`` and ``value``; ``class_values`` when it
+has one value per class) and ``register_metric`` it; ``--metrics`` then offers it, and the summary,
+``scores_<split>.csv``, the sweep's tables and the report carry it. IoU is always on.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.utils import bootstrap
+from embeddings_squeeze.utils.iou import class_iou, confusion_matrices
+
+BOUNDARY_TOLERANCE = 2  # pixels: a boundary pixel counts as found within this chessboard distance
+
+
+class Metric:
+    """A metric: ``name`` (its --metrics value and column prefix), ``title`` (for people)."""
+
+    name: str
+    title: str
+    statistics_key: str  # metrics with the same key read the same statistics, computed once per image
+
+    def statistics(self, prediction: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+        """Additive statistics of one image's (H, W) prediction against its (H, W) target."""
+        raise NotImplementedError
+
+    def class_values(self, summed: torch.Tensor) -> torch.Tensor | None:
+        """(..., C) the value per class of summed statistics, NaN for a class in neither map (None:
+        the metric has no per-class value)."""
+        return None
+
+    def value(self, summed: torch.Tensor) -> torch.Tensor:
+        """(...) the metric of summed statistics (..., *shape): by default the mean over the classes
+        present, as mIoU is."""
+        return self.class_values(summed).nanmean(dim=-1)
+
+
+class ConfusionMetric(Metric):
+    """A metric of the (C, C) confusion counts (rows: ground truth), ignored pixels left out."""
+
+    statistics_key = "confusion"
+
+    def statistics(self, prediction, target, num_classes):
+        return confusion_matrices(prediction[None], target[None], num_classes)[0]
+
+
+class IoU(ConfusionMetric):
+    name, title = "iou", "IoU"
+
+    def class_values(self, summed):
+        return class_iou(summed)
+
+
+class Dice(ConfusionMetric):
+    """Dice (the F1 score) per class: 2 TP / (2 TP + FP + FN)."""
+
+    name, title = "dice", "Dice"
+
+    def class_values(self, summed):
+        true_positive = summed.diagonal(dim1=-2, dim2=-1).double()
+        both = (summed.sum(dim=-1) + summed.sum(dim=-2)).double()  # 2 TP + FP + FN
+        return torch.where(both > 0, 2 * true_positive / both.clamp(min=1), torch.nan)
+
+
+class PixelAccuracy(ConfusionMetric):
+    """The share of labelled pixels predicted right."""
+
+    name, title = "pixel_accuracy", "pixel accuracy"
+
+    def value(self, summed):
+        labelled = summed.sum(dim=(-2, -1)).double()
+        right = summed.diagonal(dim1=-2, dim2=-1).sum(dim=-1).double()
+        return torch.where(labelled > 0, right / labelled.clamp(min=1), torch.nan)
+
+
+class BoundaryF(Metric):
+    """The boundary F-score per class (Csurka et al., BMVC 2013): a class's boundary pixels in the
+    prediction that lie within ``tolerance`` pixels (chessboard distance) of its boundary in the
+    ground truth (precision), and the other way round (recall). A boundary pixel has a 4-neighbour
+    of another label (image edges are none); in the ground truth an ignored band (VOC's outlines, the
+    pet border in binary mode) counts as another label, so the pixels along it are the object's edge,
+    and a predicted edge inside the band is judged by its distance to them."""
+
+    name, title = "boundary_f", "boundary F-score"
+    statistics_key = "boundary"
+
+    def __init__(self, tolerance: int = BOUNDARY_TOLERANCE):
+        self.tolerance = tolerance
+
+    def statistics(self, prediction, target, num_classes):
+        """(4, C): predicted boundary pixels, those matched, true boundary pixels, those matched."""
+        predicted = _boundaries(prediction, num_classes)
+        true = _boundaries(target, num_classes)
+        near_true = _near(true, self.tolerance)
+        near_predicted = _near(predicted, self.tolerance)
+        counts = [predicted, predicted & near_true, true, true & near_predicted]
+        return torch.stack([mask.flatten(1).sum(dim=1) for mask in counts])
+
+    def class_values(self, summed):
+        predicted, found, true, recalled = summed.double().unbind(dim=-2)
+        precision = found / predicted.clamp(min=1)
+        recall = recalled / true.clamp(min=1)
+        score = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+        return torch.where(predicted + true > 0, score, torch.nan)
+
+
+def _boundaries(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(C, H, W): the pixels of each class with a 4-neighbour of another label (image edges are not
+    boundaries)."""
+    padded = F.pad(labels[None, None].float(), (1, 1, 1, 1), mode="replicate")[0, 0]
+    centre = padded[1:-1, 1:-1]
+    differs = torch.zeros_like(labels, dtype=torch.bool)
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        differs |= padded[dy : dy + labels.shape[0], dx : dx + labels.shape[1]] != centre
+    classes = torch.arange(num_classes, device=labels.device).view(-1, 1, 1)
+    return (labels[None] == classes) & differs[None]
+
+
+def _near(mask: torch.Tensor, distance: int) -> torch.Tensor:
+    """``mask`` (..., H, W) dilated by ``distance`` pixels (chessboard)."""
+    shape = mask.shape
+    flat = mask.reshape(-1, 1, *shape[-2:]).float()
+    dilated = F.max_pool2d(flat, kernel_size=2 * distance + 1, stride=1, padding=distance)
+    return dilated.reshape(shape) > 0
+
+
+METRICS: dict[str, Metric] = {metric.name: metric for metric in (IoU(), Dice(), PixelAccuracy(), BoundaryF())}
+DEFAULT_METRICS = ("dice", "pixel_accuracy", "boundary_f")
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Offer ``metric`` to ``--metrics`` (and to code that calls the engine)."""
+    METRICS[metric.name] = metric
+    return metric
+
+
+def chosen(names) -> list[Metric]:
+    """IoU, then the metrics ``names`` asks for, each once; an unknown name is refused."""
+    unknown = [name for name in names if name not in METRICS]
+    if unknown:
+        raise UserError(f"unknown --metrics {unknown[0]!r}; choose from {', '.join(METRICS)}")
+    return [METRICS[name] for name in dict.fromkeys(("iou", *names))]
+
+
+def check_ranking(ranking: str, metrics: list[Metric]) -> None:
+    """Refuse a --rank_by that is neither a chosen metric nor 'delta_' and one ('delta': IoU's)."""
+    allowed = ["delta", *(f"{prefix}{metric.name}" for prefix in ("", "delta_") for metric in metrics)]
+    if ranking not in allowed:
+        raise UserError(
+            f"--rank_by {ranking!r} is not a metric of this comparison; choose from {', '.join(allowed)}"
+        )
+
+
+class Scores:
+    """One model's per-image statistics for ``metrics`` on a split, and what they amount to."""
+
+    def __init__(self, metrics: list[Metric], class_names: list[str]):
+        self.metrics = metrics
+        self.class_names = list(class_names)
+        self.statistics: dict[str, list[torch.Tensor]] = {metric.statistics_key: [] for metric in metrics}
+
+    def add(self, prediction: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+        """Score one image's (H, W) prediction against its target; its value of every metric (NaN
+        when it has no labelled pixel)."""
+        return self.add_statistics(image_statistics(self.metrics, prediction, target, len(self.class_names)))
+
+    def add_statistics(self, computed: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Add one image's statistics (by ``statistics_key``); its value of every metric."""
+        for key, statistics in computed.items():
+            self.statistics[key].append(statistics)
+        return {
+            metric.name: metric.value(computed[metric.statistics_key][None]).item() for metric in self.metrics
+        }
+
+    def stacked(self, metric: Metric) -> torch.Tensor:
+        """(N, ...) the per-image statistics ``metric`` reads."""
+        return torch.stack(self.statistics[metric.statistics_key])
+
+    def report(self, weights: torch.Tensor | None) -> dict:
+        """Per metric: its value on the split (``miou`` for IoU, else its name), the 95 % interval
+        (``_ci``, bootstrap over images with ``weights``; None without images) and its value per
+        class (``class_<name>``) where it has one."""
+        report = {}
+        for metric in self.metrics:
+            statistics = self.stacked(metric) if self.statistics[metric.statistics_key] else None
+            key = key_of(metric)
+            if statistics is None:
+                report.update({key: float("nan"), f"{key}_ci": None})
+                continue
+            summed = statistics.sum(dim=0)
+            report[key] = metric.value(summed).item()
+            report[f"{key}_ci"] = list(bootstrap.miou_interval(statistics, weights, metric.value))
+            per_class = metric.class_values(summed)
+            if per_class is not None:
+                report[f"class_{metric.name}"] = dict(zip(self.class_names, per_class.tolist()))
+        return report
+
+
+def image_statistics(
+    metrics: list[Metric], prediction: torch.Tensor, target: torch.Tensor, num_classes: int
+) -> dict[str, torch.Tensor]:
+    """One image's statistics for ``metrics``, each ``statistics_key`` computed once."""
+    computed = {}
+    for metric in metrics:
+        if metric.statistics_key not in computed:
+            computed[metric.statistics_key] = metric.statistics(prediction, target, num_classes).cpu()
+    return computed
+
+
+def key_of(metric: Metric) -> str:
+    """The metric's name in summaries and tables: ``miou`` for IoU (the mean over classes), else its name."""
+    return "miou" if metric.name == "iou" else metric.name

@@ -1,0 +1,87 @@
+"""What the codes stand for: the atlas's counts by hand, and visualize's code files against a recount
+of what the model sends."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from helpers import tiny_datamodule, visualize_summary
+from PIL import Image
+
+from embeddings_squeeze.data.labels import IGNORE_INDEX
+from embeddings_squeeze.engine.checkpoint import load_module
+from embeddings_squeeze.utils.codes import PATCHES_PER_CODE, CodeAtlas, cell_of_pixels, code_colours
+from embeddings_squeeze.utils.figures import figure_size_pixels
+
+
+def test_cells_follow_the_image_not_the_square_input():
+    # a 4 x 6 image on a 2 x 2 grid: rows 0-1 and 2-3, columns 0-2 and 3-5
+    assert cell_of_pixels((4, 6), (2, 2)).tolist() == [[0, 0, 0, 1, 1, 1]] * 2 + [[2, 2, 2, 3, 3, 3]] * 2
+
+
+def test_the_atlas_counts_by_hand():
+    atlas = CodeAtlas(4, ["pet", "background"])
+    codes = np.array([[3, 3], [1, 3]])
+    target = np.array(
+        [[0, 0, 1, 1],
+         [0, 0, 1, 1],
+         [1, 1, 0, 1],
+         [1, 1, IGNORE_INDEX, IGNORE_INDEX]]
+    )  # fmt: skip
+    image = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
+    atlas.add(codes, target, image)
+    # cells: top left pet (4 of 4), top right background, bottom left background, bottom right 1 pet
+    # and 1 background labelled (a tie: the lower label, pet, wins)
+    rows = {row["code"]: row for row in atlas.table(np.array([0, 5, 0, 15]))}
+    assert rows[3]["cells"] == 3 and rows[3]["share"] == pytest.approx(3 / 4)
+    assert rows[3]["dominant_class"] == "pet" and rows[3]["purity"] == pytest.approx(2 / 3)
+    assert rows[1]["dominant_class"] == "background" and rows[1]["purity"] == 1.0
+    assert rows[0]["cells"] == 0 and rows[0]["dominant_class"] is None
+    assert rows[3]["training_share"] == pytest.approx(15 / 20)
+    usage = atlas.usage(np.array([0, 5, 0, 15]))
+    assert usage["split_dead_codes"] == 2 and usage["training_dead_codes"] == 2
+    shares = np.array([3 / 4, 1 / 4])
+    assert usage["split_perplexity"] == pytest.approx(np.exp(-(shares * np.log(shares)).sum()))
+    # one patch per code and image: code 3's first cell, the top left 2 x 2 pixels, resized
+    assert len(atlas.patches[3]) == 1 and atlas.patches[3][0].shape == (32, 32, 3)
+    top_left = np.asarray(Image.fromarray(image[:2, :2]).resize((32, 32)))
+    assert np.array_equal(atlas.patches[3][0], top_left)
+
+
+def test_patches_stay_few_however_many_images():
+    atlas = CodeAtlas(2, ["a", "b"])
+    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    for _ in range(3 * PATCHES_PER_CODE):
+        codes = np.array([[0, 1], [1, 1]])
+        atlas.add(codes, np.zeros((8, 8), dtype=np.int64), image if atlas.wants_patches(codes) else None)
+    assert {code: len(kept) for code, kept in atlas.patches.items()} == {
+        0: PATCHES_PER_CODE,
+        1: PATCHES_PER_CODE,
+    }
+    assert not atlas.wants_patches(np.array([[0, 1]]))  # later images are not even read
+    assert atlas.cells.tolist() == [3 * PATCHES_PER_CODE, 9 * PATCHES_PER_CODE]
+
+
+def test_each_code_keeps_its_colour():
+    colours = code_colours(1024)
+    assert np.array_equal(colours[:16], code_colours(16)) and len({tuple(c) for c in colours[:256]}) == 256
+
+
+def test_visualize_writes_code_maps_and_an_atlas_that_match_a_recount(trained, pet_root, tmp_path):
+    summary = visualize_summary(trained["baseline"], trained["vq"], pet_root, tmp_path)
+    vq = load_module(trained["vq"], "squeezed").eval()
+    data = tiny_datamodule(pet_root)
+    data.setup()
+    counts = np.zeros(vq.bottleneck.alphabet_size, dtype=np.int64)
+    with torch.no_grad():
+        for image, _, _ in data.splits["test"]:  # what the sender sends for each test image
+            np.add.at(counts, vq.encode_image(image)[1][..., 0].flatten().numpy(), 1)
+    with open(tmp_path / "codes_test.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {int(row["code"]): int(row["cells"]) for row in rows} == dict(enumerate(counts.tolist()))
+    assert summary["codes"]["split_dead_codes"] == int((counts == 0).sum())
+    for kind in ("best", "worst"):
+        with Image.open(tmp_path / f"codes_{kind}_test.png") as figure:
+            assert figure.size[0] == figure_size_pixels(1)[0]  # four panels, as the seed's figures
+    assert (tmp_path / "code_atlas_test.png").is_file() and (tmp_path / "index.html").is_file()

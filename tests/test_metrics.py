@@ -1,0 +1,81 @@
+"""Every metric against an independent computation on hand-made mask pairs: by hand (counted in the
+comments) and, where it has them, torchmetrics."""
+
+import pytest
+import torch
+from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+
+from embeddings_squeeze.data.labels import IGNORE_INDEX
+from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.utils import bootstrap
+from embeddings_squeeze.utils.metrics import METRICS, BoundaryF, Scores, check_ranking, chosen
+
+# 0 top left (3 x 3), 1 the right half (6 x 3), 2 bottom left (3 x 3); the prediction moves the 0|1
+# edge of the top half one column right
+TARGET = torch.tensor([[0, 0, 0, 1, 1, 1]] * 3 + [[2, 2, 2, 1, 1, 1]] * 3)
+PREDICTION = torch.tensor([[0, 0, 0, 0, 1, 1]] * 3 + [[2, 2, 2, 1, 1, 1]] * 3)
+
+
+def value(name: str, prediction=PREDICTION, target=TARGET, classes: int = 3, metric=None) -> float:
+    metric = metric or METRICS[name]
+    return metric.value(metric.statistics(prediction, target, classes)).item()
+
+
+def test_iou_dice_and_pixel_accuracy_by_hand():
+    # class 0: 9 true pixels, 12 predicted, 9 right; class 1: 18 true, 15 predicted, 15 right; class 2: 9/9
+    assert value("iou") == pytest.approx((9 / 12 + 15 / 18 + 1) / 3)
+    assert value("dice") == pytest.approx((2 * 9 / 21 + 2 * 15 / 33 + 1) / 3)
+    assert value("pixel_accuracy") == pytest.approx(33 / 36)
+
+
+def test_dice_and_accuracy_agree_with_torchmetrics():
+    generator = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 4, (40, 50), generator=generator)
+    prediction = torch.where(
+        torch.rand(40, 50, generator=generator) < 0.7, target, torch.randint(0, 4, (40, 50))
+    )
+    dice = multiclass_f1_score(prediction, target, num_classes=4, average="macro")
+    assert value("dice", prediction, target, 4) == pytest.approx(dice.item())
+    accuracy = multiclass_accuracy(prediction, target, num_classes=4, average="micro")
+    assert value("pixel_accuracy", prediction, target, 4) == pytest.approx(accuracy.item())
+
+
+def test_boundary_f_by_hand():
+    # boundary pixels (a 4-neighbour of another label), counted on the grids above:
+    #   true 0: (0,2) (1,2) (2,2) (2,0) (2,1)          predicted 0: (0,3) (1,3) (2,3) (2,0) (2,1) (2,2)
+    #   true 1: (0..5, 3)                              predicted 1: (0..2, 4) (3..5, 3)
+    #   true 2: (3,0) (3,1) (3,2) (4,2) (5,2)          predicted 2: the same
+    # exact matches: class 0 3 of 6 predicted, 3 of 5 true; class 1 3 of 6 and 3 of 6; class 2 all
+    exact = BoundaryF(tolerance=0)
+    f0 = 2 * (3 / 6) * (3 / 5) / (3 / 6 + 3 / 5)
+    assert value("", metric=exact) == pytest.approx((f0 + 0.5 + 1) / 3)
+    assert value("", metric=BoundaryF(tolerance=1)) == 1.0  # every moved edge pixel is one column off
+
+
+def test_boundary_f_counts_an_ignored_band_as_the_edge():
+    target = torch.tensor([[0, 0, IGNORE_INDEX, 1, 1]] * 5)  # the uncertain band between the classes
+    right_edge = torch.tensor([[0, 0, 0, 1, 1]] * 5)  # its edge inside the band
+    wrong_edge = torch.tensor([[0, 1, 1, 1, 1]] * 5)  # its edge two columns into class 0
+    assert value("", right_edge, target, 2, BoundaryF(tolerance=1)) == 1.0
+    assert value("", wrong_edge, target, 2, BoundaryF(tolerance=1)) < 1.0
+    # and the band counts for nothing in the confusion-based metrics
+    assert value("pixel_accuracy", right_edge, target, 2) == 1.0
+
+
+def test_a_split_sums_statistics_before_the_value():
+    scores = Scores(chosen(["dice", "pixel_accuracy", "boundary_f"]), ["a", "b", "c"])
+    per_image = [scores.add(PREDICTION, TARGET), scores.add(TARGET, TARGET)]
+    assert per_image[1] == {"iou": 1.0, "dice": 1.0, "pixel_accuracy": 1.0, "boundary_f": 1.0}
+    report = scores.report(bootstrap.resample_weights(2))
+    assert report["pixel_accuracy"] == pytest.approx((33 + 36) / 72)  # not the mean of 33/36 and 1
+    assert report["class_dice"]["a"] == pytest.approx(2 * (9 + 9) / (12 + 9 + 9 + 9))
+    low, high = report["dice_ci"]
+    assert low <= report["dice"] <= high
+
+
+def test_unknown_names_are_refused():
+    with pytest.raises(UserError, match="unknown --metrics 'hausdorff'; choose from iou, dice"):
+        chosen(["hausdorff"])
+    check_ranking("delta_dice", chosen(["dice"]))
+    with pytest.raises(UserError, match="--rank_by 'delta_boundary_f' is not a metric of this comparison"):
+        check_ranking("delta_boundary_f", chosen(["dice"]))

@@ -1,0 +1,59 @@
+"""The pages people read, opened in a real browser (headless Chromium at 1,280 px): visualize's
+index.html and the sweep's report."""
+
+import pytest
+from helpers import TINY, parse, run_cli
+from selenium.webdriver.common.by import By
+
+from embeddings_squeeze import sweep
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def pages(trained, pet_root, tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("pages")
+    argv = ["visualize", "--baseline_checkpoint", trained["baseline"], "--vq_checkpoint", trained["vq"],
+            "--data_path", pet_root, "--output_dir", folder / "visualize"]  # fmt: skip
+    assert run_cli(*argv) == 0
+    sweep_argv = [*TINY, "--data_path", pet_root, "--output_dir", folder / "sweep", "--epochs", 1,
+                  "--quantizer_type", "vq", "--num_vectors", 8, "--jpeg_qualities", 50]  # fmt: skip
+    sweep.main(parse(sweep, *sweep_argv))
+    return {"visualize": folder / "visualize" / "index.html", "sweep": folder / "sweep" / "report.html",
+            "sweep model": folder / "sweep" / "figures" / "index.html"}  # fmt: skip
+
+
+@pytest.mark.parametrize("page", ["visualize", "sweep", "sweep model"])
+def test_pages_show_every_figure_fit_the_window_and_log_no_error(browser, pages, page, tmp_path):
+    browser.get_log("browser")  # what earlier pages logged
+    browser.get(pages[page].as_uri())
+    images = browser.find_elements(By.TAG_NAME, "img")
+    assert images and all(browser.execute_script("return arguments[0].naturalWidth", i) > 0 for i in images)
+    width, scrolled = browser.execute_script(
+        "return [window.innerWidth, document.documentElement.scrollWidth]"
+    )  # wide tables scroll in their own boxes, not the page
+    assert width <= 1280 and scrolled <= width
+    assert [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []
+    browser.save_screenshot(str(tmp_path / f"{page.replace(' ', '_')}.png"))
+
+
+def test_the_report_links_the_shown_models_page(pages):
+    assert 'href="figures/index.html"' in pages["sweep"].read_text()
+
+
+def column(browser, table, name: str) -> list[str]:
+    headers = [h.text for h in table.find_elements(By.TAG_NAME, "th")]
+    index = headers.index(name) + 1
+    return [cell.text for cell in table.find_elements(By.CSS_SELECTOR, f"tbody td:nth-child({index})")]
+
+
+def test_the_per_image_table_sorts_by_a_clicked_header(browser, pages):
+    browser.get(pages["visualize"].as_uri())
+    table = browser.find_elements(By.TAG_NAME, "table")[-2]  # every image's scores; the settings last
+    header = next(h for h in table.find_elements(By.TAG_NAME, "th") if h.text == "vq_iou")
+    before = column(browser, table, "vq_iou")
+    header.click()
+    ascending = column(browser, table, "vq_iou")
+    assert sorted(ascending, key=float) == ascending and sorted(ascending) == sorted(before)
+    header.click()
+    assert column(browser, table, "vq_iou") == ascending[::-1]
