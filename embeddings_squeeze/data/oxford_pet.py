@@ -53,10 +53,11 @@ class OxfordPetDataModule(SegmentationDataModule):
         )
 
     def fetch(self) -> None:
+        remedy = self._what_to_do()  # for the folder as the user left it, not as the download does
         try:
             OxfordIIITPet(self.data_path, split="trainval", download=True)
         except (OSError, RuntimeError) as error:  # URLError is an OSError
-            raise download_failed(self.title, self.folder, error, self._what_to_do()) from None
+            raise download_failed(self.title, self.folder, error, remedy) from None
 
     def pools(self) -> dict[str, Pool]:
         return {split: self._pool(split) for split in ("trainval", "test")}
