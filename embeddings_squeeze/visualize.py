@@ -73,7 +73,7 @@ def _difference(summary: dict, key: str) -> str:
 
 
 def print_summary(summary: dict, split: str) -> None:
-    from embeddings_squeeze.utils.metrics import METRICS, key_of  # here: --help never loads torch
+    from embeddings_squeeze.utils.metrics import key_of, metric_named  # here: --help never loads torch
 
     models = [name for name in ("baseline", "vq", "reference") if f"{name}_miou" in summary]
     titles = {"baseline": "baseline", "vq": "VQ", "reference": "continuous"}
@@ -91,7 +91,7 @@ def print_summary(summary: dict, split: str) -> None:
         print(f"{label:24}" + "".join(f"{summary[f'{name}_{suffix}']:>26.4f}" for name in models))
     for name in summary["baseline_class_iou"]:
         print(f"{'IoU ' + name:24}" + "".join(f"{_iou(summary[f'{m}_class_iou'][name]):>26}" for m in models))
-    others = [METRICS[name] for name in summary["metrics"] if name != "iou"]
+    others = [metric_named(name) for name in summary["metrics"] if name != "iou"]
     for metric in others:
         key = key_of(metric)
         cells = [

@@ -106,12 +106,18 @@ def encode_and_decode_files(checkpoint, pet_root, folder: Path, count: int = 3):
     return module, files
 
 
-@torch.no_grad()
 def torchmetrics_miou(module, datamodule, split: str = "test") -> float:
-    """A split's mIoU by torchmetrics against each mask at its own size, from predictions made as a
-    user gets them, one image at a time: the baseline's forward pass upsampled to the mask's size;
-    for a squeezed model, the mask decoded from what it sends."""
-    metric = MulticlassJaccardIndex(module.num_classes, ignore_index=IGNORE_INDEX)
+    """A split's mIoU by torchmetrics (see ``torchmetrics_score``)."""
+    return torchmetrics_score(
+        module, datamodule, MulticlassJaccardIndex(module.num_classes, ignore_index=IGNORE_INDEX), split
+    )
+
+
+@torch.no_grad()
+def torchmetrics_score(module, datamodule, metric, split: str = "test") -> float:
+    """A split's score by a torchmetrics ``metric`` against each mask at its own size, from predictions
+    made as a user gets them, one image at a time: the baseline's forward pass upsampled to the mask's
+    size; for a squeezed model, the mask decoded from what it sends."""
     module.eval()
     files = datamodule.files[split]
     for position in range(len(files)):

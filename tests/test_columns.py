@@ -27,8 +27,8 @@ def test_a_registered_metric_brings_its_columns(monkeypatch):
     class Share(Metric):
         name, title, statistics_key = "share", "share", "share"
 
-    monkeypatch.setitem(METRICS, "share", None)  # restored after the test
-    register_metric(Share())
+    monkeypatch.setitem(METRICS.entries, "share", None)  # restored after the test
+    register_metric(Share)
     assert {"share", "share_low", "delta_share"} <= set(averaged()) and "share" in reported()
     assert ordered(["degenerate", "share", "miou"]) == ["miou", "share", "degenerate"]
     assert "| `delta_share` | fraction | mean |" in glossary()

@@ -2,6 +2,7 @@
 shows: registered in code for the engine's functions, and found through entry points by the command
 line."""
 
+import csv
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -9,9 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, encode_and_decode_files, forward_mask, parse, run_cli, visualize_summary
+from helpers import (
+    TINY,
+    encode_and_decode_files,
+    forward_mask,
+    parse,
+    run_cli,
+    tiny_datamodule,
+    torchmetrics_score,
+    visualize_summary,
+)
 from PIL import Image
 from torch import nn
+from torchmetrics.classification import MulticlassRecall
 
 from embeddings_squeeze import sweep
 from embeddings_squeeze.config import (
@@ -23,10 +34,10 @@ from embeddings_squeeze.config import (
     RuntimeConfig,
     TrainingConfig,
 )
-from embeddings_squeeze.data.labels import ClassSet, index_to_labels
+from embeddings_squeeze.data.labels import IGNORE_INDEX, ClassSet, index_to_labels
 from embeddings_squeeze.data.registry import DATASETS, register_dataset
 from embeddings_squeeze.data.segmentation import Pool, SegmentationDataModule
-from embeddings_squeeze.engine.checkpoint import read_checkpoint
+from embeddings_squeeze.engine.checkpoint import load_module, read_checkpoint
 from embeddings_squeeze.engine.compare import compare
 from embeddings_squeeze.engine.fitting import fit
 from embeddings_squeeze.errors import UserError
@@ -159,11 +170,37 @@ def test_entry_points_make_them_available_to_the_command_line(registries, tmp_pa
     assert torch.is_tensor(checkpoint["state_dict"]["backbone.head.classifier.weight"])
 
 
-def readme_quantizer() -> str:
-    """The complete toy quantizer the README's 'Extending' shows, as its reader would copy it."""
+def readme_code(heading: str) -> str:
+    """The code the README's 'Extending' shows after ``heading``, as its reader would copy it."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme[readme.index("**A quantizer of your own, complete**") :]
+    section = readme[readme.index(heading) :]
     return section[section.index("```python\n") + len("```python\n") : section.index("\n```\n")]
+
+
+def readme_quantizer() -> str:
+    return readme_code("**A quantizer of your own, complete**")
+
+
+def test_the_readme_metric_scores_through_the_command_line(trained, pet_root, tmp_path, monkeypatch):
+    install_plugin(
+        tmp_path / "site", monkeypatch, "[embeddings_squeeze.metrics]\nrecall = my_metrics:Recall\n",
+        {"my_metrics": readme_code("**A metric of your own**")},
+    )  # fmt: skip
+    summary = visualize_summary(trained["baseline"], trained["vq"], pet_root, tmp_path, "--metrics", "recall",
+                                "--rank_by", "delta_recall")  # fmt: skip
+    data = tiny_datamodule(pet_root)
+    data.setup()
+    for model in ("baseline", "vq"):
+        module = load_module(trained[model], "baseline" if model == "baseline" else "squeezed")
+        recall = MulticlassRecall(module.num_classes, average="macro", ignore_index=IGNORE_INDEX)
+        assert summary[f"{model}_recall"] == pytest.approx(torchmetrics_score(module, data, recall), abs=1e-6)
+    with open(tmp_path / "scores_test.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == summary["images"] and all(
+        float(row["recall_difference"])
+        == pytest.approx(float(row["vq_recall"]) - float(row["baseline_recall"]))
+        for row in rows
+    )
 
 
 def test_the_readme_quantizer_runs_through_every_command(

@@ -23,7 +23,7 @@ from embeddings_squeeze.utils.codes import CodeAtlas
 from embeddings_squeeze.utils.comparison import Comparison, Extremes, ScoredImage, shares_backbone
 from embeddings_squeeze.utils.input_compression import round_trip
 from embeddings_squeeze.utils.iou import confusion_matrices
-from embeddings_squeeze.utils.metrics import METRICS, Metric, Scores, image_statistics
+from embeddings_squeeze.utils.metrics import IoU, Metric, Scores, image_statistics
 from embeddings_squeeze.utils.task_floor import TaskFloor
 
 
@@ -52,7 +52,7 @@ def compare_models(
     rank_by: tuple[str, ...] = ("iou",),
     floor: TaskFloor | None = None,
     reference: VQSegmentationModule | None = None,
-    metrics: tuple[Metric, ...] = (METRICS["iou"],),
+    metrics: tuple[Metric, ...] = (IoU(),),
     atlas: CodeAtlas | None = None,
     share_backbone: bool = True,
 ) -> Comparison:
@@ -174,7 +174,7 @@ def evaluate_baseline(
     datamodule: SegmentationDataModule,
     split: str,
     device,
-    metrics: tuple[Metric, ...] = (METRICS["iou"],),
+    metrics: tuple[Metric, ...] = (IoU(),),
 ) -> dict:
     """The baseline's scores on ``split`` by ``metrics`` and, from the same pass, the task floor with
     its references (``TaskFloor``): its own masks, coded losslessly, are the ones scored here."""
@@ -204,7 +204,7 @@ def evaluate_input_compression(
     codec: str,
     quality: int,
     device: torch.device,
-    metrics: tuple[Metric, ...] = (METRICS["iou"],),
+    metrics: tuple[Metric, ...] = (IoU(),),
 ) -> dict:
     """Baselines (by seed) on images sent as ``codec`` at ``quality`` (at the model's input size),
     scored at each mask's own size: the files' mean size and fixed part, and per baseline its scores

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from embeddings_squeeze.utils.metrics import METRICS, key_of
+from embeddings_squeeze.utils.metrics import METRICS, key_of, metric_named
 
 
 class Kind:
@@ -145,9 +145,10 @@ def metric_columns() -> tuple[Column, ...]:
     """The columns of every registered metric beyond IoU (``utils/metrics.py``): its value on the
     test split with its interval, and its difference from the row's own seed's baseline."""
     columns = []
-    for metric in METRICS.values():
-        if metric.name == "iou":
+    for name in METRICS:
+        if name == "iou":
             continue
+        metric = metric_named(name)
         key = key_of(metric)
         columns += [
             Column(

@@ -21,7 +21,7 @@ from embeddings_squeeze.data.labels import ClassSet
 from embeddings_squeeze.utils import bootstrap
 from embeddings_squeeze.utils.codes import CodeAtlas
 from embeddings_squeeze.utils.iou import class_iou, mean_iou, per_image_iou
-from embeddings_squeeze.utils.metrics import METRICS, Metric, Scores, key_of
+from embeddings_squeeze.utils.metrics import IoU, Metric, Scores, key_of
 
 
 @dataclass
@@ -78,7 +78,7 @@ class Comparison:
 
     classes: ClassSet
     models: tuple[str, ...] = ("baseline", "vq")
-    metrics: tuple[Metric, ...] = (METRICS["iou"],)
+    metrics: tuple[Metric, ...] = (IoU(),)
     total_images: int = 0
     scores: dict[str, Scores] = field(default_factory=dict)  # per model, at each mask's own size
     input_confusion: dict[str, torch.Tensor] = field(default_factory=dict)  # summed, input size

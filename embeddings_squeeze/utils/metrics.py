@@ -7,8 +7,9 @@ models are paired on the same images. Metrics that read the same statistics (IoU
 accuracy: the confusion counts) share one computation, by ``statistics_key``.
 
 A metric of your own: subclass ``Metric`` (its ``statistics`` and ``value``; ``class_values`` when it
-has one value per class) and ``register_metric`` it; ``--metrics`` then offers it, and the summary,
-``scores_<split>.csv``, the sweep's tables and the report carry it. IoU is always on.
+has one value per class), then ``register_metric`` it in code that calls the engine, or declare it as
+an entry point of ``embeddings_squeeze.metrics`` for the command line; ``--metrics`` then offers it,
+and the summary, ``scores_<split>.csv``, the sweep's tables and the report carry it. IoU is always on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.registry import Registry
 from embeddings_squeeze.utils import bootstrap
 from embeddings_squeeze.utils.iou import class_iou, confusion_matrices
 
@@ -24,7 +26,8 @@ BOUNDARY_TOLERANCE = 2  # pixels: a boundary pixel counts as found within this c
 
 
 class Metric:
-    """A metric: ``name`` (its --metrics value and column prefix), ``title`` (for people)."""
+    """A metric: ``name`` (its --metrics value and column prefix), ``title`` (for people); built with
+    no arguments."""
 
     name: str
     title: str
@@ -134,22 +137,19 @@ def _near(mask: torch.Tensor, distance: int) -> torch.Tensor:
     return dilated.reshape(shape) > 0
 
 
-METRICS: dict[str, Metric] = {metric.name: metric for metric in (IoU(), Dice(), PixelAccuracy(), BoundaryF())}
+METRICS = Registry("--metrics", "embeddings_squeeze.metrics", (IoU, Dice, PixelAccuracy, BoundaryF))
 DEFAULT_METRICS = ("dice", "pixel_accuracy", "boundary_f")
+register_metric = METRICS.register  # offer a Metric subclass to --metrics; works as a class decorator
 
 
-def register_metric(metric: Metric) -> Metric:
-    """Offer ``metric`` to ``--metrics`` (and to code that calls the engine)."""
-    METRICS[metric.name] = metric
-    return metric
+def metric_named(name: str) -> Metric:
+    """The metric ``--metrics`` calls ``name`` (an installed package's entry point included)."""
+    return METRICS.find(name)()
 
 
 def chosen(names) -> list[Metric]:
     """IoU, then the metrics ``names`` asks for, each once; an unknown name is refused."""
-    unknown = [name for name in names if name not in METRICS]
-    if unknown:
-        raise UserError(f"unknown --metrics {unknown[0]!r}; choose from {', '.join(METRICS)}")
-    return [METRICS[name] for name in dict.fromkeys(("iou", *names))]
+    return [metric_named(name) for name in dict.fromkeys(("iou", *names))]
 
 
 def check_ranking(ranking: str, metrics: list[Metric]) -> None:
