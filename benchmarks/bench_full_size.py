@@ -24,12 +24,16 @@ PROGRAM = [sys.executable, "-m", "embeddings_squeeze"]
 
 def timed(argv: list[str]) -> tuple[float, float]:
     """Run one command; its wall time in seconds and its peak RSS in MiB."""
-    started = time.perf_counter()
-    process = subprocess.Popen([*PROGRAM, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{argv[0]} failed: {process.stderr.read().decode()[-2000:]}")
+    # stderr to a file, not a pipe: nobody reads a pipe while the command runs, and once its progress
+    # bars fill the pipe's 64 KiB the command blocks (a full-size visualize did)
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen([*PROGRAM, *argv], stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            errors.seek(0)
+            sys.exit(f"{argv[0]} failed: {errors.read().decode()[-2000:]}")
     return wall, usage.ru_maxrss / 1024  # Linux reports KiB
 
 

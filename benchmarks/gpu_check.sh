@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GPU checks, under 8 minutes on one GPU: the `gpu` tests, bf16 vs float32 feature extraction,
-# a cached vs uncached epoch, and payloads encoded on one device and decoded on the other.
+# GPU checks, under 8 minutes on one GPU: the `gpu` tests, the backbones' images/s in float32 and
+# bf16 against the GPU's matmul peak, a cached vs uncached epoch, and payloads encoded on one device
+# and decoded on the other.
 #
 #   bash benchmarks/gpu_check.sh [FIGURES_DIR]      (default: gpu_check/)
 #
@@ -15,8 +16,7 @@ python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" || true
 
 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$out/gpu_tests.txt"
-python3 benchmarks/bench_precision.py --device cuda --model vit --images 256 --batch_size 32 2>&1 | tee "$out/precision_vit.txt"
-python3 benchmarks/bench_precision.py --device cuda --model deeplab --images 64 --batch_size 16 2>&1 | tee "$out/precision_deeplab.txt"
+python3 benchmarks/bench_features.py --device cuda --batches 1 8 32 2>&1 | tee "$out/features.txt"
 python3 benchmarks/bench_cache.py --accelerator gpu --model vit --images 200 --epochs 3 2>&1 | tee "$out/cache_vit.txt"
 
 work=$(mktemp -d)

@@ -124,6 +124,14 @@ class ModelConfig:
         type=int,
     )
     image_size: int = setting(224, "square input side", type=positive_int)
+    feature_precision: str = setting(
+        "auto",
+        "arithmetic of the frozen backbone's forward pass: auto (bfloat16 on CUDA devices that support "
+        "it and on CPUs with bf16 matrix units, AMX or AVX512-BF16; float32 elsewhere), float32, "
+        "bfloat16, float16; checkpoints store what auto chose, and the head, the quantizer and the "
+        "metrics always run in float32",
+        choices=("auto", "float32", "bfloat16", "float16"),
+    )
     dataset: str = setting(
         "pet",
         "pet: Oxford-IIIT Pet; voc: Pascal VOC 2012; folder: your images/ and masks/ (see the README); or "

@@ -45,6 +45,9 @@ def test_key_changes_with_any_input(pet_root, tmp_path):
     assert cache_key(binary.splits["train"], backbone) != key
     other = build_backbone("vit", 3, weights="none", image_size=64, seed=1)  # other random weights
     assert cache_key(split, other) != key
+    backbone.feature_precision = "bfloat16"  # the same weights run in another precision
+    assert cache_key(split, backbone) != key
+    backbone.feature_precision = "float32"
     image = split.image_paths[0]
     stat = image.stat()
     os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))

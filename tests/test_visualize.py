@@ -127,10 +127,10 @@ def test_unknown_command(capsys):
 def test_extremes_keep_only_the_ends_with_stable_ties():
     extremes = Extremes(n_best=2, n_worst=2)
     built = []
-    for position, score in enumerate([0.5, 0.9, 0.1, 0.9, 0.3, 0.1, 0.6]):
+    for position, score in enumerate([0.5, 0.9, 0.1, 0.9, 0.3, 0.1, 0.6, float("nan")]):
         extremes.offer(score, position, lambda p=position: built.append(p) or p)
     assert extremes.best() == [1, 3]  # equal scores: the earlier image first
-    assert extremes.worst() == [2, 5]
+    assert extremes.worst() == [2, 5]  # an image without a score (NaN) is in neither list
     assert 6 not in built  # an item that never enters either list is never built
 
 

@@ -62,6 +62,7 @@ def cache_key(split: SegmentationSplit, backbone) -> str:
         "backbone": backbone.name,
         "feature_layer": backbone.feature_layer,
         "weights": backbone.weights_id,
+        "precision": backbone.feature_precision,
     }
     return hashlib.sha256(json.dumps(description).encode()).hexdigest()[:24]
 

@@ -55,6 +55,7 @@ from embeddings_squeeze.models import (
     SegmentationModule,
     VQSegmentationModule,
 )
+from embeddings_squeeze.models.backbones import precision
 from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.run_info import package_versions
 
@@ -95,6 +96,7 @@ def fit(
                 "DeepLab's head has BatchNorm layers that need at least 2 images per training batch; "
                 "pass --batch_size 2 or more"
             )
+        model = _resolved(model, runtime)
         if quantizer is None:
             module = BaselineSegmentationModule(model, optimizer, classes=datamodule.classes)
         else:
@@ -135,7 +137,8 @@ def fit(
     )
     if trainer.is_global_zero:
         processes = f" x {trainer.world_size} processes" if trainer.world_size > 1 else ""
-        log.info("%s; on %s%s", parameter_summary(module), trainer.strategy.root_device.type, processes)
+        log.info("%s; on %s%s, backbone in %s", parameter_summary(module), trainer.strategy.root_device.type,
+                 processes, module.backbone.feature_precision)  # fmt: skip
     if trainer.is_global_zero and (resume is None or resume.is_dir()):
         _write_run_files(run_dir, module, datamodule, training, runtime)
     os.environ[RUN_VERSION_ENV] = str(logger.version)  # inherited by DDP worker processes
@@ -198,9 +201,15 @@ def build_feature_cache(
     datamodule = datamodule_for(data, model, training.seed)
     datamodule.prepare_data()
     datamodule.setup()
-    module = BaselineSegmentationModule(model, optimizer, classes=datamodule.classes)
+    module = BaselineSegmentationModule(_resolved(model, runtime), optimizer, classes=datamodule.classes)
     cache_dir = prepare_output_dir(_cache_dir(training), "--cache_dir")
     _serve_cached_features(datamodule, module, cache_dir, pick_device(runtime))
+
+
+def _resolved(model: ModelConfig, runtime: RuntimeConfig) -> ModelConfig:
+    """``model`` with its feature precision resolved for the device this run uses: checkpoints and
+    cache entries record what the machine ran, never 'auto'."""
+    return replace(model, feature_precision=precision.resolve(model.feature_precision, pick_device(runtime)))
 
 
 def _cluster_plugins() -> list:

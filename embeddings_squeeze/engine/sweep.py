@@ -44,6 +44,7 @@ from embeddings_squeeze.engine.run_dirs import finished_run, unfinished_run
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
 from embeddings_squeeze.errors import Interrupted, UserError
 from embeddings_squeeze.models import BASELINE, SQUEEZED
+from embeddings_squeeze.models.backbones import precision
 from embeddings_squeeze.models.quantizers import (
     QUANTIZERS,
     REFERENCE,
@@ -244,13 +245,16 @@ class Sweep:
 
     def __init__(self, spec: SweepSpec, output_dir: Path):
         self.spec = spec
-        self.plan = spec.plan
         self.output_dir = output_dir
         self.results = output_dir / "results"
         self.results.mkdir(parents=True, exist_ok=True)
         self.jobs_dir = output_dir / "jobs"
         self.jobs_dir.mkdir(exist_ok=True)
         self.device = pick_device(spec.plan.runtime)
+        # 'auto' resolved for the device this job runs on, as fit resolves it: the runs it finds match
+        model = spec.plan.model
+        resolved = precision.resolve(model.feature_precision, self.device)
+        self.plan = replace(spec.plan, model=replace(model, feature_precision=resolved))
         self.metrics = chosen(spec.metrics)
         self._datamodule = None
         self._modules: dict[str, object] = {}

@@ -69,6 +69,7 @@ class SegmentationModule(pl.LightningModule):
             model.backbone, self.num_classes, model.weights, model.image_size, model.backbone_seed,
             model.feature_layer,
         )  # fmt: skip
+        self.backbone.feature_precision = model.feature_precision
         if weights_id is None:
             self.hparams.weights_id = self.backbone.weights_id
         # checkpoints describe the frozen weights (a name, a seed or a file, with a fingerprint)
@@ -108,7 +109,8 @@ class SegmentationModule(pl.LightningModule):
         """Constructor arguments from the flat plain values a checkpoint stores (its hyperparameters
         and the class names and colours of its own section)."""
         return {
-            "model": from_values(ModelConfig, hparams),
+            # checkpoints from before --feature_precision ran their backbone in float32
+            "model": from_values(ModelConfig, {"feature_precision": "float32", **hparams}),
             "optimizer": from_values(OptimizerConfig, hparams),
             "weights_id": hparams["weights_id"],
             # checkpoints from before datasets other than pet take their classes from the mask mode

@@ -28,6 +28,7 @@ CODE_COLUMNS = (
     "VQ prediction",
     "Disagreement with baseline",
 )
+CODES_COLUMN, DISAGREEMENT_COLUMN = 1, 3  # the panels drawn with the grid's cell borders
 ROW_INCHES = 0.75  # an atlas row: one code and its patches
 
 
@@ -64,11 +65,11 @@ def plot_code_maps(
         )
         for column, (panel, panel_title) in enumerate(panels):
             axis = figure.add_subplot(grid[row, column])
-            if column == 3:
+            if column == DISAGREEMENT_COLUMN:
                 axis.imshow(panel, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
             else:
                 axis.imshow(panel, interpolation="nearest")
-            if column in (1, 3):
+            if column in (CODES_COLUMN, DISAGREEMENT_COLUMN):
                 _grid_lines(axis, item.target.shape, item.codes.shape)
             axis.set_title(panel_title, fontsize=9)
             axis.axis("off")

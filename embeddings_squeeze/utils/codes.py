@@ -99,7 +99,11 @@ class CodeAtlas:
             row, column = divmod(cell, columns)
             top, bottom = -(-row * height // rows), -(-(row + 1) * height // rows)
             left, right = -(-column * width // columns), -(-(column + 1) * width // columns)
-            patch = Image.fromarray(image[top:bottom, left:right]).resize((PATCH_SIDE, PATCH_SIDE))
+            # at least one pixel, for images with fewer pixels than the grid has cells
+            region = image[
+                min(top, height - 1) : max(bottom, top + 1), min(left, width - 1) : max(right, left + 1)
+            ]
+            patch = Image.fromarray(region).resize((PATCH_SIDE, PATCH_SIDE))
             kept.append(np.asarray(patch))
 
     def table(self, training_counts: np.ndarray | None = None) -> list[dict]:

@@ -60,7 +60,10 @@ class Extremes:
             heapq.heapreplace(heap, (*key, make_item()))
 
     def offer(self, score: float, position: int, make_item: Callable) -> None:
-        """Consider an item; ``make_item`` builds it only if it enters either list."""
+        """Consider an item; ``make_item`` builds it only if it enters either list. An item without a
+        score (NaN: e.g. no boundary in either map for the boundary F-score) is not ranked."""
+        if math.isnan(score):
+            return
         self._offer(self._best, self.n_best, (score, -position), make_item)
         self._offer(self._worst, self.n_worst, (-score, -position), make_item)
 
@@ -185,6 +188,8 @@ def degenerate(confusion: torch.Tensor, class_names) -> str | None:
 
 
 def shares_backbone(first, second) -> bool:
-    """True when both models (segmentation modules) run the same frozen encoder on the same input size."""
+    """True when both models (segmentation modules) run the same frozen encoder on the same input size,
+    in the same precision."""
     keys = ("backbone", "weights_id", "image_size", "feature_layer")
-    return all(first.hparams[key] == second.hparams[key] for key in keys)
+    same_precision = first.backbone.feature_precision == second.backbone.feature_precision
+    return same_precision and all(first.hparams[key] == second.hparams[key] for key in keys)

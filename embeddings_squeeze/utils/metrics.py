@@ -1,6 +1,10 @@
 """Segmentation metrics beyond IoU, each defined once: additive statistics of one image, and the value
 of statistics summed over images.
 
+Dice and pixel accuracy are computed here rather than with torchmetrics (the tests check them against
+its ``multiclass_f1_score`` and ``multiclass_accuracy``) because the bootstrap and the paired
+differences need each image's additive statistics, not a metric object's running state.
+
 Summing statistics before taking the value is how a split's score is formed (the dataset IoU sums
 confusion counts first), how the bootstrap resamples images (``utils/bootstrap.py``) and how two
 models are paired on the same images. Metrics that read the same statistics (IoU, Dice, pixel

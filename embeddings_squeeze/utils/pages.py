@@ -27,7 +27,7 @@ document.querySelectorAll("th.sortable").forEach(function (header) {
     var descending = header.dataset.order === "ascending";
     header.dataset.order = descending ? "descending" : "ascending";
     var key = function (row) {
-      var text = row.children[column].textContent, number = parseFloat(text);
+      var text = row.children[column].textContent.trim(), number = Number(text);  // "2007_000032": text
       return text === "" ? null : (isNaN(number) ? text : number);
     };
     var rows = Array.prototype.slice.call(body.rows);

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from embeddings_squeeze.errors import UserError
+from embeddings_squeeze.models.backbones import precision
 from embeddings_squeeze.utils.hashing import hash_tensors
 
 FEATURE_DTYPE = torch.float16  # the precision of frozen features, cached or live
@@ -51,6 +52,7 @@ class SegmentationBackbone(nn.Module):
     default_weights = None  # the torchvision WeightsEnum member that 'default' means
     feature_layer: int | None = None  # which stage of the encoder, where it has a choice
     provenance: dict = {}  # library and model names a checkpoint records beside the weights
+    feature_precision: str = "float32"  # what the encoder runs in (precision.py); the module sets it
 
     @classmethod
     def normalization(cls) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -85,12 +87,14 @@ class SegmentationBackbone(nn.Module):
 
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Frozen features, as float32 values rounded to float16.
+        """Frozen features computed in ``feature_precision``, as float32 values rounded to float16.
 
         The feature cache stores float16; rounding live features the same way means training,
         the code histogram, rates, visualize and payloads all see the same numbers for an image.
         """
-        return self.encode(images).to(FEATURE_DTYPE).float()
+        with precision.autocast(self.feature_precision, images.device):
+            encoded = self.encode(images)
+        return encoded.to(FEATURE_DTYPE).float()
 
     def features_one_by_one(self, images: torch.Tensor) -> torch.Tensor:
         """``features`` of each image computed on its own, as a sender computes them.
