@@ -4,7 +4,7 @@ from torchvision.models import vit_b_32
 
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.backbones import BACKBONES, build_backbone
-from embeddings_squeeze.models.backbones.base import frozen_fingerprint
+from embeddings_squeeze.models.backbones.base import PixelClassifier, SegmentationBackbone, frozen_fingerprint
 
 # (model, input side, expected feature grid, channels)
 CASES = [("vit", 64, (2, 2), 768), ("deeplab", 64, (8, 8), 2048)]
@@ -108,3 +108,30 @@ def test_random_backbone_is_a_function_of_its_seed():
     # the frozen encoder comes from its seed alone; the global random state plays no part
     assert first.weights_id == again.weights_id
     assert torch.equal(first.encoder.conv_proj.weight, again.encoder.conv_proj.weight)
+
+
+class BatchStatistics(SegmentationBackbone):
+    """An encoder whose output depends on the rest of its batch, as BatchNorm in training mode does."""
+
+    name, out_channels = "batch_statistics", 4
+
+    def __init__(self):
+        super().__init__(torch.nn.Conv2d(3, 4, 8, stride=8), PixelClassifier(4, 2), "none", ((0.5,) * 3,) * 2)
+
+    def encode(self, images):
+        encoded = self.encoder(images)
+        return encoded - encoded.mean(dim=0, keepdim=True)
+
+
+@pytest.mark.parametrize(
+    "backbone", [lambda: build_backbone("vit", 3, weights="none", image_size=64), BatchStatistics]
+)
+def test_features_one_by_one_are_each_image_alone_batched_or_not(backbone):
+    backbone = backbone()
+    for images in torch.rand(3, 4, 3, 64, 64):  # the first batch of a shape is checked both ways
+        alone = torch.cat([backbone.features(image[None]) for image in images])
+        assert torch.equal(backbone.features_one_by_one(images), alone)
+    # ViT's batch gives the same numbers as its images alone on this machine's CPU kernels (so later
+    # batches run as one, faster); a batch-dependent encoder never runs batched
+    agree = list(backbone._batches_agree.values())
+    assert agree == [torch.equal(backbone.features(images), alone)]

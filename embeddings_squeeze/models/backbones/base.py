@@ -66,6 +66,7 @@ class SegmentationBackbone(nn.Module):
         self.head = head
         self._weights_id = weights_id
         self._grids: dict[int, tuple[int, int]] = {}
+        self._batches_agree: dict[tuple, bool] = {}  # see features_one_by_one
         self.mean, self.std = normalization or self.normalization()
 
     @property
@@ -97,12 +98,21 @@ class SegmentationBackbone(nn.Module):
         return encoded.to(FEATURE_DTYPE).float()
 
     def features_one_by_one(self, images: torch.Tensor) -> torch.Tensor:
-        """``features`` of each image computed on its own, as a sender computes them.
+        """``features`` of each image exactly as computed on its own, as a sender computes them.
 
-        Batched matrix products may round differently from single-image ones; features that must
-        equal a payload's (the feature cache, evaluation, encode) are computed this way.
+        Batched matrix products may round differently from single-image ones, and features that must
+        equal a payload's (the feature cache, evaluation, encode) must not. The first batch of each
+        shape, device and precision is computed both ways; where the two agree to the bit, later
+        batches of that shape run as one batch (the kernels' order of arithmetic depends on shapes,
+        not on values), else image by image.
         """
-        return torch.cat([self.features(image.unsqueeze(0)) for image in images])
+        key = (tuple(images.shape), str(images.device), self.feature_precision)
+        if len(images) > 1 and self._batches_agree.get(key):
+            return self.features(images)
+        each = torch.cat([self.features(image.unsqueeze(0)) for image in images])
+        if len(images) > 1 and key not in self._batches_agree:
+            self._batches_agree[key] = torch.equal(self.features(images), each)
+        return each
 
     def classify(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         logits = self.head(features)
