@@ -74,12 +74,28 @@ def test_visualize_writes_code_maps_and_an_atlas_that_match_a_recount(trained, p
     data = tiny_datamodule(pet_root)
     data.setup()
     counts = np.zeros(vq.bottleneck.alphabet_size, dtype=np.int64)
+    majorities = {}  # code -> the majority label of each labelled cell it was sent for
+    files = data.files["test"]
     with torch.no_grad():
-        for image, _, _ in data.splits["test"]:  # what the sender sends for each test image
-            np.add.at(counts, vq.encode_image(image)[1][..., 0].flatten().numpy(), 1)
+        for position in range(len(files)):  # what the sender sends for each test image
+            codes = vq.encode_image(files[position][0])[1][..., 0].numpy()
+            np.add.at(counts, codes.flatten(), 1)
+            target = files.load(position, files.transform.native_labels).numpy()
+            rows_of = np.arange(target.shape[0]) * codes.shape[0] // target.shape[0]  # pixel -> cell row
+            columns_of = np.arange(target.shape[1]) * codes.shape[1] // target.shape[1]
+            for (row, column), code in np.ndenumerate(codes):
+                labels = target[np.ix_(rows_of == row, columns_of == column)]
+                labels = labels[labels != IGNORE_INDEX]
+                if labels.size:  # the commonest label, the lower one on a tie
+                    majorities.setdefault(int(code), []).append(int(np.bincount(labels).argmax()))
     with open(tmp_path / "codes_test.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert {int(row["code"]): int(row["cells"]) for row in rows} == dict(enumerate(counts.tolist()))
+    for row in rows:
+        if int(row["code"]) in majorities:
+            labels = np.bincount(majorities[int(row["code"])])
+            assert row["dominant_class"] == vq.class_names[labels.argmax()]
+            assert float(row["purity"]) == pytest.approx(labels.max() / labels.sum())
     assert summary["codes"]["split_dead_codes"] == int((counts == 0).sum())
     for kind in ("best", "worst"):
         with Image.open(tmp_path / f"codes_{kind}_test.png") as figure:
