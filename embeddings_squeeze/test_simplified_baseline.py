@@ -18,6 +18,7 @@ from embeddings_squeeze.config import DataConfig, ModelConfig
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.engine.setup import datamodule_for
 from embeddings_squeeze.models import BaselineSegmentationModule
+from embeddings_squeeze.models.backbones import precision
 
 IMAGE_SIZE = 64
 
@@ -61,9 +62,11 @@ def test_model_inference():
         logits = module(images)["out"]
         # the same logits another way: torchvision's feature extractor at the encoder's last norm,
         # class token dropped, tokens on their 2x2 patch grid (float16 values, as the model rounds
-        # them), the head's 1x1 convolution, then bilinear upsampling to the input size
+        # them), the head's 1x1 convolution, then bilinear upsampling to the input size; the encoder
+        # in the precision the model runs it in (--feature_precision)
         extractor = create_feature_extractor(module.backbone.encoder, return_nodes={"encoder.ln": "tokens"})
-        tokens = extractor(images)["tokens"][:, 1:]  # (2, 1 + 4, 768) -> (2, 4, 768)
+        with precision.autocast(module.backbone.feature_precision, images.device):
+            tokens = extractor(images)["tokens"][:, 1:]  # (2, 1 + 4, 768) -> (2, 4, 768)
         grid = tokens.transpose(1, 2).reshape(2, 768, 2, 2).half().float()
         head = module.backbone.head.classifier
         expected = F.interpolate(
