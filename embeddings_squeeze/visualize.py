@@ -73,10 +73,11 @@ def _difference(summary: dict, key: str) -> str:
 
 
 def print_summary(summary: dict, split: str) -> None:
-    from embeddings_squeeze.utils.metrics import key_of, metric_named  # here: --help never loads torch
+    # here: --help never loads torch
+    from embeddings_squeeze.utils.comparison import TITLES as titles
+    from embeddings_squeeze.utils.metrics import key_of, metric_named
 
-    models = [name for name in ("baseline", "vq", "reference") if f"{name}_miou" in summary]
-    titles = {"baseline": "baseline", "vq": "VQ", "reference": "continuous"}
+    models = [name for name in titles if f"{name}_miou" in summary]
     print(
         f"\n{split} split: {summary['images']} images ({summary['images_scored']} scored), scored at each "
         "mask's own size; [95 % interval: bootstrap over images]"
