@@ -25,9 +25,10 @@ from embeddings_squeeze.models.quantizers import IndexQuantizer, quantizer_class
 from embeddings_squeeze.utils import pages
 from embeddings_squeeze.utils.code_figures import plot_code_atlas, plot_code_maps
 from embeddings_squeeze.utils.codes import CodeAtlas, write_codes_csv
+from embeddings_squeeze.utils.comparison import TITLES
 from embeddings_squeeze.utils.figures import draw_rankings
 from embeddings_squeeze.utils.files import write_json
-from embeddings_squeeze.utils.metrics import check_ranking, chosen
+from embeddings_squeeze.utils.metrics import check_ranking, chosen, key_of, metric_named
 from embeddings_squeeze.utils.task_floor import TaskFloor
 
 log = logging.getLogger(__name__)
@@ -158,10 +159,10 @@ def write_page(
 ):
     """index.html: the comparison on one self-contained page: its scores with their intervals and
     verdicts, the rate, the figures, every image's scores in a table that sorts, the settings last."""
-    models = [name for name in ("baseline", "vq", "reference") if f"{name}_miou" in summary]
+    models = [name for name in TITLES if f"{name}_miou" in summary]
     rows = []
     for name in summary["metrics"]:
-        key = "miou" if name == "iou" else name
+        key = key_of(metric_named(name))
         row = {"metric": key}
         for model in models:
             low, high = summary[f"{model}_{key}_ci"] or (math.nan, math.nan)
