@@ -10,7 +10,8 @@ seed's baseline and against that reference (the quantization alone), and every s
 measured sent the other ways: its masks coded losslessly (the task floor), the ground truth's size,
 the grid oracles, and JPEG/WebP images. For every method and seed the sweep reports the bytes it
 needs at 90/95/99 % of that seed's baseline mIoU and its BD-rate against JPEG and WebP inputs;
-every mIoU has a 95 % bootstrap interval, and seeds are summarised by mean and standard deviation.
+every score has a 95 % interval over the test images, and a configuration's seeds are combined with
+the seeds' own variance in the interval; significance is adjusted (Holm) over the sweep's differences.
 
 Seeds vary initialisation and shuffling only: every model trains and is scored on one split (from
 --split_seed). With --weights none every model runs on the one random backbone of --backbone_seed.

@@ -62,28 +62,31 @@ def _iou(value: float) -> str:
     return "absent" if math.isnan(value) else f"{value:.4f}"  # in neither ground truth nor prediction
 
 
-def _interval(bounds) -> str:
-    return "" if bounds is None else f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
-
-
 def _difference(summary: dict, key: str) -> str:
-    """A difference with its interval, and whether the interval excludes 0."""
-    verdict = "" if summary[f"{key}_significant"] else "  not significant"
-    return f"{summary[key]:+.4f} {_interval(summary[f'{key}_ci'])}{verdict}"
+    """A difference with its interval and its standing after Holm's adjustment."""
+    from embeddings_squeeze.utils.intervals import bounds_text, verdict  # here: --help never loads torch
+
+    standing = verdict(summary[f"{key}_p_holm"], summary[f"{key}_note"])
+    return f"{summary[key]:+.4f} {bounds_text(summary[f'{key}_ci'], signed=True)}  ({standing})"
 
 
 def print_summary(summary: dict, split: str) -> None:
     # here: --help never loads torch
     from embeddings_squeeze.utils.comparison import TITLES as titles
+    from embeddings_squeeze.utils.intervals import bounds_text
     from embeddings_squeeze.utils.metrics import key_of, metric_named
 
     models = [name for name in titles if f"{name}_miou" in summary]
     print(
         f"\n{split} split: {summary['images']} images ({summary['images_scored']} scored), scored at each "
-        "mask's own size; [95 % interval: bootstrap over images]"
+        "mask's own size; [95 % interval over these images, for these trained models: delta method, t]; "
+        f"differences paired on the same images, {summary['multiplicity']}"
     )
+    notes = sorted({note for key, note in summary.items() if key.endswith("_note") and note})
+    for note in notes:
+        print(f"no interval where marked: {note}")
     print(f"{'':24}" + "".join(f"{titles[name]:>26}" for name in models))
-    cells = [f"{summary[f'{name}_miou']:.4f} {_interval(summary[f'{name}_miou_ci'])}" for name in models]
+    cells = [f"{summary[f'{name}_miou']:.4f} {bounds_text(summary[f'{name}_miou_ci'])}" for name in models]
     print(f"{'mIoU':24}" + "".join(f"{cell:>26}" for cell in cells))
     for label, suffix in (
         ("mIoU at the input size", "miou_input_size"),
@@ -96,7 +99,7 @@ def print_summary(summary: dict, split: str) -> None:
     for metric in others:
         key = key_of(metric)
         cells = [
-            f"{summary[f'{name}_{key}']:.4f} {_interval(summary[f'{name}_{key}_ci'])}" for name in models
+            f"{summary[f'{name}_{key}']:.4f} {bounds_text(summary[f'{name}_{key}_ci'])}" for name in models
         ]
         print(f"{metric.title:24}" + "".join(f"{cell:>26}" for cell in cells))
     print(f"VQ - baseline mIoU: {_difference(summary, 'miou_difference')}")

@@ -91,6 +91,24 @@ def test_damaged_or_foreign_payloads_are_refused(eb_run, trained, pet_root, tmp_
         payload_coder(load_module(trained["vq"], "squeezed")).decode(payload)
 
 
+def test_unlikely_symbols_escape_to_a_raw_body_that_caps_the_payload(eb_run):
+    module = load_module(eb_run, "squeezed")
+    coder = payload_coder(module)
+    grid = module.backbone.grid_size(module.hparams.image_size)
+    generator = torch.Generator().manual_seed(0)
+    symbols = torch.randint(-300, 300, (*grid, 8), generator=generator)  # far outside the learned density
+    payload = coder.encode(symbols, (50, 60))
+    values = symbols.numel()
+    bits = (int(symbols.max()) - int(symbols.min())).bit_length()  # 10: a span of under 600
+    # the header, the smallest value (4 bytes) and the bit width (1), then 10 bits a value
+    assert len(payload) == HEADER.size + 5 + math.ceil(values * bits / 8)
+    assert payload[0] & 0x80  # flagged as a fixed-length body
+    decoded, size = coder.decode(payload)
+    assert torch.equal(decoded, symbols) and size == (50, 60)
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        coder.decode(payload[:-1])
+
+
 def test_visualize_scores_what_the_receiver_decodes(eb_run, trained, pet_root, tmp_path, capsys):
     summary = visualize_summary(
         trained["baseline"], eb_run, pet_root, tmp_path / "vis", "--n_best", 1, "--n_worst", 1

@@ -89,7 +89,11 @@ def test_vit_rate_at_224_hand_computed():
     assert report["compression_vs_float16_fixed"] == pytest.approx(49 * 768 * 16 / 392)
     payload_bits = 8 * report["payload_bytes_mean"]
     assert report["compression_vs_float32_payload"] == pytest.approx(49 * 768 * 32 / payload_bits, rel=1e-5)
-    assert report["decoder_bytes"] == 4 * (256 * 64 + 64 * 768 + 768)
+    # codebook, projection back, and the coder's model: one 32-bit count per code
+    assert report["decoder_bytes"] == 4 * (256 * 64 + 64 * 768 + 768 + 256)
+    assert report["amortised_bytes_per_image"] == pytest.approx(
+        report["payload_bytes_mean"] + report["decoder_bytes"] / 10_000, abs=1e-6
+    )
     assert report["head_bytes"] == 4 * (768 * 3 + 3)  # the 1x1 convolution to three classes
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import html
 import logging
-import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from embeddings_squeeze.engine.run_dirs import output_folder, refuse_overwrite
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
 from embeddings_squeeze.models import BASELINE, SQUEEZED
 from embeddings_squeeze.models.quantizers import IndexQuantizer, quantizer_class
-from embeddings_squeeze.utils import pages
+from embeddings_squeeze.utils import intervals, pages
 from embeddings_squeeze.utils.code_figures import plot_code_atlas, plot_code_maps
 from embeddings_squeeze.utils.codes import CodeAtlas, write_codes_csv
 from embeddings_squeeze.utils.comparison import TITLES
@@ -165,17 +164,19 @@ def write_page(
         key = key_of(metric_named(name))
         row = {"metric": key}
         for model in models:
-            low, high = summary[f"{model}_{key}_ci"] or (math.nan, math.nan)
-            row[model] = f"{summary[f'{model}_{key}']:.4f} [{low:.3f}, {high:.3f}]"
-        low, high = summary[f"{key}_difference_ci"] or (math.nan, math.nan)
-        verdict = "" if summary[f"{key}_difference_significant"] else " not significant"
-        row["VQ - baseline"] = f"{summary[f'{key}_difference']:+.4f} [{low:+.3f}, {high:+.3f}]{verdict}"
+            row[model] = (
+                f"{summary[f'{model}_{key}']:.4f} {intervals.bounds_text(summary[f'{model}_{key}_ci'])}"
+            )
+        difference = f"{key}_difference"
+        standing = intervals.verdict(summary[f"{difference}_p_holm"], summary[f"{difference}_note"])
+        bounds = intervals.bounds_text(summary[f"{difference}_ci"], signed=True)
+        row["VQ - baseline"] = f"{summary[difference]:+.4f} {bounds} ({standing})"
         rows.append(row)
     rate = summary["rate"]
     parts = [
         f"<p>{summary['images']} images ({summary['images_scored']} scored) of the {summary['split']} split, "
-        "each prediction scored against its mask at the mask's own size; [95 % interval: bootstrap over "
-        "images, paired for differences].</p>",
+        "each prediction scored against its mask at the mask's own size; [95 % interval over these images, "
+        f"for these trained models: delta method, t; paired for differences]; {summary['multiplicity']}.</p>",
         *[f"<p><strong>{html.escape(warning)}</strong></p>" for warning in summary["warnings"]],
         pages.table(rows, ["metric", *models, "VQ - baseline"]),
         f"<p>Rate: {rate['payload_bytes_mean']:.1f} bytes per image ({rate['header_bytes']} of them header), "

@@ -18,7 +18,6 @@ from embeddings_squeeze.data.segmentation import SegmentationDataModule
 from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.engine.rate import RateMeter
 from embeddings_squeeze.models import SegmentationModule, VQSegmentationModule
-from embeddings_squeeze.utils import bootstrap
 from embeddings_squeeze.utils.codes import CodeAtlas
 from embeddings_squeeze.utils.comparison import Comparison, Extremes, ScoredImage, shares_backbone
 from embeddings_squeeze.utils.input_compression import round_trip
@@ -177,7 +176,8 @@ def evaluate_baseline(
     metrics: tuple[Metric, ...] = (IoU(),),
 ) -> dict:
     """The baseline's scores on ``split`` by ``metrics`` and, from the same pass, the task floor with
-    its references (``TaskFloor``): its own masks, coded losslessly, are the ones scored here."""
+    its references (``TaskFloor``; the grid oracles' per-image counts in ``oracle_confusions``): its
+    own masks, coded losslessly, are the ones scored here."""
     floor = TaskFloor(baseline.class_names, reference=True)
     scores = Scores(list(metrics), baseline.class_names)
     loader = datamodule.evaluation_dataloader(split)
@@ -187,14 +187,14 @@ def evaluate_baseline(
             (prediction,) = receiver_masks(baseline, features, [tuple(target.shape)])
             scores.add(prediction, target)
             floor.update(prediction, target)
-    return {**_report(scores), "statistics": scores, "floor": floor.report()}
+    oracles = {cells: torch.stack(counts) for cells, counts in floor.oracle_confusions.items()}
+    return {**_report(scores), "statistics": scores, "floor": floor.report(), "oracle_confusions": oracles}
 
 
 def _report(scores: Scores) -> dict:
     """A model's scores on a split (see ``Scores.report``) with its (N, C, C) per-image counts."""
     counts = torch.stack(scores.statistics["confusion"])
-    report = scores.report(bootstrap.resample_weights(len(counts)))
-    return {**report, "confusions": counts, "class_names": scores.class_names}
+    return {**scores.report(), "confusions": counts, "class_names": scores.class_names}
 
 
 def evaluate_input_compression(
@@ -206,21 +206,23 @@ def evaluate_input_compression(
     device: torch.device,
     metrics: tuple[Metric, ...] = (IoU(),),
 ) -> dict:
-    """Baselines (by seed) on images sent as ``codec`` at ``quality`` (at the model's input size),
-    scored at each mask's own size: the files' mean size and fixed part, and per baseline its scores
-    and (N, C, C) per-image counts. Baselines that share their frozen encoder see each restored
-    image's features computed once."""
+    """Baselines (by seed) on images sent as ``codec`` at ``quality`` (each coded at the smaller of
+    its own size and the model's input size, ``utils/input_compression.py``), scored at each mask's
+    own size: the files' mean size and fixed part, and per baseline its scores and (N, C, C)
+    per-image counts. Baselines that share their frozen encoder see each restored image's features
+    computed once."""
     first = next(iter(baselines.values()))
-    mean, std = first.backbone.mean, first.backbone.std
+    files = datamodule.files[split]
     shared = all(shares_backbone(first, baseline) for baseline in baselines.values())
     scores = {seed: Scores(list(metrics), first.class_names) for seed in baselines}
     sizes, headers = [], []
     loader = datamodule.evaluation_dataloader(split)
-    for images, _, native_masks, _ in evaluation_batches(
+    for _, _, native_masks, positions in evaluation_batches(
         baselines.values(), loader, device, f"{codec} q{quality}"
     ):
-        for image, target in zip(images, native_masks):
-            restored, size, header = round_trip(image, mean, std, codec, quality)
+        for target, position in zip(native_masks, positions.tolist()):
+            native = files.native_image(position)
+            restored, size, header = round_trip(native, datamodule.image_transform, codec, quality)
             sizes.append(size)
             headers.append(header)
             features = first.backbone.features_one_by_one(restored[None].to(device))

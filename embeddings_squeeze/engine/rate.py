@@ -18,6 +18,8 @@ from embeddings_squeeze.models.quantizers.base import PayloadCoder
 from embeddings_squeeze.utils.payload import HEADER, fingerprint
 from embeddings_squeeze.utils.rate import float32_bytes
 
+AMORTISED_OVER = 10_000  # images a receiver decodes with one copy of the bottleneck's decoder
+
 
 def payload_coder(module: VQSegmentationModule) -> PayloadCoder:
     """The payload coder of a squeezed module, keyed to its checkpoint's fingerprint and grid."""
@@ -69,6 +71,7 @@ class RateMeter:
             "float32_bits_per_image": float32_bits,
             "float16_bits_per_image": float32_bits // 2,
             "decoder_bytes": module.bottleneck.decoder_bytes(),
+            "amortised_bytes_per_image": payload_mean + module.bottleneck.decoder_bytes() / AMORTISED_OVER,
             "head_bytes": float32_bytes(module.backbone.head.state_dict().values()),
         }
         for name, bits in sizes.items():

@@ -53,14 +53,20 @@ from embeddings_squeeze.models.quantizers import (
     quantizer_values,
     run_label,
 )
-from embeddings_squeeze.utils import bootstrap
 from embeddings_squeeze.utils.columns import RATE_COLUMNS, Kind
 from embeddings_squeeze.utils.comparison import degenerate
 from embeddings_squeeze.utils.figures import draw_rankings
 from embeddings_squeeze.utils.files import shown, write_json
 from embeddings_squeeze.utils.input_compression import codecs
 from embeddings_squeeze.utils.metrics import Scores, chosen, key_of
-from embeddings_squeeze.utils.sweep_report import plot_rate_quality, write_report, write_tables
+from embeddings_squeeze.utils.sweep_report import (
+    plot_rate_quality,
+    rate_at_quality,
+    sentences,
+    write_report,
+    write_tables,
+)
+from embeddings_squeeze.utils.sweep_statistics import adjust, seed_means, with_intervals
 
 log = logging.getLogger(__name__)
 SPLIT = "test"
@@ -178,34 +184,9 @@ def _rounded(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 1)
 
 
-def _interval(column: str, bounds) -> dict:
-    """``<column>_low`` and ``<column>_high`` of a 95 % interval (None where there is none)."""
-    low, high = bounds if bounds is not None else (None, None)
-    return {f"{column}_low": low, f"{column}_high": high}
-
-
-def _paired_delta(statistics: dict[str, torch.Tensor], baseline: dict[str, torch.Tensor], metrics) -> dict:
-    """Each metric's difference interval against the baseline's per-image statistics (and, for mIoU,
-    whether it excludes 0)."""
-    row = {}
-    for metric in metrics:
-        key = metric.statistics_key
-        bounds = bootstrap.difference_interval(statistics[key], baseline[key], value=metric.value)
-        row.update(_interval(f"delta_{key_of(metric)}", bounds))
-        if metric.name == "iou":
-            row["delta_significant"] = bootstrap.significant(bounds)
-    return row
-
-
 def _metric_values(scores: dict, metrics, prefix: str = "") -> dict:
-    """The metrics beyond IoU of ``scores`` (``Scores.report`` keys, under ``prefix``) as row columns:
-    each value with its interval."""
-    row = {}
-    for metric in metrics[1:]:
-        key = key_of(metric)
-        row[key] = scores[f"{prefix}{key}"]
-        row.update(_interval(key, scores[f"{prefix}{key}_ci"]))
-    return row
+    """The values of the metrics beyond IoU of ``scores`` (``Scores.report`` keys, under ``prefix``)."""
+    return {key_of(metric): scores[f"{prefix}{key_of(metric)}"] for metric in metrics[1:]}
 
 
 def squeezed_row(
@@ -222,19 +203,13 @@ def squeezed_row(
         "seed": seed,
         **{column.name: summary["rate"].get(column.rate_key) for column in RATE_COLUMNS},
         "miou": summary["vq_miou"],
-        **_interval("miou", summary["vq_miou_ci"]),
         "miou_input_size": summary["vq_miou_input_size"],
         "baseline_miou": summary["baseline_miou"],
         "delta_miou": summary["miou_difference"],
-        **_interval("delta_miou", summary["miou_difference_ci"]),
-        "delta_significant": summary["miou_difference_significant"],
         "degenerate": summary["vq_degenerate"],
         **_metric_values(summary, list(metrics), "vq_"),
+        **{f"delta_{key_of(m)}": summary[f"{key_of(m)}_difference"] for m in list(metrics)[1:]},
     }
-    for metric in list(metrics)[1:]:
-        key = key_of(metric)
-        row[f"delta_{key}"] = summary[f"{key}_difference"]
-        row.update(_interval(f"delta_{key}", summary[f"{key}_difference_ci"]))
     row["training_seconds"] = _rounded(seconds)
     row.update({f"iou_{k}": v for k, v in summary["vq_class_iou"].items()})
     return row
@@ -320,10 +295,13 @@ class Sweep:
         baseline = self.module(checkpoint, BASELINE)
         scores = evaluate_baseline(baseline, self.datamodule, SPLIT, self.device, self.metrics)
         self._save_statistics(name, scores["statistics"])
+        for cells, confusions in scores["oracle_confusions"].items():
+            torch.save(
+                {"confusion": confusions}, self.results / f"grid_oracle_{cells}_seed{seed}_statistics.pt"
+            )
         write_json(self.results / f"floor_seed{seed}.json", self._floor_rows(scores, seed, self.metrics))
         row = {"name": name, "kind": Kind.BASELINE, "configuration": "baseline", "seed": seed,
                "checkpoint": str(checkpoint), "miou": scores["miou"],
-               **_interval("miou", scores["miou_ci"]),
                "degenerate": degenerate(scores["confusions"].sum(dim=0), scores["class_names"]),
                "delta_miou": 0.0, "training_seconds": _rounded(seconds),
                **_metric_values(scores, self.metrics),
@@ -332,15 +310,25 @@ class Sweep:
         return row
 
     def _save_statistics(self, name: str, scores: Scores) -> None:
-        """The per-image statistics of a row's model, which later steps pair with other models'."""
-        torch.save(self._stacked(scores), self.results / f"{name}_statistics.pt")
+        """The per-image statistics of a row's model, from which the collect step takes every interval."""
+        stacked = {key: torch.stack(values) for key, values in scores.statistics.items()}
+        torch.save(stacked, self.results / f"{name}_statistics.pt")
 
-    @staticmethod
-    def _stacked(scores: Scores) -> dict[str, torch.Tensor]:
-        return {key: torch.stack(values) for key, values in scores.statistics.items()}
+    def statistics(self, rows: list[dict]) -> dict[str, dict[str, torch.Tensor]]:
+        """Per row name, the per-image statistics of its model (a floor row: its baseline's, which it
+        scores exactly), for the rows that have them."""
+        found = {}
+        for row in rows:
+            owner = f"baseline_seed{row['seed']}" if row["kind"] == Kind.FLOOR else row["name"]
+            path = self.results / f"{owner}_statistics.pt"
+            if path.is_file():
+                found[row["name"]] = torch.load(path, weights_only=True)
+        return found
 
-    def statistics(self, name: str) -> dict[str, torch.Tensor]:
-        return torch.load(self.results / f"{name}_statistics.pt", weights_only=True)
+    def reference_of(self, row: dict) -> str | None:
+        """The continuous reference a squeezed row is compared with: its seed's."""
+        reference = f"{run_label(self.spec.reference)}_seed{row['seed']}"
+        return reference if row["kind"] == Kind.SQUEEZED and row["name"] != reference else None
 
     @staticmethod
     def _floor_rows(scores: dict, seed: int, metrics) -> list[dict]:
@@ -354,17 +342,18 @@ class Sweep:
                 "seed": seed,
                 "codec": configuration.rsplit("_", 1)[1],
                 "payload_bytes_per_image": entry["bytes_mean"],
+                "amortised_bytes_per_image": entry["bytes_mean"],
                 "payload_bytes_median": entry["bytes_median"],
                 "header_bytes": entry["header_bytes"],
             }
             if configuration.startswith("mask_"):  # the baseline's own masks: its scores, exactly
-                row.update(kind=Kind.FLOOR, miou=scores["miou"], **_interval("miou", scores["miou_ci"]),
-                           delta_miou=0.0, **_metric_values(scores, metrics))  # fmt: skip
+                row.update(kind=Kind.FLOOR, miou=scores["miou"], delta_miou=0.0,
+                           **_metric_values(scores, metrics))  # fmt: skip
             elif configuration.startswith("gt_mask_"):  # for information: not scored against itself
                 row.update(kind=Kind.FLOOR_GT)
             else:
                 row.update(kind=Kind.ORACLE, codec="context", miou=entry["miou"],
-                           **_interval("miou", entry["miou_ci"]), delta_miou=entry["miou"] - scores["miou"],
+                           delta_miou=entry["miou"] - scores["miou"],
                            **{f"iou_{k}": v for k, v in entry["class_iou"].items()})  # fmt: skip
             rows.append(row)
         return rows
@@ -423,19 +412,6 @@ class Sweep:
         write_json(self.results / f"{name}.json", row)
         return row
 
-    def versus_reference(self, row: dict) -> dict:
-        """``row`` with its difference from its seed's continuous reference (paired interval over the
-        same images), from both rows' per-image counts; as it is when either has no result."""
-        reference = f"{run_label(self.spec.reference)}_seed{row['seed']}"
-        counts = [self.results / f"{name}_statistics.pt" for name in (row["name"], reference)]
-        reference_row = self.results / f"{reference}.json"
-        if row["name"] == reference or not reference_row.is_file() or not all(c.is_file() for c in counts):
-            return row
-        mine, theirs = (self.statistics(name)["confusion"] for name in (row["name"], reference))
-        bounds = bootstrap.difference_interval(mine, theirs)
-        difference = row["miou"] - json.loads(reference_row.read_text())["miou"]
-        return {**row, "delta_miou_vs_reference": difference, **_interval("delta_miou_vs_reference", bounds)}
-
     def input_rows(self, codec: str, quality: int, baselines: dict[int, dict]) -> list[dict]:
         """Every seed's baseline on test images sent as ``codec`` at ``quality``, from one pass."""
         configuration = f"{codec.lower()}_q{quality}"
@@ -458,9 +434,9 @@ class Sweep:
                 "quality": quality,
                 "seed": seed,
                 "payload_bytes_per_image": measured["payload_bytes_mean"],
+                "amortised_bytes_per_image": measured["payload_bytes_mean"],
                 "header_bytes": measured["header_bytes"],
                 "miou": scores["miou"],
-                **_interval("miou", scores["miou_ci"]),
                 "baseline_miou": baselines[seed]["miou"],
                 "delta_miou": scores["miou"] - baselines[seed]["miou"],
                 **_metric_values(scores, self.metrics),
@@ -468,11 +444,9 @@ class Sweep:
                     f"delta_{key_of(m)}": scores[key_of(m)] - baselines[seed][key_of(m)]
                     for m in self.metrics[1:]
                 },
-                **_paired_delta(
-                    self._stacked(scores["statistics"]), self.statistics(f"baseline_seed{seed}"), self.metrics
-                ),  # fmt: skip
                 **{f"iou_{k}": v for k, v in scores["class_iou"].items()},
             }
+            self._save_statistics(name, scores["statistics"])
             write_json(self.results / f"{name}.json", row)
             rows.append(row)
         return rows
@@ -539,8 +513,7 @@ class Sweep:
             for name in job.rows:
                 path = self.results / f"{name}.json"
                 if path.is_file():
-                    row = json.loads(path.read_text())
-                    measured.append(self.versus_reference(row) if row["kind"] == Kind.SQUEEZED else row)
+                    measured.append(json.loads(path.read_text()))
                     continue
                 record = self.failure_record(job.name)
                 failed = record.is_file()
@@ -554,7 +527,13 @@ class Sweep:
         baselines = [row["seed"] for row in measured if row["kind"] == Kind.BASELINE]
         floor_rows = [row for seed in baselines for row in self.floor_rows(seed)]
         rows = [*measured, *floor_rows]
-        aggregates, methods, summary_sentences = write_tables(rows, self.output_dir, unmeasured)
+        statistics = self.statistics(rows)
+        rows = with_intervals(rows, statistics, self.metrics, self.reference_of)
+        aggregates = seed_means(rows, statistics, self.metrics, self.reference_of)
+        rule = adjust(rows + aggregates)
+        methods = rate_at_quality(rows)
+        summary_sentences = sentences(rows, aggregates, rule)
+        write_tables(self.output_dir, rows, aggregates, methods, summary_sentences, unmeasured)
         for line in summary_sentences:
             log.info("%s", line)
         for row in unmeasured:
@@ -570,7 +549,14 @@ class Sweep:
         title = f"{model.backbone} ({model.weights} weights), {data.title} {SPLIT}{masks}"
         names = {q.quantizer_type: quantizer_class(q.quantizer_type).title or q.quantizer_type.upper()
                  for q in (*spec.quantizers, spec.reference)}  # fmt: skip
-        plot_rate_quality(rows, title, self.output_dir / "rate_quality.png", names)
+        plot = self.output_dir / "rate_quality.png"
+        try:
+            plot_rate_quality(rows, aggregates, title, plot, names)
+        except Exception as error:  # the tables are written: a figure that cannot be drawn is a warning
+            log.warning(
+                "warning: rate_quality.png not drawn (%s: %s)", type(error).__name__, one_line(str(error))
+            )
+            plot.unlink(missing_ok=True)
         captions = ("best images by VQ IoU", "worst images by VQ IoU", "where VQ loses most to the baseline")
         report_figures = [(self.output_dir / "rate_quality.png", "mIoU against measured bytes per image")]
         report_figures += [(self.figures / path, f"{spec.shown_model()}: {caption}")

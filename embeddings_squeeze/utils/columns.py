@@ -9,6 +9,7 @@ registered metric beyond IoU adds its columns (``metric_columns``).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 from embeddings_squeeze.utils.metrics import METRICS, key_of, metric_named
@@ -34,8 +35,9 @@ class Column:
     name: str
     meaning: str
     unit: str = ""
-    # mean: mean and standard deviation over seeds; same: one value; key: names the row; method: a
-    # value of a method's rate at equal quality
+    # mean: mean and standard deviation over seeds; same: one value; key: names the row; interval: an
+    # interval's end or test over seeds and images (utils/intervals.py); method: a value of a
+    # method's rate at equal quality
     over_seeds: str = "mean"
     rate_key: str | None = None  # the rate table's key a squeezed row copies into this column
     in_report: bool = True
@@ -90,28 +92,46 @@ COLUMNS = (
            rate_key="code_usage_on_split"),
     Column("codes_replaced_per_step", "codes re-seeded per training step after the first epoch", "codes",
            rate_key="codes_replaced_per_step_after_epoch1"),
-    Column("decoder_bytes", "one-off size of what the receiver holds for the bottleneck", "bytes",
+    Column("decoder_bytes", "one-off size of what the receiver holds for the bottleneck: the weights applied "
+           "to decoded values and the coder's model (histogram or coding tables)", "bytes",
            over_seeds="same", rate_key="decoder_bytes", in_report=False),
+    Column("amortised_bytes_per_image", "payload_bytes_per_image plus decoder_bytes spread over 10,000 "
+           "images; image codecs and lossless masks: their payload (decoders every receiver has)", "bytes",
+           rate_key="amortised_bytes_per_image"),
     Column("head_bytes", "one-off size of the segmentation head (the baseline needs it too)", "bytes",
            over_seeds="same", rate_key="head_bytes", in_report=False),
     Column("miou", "mean IoU over classes on the test split, each prediction scored against its mask at "
            "the mask's own size", "fraction"),
-    Column("miou_low", "lower end of miou's 95 % interval (bootstrap over test images)", "fraction"),
-    Column("miou_high", "upper end of miou's 95 % interval", "fraction"),
+    Column("miou_low", "lower end of miou's 95 % interval over the test images (delta method, t; over "
+           "seeds too in `_mean` rows; empty: none stated, see interval_note)", "fraction",
+           over_seeds="interval"),
+    Column("miou_high", "upper end of miou's 95 % interval", "fraction", over_seeds="interval"),
     Column("miou_input_size", "mIoU with predictions and masks at the model's square input size (the "
            "secondary score)", "fraction", in_report=False),
     Column("baseline_miou", "the mIoU of the baseline of the row's own seed", "fraction", in_report=False),
     Column("delta_miou", "miou minus baseline_miou: the row against its own seed's baseline", "fraction"),
-    Column("delta_miou_low", "lower end of delta_miou's 95 % interval (paired bootstrap: the same "
-           "resampled images for both)", "fraction"),
-    Column("delta_miou_high", "upper end of delta_miou's 95 % interval", "fraction"),
-    Column("delta_significant", "whether delta_miou's interval excludes 0", "bool", over_seeds="same",
-           in_report=False),
-    Column("delta_miou_vs_reference", "miou minus that of the continuous bottleneck (`none`) of the same "
-           "seed: the quantization alone", "fraction"),
+    Column("delta_miou_low", "lower end of delta_miou's 95 % interval (paired: the same test images for "
+           "both; over seeds too in `_mean` rows)", "fraction", over_seeds="interval"),
+    Column("delta_miou_high", "upper end of delta_miou's 95 % interval", "fraction", over_seeds="interval"),
+    Column("delta_miou_p", "two-sided p-value of delta_miou against no difference (t, as the interval)",
+           over_seeds="interval", in_report=False),
+    Column("delta_miou_p_holm", "delta_miou_p after Holm's adjustment over every mIoU difference of the "
+           "sweep", over_seeds="interval", in_report=False),
+    Column("delta_significant", "whether delta_miou_p_holm is below 0.05 (empty: not tested); false means no "
+           "difference shown, not evidence of none", "bool", over_seeds="interval"),
+    Column("delta_miou_vs_reference", "miou minus that of the continuous reference of the same seed: the "
+           "quantization alone", "fraction"),
     Column("delta_miou_vs_reference_low", "lower end of its 95 % interval (paired)", "fraction",
-           in_report=False),
-    Column("delta_miou_vs_reference_high", "upper end of its 95 % interval", "fraction", in_report=False),
+           over_seeds="interval", in_report=False),
+    Column("delta_miou_vs_reference_high", "upper end of its 95 % interval", "fraction",
+           over_seeds="interval", in_report=False),
+    Column("delta_miou_vs_reference_p", "its two-sided p-value", over_seeds="interval", in_report=False),
+    Column("delta_miou_vs_reference_p_holm", "that p-value after Holm's adjustment (the same family)",
+           over_seeds="interval", in_report=False),
+    Column("delta_vs_reference_significant", "whether delta_miou_vs_reference_p_holm is below 0.05", "bool",
+           over_seeds="interval", in_report=False),
+    Column("interval_note", "why the row's mIoU intervals are not stated (too few images, a class in too "
+           "few ground truths, no spread)", over_seeds="interval", in_report=False),
     Column("degenerate", "set when the model's predictions carry no information: one class for nearly "
            "every pixel, or IoU 0 for every class but the commonest (its mIoU can still look fair)",
            over_seeds="key"),
@@ -127,6 +147,8 @@ COLUMNS = (
     Column("bytes_at_<P>", "P = 90, 95, 99: bytes per image at P % of the seed's baseline mIoU, log-bytes "
            "interpolated between the two Pareto-front points around it (empty: never reached)", "bytes",
            over_seeds="method"),
+    Column("bytes_at_<P>_seeds", "`_mean` rows: how many of the seeds reach P % (bytes_at_<P> is their mean "
+           "only when all do)", over_seeds="method"),
     Column("bytes_at_<P>_upper_bound", "true when the cheapest point tried already reaches P %: the "
            "method may need fewer bytes, shown as `<= N`", "bool", over_seeds="method"),
     Column("bd_rate_vs_<anchor>", "anchor = jpeg, webp: Bjontegaard delta rate of the Pareto fronts "
@@ -154,13 +176,35 @@ def metric_columns() -> tuple[Column, ...]:
             Column(
                 key, f"{metric.title} on the test split, at each mask's own size (`--metrics`)", "fraction"
             ),
-            Column(f"{key}_low", f"lower end of {key}'s 95 % interval", "fraction", in_report=False),
-            Column(f"{key}_high", f"upper end of {key}'s 95 % interval", "fraction", in_report=False),
+            Column(
+                f"{key}_low",
+                f"lower end of {key}'s 95 % interval",
+                "fraction",
+                over_seeds="interval",
+                in_report=False,
+            ),
+            Column(
+                f"{key}_high",
+                f"upper end of {key}'s 95 % interval",
+                "fraction",
+                over_seeds="interval",
+                in_report=False,
+            ),
             Column(f"delta_{key}", f"{key} minus that of the row's own seed's baseline", "fraction"),
             Column(
-                f"delta_{key}_low", "lower end of its 95 % interval (paired)", "fraction", in_report=False
+                f"delta_{key}_low",
+                "lower end of its 95 % interval (paired)",
+                "fraction",
+                over_seeds="interval",
+                in_report=False,
             ),
-            Column(f"delta_{key}_high", "upper end of its 95 % interval", "fraction", in_report=False),
+            Column(
+                f"delta_{key}_high",
+                "upper end of its 95 % interval",
+                "fraction",
+                over_seeds="interval",
+                in_report=False,
+            ),
         ]
     return tuple(columns)
 
@@ -181,6 +225,15 @@ def reported() -> tuple[str, ...]:
     return tuple(
         c.name for c in all_columns() if c.in_report and c.over_seeds != "method" and "<" not in c.name
     )
+
+
+def by_configuration(rows: list[dict], kinds=(Kind.SQUEEZED,)) -> dict[str, list[dict]]:
+    """Rows of ``kinds`` grouped by configuration (the seeds of one setting)."""
+    groups = defaultdict(list)
+    for row in rows:
+        if row["kind"] in kinds:
+            groups[row["configuration"]].append(row)
+    return groups
 
 
 def method_and_setting(row: dict) -> tuple[str, object]:

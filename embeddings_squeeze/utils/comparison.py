@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from embeddings_squeeze.data.labels import ClassSet
-from embeddings_squeeze.utils import bootstrap
+from embeddings_squeeze.utils import intervals
 from embeddings_squeeze.utils.codes import CodeAtlas
 from embeddings_squeeze.utils.iou import class_iou, mean_iou, per_image_iou
 from embeddings_squeeze.utils.metrics import IoU, Metric, Scores, key_of
@@ -119,18 +119,16 @@ class Comparison:
         return torch.stack(counts) if counts else torch.zeros(0, size, size)
 
     def summary(self) -> dict:
-        """Per model and metric: the split's value with its 95 % bootstrap interval and its class
-        values; the mIoU at the input size and the mean per-image IoU; the paired differences
-        against the baseline (and the reference) with their intervals."""
-        weights = bootstrap.resample_weights(self.total_images) if self.total_images else None
+        """Per model and metric: the split's value with its 95 % interval (``utils/intervals.py``)
+        and its class values; the mIoU at the input size and the mean per-image IoU; the paired
+        differences against the baseline (and the reference) with their intervals, p-values and
+        significance after Holm's adjustment over every difference of the comparison."""
         image_iou = {name: per_image_iou(self.stacked(name)) for name in self.models}
         scored = ~torch.isnan(image_iou["vq"])
         summary = {"images": self.total_images, "images_scored": int(scored.sum()),
                    "metrics": [metric.name for metric in self.metrics]}  # fmt: skip
         for name in self.models:
-            summary.update(
-                {f"{name}_{key}": value for key, value in self.scores[name].report(weights).items()}
-            )
+            summary.update({f"{name}_{key}": value for key, value in self.scores[name].report().items()})
             summary[f"{name}_miou_input_size"] = mean_iou(self.input_confusion[name])
             summary[f"{name}_mean_image_iou"] = (
                 image_iou[name][scored].mean().item() if scored.any() else math.nan
@@ -139,16 +137,23 @@ class Comparison:
         if "reference" in self.models:
             pairs.append(("{}_difference_vs_reference", "vq", "reference"))
             pairs.append(("reference_{}_difference", "reference", "baseline"))
+        differences = []
         for template, first, second in pairs:
             for metric in self.metrics:
                 key, measure = template.format(key_of(metric)), key_of(metric)
                 summary[key] = summary[f"{first}_{measure}"] - summary[f"{second}_{measure}"]
-                bounds = None
-                if weights is not None:
+                found = intervals.Interval(summary[key], note="no images")
+                if self.total_images:
                     statistics = (self.scores[first].stacked(metric), self.scores[second].stacked(metric))
-                    bounds = list(bootstrap.difference_interval(*statistics, weights, metric.value))
-                summary[f"{key}_ci"] = bounds
-                summary[f"{key}_significant"] = bootstrap.significant(bounds) if bounds else None
+                    found = intervals.interval([statistics[0]], metric, [statistics[1]])
+                summary.update({f"{key}_ci": found.bounds(), f"{key}_note": found.note,
+                                f"{key}_p": found.p_value})  # fmt: skip
+                differences.append(key)
+        adjusted = intervals.holm([summary[f"{key}_p"] for key in differences])
+        for key, p_value in zip(differences, adjusted):
+            summary[f"{key}_p_holm"] = p_value
+            summary[f"{key}_significant"] = intervals.significant(p_value)
+        summary["multiplicity"] = f"Holm over the {len(differences)} differences of this comparison"
         summary["mean_image_iou_difference"] = (
             summary["vq_mean_image_iou"] - summary["baseline_mean_image_iou"]
         )

@@ -1,10 +1,12 @@
 """The naive alternative: compress the input image (JPEG, WebP) and run the uncompressed model remotely.
 
-Each test image is taken at the model's input size (as the data pipeline resizes it), encoded at
-a given quality with each codec at its best practical setting (JPEG with optimised Huffman tables,
-WebP at its slowest method), measured in bytes and decoded; ``engine/evaluation.py`` segments it
-with the baseline model. ``header_bytes`` is the fixed part of each file (container and tables), so
-readers can compare bodies as well as totals.
+Each test image is coded at the smaller of its own size and the model's input size (a sender never
+upsamples before coding: that would pay for pixels the image does not have; a larger image is resized
+to the input first, as the data pipeline resizes it), encoded at a given quality with each codec at
+its best practical setting (JPEG with optimised Huffman tables, WebP at its slowest method), measured
+in bytes and decoded; the receiver resizes it to the input as the pipeline does, and
+``engine/evaluation.py`` segments it with the baseline model. ``header_bytes`` is the fixed part of
+each file (container and tables), so readers can compare bodies as well as totals.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import struct
 import numpy as np
 import torch
 from PIL import Image, features
+from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from embeddings_squeeze.data.segmentation import denormalize
+from embeddings_squeeze.data.segmentation import ImageTransform
 
 BEST_SETTINGS = {"JPEG": {"optimize": True}, "WEBP": {"method": 6}}
 WEBP_FRAME_HEADER = 10  # a lossy key frame's tag, start code and dimensions, before the coded data
@@ -54,11 +57,22 @@ def header_bytes(data: bytes, codec: str) -> int:
     return header
 
 
-def round_trip(pixels: torch.Tensor, mean, std, codec: str, quality: int) -> tuple[torch.Tensor, int, int]:
-    """Normalised (3, S, S) image -> (decoded normalised image, encoded bytes, header bytes)."""
-    rgb = denormalize(pixels, mean, std)
-    data = encode_image(rgb.permute(1, 2, 0).numpy(), codec, quality)
+def coded_pixels(native: np.ndarray, image_size: int) -> np.ndarray:
+    """(H, W, 3) uint8 pixels as the sender codes them: as they are when they hold no more pixels than
+    the model's square input, else resized to it (bilinear, as the data pipeline resizes)."""
+    if native.shape[0] * native.shape[1] <= image_size**2:
+        return native
+    square = TF.resize(Image.fromarray(native), [image_size, image_size], InterpolationMode.BILINEAR,
+                       antialias=True)  # fmt: skip
+    return np.asarray(square)
+
+
+def round_trip(
+    native: np.ndarray, transform: ImageTransform, codec: str, quality: int
+) -> tuple[torch.Tensor, int, int]:
+    """An image's (H, W, 3) uint8 pixels -> (the decoded image as the model's normalised (3, S, S)
+    input, encoded bytes, header bytes)."""
+    data = encode_image(coded_pixels(native, transform.image_size), codec, quality)
     with Image.open(io.BytesIO(data)) as decoded:
-        array = np.array(decoded.convert("RGB"))  # a writable copy for torch
-    restored = TF.normalize(TF.to_tensor(array), list(mean), list(std))
+        restored = transform(decoded)
     return restored, len(data), header_bytes(data, codec)

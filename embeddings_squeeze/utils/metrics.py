@@ -2,11 +2,11 @@
 of statistics summed over images.
 
 Dice and pixel accuracy are computed here rather than with torchmetrics (the tests check them against
-its ``multiclass_f1_score`` and ``multiclass_accuracy``) because the bootstrap and the paired
+its ``multiclass_f1_score`` and ``multiclass_accuracy``) because the intervals and the paired
 differences need each image's additive statistics, not a metric object's running state.
 
 Summing statistics before taking the value is how a split's score is formed (the dataset IoU sums
-confusion counts first), how the bootstrap resamples images (``utils/bootstrap.py``) and how two
+confusion counts first), how intervals see each image's part in it (``utils/intervals.py``) and how two
 models are paired on the same images. Metrics that read the same statistics (IoU, Dice, pixel
 accuracy: the confusion counts) share one computation, by ``statistics_key``.
 
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.registry import Registry
-from embeddings_squeeze.utils import bootstrap
+from embeddings_squeeze.utils import intervals
 from embeddings_squeeze.utils.iou import class_iou, confusion_matrices
 
 BOUNDARY_TOLERANCE = 2  # pixels: a boundary pixel counts as found within this chessboard distance
@@ -51,6 +51,12 @@ class Metric:
         present, as mIoU is."""
         return self.class_values(summed).nanmean(dim=-1)
 
+    def truth_counts(self, statistics: torch.Tensor) -> torch.Tensor:
+        """(N, C) how much of each class each image's ground truth holds, from its (N, ...)
+        statistics (``utils/intervals.py`` withholds intervals over classes too rare to vary); by
+        default 1 where the image has a value for the class at all."""
+        return (~torch.isnan(self.class_values(statistics))).long()
+
 
 class ConfusionMetric(Metric):
     """A metric of the (C, C) confusion counts (rows: ground truth), ignored pixels left out."""
@@ -59,6 +65,9 @@ class ConfusionMetric(Metric):
 
     def statistics(self, prediction, target, num_classes):
         return confusion_matrices(prediction[None], target[None], num_classes)[0]
+
+    def truth_counts(self, statistics):
+        return statistics.sum(dim=-1)  # rows: the ground truth
 
 
 class IoU(ConfusionMetric):
@@ -91,14 +100,16 @@ class PixelAccuracy(ConfusionMetric):
 
 
 class BoundaryF(Metric):
-    """The boundary F-score per class (Csurka et al., BMVC 2013): a class's boundary pixels in the
-    prediction that lie within ``tolerance`` pixels (chessboard distance) of its boundary in the
-    ground truth (precision), and the other way round (recall). A boundary pixel has a 4-neighbour
+    """The pooled boundary F-score per class: a class's boundary pixels in the prediction that lie
+    within ``tolerance`` pixels (chessboard distance) of its boundary in the ground truth (precision),
+    and the other way round (recall), both counted over the whole split before F is taken. (Csurka et
+    al., BMVC 2013, average a per-image F instead; pooling keeps the statistics additive, like the
+    confusion counts, and weighs images by their boundary length.) A boundary pixel has a 4-neighbour
     of another label (image edges are none); in the ground truth an ignored band (VOC's outlines, the
     pet border in binary mode) counts as another label, so the pixels along it are the object's edge,
     and a predicted edge inside the band is judged by its distance to them."""
 
-    name, title = "boundary_f", "boundary F-score"
+    name, title = "boundary_f", "pooled boundary F"
     statistics_key = "boundary"
 
     def __init__(self, tolerance: int = BOUNDARY_TOLERANCE):
@@ -112,6 +123,9 @@ class BoundaryF(Metric):
         near_predicted = _near(predicted, self.tolerance)
         counts = [predicted, predicted & near_true, true, true & near_predicted]
         return torch.stack([mask.flatten(1).sum(dim=1) for mask in counts])
+
+    def truth_counts(self, statistics):
+        return statistics[:, 2]  # true boundary pixels
 
     def class_values(self, summed):
         predicted, found, true, recalled = summed.double().unbind(dim=-2)
@@ -190,21 +204,20 @@ class Scores:
         """(N, ...) the per-image statistics ``metric`` reads."""
         return torch.stack(self.statistics[metric.statistics_key])
 
-    def report(self, weights: torch.Tensor | None) -> dict:
-        """Per metric: its value on the split (``miou`` for IoU, else its name), the 95 % interval
-        (``_ci``, bootstrap over images with ``weights``; None without images) and its value per
-        class (``class_<name>``) where it has one."""
+    def report(self) -> dict:
+        """Per metric: its value on the split (``miou`` for IoU, else its name), its 95 % interval
+        (``_ci``: ``utils/intervals.py``; None when none is stated, ``_note`` says why) and its value
+        per class (``class_<name>``) where it has one."""
         report = {}
         for metric in self.metrics:
-            statistics = self.stacked(metric) if self.statistics[metric.statistics_key] else None
             key = key_of(metric)
-            if statistics is None:
-                report.update({key: float("nan"), f"{key}_ci": None})
+            if not self.statistics[metric.statistics_key]:
+                report.update({key: float("nan"), f"{key}_ci": None, f"{key}_note": "no images"})
                 continue
-            summed = statistics.sum(dim=0)
-            report[key] = metric.value(summed).item()
-            report[f"{key}_ci"] = list(bootstrap.miou_interval(statistics, weights, metric.value))
-            per_class = metric.class_values(summed)
+            statistics = self.stacked(metric)
+            found = intervals.interval([statistics], metric)
+            report.update({key: found.estimate, f"{key}_ci": found.bounds(), f"{key}_note": found.note})
+            per_class = metric.class_values(statistics.sum(dim=0))
             if per_class is not None:
                 report[f"class_{metric.name}"] = dict(zip(self.class_names, per_class.tolist()))
         return report

@@ -17,7 +17,8 @@ under the training split's code histogram, add-one smoothed so that codes never 
 stay encodable; or, when that is shorter (an image whose codes are unlikely under the histogram),
 as a fixed-length code of ceil(log2 alphabet) bits per index, flagged in the version byte. So no
 payload is longer than the fixed-length code plus the header. Other quantizers frame their own
-bodies with ``frame``/``unframe``/``verify``.
+bodies with ``frame``/``unframe``/``verify``; one whose coder can run long on unlikely values escapes
+to ``raw_symbols`` (flagged the same way), so its payload too is capped by a fixed-length code.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ VERSION = 3
 FIXED_LENGTH = 0x80  # set in the version byte: the body is a fixed-length code
 HEADER = struct.Struct(">BBIHH")
 MAX_SIDE = 2**16 - 1
+RAW = struct.Struct(">iB")  # a raw body's smallest value and bits per value
 
 
 def fingerprint(module) -> bytes:
@@ -123,6 +125,25 @@ def unpack_bits(body: bytes, count: int, bits: int) -> np.ndarray:
     """``pack_bits``'s inverse for ``count`` values."""
     flat = np.unpackbits(np.frombuffer(body, dtype=np.uint8))[: count * bits].astype(np.int64)
     return flat.reshape(count, bits) @ (1 << np.arange(bits - 1, -1, -1, dtype=np.int64))
+
+
+def raw_symbols(symbols: np.ndarray) -> bytes:
+    """Integers as a raw body: the smallest (i32) and the bits per value (u8), then every value minus the
+    smallest in that many bits: the escape of coders whose output can exceed a fixed-length code."""
+    flat = symbols.reshape(-1).astype(np.int64)
+    low = int(flat.min())
+    bits = max(1, (int(flat.max()) - low).bit_length())
+    return RAW.pack(low, bits) + pack_bits(flat - low, bits)
+
+
+def read_raw_symbols(body: bytes, count: int, name: str) -> np.ndarray:
+    """``raw_symbols``'s inverse for ``count`` values; a clear error for a damaged body."""
+    if len(body) < RAW.size:
+        raise UserError(f"{name} is truncated or corrupt; encode the image again")
+    low, bits = RAW.unpack_from(body)
+    if not 1 <= bits <= 33 or len(body) != RAW.size + math.ceil(count * bits / 8):
+        raise UserError(f"{name} is truncated or corrupt; encode the image again")
+    return unpack_bits(body[RAW.size :], count, bits) + low
 
 
 class IndexCoder:

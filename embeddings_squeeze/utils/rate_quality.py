@@ -11,7 +11,8 @@ every cheaper point (a dominated point says nothing about what the method can do
   interpolated as a function of mIoU with a piecewise-cubic monotone (PCHIP) interpolant over the
   mIoU range both fronts cover, and the mean log-rate difference over that range becomes a rate
   ratio (-50 means half the bytes at equal mIoU). It is reported only when that shared range is at
-  least half of the narrower front's range: a few thousandths of overlap do not make a number.
+  least half of the narrower front's range and wider than the widest 95 % interval of the fronts'
+  points against their baseline (``resolution``): an overlap thinner than the noise makes no number.
 - ``standing``: where two fronts stand over the bytes both cover, a word even when BD-rate is n/a.
 """
 
@@ -27,6 +28,7 @@ MIN_OVERLAP = 0.5  # of the narrower front's mIoU range, for a BD-rate
 NO_OVERLAP = "n/a: no overlap"
 ONE_POINT = "n/a: fewer than two points"
 THIN_OVERLAP = "n/a: overlap under half the narrower range"
+NO_RESOLUTION = "n/a: a point without an interval"
 
 Point = tuple[float, float]  # (bytes per image, mIoU)
 
@@ -68,9 +70,9 @@ def overlap(test: list[Point], anchor: list[Point]) -> list[float] | None:
     return [low, high] if high > low else None
 
 
-def bd_rate(test: list[Point], anchor: list[Point]) -> float | str:
+def bd_rate(test: list[Point], anchor: list[Point], resolution: float | None = 0.0) -> float | str:
     """Bjontegaard delta rate (%) of ``test`` against ``anchor`` (see the module docstring), or why
-    there is none."""
+    there is none; ``resolution``: the widest interval of the points' mIoU (None: some point has none)."""
     test, anchor = pareto_front(test), pareto_front(anchor)
     if len(test) < 2 or len(anchor) < 2:
         return ONE_POINT
@@ -81,6 +83,10 @@ def bd_rate(test: list[Point], anchor: list[Point]) -> float | str:
     narrower = min(test[-1][1] - test[0][1], anchor[-1][1] - anchor[0][1])
     if high - low < MIN_OVERLAP * narrower:
         return THIN_OVERLAP
+    if resolution is None:
+        return NO_RESOLUTION
+    if high - low <= resolution:
+        return f"n/a: overlap {high - low:.4f} within the points' 95 % intervals ({resolution:.4f} wide)"
     test_curve, anchor_curve = _log_rate_curve(test), _log_rate_curve(anchor)
     mean_difference = (test_curve.integrate(low, high) - anchor_curve.integrate(low, high)) / (high - low)
     return float((math.exp(mean_difference) - 1) * 100)
@@ -114,9 +120,15 @@ def standing(test: list[Point], anchor: list[Point]) -> str:
 
 
 def method_summary(
-    name: str, points: list[Point], baseline_miou: float, anchors: dict[str, list[Point]]
+    name: str,
+    points: list[Point],
+    baseline_miou: float,
+    anchors: dict[str, list[Point]],
+    resolution: dict[str, float | None] | None = None,
 ) -> dict:
-    """One method's points, bytes at 90/95/99 % of ``baseline_miou`` and its standing against each anchor."""
+    """One method's points, bytes at 90/95/99 % of ``baseline_miou`` and its standing against each
+    anchor; ``resolution``: per method, the widest 95 % interval of its points (None: one has none)."""
+    resolution = resolution or {}
     entry = {"method": name, "points": len(points)}
     for percent in QUALITY_LEVELS:
         value, upper_bound = bytes_at(points, baseline_miou, percent)
@@ -125,13 +137,19 @@ def method_summary(
     for anchor, anchor_points in anchors.items():
         if anchor != name:
             key = anchor.lower()
-            entry[f"bd_rate_vs_{key}"] = bd_rate(points, anchor_points)
+            widths = (resolution.get(name, 0.0), resolution.get(anchor, 0.0))
+            widest = None if None in widths else max(widths)
+            entry[f"bd_rate_vs_{key}"] = bd_rate(points, anchor_points, widest)
             entry[f"miou_overlap_vs_{key}"] = overlap(points, anchor_points)
             entry[f"standing_vs_{key}"] = standing(points, anchor_points)
     return entry
 
 
-def method_summaries(methods: dict[str, list[Point]], baseline_miou: float, anchors) -> list[dict]:
+def method_summaries(
+    methods: dict[str, list[Point]], baseline_miou: float, anchors, resolution: dict | None = None
+) -> list[dict]:
     """``method_summary`` of every method, against the anchors among them (e.g. JPEG, WEBP)."""
     present = {anchor: methods[anchor] for anchor in anchors if anchor in methods}
-    return [method_summary(name, points, baseline_miou, present) for name, points in methods.items()]
+    return [
+        method_summary(name, points, baseline_miou, present, resolution) for name, points in methods.items()
+    ]

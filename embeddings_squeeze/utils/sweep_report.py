@@ -1,23 +1,31 @@
 """Tables, the rate-quality plot and the self-contained HTML report of a sweep.
 
 Every comparison pairs a row with its own seed's baseline: rate at equal quality is measured per
-seed against that seed's baseline, and seeds are then summarised by mean and standard deviation.
+seed against that seed's baseline, and seeds are then combined (``utils/sweep_statistics.py``).
+Renderers take the rows as they come: a score without an interval, an interval beside its estimate,
+a degenerate model or baseline, one point or none draw and print without failing.
 """
 
 from __future__ import annotations
 
 import csv
 import html
-import statistics
+import math
+import statistics as stats
 from collections import defaultdict
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from embeddings_squeeze.utils import pages
-from embeddings_squeeze.utils.columns import Kind, averaged, method_and_setting, ordered, reported
+from embeddings_squeeze.utils import intervals, pages
+from embeddings_squeeze.utils.columns import Kind, by_configuration, method_and_setting, ordered, reported
 from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.rate_quality import QUALITY_LEVELS, method_summaries
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
 
 CURVE_KINDS = (Kind.SQUEEZED, Kind.INPUT)  # rows that form curves; floor and oracle rows are single points
 POINT_KINDS = (Kind.FLOOR, Kind.ORACLE)
@@ -25,150 +33,167 @@ FLOOR_REFERENCE = "mask_context"  # the cheapest lossless floor row the sentence
 ANCHORS = ("JPEG", "WEBP")  # the curves BD-rates are taken against
 
 
-def by_configuration(rows: list[dict], kinds=(Kind.SQUEEZED,)) -> dict[str, list[dict]]:
-    """Rows of ``kinds`` grouped by configuration (the seeds of one setting)."""
-    groups = defaultdict(list)
-    for row in rows:
-        if row["kind"] in kinds:
-            groups[row["configuration"]].append(row)
-    return groups
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _mean_and_std(entry: dict, members: list[dict], keys) -> None:
-    """``entry[key]`` and ``entry[key_std]``: mean and standard deviation of the members' numbers."""
-    for key in keys:
-        values = [member[key] for member in members if _is_number(member.get(key))]
-        if len(values) == len(members):
-            entry[key] = statistics.fmean(values)
-            entry[f"{key}_std"] = statistics.stdev(values)
-
-
-def aggregate(rows: list[dict]) -> list[dict]:
-    """Mean and standard deviation over seeds of every configuration with several seeds."""
-    summary = []
-    kinds = (Kind.BASELINE, Kind.SQUEEZED, Kind.INPUT, Kind.FLOOR, Kind.FLOOR_GT, Kind.ORACLE)
-    for configuration, members in by_configuration(rows, kinds).items():
-        if len(members) < 2:
-            continue
-        first = members[0]
-        entry = {
-            "name": f"{configuration}_mean",
-            "kind": first["kind"] + Kind.MEAN,
-            "configuration": configuration,
-            **{key: first.get(key) for key in ("quantizer", "setting", "value", "codec", "quality")},
-            "seeds": len(members),
-        }
-        _mean_and_std(entry, members, averaged())
-        summary.append(entry)
-    return summary
-
-
 def method_points(rows: list[dict], seed: int) -> dict[str, list[tuple[float, float]]]:
     """One seed's methods and their (bytes per image, mIoU) points: each quantizer type's curve,
     each image codec's curve, and every floor and oracle row."""
     methods = defaultdict(list)
     for row in rows:
-        if row.get("seed") == seed and row["kind"] in (*CURVE_KINDS, *POINT_KINDS):
+        if (
+            row.get("seed") == seed
+            and row["kind"] in (*CURVE_KINDS, *POINT_KINDS)
+            and _is_number(row.get("miou"))
+        ):
             methods[method_and_setting(row)[0]].append((row["payload_bytes_per_image"], row["miou"]))
     return methods
 
 
+def resolution(rows: list[dict], seed: int) -> dict[str, float | None]:
+    """Per method of one seed, the widest 95 % interval of its points' difference from the baseline
+    (None when a point has none): what a BD-rate's shared mIoU range must exceed."""
+    widest: dict[str, float | None] = {}
+    for row in rows:
+        if row.get("seed") != seed or row["kind"] not in CURVE_KINDS:
+            continue
+        method = method_and_setting(row)[0]
+        low, high = row.get("delta_miou_low"), row.get("delta_miou_high")
+        if low is None or high is None or (method in widest and widest[method] is None):
+            widest[method] = None
+        else:
+            widest[method] = max(high - low, widest.get(method, 0.0))
+    return widest
+
+
 def rate_at_quality(rows: list[dict]) -> list[dict]:
     """Per seed and method: bytes at 90/95/99 % of that seed's baseline mIoU and the standing against
-    JPEG and WebP; then, with several seeds, each method's mean and standard deviation."""
-    baselines = {row["seed"]: row["miou"] for row in rows if row["kind"] == Kind.BASELINE}
+    JPEG and WebP (nothing for a seed whose baseline is degenerate: a share of its mIoU means
+    nothing); then, with several seeds, each method's mean over seeds and how many seeds reach each
+    quality."""
+    baselines = [row for row in rows if row["kind"] == Kind.BASELINE]
     per_seed = []
-    for seed, reference in baselines.items():
-        for entry in method_summaries(method_points(rows, seed), reference, anchors=ANCHORS):
+    for baseline in baselines:
+        seed = baseline["seed"]
+        if baseline.get("degenerate") or not _is_number(baseline.get("miou")) or not baseline["miou"] > 0:
+            why = baseline.get("degenerate") or "no score"
+            per_seed.append({"name": f"baseline_seed{seed}_front", "kind": Kind.METHOD, "seed": seed,
+                             "method": "(every method)", "reason": f"the seed's baseline {why}"})  # fmt: skip
+            continue
+        summaries = method_summaries(
+            method_points(rows, seed), baseline["miou"], anchors=ANCHORS, resolution=resolution(rows, seed)
+        )
+        for entry in summaries:
             per_seed.append(
-                {"name": f"{entry['method']}_seed{seed}", "kind": Kind.METHOD, "seed": seed, **entry}
+                {"name": f"{entry['method']}_front_seed{seed}", "kind": Kind.METHOD, "seed": seed, **entry}
             )
     if len(baselines) < 2:
         return per_seed
-    means = []
     groups = defaultdict(list)
     for entry in per_seed:
-        groups[entry["method"]].append(entry)
-    for method, members in groups.items():
-        entry = {
-            "name": f"{method}_mean",
-            "kind": Kind.METHOD + Kind.MEAN,
-            "method": method,
-            "seeds": len(members),
-        }
-        numbers = [key for key, value in members[0].items() if _is_number(value) and key != "seed"]
-        _mean_and_std(entry, members, numbers)
-        for key in members[0]:
-            if key.endswith("_upper_bound"):
-                entry[key] = any(member[key] for member in members)
-        means.append(entry)
-    return per_seed + means
+        if "points" in entry:
+            groups[entry["method"]].append(entry)
+    return per_seed + [_method_mean(method, members, len(baselines)) for method, members in groups.items()]
+
+
+def _method_mean(method: str, members: list[dict], seeds: int) -> dict:
+    """A method's rate at equal quality over seeds: each quality's bytes averaged over the seeds only
+    when every seed reaches it, with how many do (``bytes_at_<P>_seeds``)."""
+    entry = {"name": f"{method}_front_mean", "kind": Kind.METHOD + Kind.MEAN, "method": method,
+             "seeds": len(members), "points": stats.fmean(m["points"] for m in members)}  # fmt: skip
+    for percent in QUALITY_LEVELS:
+        key = f"bytes_at_{percent}"
+        reached = [m for m in members if m[key] is not None]
+        entry[f"{key}_seeds"] = f"{len(reached)} of {seeds}"
+        entry[key] = stats.fmean(m[key] for m in reached) if len(reached) == seeds else None
+        entry[f"{key}_upper_bound"] = any(m[f"{key}_upper_bound"] for m in reached)
+    for key in members[0]:
+        values = [m.get(key) for m in members]
+        if key.startswith("bd_rate_vs_") and all(_is_number(v) for v in values):
+            entry[key] = stats.fmean(values)
+            entry[f"{key}_std"] = stats.stdev(values)
+    return entry
 
 
 def _bytes(entry: dict, percent: int) -> str:
-    value = entry.get(f"bytes_at_{percent}")
+    """bytes_at_<percent> as the tables show it: ``<=`` for an upper bound, and for a mean over seeds
+    how many seeds reach it when not all do."""
+    key = f"bytes_at_{percent}"
+    value = entry.get(key)
+    reached = entry.get(f"{key}_seeds")
     if value is None:
-        return "never"
-    return ("<= " if entry.get(f"bytes_at_{percent}_upper_bound") else "") + f"{value:,.0f}"
+        return f"{reached} seeds reach it" if reached and not reached.startswith("0 ") else "never"
+    return ("<= " if entry.get(f"{key}_upper_bound") else "") + f"{value:,.1f}"
 
 
-def _difference(value: float, low: float | None, high: float | None, against: str) -> str:
-    if low is None:
-        return f"{value:+.3f} mIoU against {against}"
-    verdict = "" if low > 0 or high < 0 else ": not significant"
-    return f"{value:+.3f} mIoU [{low:+.3f}, {high:+.3f}] against {against}{verdict}"
+def _difference(row: dict, column: str, against: str) -> str:
+    """A difference with its interval and its standing after Holm's adjustment."""
+    bounds = intervals.bounds_text(_bounds(row, column), signed=True)
+    standing = intervals.verdict(row.get(f"{column}_p_holm"), _note(row, column))
+    return f"{row[column]:+.3f} mIoU {bounds} against {against} ({standing})"
 
 
-def sentences(rows: list[dict], methods: list[dict]) -> list[str]:
-    """One sentence per squeezed configuration (seeds averaged, each against its own seed's baseline):
-    its bytes against the lossless mask, its quality, and whether its losses are real."""
+def _bounds(row: dict, column: str) -> list[float] | None:
+    low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
+    return None if low is None or high is None else [low, high]
+
+
+def _note(row: dict, column: str) -> str | None:
+    """Why a difference of ``row`` has no interval (None when it has one)."""
+    return None if _bounds(row, column) is not None else (row.get("interval_note") or "none stated")
+
+
+def sentences(rows: list[dict], aggregates: list[dict], rule: str) -> list[str]:
+    """One sentence per squeezed configuration (seeds combined, each against its own seed's baseline):
+    its bytes against the lossless mask, its quality, and whether its differences are shown to be
+    real (``rule``: the multiplicity control, in words)."""
     floors = by_configuration(rows, (Kind.FLOOR,)).get(FLOOR_REFERENCE, [])
-    floor_bytes = statistics.fmean(r["payload_bytes_per_image"] for r in floors) if floors else None
+    floor_bytes = stats.fmean(r["payload_bytes_per_image"] for r in floors) if floors else None
+    means = {entry["configuration"]: entry for entry in aggregates}
+    degenerate = sorted({r["degenerate"] for r in rows if r["kind"] == Kind.BASELINE and r.get("degenerate")})
     lines = []
     for configuration, members in by_configuration(rows).items():
         seeds = len(members)
-        size = statistics.fmean(r["payload_bytes_per_image"] for r in members)
-        quality = statistics.fmean(100 * r["miou"] / r["baseline_miou"] for r in members)
+        size = stats.fmean(r["payload_bytes_per_image"] for r in members)
         where = f"{size:.0f} bytes per image"
         if floor_bytes:
             where = f"{size / floor_bytes:.2f}x the bytes of the lossless (context-coded) mask"
-        parts = [f"{configuration}: {where} at {quality:.0f} % of the baseline mIoU"]
-        if seeds == 1:
-            row = members[0]
-            parts.append(
-                _difference(row["delta_miou"], row["delta_miou_low"], row["delta_miou_high"], "its baseline")
-            )
-            if row.get("delta_miou_vs_reference") is not None:
-                low, high = row["delta_miou_vs_reference_low"], row["delta_miou_vs_reference_high"]
-                parts.append(
-                    _difference(row["delta_miou_vs_reference"], low, high, "the continuous bottleneck")
-                )
-        else:
-            deltas = [r["delta_miou"] for r in members]
-            real = sum(bool(r["delta_significant"]) for r in members)
-            spread = f"{statistics.fmean(deltas):+.3f} +- {statistics.stdev(deltas):.3f}"
-            parts.append(
-                f"{spread} mIoU against each seed's baseline over {seeds} seeds ({real} significant)"
-            )
+        parts = [f"{configuration}: {where}"]
+        shares = [
+            r["miou"] / r["baseline_miou"]
+            for r in members
+            if _is_number(r.get("miou")) and r.get("baseline_miou")
+        ]
+        if degenerate:
+            parts.append(f"no share of the baseline's mIoU: the baseline {degenerate[0]}")
+        elif len(shares) == seeds:
+            parts[0] += f" at {100 * stats.fmean(shares):.1f} % of the baseline mIoU"
+        row, against = (
+            (members[0], "its baseline") if seeds == 1 else (means.get(configuration), "each seed's baseline")
+        )
+        if row is not None and _is_number(row.get("delta_miou")):
+            over = "" if seeds == 1 else f" over {seeds} seeds"
+            parts.append(_difference(row, "delta_miou", against) + over)
+            if _is_number(row.get("delta_miou_vs_reference")):
+                parts.append(_difference(row, "delta_miou_vs_reference", "its continuous reference") + over)
         reasons = sorted({r["degenerate"] for r in members if r.get("degenerate")})
         parts += [f"warning: it {reason}, so its mIoU means little" for reason in reasons]
         lines.append("; ".join(parts) + ".")
+    if lines:
+        lines.append(
+            f"Intervals: 95 %, over the test images and, for several seeds, over seeds; significance: {rule}."
+        )
     return lines
 
 
 def write_tables(
-    rows: list[dict], output_dir: Path, unmeasured: list[dict] = ()
-) -> tuple[list[dict], list[dict], list[str]]:
+    output_dir: Path,
+    rows: list[dict],
+    aggregates: list[dict],
+    methods: list[dict],
+    summary_sentences: list[str],
+    unmeasured: list[dict] = (),
+) -> None:
     """sweep.csv (one row per measured row, the failed and missing rows with their reasons, then the
     seed aggregates and the method rows of rate at equal quality) and sweep.json (the same, plus one
     sentence per squeezed configuration)."""
-    aggregates = aggregate(rows)
-    methods = rate_at_quality(rows)
-    summary_sentences = sentences(rows, methods)
     write_json(
         output_dir / "sweep.json",
         {"rows": rows, "unmeasured": list(unmeasured), "aggregates": aggregates, "rate_at_quality": methods,
@@ -180,80 +205,98 @@ def write_tables(
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(table)
-    return aggregates, methods, summary_sentences
 
 
-def _points(members: list[dict], key: str, scale: float) -> list[tuple]:
-    """(bytes, mIoU, lower error, upper error) per point of one curve, seeds of a setting averaged,
-    sorted by bytes: errors are the standard deviation over seeds, or one seed's 95 % interval."""
+def _points(members: list[dict], means: dict[str, dict], key: str, scale: float) -> list[tuple]:
+    """(bytes, mIoU, interval low, interval high) per point of one curve, sorted by bytes: a setting's
+    seeds averaged, with the 95 % interval of its seed mean (``means``, by configuration) or of its one
+    seed (None where none is stated); points that a log-scale plot cannot place are left out."""
     groups = defaultdict(list)
     for row in members:
         groups[method_and_setting(row)[1]].append(row)
     points = []
     for group in groups.values():
-        mious = [r["miou"] for r in group]
-        mean = statistics.fmean(mious)
-        if len(group) > 1:
-            low = high = statistics.stdev(mious)
-        else:
-            low = mean - group[0]["miou_low"] if group[0].get("miou_low") is not None else 0.0
-            high = group[0]["miou_high"] - mean if group[0].get("miou_high") is not None else 0.0
-        points.append((statistics.fmean(r[key] * scale for r in group), mean, low, high))
-    return sorted(points)
+        shown = group[0] if len(group) == 1 else means.get(group[0]["configuration"], {})
+        values = [r.get(key) for r in group] + [r.get("miou") for r in group]
+        if not all(_is_number(v) and math.isfinite(v) for v in values):
+            continue
+        x = stats.fmean(r[key] * scale for r in group)
+        if x > 0:
+            y = stats.fmean(r["miou"] for r in group)
+            points.append((x, y, shown.get("miou_low"), shown.get("miou_high")))
+    return sorted(points, key=lambda point: point[:2])
 
 
-def plot_rate_quality(rows: list[dict], title: str, path: Path, names: dict[str, str] | None = None) -> None:
-    """mIoU against bytes per image (log x), with error bars (95 % intervals, or the spread over
-    seeds): per quantizer its measured payloads (solid) and its entropy-coded size before framing
-    (dashed, the coded bits), a line per image codec, the floor and oracle points, the baseline.
-    ``names``: how the legend names each quantizer type (default: the type, upper case)."""
+def _draw(axis, points: list[tuple], colour: str, **style) -> None:
+    """A curve or a point, with each stated interval as a vertical bar from its low to its high end."""
+    axis.plot([p[0] for p in points], [p[1] for p in points], color=colour, **style)
+    stated = [p for p in points if _is_number(p[2]) and _is_number(p[3])]
+    if stated:
+        axis.vlines([p[0] for p in stated], [p[2] for p in stated], [p[3] for p in stated], color=colour,
+                    linewidth=1)  # fmt: skip
+
+
+def plot_rate_quality(
+    rows: list[dict], aggregates: list[dict], title: str, path: Path, names: dict[str, str] | None = None
+) -> None:
+    """mIoU against bytes per image (log x), each point with its 95 % interval as a bar (over the test
+    images; over seeds too for a mean of seeds): per quantizer its measured payloads (solid) and its
+    entropy-coded size before framing (dashed, the coded bits), a line per image codec, the floor and
+    oracle points, the baseline. ``names``: how the legend names each quantizer type (default: the
+    type, upper case)."""
     figure = Figure(figsize=(11, 5.5), dpi=100)
     axis = figure.add_subplot()
+    means = {entry["configuration"]: entry for entry in aggregates}
     lines = defaultdict(list)
     for row in rows:
         if row["kind"] in CURVE_KINDS:
             lines[method_and_setting(row)[0]].append(row)
-    colours = iter(f"C{i % 10}" for i in range(100))
-    for name, members in sorted(lines.items()):
+    colours = iter(f"C{i % 10}" for i in range(1000))
+    for name, members in sorted(lines.items(), key=lambda item: str(item[0])):
         colour = next(colours)
         if members[0]["kind"] == Kind.INPUT:
             curves = [("payload_bytes_per_image", 1, "-", f"{name} input + baseline")]
         else:
-            shown = (names or {}).get(name, name.upper())
+            shown = (names or {}).get(name, str(name).upper())
             curves = [
                 ("payload_bytes_per_image", 1, "-", f"{shown} payload (measured)"),
                 ("coded_bits_per_image", 1 / 8, "--", f"{shown} entropy-coded, before framing"),
             ]
         for key, scale, style, label in curves:
-            xs, ys, lows, highs = zip(*_points(members, key, scale))
-            axis.errorbar(xs, ys, yerr=[lows, highs], marker="o", capsize=3, linestyle=style, color=colour,
-                          label=label)  # fmt: skip
-    markers = iter("s^Dv<>pP*" * 4)
+            points = _points(members, means, key, scale)
+            if points:
+                _draw(axis, points, colour, marker="o", linestyle=style, label=label)
+    markers = iter("s^Dv<>pP*" * 100)
     for configuration, members in by_configuration(rows, POINT_KINDS).items():
-        x, y, low, high = _points(members, "payload_bytes_per_image", 1)[0]
+        points = _points(members, means, "payload_bytes_per_image", 1)
+        if not points:
+            continue
         if members[0]["kind"] == Kind.FLOOR:
-            axis.errorbar(x, y, yerr=[[low], [high]], linestyle="none", marker=next(markers), color="black",
-                          label=f"{configuration} (task floor: the baseline's mask, lossless)")  # fmt: skip
+            _draw(axis, points, "black", marker=next(markers), linestyle="none",
+                  label=f"{configuration} (task floor: the baseline's mask, lossless)")  # fmt: skip
         else:
-            axis.errorbar(x, y, yerr=[[low], [high]], linestyle="none", marker="x", color="grey")
-            axis.annotate(f"oracle {configuration.rsplit('_', 1)[1]}", (x, y), textcoords="offset points",
-                          xytext=(4, 4), fontsize=7, color="grey")  # fmt: skip
-    baselines = [row for row in rows if row["kind"] == Kind.BASELINE]
-    if baselines:
-        mean = statistics.fmean(row["miou"] for row in baselines)
-        label = "baseline, uncompressed features" + (
-            f" (mean of {len(baselines)} seeds)" if len(baselines) > 1 else ""
-        )
-        axis.axhline(mean, color="black", linestyle=":", label=label)
-        if len(baselines) == 1 and baselines[0].get("miou_low") is not None:
-            axis.axhspan(baselines[0]["miou_low"], baselines[0]["miou_high"], color="black", alpha=0.08,
+            _draw(axis, points, "grey", marker="x", linestyle="none")
+            axis.annotate(f"oracle {configuration.rsplit('_', 1)[-1]}", points[0][:2], fontsize=7,
+                          textcoords="offset points", xytext=(4, 4), color="grey")  # fmt: skip
+    baselines = [row for row in rows if row["kind"] == Kind.BASELINE and _is_number(row.get("miou"))]
+    if baselines and all(math.isfinite(row["miou"]) for row in baselines):
+        several = len(baselines) > 1
+        interval = means.get("baseline", {}) if several else baselines[0]
+        label = "baseline, uncompressed features" + (f" (mean of {len(baselines)} seeds)" if several else "")
+        axis.axhline(stats.fmean(row["miou"] for row in baselines), color="black", linestyle=":", label=label)
+        if _is_number(interval.get("miou_low")) and _is_number(interval.get("miou_high")):
+            axis.axhspan(interval["miou_low"], interval["miou_high"], color="black", alpha=0.08,
                          label="baseline's 95 % interval")  # fmt: skip
     axis.set_xscale("log")
     axis.set_xlabel("bytes per image (log scale)")
     axis.set_ylabel("mIoU (at each mask's own size)")
-    axis.set_title(title, fontsize=10)
+    axis.set_title(f"{title}\nbars: 95 % intervals (over test images; for a mean of seeds, over seeds too); "
+                   "no bar: none stated", fontsize=9)  # fmt: skip
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not on them
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(
+            fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0)
+        )  # beside the curves, not on them
     figure.tight_layout()
     figure.savefig(path)
 
@@ -263,8 +306,11 @@ def _method_table(methods: list[dict]) -> str:
     shown = []
     for entry in methods:
         row = {"method": entry["method"], "seed": entry.get("seed", "mean"), "points": entry.get("points")}
-        row.update({f"bytes_at_{p}": _bytes(entry, p) for p in QUALITY_LEVELS})
-        row.update({key: entry[key] for key in entry if key.startswith(("bd_rate_vs_", "standing_vs_"))})
+        if "reason" in entry:
+            row["reason"] = entry["reason"]
+        else:
+            row.update({f"bytes_at_{p}": _bytes(entry, p) for p in QUALITY_LEVELS})
+            row.update({key: entry[key] for key in entry if key.startswith(("bd_rate_vs_", "standing_vs_"))})
         shown.append(row)
     columns = ordered(key for row in shown for key in row)
     return pages.table(shown, columns, sortable=True)
@@ -294,25 +340,33 @@ def write_report(
             if unmeasured
             else []
         ),
-        pages.image(*plot),
+        pages.image(*plot)
+        if plot[0].is_file()
+        else "<p>The rate-quality plot could not be drawn (the "
+        "console says why); the tables below hold its numbers.</p>",
         "<h2>Where each model stands</h2>",
         "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in summary_sentences) + "</ul>",
         "<h2>Rate at equal quality</h2>",
         "<p>bytes_at_P: bytes per image at P % of the seed's baseline mIoU on the method's Pareto front, "
         "log-bytes interpolated; &lt;= N: the cheapest point tried already reaches it. BD-rate: Bjontegaard "
         "delta rate in % against JPEG and WebP inputs, only where the fronts share at least half of the "
-        "narrower mIoU range; negative means fewer bytes.</p>",
+        "narrower mIoU range and more than the widest 95 % interval of their points; negative means fewer "
+        "bytes. A mean over seeds gives bytes only when every seed reaches the quality.</p>",
         _method_table(methods),
         "<h2>Results</h2>",
-        "<p>mIoU at each mask's own size, with its 95 % bootstrap interval (low, high); delta_miou against "
-        "the row's own seed's baseline (paired interval). Click a header to sort.</p>",
+        "<p>mIoU at each mask's own size, with its 95 % interval over the test images (low, high; empty: "
+        "none stated); delta_miou against the row's own seed's baseline (paired interval; significance "
+        "after Holm's adjustment over the sweep). Click a header to sort.</p>",
         pages.table(rows, columns, sortable=True),
     ]
     if aggregates:
+        kept = {*columns, "seeds"}
         shown = ordered(key for row in aggregates for key in row
-                        if key in columns or key.endswith("_std") or key == "seeds")  # fmt: skip
+                        if key in kept or key.removesuffix("_std") in columns)  # fmt: skip
         parts += [
-            "<h2>Mean and standard deviation over seeds</h2>",
+            "<h2>Means over seeds</h2>",
+            "<p>Each column's mean, its standard deviation over seeds beside it (_std), and the 95 % "
+            "interval of the mean over seeds and test images (low, high).</p>",
             pages.table(aggregates, shown, sortable=True),
         ]
     parts.append("<h2>Figures</h2>")

@@ -16,7 +16,8 @@ Each type is one class in one file of this folder, found by its ``name`` in ``QU
 - ``prepare_coder``: the entropy coder's model, built once training has finished;
 - ``payload_coder``: how one image's integers become bytes and back (``utils/payload.py`` frames them);
 - ``split_rate``: the rate columns it reports for a split;
-- ``decoder_bytes``: what the receiver holds for it, besides the head.
+- ``decoder_bytes``: what the receiver holds once for it, besides the head: the weights applied to
+  what it decodes and the coder's model (histogram, coding tables), the same items for every type.
 
 In eval mode ``forward`` gives the head exactly ``decode(encode(features))``: what a receiver
 computes from a payload, so decoded payloads reproduce the scored predictions bit for bit.
@@ -188,7 +189,8 @@ class Quantizer(nn.Module):
         raise NotImplementedError
 
     def decoder_bytes(self) -> int:
-        """Bytes the receiver holds for this bottleneck once (float32 parameters, coding tables)."""
+        """Bytes the receiver holds for this bottleneck once: the float32 weights applied to decoded
+        values (here the projection back) and the coder's model (added by the types that have one)."""
         return float32_bytes(self.project_out.parameters())
 
     def training_record(self) -> dict:

@@ -25,7 +25,7 @@ from embeddings_squeeze.config import QuantizerConfig, setting
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.quantizers.base import FitStart, Quantizer, Squeezed
 from embeddings_squeeze.models.quantizers.standardize import FeatureStandardizer
-from embeddings_squeeze.utils.payload import frame, unframe, verify
+from embeddings_squeeze.utils.payload import frame, raw_symbols, read_raw_symbols, unframe, verify
 from embeddings_squeeze.utils.rate import float32_bytes
 
 if TYPE_CHECKING:
@@ -158,10 +158,11 @@ class EntropyBottleneckQuantizer(Quantizer):
         return SymbolRate(self)
 
     def decoder_bytes(self) -> int:
-        # the density's parameters (float32), its coding tables (int32) and the projection back
+        # the coder's model (its int32 coding tables), the medians the symbols are offset by, and the
+        # projection back; the density's own parameters only make the tables, in training
         layer = self.entropy_bottleneck
         tables = sum(getattr(layer, name).numel() for name in CODING_TABLES)
-        return super().decoder_bytes() + float32_bytes(layer.parameters()) + 4 * tables
+        return super().decoder_bytes() + float32_bytes([self.medians()]) + 4 * tables
 
 
 class SymbolRate:
@@ -187,7 +188,9 @@ class SymbolRate:
 
 class SymbolCoder:
     """Codes one image's (h, w, D) symbols with CompressAI's rANS coder under the checkpoint's
-    learned density (its ``compress``/``decompress``; body: CompressAI's bitstream)."""
+    learned density (its ``compress``/``decompress``; body: CompressAI's bitstream), or, when that
+    is longer (values the density finds unlikely, e.g. features out of the training range), as raw
+    fixed-length symbols (``utils/payload.raw_symbols``): no payload exceeds that cap."""
 
     def __init__(self, quantizer: EntropyBottleneckQuantizer, key: bytes, grid: tuple[int, int]):
         self.quantizer = quantizer
@@ -198,18 +201,29 @@ class SymbolCoder:
         """(h, w, D) symbols of one image of ``size`` (height, width) -> payload bytes."""
         latent = self.quantizer.dequantize(symbols[None].to(self.quantizer.medians().device))
         body = self.quantizer.entropy_bottleneck.compress(latent)[0]
+        raw = raw_symbols(symbols.cpu().numpy())
+        if len(raw) < len(body):
+            return frame(raw, self.key, symbols.cpu().numpy(), size, fixed=True)
         return frame(body, self.key, symbols.cpu().numpy(), size)
 
     def decode(self, payload: bytes, name: str = "payload") -> tuple[torch.Tensor, tuple[int, int]]:
         """Payload bytes -> ((h, w, D) symbols, the image's (height, width)); a clear error for
         anything but an intact payload of this checkpoint."""
         framed = unframe(payload, self.key, name)
+        channels = self.quantizer.config.bottleneck_dim
+        if framed.fixed:
+            values = read_raw_symbols(framed.body, self.grid[0] * self.grid[1] * channels, name)
+            symbols = torch.from_numpy(values).reshape(*self.grid, channels)
+        else:
+            symbols = self._range_decode(framed.body, name)
+        verify(framed, self.key, symbols.numpy(), name)
+        return symbols, framed.size
+
+    def _range_decode(self, body: bytes, name: str) -> torch.Tensor:
         try:
-            latent = self.quantizer.entropy_bottleneck.decompress([framed.body], self.grid)
+            latent = self.quantizer.entropy_bottleneck.decompress([body], self.grid)
         except (ValueError, RuntimeError):
             raise UserError(
                 f"{name} is truncated or corrupt (the rANS decoder failed); encode the image again"
             ) from None
-        symbols = torch.round(latent[0].permute(1, 2, 0) - self.quantizer.medians()).long().cpu()
-        verify(framed, self.key, symbols.numpy(), name)
-        return symbols, framed.size
+        return torch.round(latent[0].permute(1, 2, 0) - self.quantizer.medians()).long().cpu()

@@ -121,6 +121,10 @@ class IndexQuantizer(Quantizer):
     def split_rate(self) -> IndexRate:
         return IndexRate(self)
 
+    def decoder_bytes(self) -> int:
+        # and the coder's model: the training histogram, a 32-bit count per code and level
+        return super().decoder_bytes() + 4 * self.code_histogram.numel()
+
     def training_record(self) -> dict:
         return {"codes_replaced_per_step": list(self.replacement_history)}
 
