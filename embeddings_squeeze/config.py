@@ -191,6 +191,12 @@ class TrainingConfig:
         const="latest",
         metavar="PATH",
     )
+    converge: bool = setting(
+        False,
+        "stop once the validation loss (cross-entropy) has not improved by 0.001 for 5 epochs: trained "
+        "to convergence, --epochs at most; history.json in the run folder keeps the validation curve",
+        action="store_true",
+    )
     cache_features: str = setting(
         "auto",
         "reuse frozen-backbone features across epochs and runs; auto: on for runs of 2+ epochs or when "

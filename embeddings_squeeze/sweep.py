@@ -4,9 +4,11 @@
         --lambdas 1 10 100 --seeds 3 --epochs 5 --output_dir ./sweep
 
 Each quantizer type takes one model per value of its sweep axis: --num_vectors for codebook types,
---lambdas for the entropy bottleneck (eb). Every seed also trains the continuous bottleneck
-(``none``: the same projections, no quantization), so each squeezed model is measured against its
-seed's baseline and against that reference (the quantization alone), and every seed's baseline is
+--lambdas for the entropy bottleneck (eb). Every seed also trains each model's continuous reference
+(``none``: the same standardisation, projections and, for FSQ and LFQ, code modules, with the
+identity for the quantization), so each squeezed model is measured against its seed's baseline
+(trained until its validation loss flattens, --baseline_epochs at most) and against its reference
+(the quantization alone), and every seed's baseline is
 measured sent the other ways: its masks coded losslessly (the task floor), the ground truth's size,
 the grid oracles, and JPEG/WebP images. For every method and seed the sweep reports the bytes it
 needs at 90/95/99 % of that seed's baseline mIoU and its BD-rate against JPEG and WebP inputs;
@@ -62,6 +64,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--jpeg_qualities", nargs="+", type=positive_int, default=list(JPEG_QUALITIES),
         help=f"qualities of the JPEG/WebP image references (default: {' '.join(map(str, JPEG_QUALITIES))})",
     )  # fmt: skip
+    group.add_argument(
+        "--baseline_epochs", type=positive_int, default=50,
+        help="the most epochs a baseline trains: each stops once its validation loss has not improved by "
+        "0.001 for 5 epochs, so the squeezed models face a converged baseline (default: 50)",
+    )  # fmt: skip
     group.add_argument("--output_dir", default="./sweep", help="where everything goes (default: ./sweep)")
     add_arguments(parser, ModelConfig)
     add_arguments(parser, DataConfig)
@@ -115,11 +122,9 @@ def main(args: argparse.Namespace) -> list[dict] | None:
         training=training,
         runtime=from_namespace(RuntimeConfig, args),
     )
-    quantizers, reference = configurations(args)
     seeds = tuple(training.seed + offset for offset in range(args.seeds))
-    spec = SweepSpec(
-        plan, tuple(quantizers), reference, seeds, tuple(args.jpeg_qualities), vars(args), tuple(args.metrics)
-    )
+    spec = SweepSpec(plan, tuple(configurations(args)), seeds, tuple(args.jpeg_qualities), vars(args),
+                     tuple(args.metrics), args.baseline_epochs)  # fmt: skip
     return launch(Sweep(spec, output_dir), from_namespace(LaunchConfig, args))
 
 

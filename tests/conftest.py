@@ -12,11 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import TINY, parse
+from hypothesis import settings
 from torchvision.models import vit_b_32
 
 from embeddings_squeeze import squeeze, train_baseline
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.data.synthetic_scenes import make_synthetic_folder, make_synthetic_voc
+
+# Hypothesis draws the same examples on every machine and keeps no example database in the checkout
+settings.register_profile("embeddings_squeeze", database=None, derandomize=True, deadline=None)
+settings.load_profile("embeddings_squeeze")
 
 # every proxy variable points at a local port nothing listens on: a download attempt fails at once
 UNREACHABLE = "http://127.0.0.1:9"

@@ -1,4 +1,5 @@
-"""The continuous bottleneck (--quantizer_type none): the same-capacity reference of every quantizer."""
+"""The continuous reference (--quantizer_type none): a quantizer's modules with its quantization replaced
+by the identity."""
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ from helpers import TINY, parse, tiny_datamodule, torchmetrics_miou, visualize_s
 from embeddings_squeeze import squeeze
 from embeddings_squeeze.engine.checkpoint import load_module
 from embeddings_squeeze.engine.rate import payload_coder
+from embeddings_squeeze.models.quantizers import build_quantizer, quantizer_config, reference_config
 from embeddings_squeeze.utils.payload import HEADER
 
 
@@ -36,3 +38,27 @@ def test_it_sends_its_latent_as_float16_and_splits_the_loss(trained, pet_root, t
     low, high = summary["miou_difference_vs_reference_ci"]
     assert low <= summary["miou_difference_vs_reference"] <= high
     assert "the quantization alone" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["vq", "rvq", "eb", "fsq", "lfq"])
+def test_each_type_s_reference_is_its_own_modules_with_the_quantization_replaced_by_the_identity(kind):
+    config = quantizer_config({"quantizer_type": kind, "num_vectors": 64, "bottleneck_dim": 8})
+    quantizer = build_quantizer(32, config, 64 * 64).eval()
+    reference = build_quantizer(32, reference_config(config), 64 * 64).eval()
+    # every module the reference has, the quantizer has under the same name and shape: give it the weights
+    shared = reference.state_dict()
+    assert {key: tuple(v.shape) for key, v in shared.items()} == {
+        key: tuple(v.shape) for key, v in quantizer.state_dict().items() if key in shared
+    }
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in quantizer.parameters():
+            parameter.normal_()
+    reference.load_state_dict({key: quantizer.state_dict()[key] for key in shared})
+    features = torch.randn(2, 32, 3, 3)
+    # the quantizer's own modules, with the identity where it quantizes
+    coded = kind in ("fsq", "lfq")
+    code = quantizer.to_code(quantizer.latent(features)) if coded else quantizer.latent(features)
+    back = quantizer.from_code(code.half().float()) if coded else code.half().float()
+    assert torch.allclose(reference(features).features, quantizer.project_out(back), atol=1e-5)
+    assert reference.channels == (quantizer.code_channels(config) or 8)  # what it sends, as float16

@@ -77,6 +77,29 @@ class RNGState(Callback):
         torch.set_rng_state(state_dict["torch"])
 
 
+class ValidationHistory(Callback):
+    """Each epoch's validation loss and mIoU in ``history.json`` (resumed runs continue it): the curve
+    a run trained to convergence shows flattening."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "history.json"
+        self.epochs: list[dict] = []
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        self.epochs.append({"epoch": trainer.current_epoch, "val_loss": float(metrics["val/loss"]),
+                            "val_miou": float(metrics["val/miou"])})  # fmt: skip
+        write_json(self.path, {"epochs": self.epochs})
+
+    def state_dict(self) -> dict:
+        return {"epochs": list(self.epochs)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.epochs = list(state_dict["epochs"])
+
+
 class CoderModel(Callback):
     """After training, build the entropy coder's model into every checkpoint that codes payloads.
 

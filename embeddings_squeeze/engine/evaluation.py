@@ -34,8 +34,9 @@ def receiver_masks(
     (``sent``, when already computed)."""
     if isinstance(module, VQSegmentationModule):
         sent = module.indices_of(features) if sent is None else sent[None]
-        features = module.bottleneck.decode(sent)
-    return [module.backbone.classify(features, size).argmax(dim=1)[0].cpu() for size in sizes]
+        decoded = module.bottleneck.decode(sent)
+        return [module.backbone.classify(decoded, size).argmax(dim=1)[0].cpu() for size in sizes]
+    return [module.logits_from_features(features, size).argmax(dim=1)[0].cpu() for size in sizes]
 
 
 def compare_models(

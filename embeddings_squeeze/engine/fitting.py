@@ -12,7 +12,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
@@ -34,6 +34,7 @@ from embeddings_squeeze.engine.callbacks import (
     FiniteLossGuard,
     InterruptCheckpoint,
     RNGState,
+    ValidationHistory,
 )
 from embeddings_squeeze.engine.checkpoint import expect_kind, instantiate, read_checkpoint
 from embeddings_squeeze.engine.feature_cache import cached_split
@@ -41,6 +42,7 @@ from embeddings_squeeze.engine.run_dirs import (
     RUN_VERSION_ENV,
     completed_checkpoint,
     completed_epochs,
+    converged,
     epoch_of,
     prepare_output_dir,
     resume_target,
@@ -122,7 +124,10 @@ def fit(
     )
     # a second callback for last.ckpt: Lightning's save_last only refreshes it when `best` improves
     latest = ModelCheckpoint(dirpath=run_dir, filename="last", enable_version_counter=False)
-    callbacks = [best, latest, interrupt, FiniteLossGuard(run_dir), RNGState(), *extra_callbacks]
+    callbacks = [best, latest, interrupt, FiniteLossGuard(run_dir), RNGState(), ValidationHistory(run_dir),
+                 *extra_callbacks]  # fmt: skip
+    if training.converge:
+        callbacks.append(convergence())
     if kind == SQUEEZED:
         callbacks.append(CoderModel(run_dir, best))
     trainer = pl.Trainer(
@@ -159,6 +164,16 @@ def fit(
     finally:
         os.environ.pop(RUN_VERSION_ENV, None)
     return run_dir / "last.ckpt"
+
+
+CONVERGED_DELTA = 1e-3  # validation cross-entropy: smaller improvements do not count
+CONVERGED_PATIENCE = 5  # epochs without an improvement before a run counts as converged
+
+
+def convergence() -> EarlyStopping:
+    """The rule of ``--converge``: stop once the validation loss has not improved by
+    ``CONVERGED_DELTA`` for ``CONVERGED_PATIENCE`` epochs (``run_dirs.converged`` reads it back)."""
+    return EarlyStopping("val/loss", min_delta=CONVERGED_DELTA, patience=CONVERGED_PATIENCE, mode="min")
 
 
 def parameter_summary(module: SegmentationModule) -> str:
@@ -234,6 +249,8 @@ def _resumed_parts(
     trained_epochs = completed_epochs(checkpoint)
     if trained_epochs >= training.epochs:
         raise UserError(f"{path} already holds {trained_epochs} epochs; pass --epochs above that to continue")
+    if training.converge and converged(checkpoint):
+        raise UserError(f"{path} converged after {trained_epochs} epochs; there is nothing to continue")
     stored = checkpoint["datamodule_hyper_parameters"]
     data = replace(from_values(DataConfig, stored), data_path=data.data_path, num_workers=data.num_workers)
     datamodule = dataset_class(stored.get("dataset", "pet"))(

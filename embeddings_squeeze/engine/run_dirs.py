@@ -98,6 +98,19 @@ def completed_epochs(checkpoint: dict) -> int:
     return checkpoint["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"]
 
 
+def converged(checkpoint: dict) -> bool:
+    """Whether the run stopped because its validation loss stopped improving (``--converge``)."""
+    return any(
+        name.startswith("EarlyStopping") and state["wait_count"] >= state["patience"]
+        for name, state in checkpoint.get("callbacks", {}).items()
+    )
+
+
+def trained_enough(checkpoint: dict, epochs: int) -> bool:
+    """Whether a run has done its training: ``epochs`` epochs, or converged before them."""
+    return completed_epochs(checkpoint) >= epochs or converged(checkpoint)
+
+
 def run_result(last: Path) -> dict:
     """What a finished run achieved: epochs trained, the best validation mIoU and its checkpoint."""
     checkpoint = read_checkpoint(last)
@@ -126,8 +139,8 @@ def _matches(checkpoint: dict, settings: dict) -> bool:
 
 
 def finished_run(output_dir: str, run_name: str, epochs: int, settings: dict) -> Path | None:
-    """The ``last.ckpt`` of the newest run of ``run_name`` that trained ``epochs`` epochs with
-    ``settings`` and went through the end of fitting (squeezed runs: the coder's model built,
+    """The ``last.ckpt`` of the newest run of ``run_name`` that trained ``epochs`` epochs (or converged
+    before) with ``settings`` and went through the end of fitting (squeezed runs: the coder's model built,
     ``rate.json`` written). Unreadable checkpoints count as unfinished."""
     for run_dir in _runs(output_dir, run_name):
         last = run_dir / "last.ckpt"
@@ -136,7 +149,7 @@ def finished_run(output_dir: str, run_name: str, epochs: int, settings: dict) ->
         except UserError as error:
             log.warning("not reusing %s: %s", last, error)
             continue
-        if checkpoint is None or completed_epochs(checkpoint) < epochs or not _matches(checkpoint, settings):
+        if checkpoint is None or not trained_enough(checkpoint, epochs) or not _matches(checkpoint, settings):
             continue
         squeezed = checkpoint[CHECKPOINT_KEY]["kind"] == SQUEEZED
         if not squeezed or (run_dir / "rate.json").is_file():
@@ -153,7 +166,7 @@ def unfinished_run(output_dir: str, run_name: str, epochs: int, settings: dict) 
             checkpoint = read_checkpoint(completed) if completed is not None else None
             if (
                 checkpoint is not None
-                and completed_epochs(checkpoint) < epochs
+                and not trained_enough(checkpoint, epochs)
                 and _matches(checkpoint, settings)
             ):
                 return run_dir

@@ -36,21 +36,21 @@ from embeddings_squeeze.config import (
     TrainingConfig,
 )
 from embeddings_squeeze.console import one_line
-from embeddings_squeeze.engine.checkpoint import load_module
+from embeddings_squeeze.engine.checkpoint import load_module, read_checkpoint
 from embeddings_squeeze.engine.compare import score_fields, write_page
 from embeddings_squeeze.engine.evaluation import compare_models, evaluate_baseline, evaluate_input_compression
 from embeddings_squeeze.engine.fitting import build_feature_cache, fit
-from embeddings_squeeze.engine.run_dirs import finished_run, unfinished_run
+from embeddings_squeeze.engine.run_dirs import completed_epochs, converged, finished_run, unfinished_run
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
 from embeddings_squeeze.errors import Interrupted, UserError
 from embeddings_squeeze.models import BASELINE, SQUEEZED
 from embeddings_squeeze.models.backbones import precision
 from embeddings_squeeze.models.quantizers import (
     QUANTIZERS,
-    REFERENCE,
     quantizer_class,
     quantizer_config,
     quantizer_values,
+    reference_config,
     run_label,
 )
 from embeddings_squeeze.utils.columns import RATE_COLUMNS, Kind
@@ -119,36 +119,51 @@ class SweepSpec:
     """A whole sweep as plain values: what every job needs to run in a process of its own."""
 
     plan: Plan
-    quantizers: tuple[QuantizerConfig, ...]
-    reference: QuantizerConfig
+    quantizers: tuple[QuantizerConfig, ...]  # the squeezed models; their references are derived
     seeds: tuple[int, ...]
     jpeg_qualities: tuple[int, ...]
     settings: dict  # the command's flags, for the report
     metrics: tuple[str, ...] = ()  # beyond IoU (``utils/metrics.py``)
+    baseline_epochs: int = 50  # the most a baseline trains; it stops once converged
 
     def values(self) -> dict:
         return {"plan": self.plan.values(), "quantizers": [quantizer_values(q) for q in self.quantizers],
-                "reference": quantizer_values(self.reference), "seeds": list(self.seeds),
-                "jpeg_qualities": list(self.jpeg_qualities), "settings": self.settings,
-                "metrics": list(self.metrics)}  # fmt: skip
+                "seeds": list(self.seeds), "jpeg_qualities": list(self.jpeg_qualities),
+                "settings": self.settings, "metrics": list(self.metrics),
+                "baseline_epochs": self.baseline_epochs}  # fmt: skip
 
     @classmethod
     def from_values(cls, values: dict) -> SweepSpec:
         return cls(
             plan=Plan.from_values(values["plan"]),
             quantizers=tuple(quantizer_config(q) for q in values["quantizers"]),
-            reference=quantizer_config(values["reference"]),
             seeds=tuple(values["seeds"]),
             jpeg_qualities=tuple(values["jpeg_qualities"]),
             settings=values["settings"],
             metrics=tuple(values["metrics"]),
+            baseline_epochs=values["baseline_epochs"],
         )
+
+    def references(self) -> list[QuantizerConfig]:
+        """The continuous reference of every squeezed model, each once (``reference_config``)."""
+        found = [reference_config(q) for q in self.quantizers]
+        return list({run_label(config): config for config in found}.values())
+
+    def models(self) -> list[QuantizerConfig]:
+        """Every squeezed model the sweep trains, references first, each once."""
+        every = [*self.references(), *self.quantizers]
+        return list({run_label(config): config for config in every}.values())
+
+    def reference_label(self, configuration: str) -> str | None:
+        """The run label of the reference a squeezed configuration is measured against."""
+        labels = {run_label(q): run_label(reference_config(q)) for q in self.quantizers}
+        return labels.get(configuration)
 
     def shown_model(self) -> str:
         """The model whose figures the report shows: the first type's finest, first seed (or the
         reference's, when the sweep has no other)."""
         first_type = [q for q in self.quantizers if q.quantizer_type == self.quantizers[0].quantizer_type]
-        return f"{run_label(first_type[-1] if first_type else self.reference)}_seed{self.seeds[0]}"
+        return f"{run_label(first_type[-1] if first_type else self.references()[0])}_seed{self.seeds[0]}"
 
     def jobs(self) -> list[Job]:
         """The job graph, in an order that runs each job after those it needs."""
@@ -156,7 +171,7 @@ class SweepSpec:
         jobs = [Job("features", "features", 0)]
         jobs += [Job(name, "baseline", 1, (name,), ("features",), {"seed": seed})
                  for seed, name in baselines.items()]  # fmt: skip
-        for quantizer in (self.reference, *self.quantizers):
+        for quantizer in self.models():
             for seed in self.seeds:
                 name = f"{run_label(quantizer)}_seed{seed}"
                 options = {"seed": seed, "quantizer": quantizer_values(quantizer),
@@ -261,9 +276,11 @@ class Sweep:
         self, name: str, seed: int, quantizer: QuantizerConfig | None = None
     ) -> tuple[Path, float | None]:
         """Train ``name`` unless an earlier run of this sweep finished it; (last.ckpt, seconds of
-        training, None when it was trained earlier)."""
+        training, None when it was trained earlier). A baseline trains until it converges."""
         plan = self.plan
         training = replace(plan.training, seed=seed, experiment_name=name)
+        if quantizer is None:
+            training = replace(training, epochs=self.spec.baseline_epochs, converge=True)
         settings = self._settings(quantizer)
         trained = finished_run(training.output_dir, name, training.epochs, settings)
         if trained is not None:
@@ -300,8 +317,10 @@ class Sweep:
                 {"confusion": confusions}, self.results / f"grid_oracle_{cells}_seed{seed}_statistics.pt"
             )
         write_json(self.results / f"floor_seed{seed}.json", self._floor_rows(scores, seed, self.metrics))
+        trained = read_checkpoint(checkpoint)
         row = {"name": name, "kind": Kind.BASELINE, "configuration": "baseline", "seed": seed,
-               "checkpoint": str(checkpoint), "miou": scores["miou"],
+               "checkpoint": str(checkpoint), "epochs_trained": completed_epochs(trained),
+               "converged": converged(trained), "miou": scores["miou"],
                "degenerate": degenerate(scores["confusions"].sum(dim=0), scores["class_names"]),
                "delta_miou": 0.0, "training_seconds": _rounded(seconds),
                **_metric_values(scores, self.metrics),
@@ -326,9 +345,9 @@ class Sweep:
         return found
 
     def reference_of(self, row: dict) -> str | None:
-        """The continuous reference a squeezed row is compared with: its seed's."""
-        reference = f"{run_label(self.spec.reference)}_seed{row['seed']}"
-        return reference if row["kind"] == Kind.SQUEEZED and row["name"] != reference else None
+        """The continuous reference a squeezed row is compared with: its configuration's, of its seed."""
+        label = self.spec.reference_label(row["configuration"]) if row["kind"] == Kind.SQUEEZED else None
+        return None if label is None or label == row["configuration"] else f"{label}_seed{row['seed']}"
 
     @staticmethod
     def _floor_rows(scores: dict, seed: int, metrics) -> list[dict]:
@@ -548,7 +567,8 @@ class Sweep:
         masks = f", {data.hparams.mask_mode} masks" if data.hparams.mask_mode else ""
         title = f"{model.backbone} ({model.weights} weights), {data.title} {SPLIT}{masks}"
         names = {q.quantizer_type: quantizer_class(q.quantizer_type).title or q.quantizer_type.upper()
-                 for q in (*spec.quantizers, spec.reference)}  # fmt: skip
+                 for q in spec.quantizers}  # fmt: skip
+        names.update({run_label(r): f"continuous reference {run_label(r)}" for r in spec.references()})
         plot = self.output_dir / "rate_quality.png"
         try:
             plot_rate_quality(rows, aggregates, title, plot, names)
@@ -572,9 +592,10 @@ class Sweep:
         )  # fmt: skip
 
 
-def configurations(args: argparse.Namespace) -> tuple[list[QuantizerConfig], QuantizerConfig]:
-    """Every bottleneck of the sweep (per type, one per value of its sweep axis, the type's
-    highest-quality one, largest K or smallest lambda, last) and the continuous reference.
+def configurations(args: argparse.Namespace) -> list[QuantizerConfig]:
+    """Every bottleneck of the sweep: per type, one per value of its sweep axis, the type's
+    highest-quality one, largest K or smallest lambda, last (a type without an axis: one). Their
+    continuous references follow from them (``SweepSpec.references``).
 
     Settings that some type sweeps keep their defaults for the types that do not sweep them."""
     axes = {QUANTIZERS.find(name).sweep_axis for name in QUANTIZERS} - {None}
@@ -582,11 +603,15 @@ def configurations(args: argparse.Namespace) -> tuple[list[QuantizerConfig], Qua
     chosen = []
     for name in dict.fromkeys(args.quantizer_type):
         cls = quantizer_class(name)
-        if name == REFERENCE:  # every sweep trains it, once per seed
-            continue
-        for value in sorted(getattr(args, cls.sweep_axis), reverse=not cls.larger_is_finer):
-            chosen.append(quantizer_config({**shared, "quantizer_type": name, cls.sweep_axis: value}))
-    return chosen, quantizer_config({**shared, "quantizer_type": REFERENCE})
+        values = (
+            sorted(getattr(args, cls.sweep_axis), reverse=not cls.larger_is_finer)
+            if cls.sweep_axis
+            else [None]
+        )
+        for value in values:
+            point = {cls.sweep_axis: value} if cls.sweep_axis else {}
+            chosen.append(quantizer_config({**shared, "quantizer_type": name, **point}))
+    return chosen
 
 
 def failure_reason(error: BaseException) -> str:

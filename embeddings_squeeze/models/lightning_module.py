@@ -10,7 +10,7 @@ from torchmetrics import MeanMetric
 from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerConfig
 from embeddings_squeeze.data.labels import ClassSet
 from embeddings_squeeze.models import SQUEEZED
-from embeddings_squeeze.models.quantizers import FitStart, build_quantizer, quantizer_config, quantizer_values
+from embeddings_squeeze.models.quantizers import build_quantizer, quantizer_config, quantizer_values
 from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY, STAGES, SegmentationModule
 
 log = logging.getLogger(__name__)
@@ -54,36 +54,8 @@ class VQSegmentationModule(SegmentationModule):
     def configs_from(cls, hparams: dict) -> dict:
         return {**super().configs_from(hparams), "quantizer": quantizer_config(hparams)}
 
-    def vectors_per_step(self) -> int:
-        """Vectors one training step shows the bottleneck (all processes together)."""
-        grid_h, grid_w = self.backbone.grid_size(self.hparams.image_size)
-        batch_size = self.trainer.datamodule.hparams.batch_size
-        return batch_size * grid_h * grid_w * self.trainer.world_size
-
     def on_fit_start(self) -> None:
-        strategy = self.trainer.strategy
-        context = FitStart(
-            training_vectors=self.training_vectors,
-            vectors_per_step=self.vectors_per_step(),
-            world_size=self.trainer.world_size,
-            reduce_sum=lambda tensor: strategy.reduce(tensor, reduce_op="sum"),
-        )
-        self.bottleneck.start(context)
-
-    @torch.no_grad()
-    def training_vectors(self, wanted: int, of=lambda features: features) -> torch.Tensor:
-        """At least ``wanted`` (N, D) vectors ``of(features)`` from training batches, or the whole
-        split: what a data-dependent start of the bottleneck may look at (never validation data)."""
-        if self.trainer.datamodule is None:
-            raise RuntimeError(f"fit {type(self).__name__} with a datamodule: its bottleneck starts from it")
-        pooled, count = [], 0
-        for batch in self.trainer.datamodule.train_dataloader():
-            latent = of(self.features_of(batch[0].to(self.device)))
-            pooled.append(latent.permute(0, 2, 3, 1).reshape(-1, latent.shape[1]))
-            count += len(pooled[-1])
-            if count >= wanted:
-                break
-        return torch.cat(pooled)
+        self.bottleneck.start(self.fit_start())
 
     def on_train_end(self) -> None:
         # before the end of fit, where rank 0 alone reloads the best checkpoint to build its coder model

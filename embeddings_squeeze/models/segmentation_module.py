@@ -17,12 +17,15 @@ from embeddings_squeeze.data.labels import IGNORE_INDEX, ClassSet
 from embeddings_squeeze.data.registry import dataset_class
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.backbones import build_backbone
+from embeddings_squeeze.models.quantizers.base import FitStart
 
 CHECKPOINT_KEY = "embeddings_squeeze"
 # 2: float16-rounded features, split_seed, FSQ code norm, cross-entropy as loss, replacement history,
 #    frozen weights described (seed, file, name) rather than stored
 # 3: one squeezed kind with the quantizer as a registered class; per-type settings only
-CHECKPOINT_FORMAT = 3
+# 4: every model standardises the frozen features (the baseline too); FSQ's and LFQ's code modules as
+#    1x1 convolutions; continuous references with a type's code modules
+CHECKPOINT_FORMAT = 4
 FROZEN_PREFIX = "backbone.encoder."
 STAGES = ("train", "val", "test")
 
@@ -177,6 +180,37 @@ class SegmentationModule(pl.LightningModule):
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
+
+    def fit_start(self) -> FitStart:
+        """What a data-dependent start may look at when fitting begins (training data only)."""
+        strategy = self.trainer.strategy
+        return FitStart(
+            training_vectors=self.training_vectors,
+            vectors_per_step=self.vectors_per_step(),
+            world_size=self.trainer.world_size,
+            reduce_sum=lambda tensor: strategy.reduce(tensor, reduce_op="sum"),
+        )
+
+    def vectors_per_step(self) -> int:
+        """Feature vectors one training step shows the model (all processes together)."""
+        grid_h, grid_w = self.backbone.grid_size(self.hparams.image_size)
+        batch_size = self.trainer.datamodule.hparams.batch_size
+        return batch_size * grid_h * grid_w * self.trainer.world_size
+
+    @torch.no_grad()
+    def training_vectors(self, wanted: int, of=lambda features: features) -> torch.Tensor:
+        """At least ``wanted`` (N, D) vectors ``of(features)`` from training batches, or the whole
+        split: what a data-dependent start may look at (never validation data)."""
+        if self.trainer.datamodule is None:
+            raise RuntimeError(f"fit {type(self).__name__} with a datamodule: it starts from its data")
+        pooled, count = [], 0
+        for batch in self.trainer.datamodule.train_dataloader():
+            latent = of(self.features_of(batch[0].to(self.device)))
+            pooled.append(latent.permute(0, 2, 3, 1).reshape(-1, latent.shape[1]))
+            count += len(pooled[-1])
+            if count >= wanted:
+                break
+        return torch.cat(pooled)
 
     def special_param_groups(self) -> list[dict]:
         """Optimizer groups for parameters that need settings of their own; the rest share Adam's."""

@@ -130,13 +130,18 @@ COLUMNS = (
            over_seeds="interval", in_report=False),
     Column("delta_vs_reference_significant", "whether delta_miou_vs_reference_p_holm is below 0.05", "bool",
            over_seeds="interval", in_report=False),
-    Column("interval_note", "why the row's mIoU intervals are not stated (too few images, a class in too "
-           "few ground truths, no spread)", over_seeds="interval", in_report=False),
+    Column("interval_note", "why one of the row's mIoU intervals (its own, against the baseline or the "
+           "reference) is not stated: too few images, a class in too few ground truths, no spread",
+           over_seeds="interval", in_report=False),
     Column("degenerate", "set when the model's predictions carry no information: one class for nearly "
            "every pixel, or IoU 0 for every class but the commonest (its mIoU can still look fair)",
            over_seeds="key"),
     Column("iou_<class>", "IoU of one class on the test split (empty: in neither ground truth nor "
            "prediction)", "fraction", in_report=False),
+    Column("epochs_trained", "baselines: the epochs trained (each stops once converged, --baseline_epochs at "
+           "most)", over_seeds="mean"),
+    Column("converged", "baselines: whether the validation loss stopped improving (by 0.001 in 5 epochs) "
+           "before --baseline_epochs", "bool", over_seeds="same"),
     Column("training_seconds", "wall time of training (empty: trained by an earlier run)", "s"),
     Column("reason", "failed and missing rows: why the row has no result (the job's one-line error, or "
            "how its job ended)", over_seeds="key"),
@@ -237,9 +242,10 @@ def by_configuration(rows: list[dict], kinds=(Kind.SQUEEZED,)) -> dict[str, list
 
 
 def method_and_setting(row: dict) -> tuple[str, object]:
-    """The curve a row belongs to and its point on it: (quantizer, value) for squeezed models,
-    (codec, quality) for images sent as JPEG/WebP, (its configuration, None) for single points."""
-    if row["kind"] == Kind.SQUEEZED:
+    """The curve a row belongs to and its point on it: (quantizer, value) for squeezed models of a
+    type with a sweep axis, (codec, quality) for images sent as JPEG/WebP, (its configuration, None)
+    for single points (floors, oracles, continuous references)."""
+    if row["kind"] == Kind.SQUEEZED and row.get("setting"):
         return row["quantizer"], row["value"]
     if row["kind"] == Kind.INPUT:
         return row["codec"], row["quality"]

@@ -15,6 +15,7 @@ import statistics as stats
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from embeddings_squeeze.utils import intervals, pages
@@ -107,8 +108,8 @@ def _method_mean(method: str, members: list[dict], seeds: int) -> dict:
     for key in members[0]:
         values = [m.get(key) for m in members]
         if key.startswith("bd_rate_vs_") and all(_is_number(v) for v in values):
-            entry[key] = stats.fmean(values)
-            entry[f"{key}_std"] = stats.stdev(values)
+            entry[key] = float(np.mean(values))
+            entry[f"{key}_std"] = float(np.std(values, ddof=1))
     return entry
 
 

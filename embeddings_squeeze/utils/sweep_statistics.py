@@ -9,9 +9,9 @@ seeds), so "significant" holds for the sweep as a whole.
 
 from __future__ import annotations
 
-import statistics as stats
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from embeddings_squeeze.utils import intervals
@@ -34,17 +34,19 @@ def _columns(column: str, found: intervals.Interval) -> dict:
 
 
 def _intervals(
+    row: dict,
     runs: list[Statistics],
     baselines: list[Statistics] | None,
     references: list[Statistics] | None,
     metrics: list[Metric],
 ) -> dict:
-    """The interval columns of one row (one run per seed): each metric's, each metric's difference
-    from the baselines, mIoU's from the references; ``interval_note`` says why mIoU has none."""
+    """The interval columns of ``row`` (one run per seed): each metric's it reports, each one's
+    difference from the baselines, mIoU's from the references; ``interval_note`` says why one of
+    mIoU's has none."""
     columns, notes = {}, []
     for metric in metrics:
         key = metric.statistics_key
-        if not all(key in run for run in runs):
+        if key_of(metric) not in row or not all(key in run for run in runs):
             continue
         found = intervals.interval([run[key] for run in runs], metric)
         columns.update(_columns(key_of(metric), found))
@@ -62,6 +64,7 @@ def _intervals(
         )
         columns["delta_miou_vs_reference"] = paired.estimate
         columns.update(_columns("delta_miou_vs_reference", paired))
+        notes.append(paired.note)
     columns["interval_note"] = next((note for note in notes if note), None)
     return columns
 
@@ -83,17 +86,19 @@ def with_intervals(
         baseline = statistics.get(f"baseline_seed{row['seed']}")
         paired = None if row["kind"] in UNPAIRED or baseline is None else [baseline]
         reference = statistics.get(reference_of(row) or "")
-        measured.append({**row, **_intervals([own], paired, [reference] if reference else None, metrics)})
+        references = [reference] if reference else None
+        measured.append({**row, **_intervals(row, [own], paired, references, metrics)})
     return measured
 
 
 def _mean_and_std(entry: dict, members: list[dict], keys) -> None:
-    """``entry[key]`` and ``entry[key_std]``: mean and standard deviation of the members' numbers."""
+    """``entry[key]`` and ``entry[key_std]``: mean and standard deviation of the members' numbers (NaN
+    when one of them is)."""
     for key in keys:
         values = [member[key] for member in members if _is_number(member.get(key))]
         if len(values) == len(members):
-            entry[key] = stats.fmean(values)
-            entry[f"{key}_std"] = stats.stdev(values)
+            entry[key] = float(np.mean(values))
+            entry[f"{key}_std"] = float(np.std(values, ddof=1))
 
 
 def _is_number(value) -> bool:
@@ -128,8 +133,8 @@ def seed_means(
             paired = first["kind"] not in UNPAIRED and all(b is not None for b in baselines)
             references = [statistics.get(reference_of(member) or "") for member in members]
             compared = all(r is not None for r in references)
-            entry.update(_intervals(runs, baselines if paired else None, references if compared else None,
-                                    metrics))  # fmt: skip
+            entry.update(_intervals(entry, runs, baselines if paired else None,
+                                    references if compared else None, metrics))  # fmt: skip
         means.append(entry)
     return means
 

@@ -28,7 +28,7 @@ from embeddings_squeeze.config import (
 )
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.quantizers.base import FitStart, NoSettings, Quantizer, Squeezed
-from embeddings_squeeze.models.quantizers.continuous import ContinuousBottleneck
+from embeddings_squeeze.models.quantizers.continuous import ContinuousBottleneck, ContinuousSettings
 from embeddings_squeeze.models.quantizers.eb import EntropyBottleneckQuantizer
 from embeddings_squeeze.models.quantizers.fsq import FiniteScalarQuantizer
 from embeddings_squeeze.models.quantizers.indexed import IndexQuantizer
@@ -70,7 +70,7 @@ QUANTIZERS = Registry(
     ),
     check=check_settings,
 )
-REFERENCE = ContinuousBottleneck.name  # the same-capacity reference every sweep trains
+REFERENCE = ContinuousBottleneck.name  # the type of every continuous reference
 register_quantizer = QUANTIZERS.register
 
 __all__ = [
@@ -86,6 +86,7 @@ __all__ = [
     "quantizer_config",
     "quantizer_values",
     "REFERENCE",
+    "reference_config",
     "register_quantizer",
     "resolved",
     "run_label",
@@ -112,6 +113,21 @@ def resolved(config: QuantizerConfig) -> QuantizerConfig:
             f"{config.quantizer_type}, which takes {cls.Settings.__name__}"
         )
     return config
+
+
+def reference_config(config: QuantizerConfig) -> QuantizerConfig:
+    """The continuous reference of ``config``: its standardisation and projections, and the type's
+    modules around its quantization (``code_modules``) where it has them, with the identity for the
+    quantization itself; what ``config``'s difference from it is due to is the quantization alone."""
+    config = resolved(config)
+    cls = quantizer_class(config.quantizer_type)
+    if cls.name == REFERENCE:
+        return config
+    channels = cls.code_channels(config)
+    settings = ContinuousSettings(
+        reference_for=None if channels is None else cls.name, code_channels=channels
+    )
+    return QuantizerConfig(REFERENCE, bottleneck_dim=config.bottleneck_dim, settings=settings)
 
 
 def build_quantizer(in_channels: int, config: QuantizerConfig, input_pixels: int) -> Quantizer:

@@ -2,7 +2,8 @@
 
 A quantizer sits between the frozen backbone's (B, C, h, w) features and the head:
 
-    features -> ``latent``: 1x1 projection to ``bottleneck_dim`` channels, float32
+    features -> ``latent``: standardised with training statistics (as the baseline's head sees
+                them), 1x1 projection to ``bottleneck_dim`` channels, float32
              -> ``quantize``: what is sent, (B, h, w, L) integers per image
              -> ``dequantize`` -> 1x1 projection back to C channels -> the head
 
@@ -12,7 +13,11 @@ Each type is one class in one file of this folder, found by its ``name`` in ``QU
 - ``Settings``: a dataclass of its own flags (``config.setting`` fields), stored in checkpoints;
 - ``sweep_axis`` and ``label``: which setting a sweep varies for it, and how a run names its point;
 - ``statistics``: what an epoch of training or validation logs about it (a torchmetrics Metric);
-- ``start``: its data-dependent start when fitting begins (k-means, feature statistics);
+- ``start``: its data-dependent start when fitting begins (k-means), after the features'
+  standardisation;
+- ``code_modules``: the modules around its quantization that act on values (e.g. FSQ's projection to
+  its code channels and back): its continuous reference (``continuous.py``) keeps exactly these with
+  the quantization replaced by the identity; the default, none, makes that reference the projections;
 - ``prepare_coder``: the entropy coder's model, built once training has finished;
 - ``payload_coder``: how one image's integers become bytes and back (``utils/payload.py`` frames them);
 - ``split_rate``: the rate columns it reports for a split;
@@ -33,6 +38,7 @@ import torch
 from torch import nn
 
 from embeddings_squeeze.config import QuantizerConfig
+from embeddings_squeeze.models.quantizers.standardize import FeatureStandardizer
 from embeddings_squeeze.utils.rate import float32_bytes
 
 if TYPE_CHECKING:
@@ -106,6 +112,7 @@ class Quantizer(nn.Module):
         self.config = config
         self.input_pixels = input_pixels
         self.settings = config.settings
+        self.standardizer = FeatureStandardizer(in_channels)
         self.project_in = nn.Conv2d(in_channels, config.bottleneck_dim, kernel_size=1)
         self.project_out = nn.Conv2d(config.bottleneck_dim, in_channels, kernel_size=1)
 
@@ -114,11 +121,22 @@ class Quantizer(nn.Module):
         """The point of ``config`` on this type's sweep axis, as run names show it."""
         return f"D{config.bottleneck_dim}"
 
+    @classmethod
+    def code_channels(cls, config: QuantizerConfig) -> int | None:
+        """Channels of the code the type quantizes, when ``code_modules`` gives one (None: the latent)."""
+        return None
+
+    @classmethod
+    def code_modules(cls, bottleneck_dim: int, channels: int) -> tuple[nn.Module, nn.Module]:
+        """(to the code, back to the latent): modules between the (B, D, h, w) latent and a
+        (B, ``channels``, h, w) code; built the same way for the type and its continuous reference."""
+        raise NotImplementedError(f"{cls.name} quantizes the latent itself")
+
     def latent(self, features: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) features -> the (B, D, h, w) vectors the quantizer sees, in float32."""
         # codebook distances, EMA updates and densities are unstable in half precision
         with torch.autocast(device_type=features.device.type, enabled=False):
-            return self.project_in(features.float())
+            return self.project_in(self.standardizer(features))
 
     def quantize(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, D, h, w) latent -> (quantized latent, sent (B, h, w, L) integers, scalar loss)."""
@@ -170,7 +188,9 @@ class Quantizer(nn.Module):
         (``images`` of ``positions`` grid positions each)."""
 
     def start(self, context: FitStart) -> None:
-        """Hook when fitting begins, fresh or resumed: a data-dependent start (training data only)."""
+        """When fitting begins, fresh or resumed: the features' standardisation, then the type's
+        data-dependent start (training data only; an override calls this first)."""
+        self.standardizer.start(context)
 
     def param_groups(self, lr: float) -> list[dict]:
         """Optimizer groups for parameters that need their own settings; the rest share the default."""

@@ -1,64 +1,95 @@
-"""none: the continuous bottleneck, the same-capacity reference for every quantizer.
+"""none: the continuous reference, the same modules as a quantizer with its quantization replaced by
+the identity.
 
-The features go through what the quantizers' features go through, standardised with training
-statistics (as ``eb`` does) -> 1x1 projection to ``bottleneck_dim`` -> 1x1 projection back -> the
-head, with no quantization: the latent is sent as float16 values. Against the baseline it measures
-what the projections alone change (capacity, conditioning); a quantizer against it measures the
-quantization alone.
+Plain (``--reference_for`` unset): the features, standardised with training statistics as every
+model sees them -> 1x1 projection to ``bottleneck_dim`` -> 1x1 projection back -> the head. That is
+exactly VQ, RVQ and eb without their quantization. For a type that quantizes a code of its own
+(FSQ: a few normalised channels; LFQ: log2 K channels after a LayerNorm), ``--reference_for`` and
+``--code_channels`` add that type's ``code_modules``: its projection to the code and back, so the
+difference between the two is the quantization alone. Sent: the (h, w, channels) code as float16.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
-from embeddings_squeeze.config import QuantizerConfig
+from embeddings_squeeze.config import QuantizerConfig, positive_int, setting
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models.quantizers.base import FitStart, Quantizer
-from embeddings_squeeze.models.quantizers.standardize import FeatureStandardizer
+from embeddings_squeeze.models.quantizers.base import Quantizer
 from embeddings_squeeze.utils.payload import frame, unframe, verify
+from embeddings_squeeze.utils.rate import float32_bytes
 
-SENT_BITS = 16  # each latent value travels as a float16
+SENT_BITS = 16  # each code value travels as a float16
+
+
+@dataclass(frozen=True)
+class ContinuousSettings:
+    reference_for: str | None = setting(
+        None,
+        "keep the modules this quantizer type has around its quantization (fsq, lfq): its continuous "
+        "reference; unset: the projections alone",
+        show_default=False,
+    )
+    code_channels: int | None = setting(
+        None, "with --reference_for: the channels of that type's code", type=positive_int, show_default=False
+    )
 
 
 class ContinuousBottleneck(Quantizer):
-    """Standardise, project to ``bottleneck_dim``, project back. Sent: the (h, w, D) latent as float16,
-    carried as the integers of its bit patterns."""
+    """Standardise, project (to a type's code and back, given ``reference_for``), project back.
+    Sent: the (h, w, channels) code as float16, carried as the integers of its bit patterns."""
 
     name = "none"
     title = "continuous (no quantization)"
-    summary = (
-        "no quantization: the projections alone, the latent sent as float16 (the same-capacity reference)"
-    )
+    summary = "no quantization: a quantizer's modules with the identity for its quantization (the reference)"
+    Settings = ContinuousSettings
 
     def __init__(self, in_channels: int, config: QuantizerConfig, input_pixels: int):
         super().__init__(in_channels, config, input_pixels)
-        self.standardizer = FeatureStandardizer(in_channels)
+        settings = config.settings
+        if (settings.reference_for is None) != (settings.code_channels is None):
+            raise UserError("--reference_for and --code_channels go together: give both or neither")
+        self.channels = settings.code_channels or config.bottleneck_dim
+        self.to_code, self.from_code = nn.Identity(), nn.Identity()
+        if settings.reference_for is not None:
+            from embeddings_squeeze.models.quantizers import quantizer_class  # the registry imports this file
 
-    def start(self, context: FitStart) -> None:
-        self.standardizer.start(context)
+            modules = quantizer_class(settings.reference_for).code_modules
+            self.to_code, self.from_code = modules(config.bottleneck_dim, self.channels)
 
-    def latent(self, features: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=features.device.type, enabled=False):
-            return self.project_in(self.standardizer(features))
+    @classmethod
+    def label(cls, config: QuantizerConfig) -> str:
+        settings, own = config.settings, super().label(config)
+        return (
+            own
+            if settings.reference_for is None
+            else f"{settings.reference_for}{settings.code_channels}_{own}"
+        )
 
     def quantize(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        sent = latent.permute(0, 2, 3, 1).to(torch.float16).view(torch.int16).long()  # (B, h, w, D)
-        return latent, sent, latent.new_zeros(())
+        code = self.to_code(latent)
+        sent = code.permute(0, 2, 3, 1).to(torch.float16).view(torch.int16).long()  # (B, h, w, channels)
+        return self.from_code(code), sent, latent.new_zeros(())
 
     def dequantize(self, sent: torch.Tensor) -> torch.Tensor:
-        return sent.to(torch.int16).view(torch.float16).float().permute(0, 3, 1, 2)
+        return self.from_code(sent.to(torch.int16).view(torch.float16).float().permute(0, 3, 1, 2))
 
     def prepare_coder(self, sent_batches: Iterable[torch.Tensor]) -> None:
         """Nothing to build: float16 values are sent as they are."""
 
     def payload_coder(self, key: bytes, grid: tuple[int, int]) -> RawCoder:
-        return RawCoder(key, grid, self.config.bottleneck_dim)
+        return RawCoder(key, grid, self.channels)
 
     def split_rate(self) -> RawRate:
-        return RawRate(self.config.bottleneck_dim)
+        return RawRate(self.channels)
+
+    def decoder_bytes(self) -> int:
+        return super().decoder_bytes() + float32_bytes(self.from_code.parameters())
 
 
 class RawCoder:

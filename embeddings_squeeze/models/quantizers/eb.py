@@ -23,8 +23,7 @@ import torch
 
 from embeddings_squeeze.config import QuantizerConfig, setting
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models.quantizers.base import FitStart, Quantizer, Squeezed
-from embeddings_squeeze.models.quantizers.standardize import FeatureStandardizer
+from embeddings_squeeze.models.quantizers.base import Quantizer, Squeezed
 from embeddings_squeeze.utils.payload import frame, raw_symbols, read_raw_symbols, unframe, verify
 from embeddings_squeeze.utils.rate import float32_bytes
 
@@ -81,18 +80,10 @@ class EntropyBottleneckQuantizer(Quantizer):
 
         self.entropy_bottleneck = EntropyBottleneck(config.bottleneck_dim, init_scale=INIT_SCALE)
         self.entropy_bottleneck._register_load_state_dict_pre_hook(_resize_coding_tables, with_module=True)
-        self.standardizer = FeatureStandardizer(in_channels)
 
     @classmethod
     def label(cls, config: QuantizerConfig) -> str:
         return f"lambda{config.settings.rate_lambda:g}"
-
-    def start(self, context: FitStart) -> None:
-        self.standardizer.start(context)
-
-    def latent(self, features: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=features.device.type, enabled=False):
-            return self.project_in(self.standardizer(features))
 
     def medians(self) -> torch.Tensor:
         """(D,) the offsets symbols are rounded around."""

@@ -64,8 +64,8 @@ class FSQSettings:
     )
 
 
-class CodeNorm(nn.BatchNorm1d):
-    """Per-channel standardisation of (..., C) code inputs, without a learned scale.
+class CodeNorm(nn.BatchNorm2d):
+    """Per-channel standardisation of (B, C, h, w) code inputs, without a learned scale.
 
     FSQ bounds each channel with tanh; without this, the projection grows during training until
     most inputs saturate the tanh (measured: 70 % to 93 % beyond |z| > 2), their gradients vanish
@@ -74,9 +74,6 @@ class CodeNorm(nn.BatchNorm1d):
 
     def __init__(self, channels: int):
         super().__init__(channels, affine=False)
-
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        return super().forward(codes.reshape(-1, codes.shape[-1])).reshape(codes.shape)
 
 
 class FiniteScalarQuantizer(IndexQuantizer):
@@ -88,30 +85,40 @@ class FiniteScalarQuantizer(IndexQuantizer):
     Settings = FSQSettings
 
     def __init__(self, in_channels: int, config: QuantizerConfig, input_pixels: int):
-        levels = parse_levels(config.settings.fsq_levels) or fsq_levels_for(config.num_vectors)
+        levels = self.levels_of(config)
         super().__init__(in_channels, config, input_pixels, levels=1, alphabet_size=math.prod(levels))
         self.fsq_levels = levels
-        channels = len(levels)
-        self.to_code = nn.Linear(config.bottleneck_dim, channels)
-        self.code_norm = CodeNorm(channels)
+        self.to_code, self.from_code = self.code_modules(config.bottleneck_dim, len(levels))
         from vector_quantize_pytorch import (
             FSQ,  # imported when built: it costs ~2 s, which --help need not pay
         )
 
         self.quantizer = FSQ(levels=self.fsq_levels)
-        self.from_code = nn.Linear(channels, config.bottleneck_dim)
+
+    @staticmethod
+    def levels_of(config: QuantizerConfig) -> list[int]:
+        return parse_levels(config.settings.fsq_levels) or fsq_levels_for(config.num_vectors)
+
+    @classmethod
+    def code_channels(cls, config: QuantizerConfig) -> int:
+        return len(cls.levels_of(config))
+
+    @classmethod
+    def code_modules(cls, bottleneck_dim: int, channels: int) -> tuple[nn.Module, nn.Module]:
+        """``bottleneck_dim`` -> one channel per level, standardised (``CodeNorm``); and back."""
+        to_code = nn.Sequential(nn.Conv2d(bottleneck_dim, channels, kernel_size=1), CodeNorm(channels))
+        return to_code, nn.Conv2d(channels, bottleneck_dim, kernel_size=1)
 
     def quantize(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         height, width = latent.shape[-2:]
-        codes = self.code_norm(self.to_code(rearrange(latent, "b d h w -> b (h w) d")))
-        quantized, indices = self.quantizer(codes)
-        quantized = rearrange(self.from_code(quantized), "b (h w) d -> b d h w", h=height, w=width)
+        quantized, indices = self.quantizer(rearrange(self.to_code(latent), "b c h w -> b (h w) c"))
+        quantized = self.from_code(rearrange(quantized, "b (h w) c -> b c h w", h=height, w=width))
         return quantized, to_grid(indices, height, width), latent.new_zeros(())
 
     def dequantize(self, sent: torch.Tensor) -> torch.Tensor:
         height, width = sent.shape[1:3]
         codes = self.quantizer.indices_to_codes(rearrange(sent[..., 0], "b h w -> b (h w)"))
-        return rearrange(self.from_code(codes), "b (h w) d -> b d h w", h=height, w=width)
+        return self.from_code(rearrange(codes, "b (h w) c -> b c h w", h=height, w=width))
 
     def decoder_bytes(self) -> int:
         return super().decoder_bytes() + float32_bytes(self.from_code.parameters())

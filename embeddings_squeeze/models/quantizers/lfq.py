@@ -28,6 +28,13 @@ class LFQSettings:
     )
 
 
+class ChannelNorm(nn.LayerNorm):
+    """LayerNorm over the channels of a (B, C, h, w) map."""
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        return super().forward(values.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
 class LookupFreeQuantizer(IndexQuantizer):
     """``bottleneck_dim`` -> LayerNorm -> log2(num_vectors) sign bits -> back to ``bottleneck_dim``."""
 
@@ -40,28 +47,36 @@ class LookupFreeQuantizer(IndexQuantizer):
         if size < 2 or size & (size - 1):
             raise UserError(f"LFQ needs --num_vectors to be a power of two, got {size}")
         super().__init__(in_channels, config, input_pixels, levels=1, alphabet_size=size)
-        bits = int(math.log2(size))
-        # sign quantization collapses on features of one sign (post-ReLU maps): centre them first
-        self.norm = nn.LayerNorm(config.bottleneck_dim)
-        self.to_code = nn.Linear(config.bottleneck_dim, bits)
+        self.to_code, self.from_code = self.code_modules(config.bottleneck_dim, self.code_channels(config))
         from vector_quantize_pytorch import (
             LFQ,  # imported when built: it costs ~2 s, which --help need not pay
         )
 
         self.quantizer = LFQ(codebook_size=size, entropy_loss_weight=config.settings.entropy_loss_weight)
-        self.from_code = nn.Linear(bits, config.bottleneck_dim)
+
+    @classmethod
+    def code_channels(cls, config: QuantizerConfig) -> int:
+        return max(1, int(math.log2(config.num_vectors)))
+
+    @classmethod
+    def code_modules(cls, bottleneck_dim: int, channels: int) -> tuple[nn.Module, nn.Module]:
+        """LayerNorm, then ``bottleneck_dim`` -> one channel per bit; and back."""
+        # sign quantization collapses on features of one sign (post-ReLU maps): centre them first
+        to_code = nn.Sequential(
+            ChannelNorm(bottleneck_dim), nn.Conv2d(bottleneck_dim, channels, kernel_size=1)
+        )
+        return to_code, nn.Conv2d(channels, bottleneck_dim, kernel_size=1)
 
     def quantize(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         height, width = latent.shape[-2:]
-        codes = self.to_code(self.norm(rearrange(latent, "b d h w -> b (h w) d")))
-        quantized, indices, loss = self.quantizer(codes)
-        quantized = rearrange(self.from_code(quantized), "b (h w) d -> b d h w", h=height, w=width)
+        quantized, indices, loss = self.quantizer(rearrange(self.to_code(latent), "b c h w -> b (h w) c"))
+        quantized = self.from_code(rearrange(quantized, "b (h w) c -> b c h w", h=height, w=width))
         return quantized, to_grid(indices, height, width), loss.sum()
 
     def dequantize(self, sent: torch.Tensor) -> torch.Tensor:
         height, width = sent.shape[1:3]
         codes = self.quantizer.indices_to_codes(rearrange(sent[..., 0], "b h w -> b (h w)"))
-        return rearrange(self.from_code(codes), "b (h w) d -> b d h w", h=height, w=width)
+        return self.from_code(rearrange(codes, "b (h w) c -> b c h w", h=height, w=width))
 
     def decoder_bytes(self) -> int:
         return super().decoder_bytes() + float32_bytes(self.from_code.parameters())

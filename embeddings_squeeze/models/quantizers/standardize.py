@@ -2,16 +2,20 @@
 
 The projection after it then sees features of unit scale, so its steps (about the learning rate
 per weight, with Adam) mean the same for any backbone: raw random ResNet-50 features made the
-latents of the entropy bottleneck blow up in its first steps. Used by ``eb`` and the continuous
-reference (``none``), which must see the features the same way to be its reference.
+latents of the entropy bottleneck blow up in its first steps. Every model sees the features this
+way: every quantizer type (``base.Quantizer.latent``) and the baseline's head, so a squeezed model,
+its continuous reference and the baseline differ only in what they are meant to differ in.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from embeddings_squeeze.models.quantizers.base import FitStart
+if TYPE_CHECKING:
+    from embeddings_squeeze.models.quantizers.base import FitStart
 
 STANDARDIZE_VECTORS = 4096  # training feature vectors whose statistics standardise the features
 

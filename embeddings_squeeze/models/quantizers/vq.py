@@ -140,6 +140,7 @@ class VectorQuantizer(IndexQuantizer):
     def start(self, context: FitStart) -> None:
         """Size the dead-code rule to the step, share codebook updates across processes, and start
         fresh codebooks from k-means on training vectors only (resumed runs bring theirs)."""
+        super().start(context)
         threshold = parse_dead_code_threshold(self.settings.dead_code_threshold)
         fair_share = context.vectors_per_step / self.alphabet_size
         value = DEAD_CODE_SHARE * fair_share if threshold == "auto" else threshold

@@ -1,0 +1,231 @@
+"""Every renderer of scores takes whatever a comparison or a sweep can produce: generated score tables and
+per-image statistics (degenerate and identical models, absent classes, one image, ties, NaN scores, 1 to
+150 classes) drive the console summary, index.html, sweep.csv/json, report.html and rate_quality.png;
+none may fail, and what they show must hold (estimates inside their intervals, unique row names, every
+column a schema column)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from embeddings_squeeze.data.labels import IGNORE_INDEX, ClassSet
+from embeddings_squeeze.engine.compare import score_fields, write_page
+from embeddings_squeeze.utils.columns import Kind, all_columns
+from embeddings_squeeze.utils.comparison import Comparison
+from embeddings_squeeze.utils.iou import confusion_matrices
+from embeddings_squeeze.utils.metrics import chosen, image_statistics, key_of
+from embeddings_squeeze.utils.sweep_report import (
+    plot_rate_quality,
+    rate_at_quality,
+    sentences,
+    write_report,
+    write_tables,
+)
+from embeddings_squeeze.utils.sweep_statistics import adjust, seed_means, with_intervals
+from embeddings_squeeze.visualize import print_summary
+
+METRICS = chosen(["dice", "pixel_accuracy", "boundary_f"])
+RENDER = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def label_maps(draw, classes: int, images: int, shape=(5, 6)) -> torch.Tensor:
+    """(images, H, W) labels: a few of the classes per image (most classes absent), some ignored pixels."""
+    maps = []
+    for _ in range(images):
+        palette = draw(st.lists(st.integers(0, classes - 1), min_size=1, max_size=3))
+        cells = draw(st.lists(st.sampled_from([*palette, IGNORE_INDEX]), min_size=30, max_size=30))
+        maps.append(torch.tensor(cells).view(shape))
+    return torch.stack(maps)
+
+
+@st.composite
+def predictions(draw, target: torch.Tensor, classes: int) -> torch.Tensor:
+    """A model's predictions of ``target``: perfect, one class everywhere (degenerate), or noisy."""
+    kind = draw(st.sampled_from(["perfect", "one class", "noisy"]))
+    if kind == "perfect":
+        return target.clamp(max=classes - 1)
+    if kind == "one class":
+        return torch.full_like(target, draw(st.integers(0, classes - 1)))
+    noise = draw(label_maps(classes, len(target)))
+    keep = torch.tensor(draw(st.lists(st.booleans(), min_size=target.numel(), max_size=target.numel())))
+    return torch.where(keep.view(target.shape), target.clamp(max=classes - 1), noise.clamp(max=classes - 1))
+
+
+def class_set(classes: int) -> ClassSet:
+    return ClassSet([f"class {i}" for i in range(classes)], [(i % 256, 0, 0) for i in range(classes)])
+
+
+@st.composite
+def comparisons(draw) -> tuple[dict, list[dict], list[str]]:
+    """A comparison's summary as ``compare`` writes it (rate and floor numbers generated), its per-image
+    rows, and the score fields."""
+    classes, images = draw(st.integers(1, 150)), draw(st.integers(1, 5))
+    names = ("baseline", "vq", "reference") if draw(st.booleans()) else ("baseline", "vq")
+    target = draw(label_maps(classes, images))
+    predicted = {name: draw(predictions(target, classes)) for name in names}
+    if draw(st.booleans()):
+        predicted["vq"] = predicted["baseline"]  # identical models
+    comparison = Comparison(classes=class_set(classes), models=names, metrics=tuple(METRICS))
+    rows = []
+    for index in range(images):
+        values = comparison.add(
+            {n: image_statistics(METRICS, p[index], target[index], classes) for n, p in predicted.items()},
+            {
+                n: confusion_matrices(p[index][None], target[index][None], classes)[0]
+                for n, p in predicted.items()
+            },
+        )
+        row = {"position": index, "image_id": f"image_{index}"}
+        for metric, by_model in values.items():
+            row.update({f"{name}_{metric}": value for name, value in by_model.items()})
+            row[f"{metric}_difference"] = by_model["vq"] - by_model["baseline"]
+        rows.append(row)
+    number = st.floats(0.5, 1e5, allow_nan=False)
+    summary = {
+        **comparison.summary(),
+        "split": "test",
+        "rate": {
+            "coding": "16 codes per level",
+            "quantizer_type": "vq",
+            "positions_per_image": 49,
+            "coded_bits_per_image": draw(number),
+            "payload_bytes_mean": draw(number),
+            "header_bytes": 10,
+            "payload_bits_per_pixel": draw(number),
+            "float32_bits_per_image": 150528 * 8,
+            "compression_vs_float32_payload": draw(number),
+        },  # fmt: skip
+        "task_floor": {f"mask_{coder}": {"bytes_mean": draw(number)} for coder in ("png", "webp", "context")},
+    }
+    return summary, rows, score_fields(METRICS, list(names))
+
+
+def numbers_in(text: str) -> list[float]:
+    return [float(value) for value in re.findall(r"[-+]?\d+\.\d+", text)]
+
+
+@RENDER
+@given(comparisons())
+def test_a_comparison_renders_on_the_console_and_its_page(tmp_path_factory, generated):
+    summary, rows, fields = generated
+    for key, bounds in summary.items():
+        if key.endswith("_ci") and bounds is not None:  # an interval stated holds its estimate
+            assert bounds[0] <= summary[key.removesuffix("_ci")] <= bounds[1], key
+    folder = tmp_path_factory.mktemp("page")
+    print_summary(summary, "test")
+    write_page(folder / "index.html", summary, [], rows, fields, folder)
+    page = (folder / "index.html").read_text()
+    assert page.count("<tr>") >= len(rows) + len(summary["metrics"])
+    for line in page.split("<tr>"):  # each interval shown in the table holds the estimate shown beside it
+        match = re.search(r"([-+]?\d+\.\d{4}) \[([-+]?\d+\.\d{3}), ([-+]?\d+\.\d{3})\]", line)
+        if match:
+            value, low, high = map(float, match.groups())
+            assert low - 5e-4 <= value <= high + 5e-4
+
+
+@st.composite
+def sweeps(draw) -> tuple[list[dict], dict]:
+    """A sweep's measured rows with their per-image statistics, as the collect step reads them: per seed
+    a baseline (possibly degenerate), squeezed rows of a type with a sweep axis and of a reference,
+    image-codec rows, floor and oracle rows; bytes and scores generated (NaN scores included)."""
+    classes, images = draw(st.integers(1, 150)), draw(st.integers(1, 4))
+    seeds = list(range(42, 42 + draw(st.integers(1, 3))))
+    target = draw(label_maps(classes, images))
+    rows, statistics = [], {}
+
+    def measured(name: str, kind: str, configuration: str, seed: int, **fields) -> dict:
+        predicted = draw(predictions(target, classes))
+        per_image = [image_statistics(METRICS, predicted[i], target[i], classes) for i in range(images)]
+        statistics[name] = {key: torch.stack([p[key] for p in per_image]) for key in per_image[0]}
+        values = {
+            key_of(m): m.value(statistics[name][m.statistics_key].sum(dim=0)[None]).item() for m in METRICS
+        }
+        values["miou"] = draw(st.sampled_from([values["miou"], float("nan")]))
+        payload = draw(st.floats(1.0, 1e5, allow_nan=False))
+        row = {"name": name, "kind": kind, "configuration": configuration, "seed": seed, **values,
+               "payload_bytes_per_image": payload, "header_bytes": 10.0, **fields}  # fmt: skip
+        rows.append(row)
+        return row
+
+    def paired(row: dict, baseline: dict) -> None:
+        deltas = {f"delta_{key_of(m)}": row[key_of(m)] - baseline[key_of(m)] for m in METRICS}
+        row.update(baseline_miou=baseline["miou"], **deltas)
+
+    for seed in seeds:
+        baseline = measured(f"baseline_seed{seed}", Kind.BASELINE, "baseline", seed)
+        baseline["degenerate"] = draw(st.sampled_from([None, "predicts class 0 for 100.0% of the pixels"]))
+        del baseline["payload_bytes_per_image"], baseline["header_bytes"]
+        for value in draw(st.lists(st.sampled_from([8, 16, 64]), min_size=1, max_size=3, unique=True)):
+            bits = draw(st.floats(1, 1e5))
+            row = measured(f"vq_K{value}_seed{seed}", Kind.SQUEEZED, f"vq_K{value}", seed, quantizer="vq",
+                           setting="num_vectors", value=value, coded_bits_per_image=bits)  # fmt: skip
+            paired(row, baseline)
+        reference = measured(f"none_D64_seed{seed}", Kind.SQUEEZED, "none_D64", seed, quantizer="none",
+                             setting=None, value=None, coded_bits_per_image=65536.0)  # fmt: skip
+        paired(reference, baseline)
+        for codec in ("JPEG", "WEBP"):
+            for quality in draw(st.lists(st.sampled_from([5, 50, 95]), min_size=1, max_size=3, unique=True)):
+                configuration = f"{codec.lower()}_q{quality}"
+                row = measured(f"{configuration}_seed{seed}", Kind.INPUT, configuration, seed, codec=codec,
+                               quality=quality)  # fmt: skip
+                paired(row, baseline)
+        floor = {"name": f"mask_context_seed{seed}", "kind": Kind.FLOOR, "configuration": "mask_context",
+                 "seed": seed, "codec": "context", "miou": baseline["miou"], "delta_miou": 0.0,
+                 **{key_of(m): baseline[key_of(m)] for m in METRICS[1:]},
+                 "payload_bytes_per_image": draw(st.floats(1.0, 1e4)), "header_bytes": 10.0}  # fmt: skip
+        rows.append(floor)
+        statistics[floor["name"]] = statistics[baseline["name"]]
+        measured(f"grid_oracle_7_seed{seed}", Kind.ORACLE, "grid_oracle_7", seed, codec="context")
+    return rows, statistics
+
+
+def reference_of(row: dict) -> str | None:
+    return f"none_D64_seed{row['seed']}" if row.get("quantizer") == "vq" else None
+
+
+def is_column(key: str) -> bool:
+    """Whether ``key`` is a column of the schema (a pattern such as iou_<class> included)."""
+    for column in all_columns():
+        name = column.name
+        if key == name or key.removesuffix("_std") == name:
+            return True
+        if "<" in name and re.fullmatch(re.sub(r"<[^>]+>", ".+", name) + "(_std)?", key):
+            return True
+    return False
+
+
+@RENDER
+@given(sweeps())
+def test_a_sweep_renders_its_tables_plot_and_report(tmp_path_factory, generated):
+    rows, statistics = generated
+    folder = tmp_path_factory.mktemp("sweep")
+    rows = with_intervals(rows, statistics, METRICS, reference_of)
+    aggregates = seed_means(rows, statistics, METRICS, reference_of)
+    rule = adjust(rows + aggregates)
+    methods = rate_at_quality(rows)
+    lines = sentences(rows, aggregates, rule)
+    write_tables(folder, rows, aggregates, methods, lines)
+    with open(folder / "sweep.csv") as handle:
+        table = list(csv.DictReader(handle))
+    names = [row["name"] for row in table]
+    assert len(names) == len(set(names))  # every row named once
+    assert all(is_column(key) for key in table[0]), [key for key in table[0] if not is_column(key)]
+    stored = json.loads((folder / "sweep.json").read_text())
+    for row in stored["rows"] + stored["aggregates"]:  # every interval written holds its estimate
+        for key in row:
+            if key.endswith("_low") and row[key] is not None:
+                estimate = row[key.removesuffix("_low")]
+                assert row[key] <= estimate <= row[key.removesuffix("_low") + "_high"], (row["name"], key)
+    plot_rate_quality(rows, aggregates, "generated", folder / "rate_quality.png")
+    figures = [(folder / "rate_quality.png", "mIoU against bytes")]
+    write_report(folder / "report.html", "generated", {}, rows, aggregates, methods, lines, figures)
+    report = (folder / "report.html").read_text()
+    assert all(row["name"] in report for row in rows)
+    assert "data:image/png;base64," in report
