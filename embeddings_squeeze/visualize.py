@@ -84,7 +84,7 @@ def print_summary(summary: dict, split: str) -> None:
     )
     notes = sorted({note for key, note in summary.items() if key.endswith("_note") and note})
     for note in notes:
-        print(f"no interval where marked: {note}")
+        print(f"interval note: {note}")
     print(f"{'':24}" + "".join(f"{titles[name]:>26}" for name in models))
     cells = [f"{summary[f'{name}_miou']:.4f} {bounds_text(summary[f'{name}_miou_ci'])}" for name in models]
     print(f"{'mIoU':24}" + "".join(f"{cell:>26}" for cell in cells))

@@ -20,8 +20,13 @@ def codebook_quantizer(dim, **values):
 
 
 def start(quantizer, vectors=None, vectors_per_step=VECTORS_PER_STEP):
-    """Fit start as training gives it, with ``vectors`` as the pooled training latents."""
-    context = FitStart(lambda wanted, of: vectors, vectors_per_step, world_size=1, reduce_sum=lambda t: t)
+    """Fit start as training gives it, with ``vectors`` as the pooled training features and latents
+    (random ones for the standardisation when none are given)."""
+    if vectors is None:
+        vectors = torch.randn(64, quantizer.project_in.in_channels)
+    context = FitStart(
+        lambda wanted, of=None: vectors, vectors_per_step, world_size=1, reduce_sum=lambda t: t
+    )
     quantizer.start(context)
 
 

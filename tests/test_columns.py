@@ -12,7 +12,10 @@ def test_readme_glossary_is_the_schema():
 
 
 def test_rows_know_their_curve_and_point():
-    assert method_and_setting({"kind": "squeezed", "quantizer": "fsq", "value": 64}) == ("fsq", 64)
+    squeezed = {"kind": "squeezed", "quantizer": "fsq", "setting": "num_vectors", "value": 64}
+    assert method_and_setting(squeezed) == ("fsq", 64)
+    reference = {"kind": "squeezed", "quantizer": "none", "setting": None, "configuration": "none_fsq3_D64"}
+    assert method_and_setting(reference) == ("none_fsq3_D64", None)  # a point of its own
     assert method_and_setting({"kind": "input", "codec": "JPEG", "quality": 10}) == ("JPEG", 10)
     assert method_and_setting({"kind": "floor", "configuration": "mask_png"}) == ("mask_png", None)
 

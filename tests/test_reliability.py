@@ -254,8 +254,10 @@ def test_two_process_ddp_matches_one_process_at_the_same_global_batch(pet_root, 
     ddp, single = (torch.load(tmp_path / n / "run" / "version_0" / "last.ckpt", weights_only=True)
                    for n in ("ddp", "single"))  # fmt: skip
     assert ddp["global_step"] == single["global_step"] == 2  # one global batch of 8 per epoch
+    # the two runs sum in different orders; on standardised (unit-scale) features that shows after two
+    # Adam steps as up to 6e-6 in the projections (weights of 0.04-0.13)
     for key, value in single["state_dict"].items():
-        assert torch.allclose(ddp["state_dict"][key].double(), value.double(), rtol=1e-4, atol=1e-6), key
+        assert torch.allclose(ddp["state_dict"][key].double(), value.double(), rtol=1e-4, atol=1e-5), key
     best = "ModelCheckpoint{'monitor': 'val/miou'"  # the callback that tracks the best validation mIoU
     scores = [next(v for k, v in c["callbacks"].items() if k.startswith(best))["best_model_score"]
               for c in (ddp, single)]  # fmt: skip

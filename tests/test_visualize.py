@@ -31,7 +31,7 @@ def test_figures_csv_and_summary(trained, pet_root, tmp_path, capsys):
     assert (
         "mIoU at the input size" in printed
         and "mean per-image IoU" in printed
-        and "not significant" in printed
+        and "Holm p" in printed
     )
     for name, rows in (("best_results_test.png", 2), ("worst_results_test.png", 3)):
         with Image.open(out / name) as figure:
