@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 JPEG_QUALITIES = (5, 10, 20, 40, 60, 80, 95)  # the sweep's image-codec references, by default
+BASELINE_EPOCHS = 50  # the most a baseline trains in a sweep or the demo: it stops once converged
 
 
 def _number(text: str, kind: type, wanted: str, accept) -> int | float:
@@ -193,7 +194,7 @@ class TrainingConfig:
     )
     converge: bool = setting(
         False,
-        "stop once the validation loss (cross-entropy) has not improved by 0.001 for 5 epochs: trained "
+        "stop once the validation loss (cross-entropy) has not improved by 0.001 for 10 epochs: trained "
         "to convergence, --epochs at most; history.json in the run folder keeps the validation curve",
         action="store_true",
     )

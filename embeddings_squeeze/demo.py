@@ -3,15 +3,18 @@
     embeddings-squeeze demo --output_dir ./demo
 
 Uses a randomly initialised frozen backbone (--weights none), so the numbers show the pipeline
-working, not what pretrained features achieve; pass --weights default when online.
+working, not what pretrained features achieve; pass --weights default when online. The baseline
+trains until its validation loss flattens (--baseline_epochs at most), the VQ model for --epochs.
 """
 
 import argparse
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from embeddings_squeeze import cli, visualize
 from embeddings_squeeze.config import (
+    BASELINE_EPOCHS,
     ComparisonConfig,
     DataConfig,
     ModelConfig,
@@ -38,6 +41,10 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--n_trainval", type=positive_int, default=64, help="synthetic trainval images (default: 64)"
     )
     group.add_argument("--n_test", type=positive_int, default=24, help="synthetic test images (default: 24)")
+    group.add_argument(
+        "--baseline_epochs", type=positive_int, default=BASELINE_EPOCHS,
+        help=f"the most epochs the baseline trains; it stops once converged (default: {BASELINE_EPOCHS})",
+    )  # fmt: skip
     # the demo's own defaults: offline weights, a short run at a learning rate that suits it
     add_arguments(
         parser, ModelConfig, only=("backbone", "weights", "image_size"), defaults={"weights": "none"}
@@ -64,7 +71,9 @@ def main(args: argparse.Namespace) -> dict:
     data = from_namespace(DataConfig, args, data_path=str(data_root))
     training = from_namespace(TrainingConfig, args, output_dir=str(root / "outputs"))
     runtime, optimizer = RuntimeConfig(), from_namespace(OptimizerConfig, args)
-    baseline = fit("demo_baseline", model, data, training, runtime, optimizer)
+    # the baseline trains until converged, so the VQ model's loss is not understated
+    converged = replace(training, epochs=args.baseline_epochs, converge=True)
+    baseline = fit("demo_baseline", model, data, converged, runtime, optimizer)
     vq = fit("demo_vq", model, data, training, runtime, optimizer, from_namespace(QuantizerConfig, args))
     view = ComparisonConfig(output_dir=str(root / "visualizations"))
     summary = compare(

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from embeddings_squeeze import cli
 from embeddings_squeeze.config import (
+    BASELINE_EPOCHS,
     JPEG_QUALITIES,
     ComparisonConfig,
     DataConfig,
@@ -65,9 +66,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         help=f"qualities of the JPEG/WebP image references (default: {' '.join(map(str, JPEG_QUALITIES))})",
     )  # fmt: skip
     group.add_argument(
-        "--baseline_epochs", type=positive_int, default=50,
+        "--baseline_epochs", type=positive_int, default=BASELINE_EPOCHS,
         help="the most epochs a baseline trains: each stops once its validation loss has not improved by "
-        "0.001 for 5 epochs, so the squeezed models face a converged baseline (default: 50)",
+        f"0.001 for 10 epochs, so the squeezed models face a converged baseline (default: {BASELINE_EPOCHS})",
     )  # fmt: skip
     group.add_argument("--output_dir", default="./sweep", help="where everything goes (default: ./sweep)")
     add_arguments(parser, ModelConfig)
@@ -100,6 +101,11 @@ def check_launch(args: argparse.Namespace) -> None:
         raise UserError(
             f"each job of a --launcher {args.launcher} sweep trains on one device; drop --devices "
             f"{args.devices} and raise --max_parallel to run more jobs at once"
+        )
+    if args.baseline_epochs < args.epochs:
+        raise UserError(
+            f"--baseline_epochs {args.baseline_epochs} is below --epochs {args.epochs}: the baseline would "
+            "train less than the models compared with it; raise --baseline_epochs"
         )
     if args.launcher == "slurm" and args.accelerator in ("gpu", "cuda") and args.gpus_per_job == 0:
         raise UserError("--accelerator gpu on SLURM needs GPUs for the jobs: pass --gpus_per_job 1")

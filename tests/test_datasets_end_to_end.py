@@ -148,9 +148,12 @@ def test_a_voc_sweep_ends_with_its_report_and_intervals_around_their_estimates(v
     for row in stored["rows"]:
         for key in [key for key in row if key.endswith("_low")]:
             column = key.removesuffix("_low")
-            if row[key] is None:
-                assert row["interval_note"] or column not in ("miou", "delta_miou"), (row["name"], column)
-            else:
+            if row[key] is None and column in ("miou", "delta_miou"):
+                # 4 test images: an object class is in one ground truth, too few to see how it varies
+                assert row["interval_note"].startswith("a class of the mean in the ground truth of"), row[
+                    "name"
+                ]
+            elif row[key] is not None:
                 assert row[key] <= row[column] <= row[f"{column}_high"], (row["name"], column)
                 checked += 1
     assert checked > 0  # pixel accuracy, free of classes, keeps its intervals

@@ -26,7 +26,7 @@ def shape(line: str) -> str:
 def test_the_demo_prints_what_the_readme_shows(tmp_path):
     # the demo's command as the README gives it, smaller (its defaults take ~30 s): the lines keep their form
     argv = [sys.executable, "-m", "embeddings_squeeze", "demo", "--output_dir", "demo", "--n_trainval", 24,
-            "--n_test", 8, "--image_size", 96, "--epochs", 3]  # fmt: skip
+            "--n_test", 8, "--image_size", 96, "--epochs", 3, "--baseline_epochs", 6]  # fmt: skip
     completed = subprocess.run(
         [str(arg) for arg in argv],
         cwd=tmp_path,

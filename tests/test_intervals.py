@@ -103,9 +103,11 @@ def test_no_interval_for_too_few_images_thin_classes_or_no_spread():
     found = intervals.interval([three], IoU())
     assert not found.stated and found.note.startswith("a class of the mean in the ground truth of 1 image(s)")
     assert intervals.interval([three], PixelAccuracy()).stated  # no classes, no such refusal
-    three[1, 2, 2] = 30  # in two images: an interval, with the caveat of its measured coverage
+    three[1, 2, 2] = 30  # in two images: still too few
+    assert intervals.interval([three], IoU()).note.startswith("a class of the mean in the ground truth of 2")
+    three[2, 2, 2] = 30  # in three: an interval, with the caveat of its measured coverage
     found = intervals.interval([three], IoU())
-    assert found.stated and "coverage measured about 90 %" in found.note
+    assert found.stated and "covered about 92 % of the truth in simulation" in found.note
 
 
 def test_holm_adjusts_a_textbook_family():

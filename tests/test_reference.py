@@ -3,7 +3,15 @@ by the identity."""
 
 import pytest
 import torch
-from helpers import TINY, parse, tiny_datamodule, torchmetrics_miou, visualize_summary
+from helpers import (
+    TINY,
+    one_line_error,
+    parse,
+    run_cli,
+    tiny_datamodule,
+    torchmetrics_miou,
+    visualize_summary,
+)
 
 from embeddings_squeeze import squeeze
 from embeddings_squeeze.engine.checkpoint import load_module
@@ -62,3 +70,12 @@ def test_each_type_s_reference_is_its_own_modules_with_the_quantization_replaced
     back = quantizer.from_code(code.half().float()) if coded else code.half().float()
     assert torch.allclose(reference(features).features, quantizer.project_out(back), atol=1e-5)
     assert reference.channels == (quantizer.code_channels(config) or 8)  # what it sends, as float16
+
+
+def test_a_reference_for_a_type_without_code_modules_is_refused_in_one_line(pet_root, tmp_path, capsys):
+    argv = ["squeeze", *TINY, "--data_path", pet_root, "--output_dir", tmp_path, "--epochs", 1,
+            "--quantizer_type", "none", "--reference_for", "vq", "--code_channels", 4]  # fmt: skip
+    assert run_cli(*argv) == 2
+    assert "--reference_for takes a type with modules around its quantization (fsq, lfq), not 'vq'" in (
+        one_line_error(capsys)
+    )

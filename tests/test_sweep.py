@@ -84,6 +84,22 @@ def test_tables_hold_every_model(finished_sweep):
             assert low <= row["delta_miou_vs_reference"] <= high if low is not None else row["interval_note"]
 
 
+def test_pets_intervals_are_stated_and_hold_their_estimates(finished_sweep):
+    _, rows, _ = finished_sweep
+    # every pet class is in every test image: intervals are stated (about a few rows: no spread)
+    stated = [row for row in rows if row.get("miou_low") is not None]
+    assert len(stated) >= len(rows) // 2
+    for row in stated:
+        assert row["miou_low"] <= row["miou"] <= row["miou_high"]
+
+
+def test_a_baseline_capped_below_the_squeezed_models_epochs_is_refused(pet_root, tmp_path, capsys):
+    argv = [*TINY, "--data_path", pet_root, "--output_dir", tmp_path, "--epochs", 5, "--baseline_epochs", 2]
+    assert run_cli("sweep", *argv) == 2
+    assert "--baseline_epochs 2 is below --epochs 5" in one_line_error(capsys)
+    assert not any(tmp_path.iterdir())  # refused before anything was made
+
+
 def test_scores_agree_with_torchmetrics_on_what_the_receiver_decodes(finished_sweep, pet_root):
     _, rows, _ = finished_sweep
     by_name = {row["name"]: row for row in rows}
@@ -170,8 +186,12 @@ def test_rate_at_quality_for_every_method_and_seed(finished_sweep):
     entry = methods["vq_front_seed42"]
     assert isinstance(entry["bd_rate_vs_jpeg"], float | str) and "standing_vs_jpeg" in entry
     # one sentence per configuration with its seeds combined, then the rule of the intervals
-    assert len(stored["sentences"]) == 6 and stored["sentences"][0].startswith("none_D64: ")
-    assert stored["sentences"][-1].startswith("Intervals: 95 %")
+    *configurations, last = stored["sentences"]
+    warned = [line for line in configurations if line.startswith("warning: baseline_seed")]
+    assert len(configurations) - len(warned) == 5 and configurations[0].startswith("none_D64: ")
+    unconverged = [row for row in rows if row["kind"] == "baseline" and not row["converged"]]
+    assert len(warned) == len(unconverged)  # a capped baseline (--baseline_epochs 3) is named as such
+    assert last.startswith("Intervals: 95 %")
     with open(output_dir / "sweep.csv") as handle:
         kinds = [row["kind"] for row in csv.DictReader(handle)]
     assert kinds.count("method") + kinds.count("method_mean") == len(methods)

@@ -28,11 +28,7 @@ def test_figures_csv_and_summary(trained, pet_root, tmp_path, capsys):
     out = tmp_path / "vis"
     assert run_cli(*visualize_args(trained, pet_root, out, "--n_best", 2, "--n_worst", 3)) == 0
     printed = capsys.readouterr().out
-    assert (
-        "mIoU at the input size" in printed
-        and "mean per-image IoU" in printed
-        and "Holm p" in printed
-    )
+    assert "mIoU at the input size" in printed and "mean per-image IoU" in printed and "Holm p" in printed
     for name, rows in (("best_results_test.png", 2), ("worst_results_test.png", 3)):
         with Image.open(out / name) as figure:
             assert figure.size == figure_size_pixels(rows)

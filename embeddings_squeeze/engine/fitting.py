@@ -167,7 +167,7 @@ def fit(
 
 
 CONVERGED_DELTA = 1e-3  # validation cross-entropy: smaller improvements do not count
-CONVERGED_PATIENCE = 5  # epochs without an improvement before a run counts as converged
+CONVERGED_PATIENCE = 10  # epochs without an improvement (a small validation split is noisy: 5 stopped early)
 
 
 def convergence() -> EarlyStopping:

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from embeddings_squeeze.config import (
+    BASELINE_EPOCHS,
     DataConfig,
     ModelConfig,
     OptimizerConfig,
@@ -124,7 +125,7 @@ class SweepSpec:
     jpeg_qualities: tuple[int, ...]
     settings: dict  # the command's flags, for the report
     metrics: tuple[str, ...] = ()  # beyond IoU (``utils/metrics.py``)
-    baseline_epochs: int = 50  # the most a baseline trains; it stops once converged
+    baseline_epochs: int = BASELINE_EPOCHS  # the most a baseline trains; it stops once converged
 
     def values(self) -> dict:
         return {"plan": self.plan.values(), "quantizers": [quantizer_values(q) for q in self.quantizers],
@@ -330,7 +331,8 @@ class Sweep:
 
     def _save_statistics(self, name: str, scores: Scores) -> None:
         """The per-image statistics of a row's model, from which the collect step takes every interval."""
-        stacked = {key: torch.stack(values) for key, values in scores.statistics.items()}
+        # counts per image fit 32 bits; a many-class split's confusions are N x C x C of them
+        stacked = {key: torch.stack(values).to(torch.int32) for key, values in scores.statistics.items()}
         torch.save(stacked, self.results / f"{name}_statistics.pt")
 
     def statistics(self, rows: list[dict]) -> dict[str, dict[str, torch.Tensor]]:

@@ -36,8 +36,8 @@ class Column:
     meaning: str
     unit: str = ""
     # mean: mean and standard deviation over seeds; same: one value; key: names the row; interval: an
-    # interval's end or test over seeds and images (utils/intervals.py); method: a value of a
-    # method's rate at equal quality
+    # interval's end or test over seeds and images (utils/intervals.py); count: how many seeds it holds
+    # for; method: a value of a method's rate at equal quality
     over_seeds: str = "mean"
     rate_key: str | None = None  # the rate table's key a squeezed row copies into this column
     in_report: bool = True
@@ -140,8 +140,8 @@ COLUMNS = (
            "prediction)", "fraction", in_report=False),
     Column("epochs_trained", "baselines: the epochs trained (each stops once converged, --baseline_epochs at "
            "most)", over_seeds="mean"),
-    Column("converged", "baselines: whether the validation loss stopped improving (by 0.001 in 5 epochs) "
-           "before --baseline_epochs", "bool", over_seeds="same"),
+    Column("converged", "baselines: whether the validation loss stopped improving (by 0.001 in 10 epochs) "
+           "before --baseline_epochs; `_mean` rows: how many seeds did", "bool", over_seeds="count"),
     Column("training_seconds", "wall time of training (empty: trained by an earlier run)", "s"),
     Column("reason", "failed and missing rows: why the row has no result (the job's one-line error, or "
            "how its job ended)", over_seeds="key"),
@@ -230,6 +230,11 @@ def reported() -> tuple[str, ...]:
     return tuple(
         c.name for c in all_columns() if c.in_report and c.over_seeds != "method" and "<" not in c.name
     )
+
+
+def is_number(value) -> bool:
+    """Whether a table cell holds a number (not a flag, a word or nothing)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def by_configuration(rows: list[dict], kinds=(Kind.SQUEEZED,)) -> dict[str, list[dict]]:

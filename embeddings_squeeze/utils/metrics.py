@@ -36,6 +36,7 @@ class Metric:
     name: str
     title: str
     statistics_key: str  # metrics with the same key read the same statistics, computed once per image
+    bounds: tuple[float, float] = (0.0, 1.0)  # the values it can take: its intervals stay inside
 
     def statistics(self, prediction: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
         """Additive statistics of one image's (H, W) prediction against its (H, W) target."""

@@ -19,14 +19,16 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from embeddings_squeeze.utils import intervals, pages
-from embeddings_squeeze.utils.columns import Kind, by_configuration, method_and_setting, ordered, reported
+from embeddings_squeeze.utils.columns import (
+    Kind,
+    by_configuration,
+    is_number,
+    method_and_setting,
+    ordered,
+    reported,
+)
 from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.rate_quality import QUALITY_LEVELS, method_summaries
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
 
 CURVE_KINDS = (Kind.SQUEEZED, Kind.INPUT)  # rows that form curves; floor and oracle rows are single points
 POINT_KINDS = (Kind.FLOOR, Kind.ORACLE)
@@ -42,7 +44,7 @@ def method_points(rows: list[dict], seed: int) -> dict[str, list[tuple[float, fl
         if (
             row.get("seed") == seed
             and row["kind"] in (*CURVE_KINDS, *POINT_KINDS)
-            and _is_number(row.get("miou"))
+            and is_number(row.get("miou"))
         ):
             methods[method_and_setting(row)[0]].append((row["payload_bytes_per_image"], row["miou"]))
     return methods
@@ -73,7 +75,7 @@ def rate_at_quality(rows: list[dict]) -> list[dict]:
     per_seed = []
     for baseline in baselines:
         seed = baseline["seed"]
-        if baseline.get("degenerate") or not _is_number(baseline.get("miou")) or not baseline["miou"] > 0:
+        if baseline.get("degenerate") or not is_number(baseline.get("miou")) or not baseline["miou"] > 0:
             why = baseline.get("degenerate") or "no score"
             per_seed.append({"name": f"baseline_seed{seed}_front", "kind": Kind.METHOD, "seed": seed,
                              "method": "(every method)", "reason": f"the seed's baseline {why}"})  # fmt: skip
@@ -107,7 +109,7 @@ def _method_mean(method: str, members: list[dict], seeds: int) -> dict:
         entry[f"{key}_upper_bound"] = any(m[f"{key}_upper_bound"] for m in reached)
     for key in members[0]:
         values = [m.get(key) for m in members]
-        if key.startswith("bd_rate_vs_") and all(_is_number(v) for v in values):
+        if key.startswith("bd_rate_vs_") and all(is_number(v) for v in values):
             entry[key] = float(np.mean(values))
             entry[f"{key}_std"] = float(np.std(values, ddof=1))
     return entry
@@ -160,23 +162,30 @@ def sentences(rows: list[dict], aggregates: list[dict], rule: str) -> list[str]:
         shares = [
             r["miou"] / r["baseline_miou"]
             for r in members
-            if _is_number(r.get("miou")) and r.get("baseline_miou")
+            if is_number(r.get("miou")) and r.get("baseline_miou")
         ]
         if degenerate:
             parts.append(f"no share of the baseline's mIoU: the baseline {degenerate[0]}")
         elif len(shares) == seeds:
             parts[0] += f" at {100 * stats.fmean(shares):.1f} % of the baseline mIoU"
-        row, against = (
-            (members[0], "its baseline") if seeds == 1 else (means.get(configuration), "each seed's baseline")
-        )
-        if row is not None and _is_number(row.get("delta_miou")):
-            over = "" if seeds == 1 else f" over {seeds} seeds"
+        row = members[0] if seeds == 1 else means.get(configuration)
+        over = "" if seeds == 1 else f" over {seeds} seeds"
+        # the headline: against the model's own continuous reference, the quantization alone
+        if row is not None and is_number(row.get("delta_miou_vs_reference")):
+            parts.append(_difference(row, "delta_miou_vs_reference", "its continuous reference") + over)
+        if row is not None and is_number(row.get("delta_miou")):
+            against = "its baseline" if seeds == 1 else "each seed's baseline"
             parts.append(_difference(row, "delta_miou", against) + over)
-            if _is_number(row.get("delta_miou_vs_reference")):
-                parts.append(_difference(row, "delta_miou_vs_reference", "its continuous reference") + over)
         reasons = sorted({r["degenerate"] for r in members if r.get("degenerate")})
         parts += [f"warning: it {reason}, so its mIoU means little" for reason in reasons]
         lines.append("; ".join(parts) + ".")
+    unfinished = [r for r in rows if r["kind"] == Kind.BASELINE and r.get("converged") is False]
+    for row in unfinished:
+        lines.append(
+            f"warning: baseline_seed{row['seed']} did not converge within its {row.get('epochs_trained')} "
+            "epochs (its validation loss was still falling), so differences against it may be understated; "
+            "raise --baseline_epochs."
+        )
     if lines:
         lines.append(
             f"Intervals: 95 %, over the test images and, for several seeds, over seeds; significance: {rule}."
@@ -219,7 +228,7 @@ def _points(members: list[dict], means: dict[str, dict], key: str, scale: float)
     for group in groups.values():
         shown = group[0] if len(group) == 1 else means.get(group[0]["configuration"], {})
         values = [r.get(key) for r in group] + [r.get("miou") for r in group]
-        if not all(_is_number(v) and math.isfinite(v) for v in values):
+        if not all(is_number(v) and math.isfinite(v) for v in values):
             continue
         x = stats.fmean(r[key] * scale for r in group)
         if x > 0:
@@ -231,10 +240,23 @@ def _points(members: list[dict], means: dict[str, dict], key: str, scale: float)
 def _draw(axis, points: list[tuple], colour: str, **style) -> None:
     """A curve or a point, with each stated interval as a vertical bar from its low to its high end."""
     axis.plot([p[0] for p in points], [p[1] for p in points], color=colour, **style)
-    stated = [p for p in points if _is_number(p[2]) and _is_number(p[3])]
+    stated = [p for p in points if is_number(p[2]) and is_number(p[3])]
     if stated:
         axis.vlines([p[0] for p in stated], [p[2] for p in stated], [p[3] for p in stated], color=colour,
                     linewidth=1)  # fmt: skip
+
+
+def _draw_baseline(axis, rows: list[dict], means: dict[str, dict]) -> None:
+    """The uncompressed baseline as a horizontal line (its seeds' mean) with its 95 % interval as a band."""
+    baselines = [row for row in rows if row["kind"] == Kind.BASELINE and is_number(row.get("miou"))]
+    if baselines and all(math.isfinite(row["miou"]) for row in baselines):
+        several = len(baselines) > 1
+        interval = means.get("baseline", {}) if several else baselines[0]
+        label = "baseline, uncompressed features" + (f" (mean of {len(baselines)} seeds)" if several else "")
+        axis.axhline(stats.fmean(row["miou"] for row in baselines), color="black", linestyle=":", label=label)
+        if is_number(interval.get("miou_low")) and is_number(interval.get("miou_high")):
+            axis.axhspan(interval["miou_low"], interval["miou_high"], color="black", alpha=0.08,
+                         label="baseline's 95 % interval")  # fmt: skip
 
 
 def plot_rate_quality(
@@ -279,15 +301,7 @@ def plot_rate_quality(
             _draw(axis, points, "grey", marker="x", linestyle="none")
             axis.annotate(f"oracle {configuration.rsplit('_', 1)[-1]}", points[0][:2], fontsize=7,
                           textcoords="offset points", xytext=(4, 4), color="grey")  # fmt: skip
-    baselines = [row for row in rows if row["kind"] == Kind.BASELINE and _is_number(row.get("miou"))]
-    if baselines and all(math.isfinite(row["miou"]) for row in baselines):
-        several = len(baselines) > 1
-        interval = means.get("baseline", {}) if several else baselines[0]
-        label = "baseline, uncompressed features" + (f" (mean of {len(baselines)} seeds)" if several else "")
-        axis.axhline(stats.fmean(row["miou"] for row in baselines), color="black", linestyle=":", label=label)
-        if _is_number(interval.get("miou_low")) and _is_number(interval.get("miou_high")):
-            axis.axhspan(interval["miou_low"], interval["miou_high"], color="black", alpha=0.08,
-                         label="baseline's 95 % interval")  # fmt: skip
+    _draw_baseline(axis, rows, means)
     axis.set_xscale("log")
     axis.set_xlabel("bytes per image (log scale)")
     axis.set_ylabel("mIoU (at each mask's own size)")

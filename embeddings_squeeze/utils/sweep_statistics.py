@@ -2,9 +2,9 @@
 
 Every row is paired with its own seed's baseline on the same test images, and a squeezed row also
 with its seed's continuous reference; a configuration's seeds are combined as ``utils/intervals.py``
-says (the seeds' own variance included, not averaged bounds). One family for Holm's adjustment:
-every mIoU difference the sweep reports (against baselines and references, per seed and over
-seeds), so "significant" holds for the sweep as a whole.
+says (the seeds' own variance included, not averaged bounds). Holm's adjustment runs over every
+mIoU difference the sweep reports (against baselines and references), the per-seed rows as one
+family and the means over seeds as another, so "significant" holds for the sweep as a whole.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from embeddings_squeeze.utils import intervals
-from embeddings_squeeze.utils.columns import Kind, averaged, by_configuration
+from embeddings_squeeze.utils.columns import Kind, averaged, by_configuration, is_number
 from embeddings_squeeze.utils.metrics import Metric, key_of
 
 Statistics = dict[str, torch.Tensor]  # per-image statistics of one row's model, by statistics_key
@@ -26,8 +26,9 @@ UNPAIRED = (Kind.BASELINE, Kind.FLOOR, Kind.ORACLE)
 
 
 def _columns(column: str, found: intervals.Interval) -> dict:
-    """``<column>_low``/``_high`` (None when none is stated) and, for a difference, its p-value."""
-    columns = {f"{column}_low": found.low, f"{column}_high": found.high}
+    """``<column>`` (the interval's own estimate, so the two always agree), ``<column>_low``/``_high``
+    (None when none is stated) and, for a difference, its p-value."""
+    columns = {column: found.estimate, f"{column}_low": found.low, f"{column}_high": found.high}
     if column in TESTED:
         columns[f"{column}_p"] = found.p_value
     return columns
@@ -62,7 +63,6 @@ def _intervals(
         paired = intervals.interval(
             [run["confusion"] for run in runs], iou, [r["confusion"] for r in references]
         )
-        columns["delta_miou_vs_reference"] = paired.estimate
         columns.update(_columns("delta_miou_vs_reference", paired))
         notes.append(paired.note)
     columns["interval_note"] = next((note for note in notes if note), None)
@@ -81,7 +81,8 @@ def with_intervals(
     for row in rows:
         own = statistics.get(row["name"])
         if own is None:
-            measured.append(row)
+            missing = "no per-image statistics (scored by an earlier release): sweep into a new --output_dir"
+            measured.append({**row, "interval_note": missing} if "miou" in row else row)
             continue
         baseline = statistics.get(f"baseline_seed{row['seed']}")
         paired = None if row["kind"] in UNPAIRED or baseline is None else [baseline]
@@ -92,17 +93,13 @@ def with_intervals(
 
 
 def _mean_and_std(entry: dict, members: list[dict], keys) -> None:
-    """``entry[key]`` and ``entry[key_std]``: mean and standard deviation of the members' numbers (NaN
-    when one of them is)."""
+    """``entry[key]`` and ``entry[key_std]``: mean and standard deviation of the members' numbers, for
+    the keys every member has a number for (NaN among them gives NaN)."""
     for key in keys:
-        values = [member[key] for member in members if _is_number(member.get(key))]
+        values = [member[key] for member in members if is_number(member.get(key))]
         if len(values) == len(members):
             entry[key] = float(np.mean(values))
             entry[f"{key}_std"] = float(np.std(values, ddof=1))
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def seed_means(
@@ -127,6 +124,8 @@ def seed_means(
             "seeds": len(members),
         }
         _mean_and_std(entry, members, averaged())
+        if "converged" in first:  # baselines: how many seeds converged before their cap
+            entry["converged"] = f"{sum(bool(member['converged']) for member in members)} of {len(members)}"
         runs = [statistics.get(member["name"]) for member in members]
         if all(run is not None for run in runs):
             baselines = [statistics.get(f"baseline_seed{member['seed']}") for member in members]
@@ -140,12 +139,18 @@ def seed_means(
 
 
 def adjust(rows: list[dict]) -> str:
-    """Holm's adjustment over every tested mIoU difference of ``rows`` (in place): ``<difference>_p_holm``
+    """Holm's adjustment (in place) over every tested mIoU difference of ``rows``, the per-seed rows and
+    the means over seeds as two families (the sentences quote one or the other): ``<difference>_p_holm``
     and ``delta_significant`` / ``delta_vs_reference_significant``; returns the rule in words."""
-    tested = [(row, column) for row in rows for column in TESTED if row.get(f"{column}_p") is not None]
-    adjusted = intervals.holm([row[f"{column}_p"] for row, column in tested])
-    for (row, column), p_value in zip(tested, adjusted):
-        row[f"{column}_p_holm"] = p_value
-        flag = "delta_significant" if column == "delta_miou" else "delta_vs_reference_significant"
-        row[flag] = intervals.significant(p_value)
-    return f"Holm over the sweep's {len(tested)} mIoU differences"
+    sizes = []
+    for means in (False, True):
+        family = [row for row in rows if row["kind"].endswith(Kind.MEAN) == means]
+        tested = [(row, column) for row in family for column in TESTED if row.get(f"{column}_p") is not None]
+        adjusted = intervals.holm([row[f"{column}_p"] for row, column in tested])
+        for (row, column), p_value in zip(tested, adjusted):
+            row[f"{column}_p_holm"] = p_value
+            flag = "delta_significant" if column == "delta_miou" else "delta_vs_reference_significant"
+            row[flag] = intervals.significant(p_value)
+        sizes.append(len(tested))
+    rule = f"Holm over the sweep's {sizes[0]} per-seed mIoU differences"
+    return rule + (f", and apart over its {sizes[1]} differences of seed means" if sizes[1] else "")

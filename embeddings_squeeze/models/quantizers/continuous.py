@@ -57,9 +57,17 @@ class ContinuousBottleneck(Quantizer):
         self.channels = settings.code_channels or config.bottleneck_dim
         self.to_code, self.from_code = nn.Identity(), nn.Identity()
         if settings.reference_for is not None:
-            from embeddings_squeeze.models.quantizers import quantizer_class  # the registry imports this file
+            from embeddings_squeeze.models.quantizers import QUANTIZERS  # the registry imports this file
 
-            modules = quantizer_class(settings.reference_for).code_modules
+            own = Quantizer.code_modules.__func__  # classmethods: compare what they run
+            coded = [name for name in QUANTIZERS if QUANTIZERS.find(name).code_modules.__func__ is not own]
+            if settings.reference_for not in coded:
+                types = ", ".join(coded)
+                raise UserError(
+                    f"--reference_for takes a type with modules around its quantization ({types}), not "
+                    f"{settings.reference_for!r}; leave it unset for the projections alone"
+                )
+            modules = QUANTIZERS.find(settings.reference_for).code_modules
             self.to_code, self.from_code = modules(config.bottleneck_dim, self.channels)
 
     @classmethod
