@@ -19,8 +19,10 @@ def readme_sample() -> list[str]:
 
 
 def shape(line: str) -> str:
-    """A console line with its numbers masked, up to what depends on them (an epoch flagged low)."""
-    return NUMBER.sub("#", CURSOR_MOVES.sub("", line).split(" (low:")[0]).strip()
+    """A console line with its numbers masked, up to what depends on them (an epoch flagged low, a
+    difference's verdict)."""
+    line = CURSOR_MOVES.sub("", line).split(" (low:")[0].split("  (Holm p")[0]
+    return NUMBER.sub("#", line).strip()
 
 
 def test_the_demo_prints_what_the_readme_shows(tmp_path):

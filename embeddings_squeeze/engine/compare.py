@@ -17,7 +17,7 @@ from embeddings_squeeze.engine.checkpoint import (
     read_checkpoint,
 )
 from embeddings_squeeze.engine.evaluation import compare_models
-from embeddings_squeeze.engine.run_dirs import output_folder, refuse_overwrite
+from embeddings_squeeze.engine.run_dirs import completed_epochs, output_folder, refuse_overwrite, unconverged
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
 from embeddings_squeeze.models import BASELINE, SQUEEZED
 from embeddings_squeeze.models.quantizers import IndexQuantizer, quantizer_class
@@ -135,6 +135,11 @@ def compare(
         "rate": comparison.rate,
         "task_floor": comparison.task_floor,
     }
+    if unconverged(baseline_checkpoint):
+        summary["warnings"].append(
+            f"warning: the baseline stopped at its cap of {completed_epochs(baseline_checkpoint)} epochs "
+            "before its validation loss flattened (--converge); VQ - baseline may understate the cost"
+        )
     if indexed:
         summary["codes"] = _draw_codes(comparison, vq, view)
     write_json(outputs[1], summary)

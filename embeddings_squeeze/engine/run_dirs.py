@@ -106,6 +106,12 @@ def converged(checkpoint: dict) -> bool:
     )
 
 
+def unconverged(checkpoint: dict) -> bool:
+    """Whether a run trained with ``--converge`` reached its epochs before its validation loss flattened."""
+    rule = any(name.startswith("EarlyStopping") for name in checkpoint.get("callbacks", {}))
+    return rule and not converged(checkpoint)
+
+
 def trained_enough(checkpoint: dict, epochs: int) -> bool:
     """Whether a run has done its training: ``epochs`` epochs, or converged before them."""
     return completed_epochs(checkpoint) >= epochs or converged(checkpoint)

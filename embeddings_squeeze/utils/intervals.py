@@ -26,9 +26,9 @@ where a class of the mean is in the ground truth of fewer than ``MIN_CLASS_IMAGE
 in one or two images cannot show how it varies: measured coverage 43-87 % for one seed), or where
 every image contributes alike (zero spread). Where a class of the mean is in the ground truth of
 fewer than ``FEW_CLASS_IMAGES`` images, one seed's interval is stated with a caveat: its measured
-coverage is below nominal there (about 92 %; over seeds it covers). The measured coverage of this method and of the alternatives, on
-simulated splits with a known truth, is in ``benchmarks/bench_coverage.py`` and
-``benchmarks/RESULTS.md``.
+coverage is below nominal there (about 92 %; over seeds it covers). The measured coverage of this
+method and of the alternatives, on simulated splits with a known truth, is in
+``benchmarks/bench_coverage.py`` and ``benchmarks/RESULTS.md``.
 
 Multiplicity: ``holm`` adjusts the p-values of a family of differences (a comparison's metrics, a
 sweep's rows) so that "significant" holds for the family at ``1 - LEVEL``.
