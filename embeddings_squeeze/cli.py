@@ -43,7 +43,7 @@ COMMANDS = {
     "train-baseline": "embeddings_squeeze.train_baseline",
     "squeeze": "embeddings_squeeze.squeeze",
     "visualize": "embeddings_squeeze.visualize",
-    "make-data": "embeddings_squeeze.data.make_data",
+    "make-data": "embeddings_squeeze.make_data",
     "demo": "embeddings_squeeze.demo",
     "encode": "embeddings_squeeze.encode",
     "decode": "embeddings_squeeze.decode",

@@ -12,7 +12,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from embeddings_squeeze import cli, visualize
+from embeddings_squeeze import cli
 from embeddings_squeeze.config import (
     BASELINE_EPOCHS,
     ComparisonConfig,
@@ -60,6 +60,7 @@ def main(args: argparse.Namespace) -> dict:
     # imported here, after parsing: --help and flag mistakes answer without loading the training stack
     from embeddings_squeeze.engine.compare import compare
     from embeddings_squeeze.engine.fitting import fit
+    from embeddings_squeeze.utils.summary_text import console_text
 
     root = Path(args.output_dir)
     data_root = root / "data"
@@ -80,8 +81,7 @@ def main(args: argparse.Namespace) -> dict:
         baseline, vq, model.backbone, DataConfig(data_path=str(data_root), split_seed=None), model.dataset,
         runtime, view,
     )  # fmt: skip
-    visualize.print_summary(summary, view.dataset_split)
-    visualize.print_written(view, summary)
+    print(console_text(summary, view.dataset_split, view.output_dir))
     print(
         f"next: open {view.output_dir}/index.html in a browser; the README's 'Real data' runs "
         "the same steps on Oxford-IIIT Pet"

@@ -20,7 +20,10 @@ from embeddings_squeeze.models import BaselineSegmentationModule, VQSegmentation
 
 # The tests' backbone: a random-init ViT-Ti/16 at 64 px, a 4x4 token grid of 192-d vectors. ViT-B/32 (the
 # default --model) costs ~100 ms per image on this CPU, ViT-Ti ~12 ms; tests of ViT-B/32 itself build it.
+# Features in float32: 'auto' picks bf16 on CPUs with bf16 units only, and a test must give the same
+# outcome on every machine (test_precision.py tests bf16 and 'auto' themselves).
 TEST_MODEL = "timm:vit_tiny_patch16_224"
+TEST_PRECISION = "float32"
 TINY = [
     "--model",
     TEST_MODEL,
@@ -32,6 +35,8 @@ TINY = [
     "4",
     "--accelerator",
     "cpu",
+    "--feature_precision",
+    TEST_PRECISION,
 ]
 
 
@@ -67,7 +72,13 @@ def one_line_error(capsys) -> str:
 
 def tiny_model(**changes) -> ModelConfig:
     """The tests' random-init backbone at 64 px unless ``changes`` say otherwise."""
-    return ModelConfig(**{"backbone": TEST_MODEL, "weights": "none", "image_size": 64, **changes})
+    defaults = {
+        "backbone": TEST_MODEL,
+        "weights": "none",
+        "image_size": 64,
+        "feature_precision": TEST_PRECISION,
+    }
+    return ModelConfig(**{**defaults, **changes})
 
 
 def baseline_module(**model) -> BaselineSegmentationModule:

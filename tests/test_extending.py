@@ -140,7 +140,9 @@ def install_plugin(site: Path, monkeypatch, entry_points: str, modules: dict[str
 def test_registered_backbone_and_dataset_run_through_fit_and_compare(registries, tmp_path):
     register_backbone(ToyBackbone)
     register_dataset(ToyDataset)
-    model = ModelConfig(backbone="toy", dataset="toy", weights="none", image_size=32)
+    model = ModelConfig(
+        backbone="toy", dataset="toy", weights="none", image_size=32, feature_precision="float32"
+    )
     data = DataConfig(data_path=str(tmp_path / "data"), batch_size=4)
     training = TrainingConfig(epochs=8, output_dir=str(tmp_path / "runs"), cache_features="off")
     runtime, optimizer = RuntimeConfig(accelerator="cpu"), OptimizerConfig(lr=0.05)

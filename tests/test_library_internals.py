@@ -3,16 +3,20 @@ EMA codebooks), the eb file's CompressAI tables and submitit's batch-script writ
 ``--dry_run``). These fail when a release changes them; pyproject.toml admits only the release
 ranges they ran against."""
 
+import copy
 import inspect
+import pickle
 
 import torch
 from compressai.entropy_models import EntropyBottleneck
+from helpers import vq_module
 from submitit.slurm.slurm import SlurmExecutor, _make_sbatch_string
 from vector_quantize_pytorch import VectorQuantize
 
 from embeddings_squeeze.config import QuantizerConfig
 from embeddings_squeeze.models.quantizers import build_quantizer, library
 from embeddings_squeeze.models.quantizers.eb import CODING_TABLES
+from embeddings_squeeze.models.quantizers.vq import CodebookSettings
 
 
 def codebook(**options):
@@ -33,6 +37,19 @@ def test_dead_code_rule_replaces_and_counts():
     assert counted == [8]
     assert torch.all(book.cluster_size == 3.0)  # re-seeded codes restart at the usage given
     assert not torch.equal(library.codes(book), before)
+
+
+def test_a_squeezed_module_pickles_and_its_deep_copy_counts_its_own_replacements():
+    module = vq_module(QuantizerConfig(num_vectors=8, settings=CodebookSettings(dead_code_threshold=1000.0)))
+    restored = pickle.loads(pickle.dumps(module))  # as --strategy ddp_spawn sends it to its processes
+    assert restored.bottleneck.quantizer._codebook.replace.book is restored.bottleneck.quantizer._codebook
+    quantizer = module.bottleneck.train()
+    (book,) = library.codebooks(quantizer.quantizer)
+    library.set_dead_code_rule(book, threshold=1000.0, reset_usage=1.0)  # every code is dead
+    twin = copy.deepcopy(quantizer)  # as Lightning's weight averaging copies a model
+    twin.quantize(torch.randn(1, 64, 4, 4))
+    assert twin.record(None, None)["replaced"] == 8  # the copy counts into its own counter ...
+    assert quantizer.record(None, None)["replaced"] == 0  # ... not into the original's
 
 
 def test_kmeans_start_from_a_pool_with_usage_per_step():

@@ -61,7 +61,8 @@ def test_the_backbone_runs_in_its_precision_and_hands_on_float32():
 @pytest.mark.parametrize(("flags", "expected"), [({"amx_bf16"}, "bfloat16"), (set(), "float32")])
 def test_a_run_records_what_auto_chose(flags, expected, pet_root, tmp_path, monkeypatch):
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))  # forced either way
-    argv = [*TINY, "--data_path", pet_root, "--output_dir", tmp_path, "--epochs", 1, "--subset_size", 8]
+    argv = [*TINY, "--data_path", pet_root, "--output_dir", tmp_path, "--epochs", 1, "--subset_size", 8,
+            "--feature_precision", "auto"]  # fmt: skip
     checkpoint = train_baseline.main(parse(train_baseline, *argv))
     stored = read_checkpoint(checkpoint)
     assert stored["hyper_parameters"]["feature_precision"] == expected

@@ -220,14 +220,11 @@ def test_ddp_shards_are_the_batches_of_one_process_at_the_global_batch():
     assert sorted(set(padded[0] + padded[1])) == [0, 1, 2, 3, 4]
 
 
-def test_two_process_ddp_matches_one_process_at_the_same_global_batch(pet_root, tmp_path):
+def test_two_process_ddp_matches_one_process_at_the_same_global_batch(trained, pet_root, tmp_path, capsys):
     # ViT-B/32's head has no BatchNorm, whose batch statistics would be per process; without k-means
     # and re-seeding (random draws) the only difference left is the order of floating-point sums
     common = ["--model", "vit", "--epochs", 2, "--val_fraction", 0.5, "--num_vectors", 8, "--seed", 1,
-              "--no_kmeans_init", "--dead_code_threshold", 0, "--experiment_name", "run",
-              # float32 features: with bf16 ones (auto on bf16 CPUs) this seed's two runs ended with
-              # bottleneck weights further apart than 1e-4
-              "--feature_precision", "float32"]  # fmt: skip
+              "--no_kmeans_init", "--dead_code_threshold", 0, "--experiment_name", "run"]  # fmt: skip
     ddp = ["--devices", 2, "--strategy", "ddp", "--accelerator", "cpu"]
     argv = {
         "ddp": tiny("squeeze", pet_root, tmp_path / "ddp", *common, "--batch_size", 4, *ddp),
@@ -235,6 +232,22 @@ def test_two_process_ddp_matches_one_process_at_the_same_global_batch(pet_root, 
         # with k-means and re-seeding the processes draw together: training ends only if every
         # process holds the same bottleneck (checked at the end of fit)
         "defaults": tiny("squeeze", pet_root, tmp_path / "defaults", "--epochs", 1, "--num_vectors", 8, *ddp),
+        # the module is pickled to processes it spawns: its codebook's replacement counter too
+        "spawn": tiny(
+            "squeeze",
+            pet_root,
+            tmp_path / "spawn",
+            "--epochs",
+            1,
+            "--num_vectors",
+            8,
+            "--devices",
+            2,
+            "--strategy",
+            "ddp_spawn",
+            "--experiment_name",
+            "run",
+        ),  # fmt: skip
     }
     runs = {
         name: subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -266,6 +279,10 @@ def test_two_process_ddp_matches_one_process_at_the_same_global_batch(pet_root, 
         json.loads((tmp_path / n / "run" / "version_0" / "rate.json").read_text()) for n in ("ddp", "single")
     ]
     assert rates[0]["payload_bytes_mean"] == rates[1]["payload_bytes_mean"]
+    spawned = tmp_path / "spawn" / "run" / "version_0" / "last.ckpt"
+    argv = ["visualize", "--baseline_checkpoint", trained["baseline"], "--vq_checkpoint", spawned,
+            "--data_path", pet_root, "--output_dir", tmp_path / "vis", "--accelerator", "cpu"]  # fmt: skip
+    assert run_cli(*argv) == 0 and "VQ - baseline mIoU" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from embeddings_squeeze.utils.columns import Kind, all_columns
 from embeddings_squeeze.utils.comparison import Comparison
 from embeddings_squeeze.utils.iou import confusion_matrices
 from embeddings_squeeze.utils.metrics import chosen, image_statistics, key_of
+from embeddings_squeeze.utils.summary_text import console_text
 from embeddings_squeeze.utils.sweep_report import (
     plot_rate_quality,
     rate_at_quality,
@@ -28,7 +29,6 @@ from embeddings_squeeze.utils.sweep_report import (
     write_tables,
 )
 from embeddings_squeeze.utils.sweep_statistics import adjust, seed_means, with_intervals
-from embeddings_squeeze.visualize import print_summary
 
 METRICS = chosen(["dice", "pixel_accuracy", "boundary_f"])
 RENDER = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -119,7 +119,8 @@ def test_a_comparison_renders_on_the_console_and_its_page(tmp_path_factory, gene
         if key.endswith("_ci") and bounds is not None:  # an interval stated holds its estimate
             assert bounds[0] <= summary[key.removesuffix("_ci")] <= bounds[1], key
     folder = tmp_path_factory.mktemp("page")
-    print_summary(summary, "test")
+    text = console_text(summary, "test", str(folder))
+    assert text.count("VQ - baseline") == len(summary["metrics"])
     write_page(folder / "index.html", summary, [], rows, fields, folder)
     page = (folder / "index.html").read_text()
     assert page.count("<tr>") >= len(rows) + len(summary["metrics"])

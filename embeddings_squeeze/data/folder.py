@@ -23,6 +23,7 @@ from PIL import Image
 
 from embeddings_squeeze.data.labels import IGNORE_INDEX, MAX_CLASSES, ClassSet, index_to_labels, label_palette
 from embeddings_squeeze.data.segmentation import Pool, SegmentationDataModule
+from embeddings_squeeze.data.synthetic_scenes import make_synthetic_folder
 from embeddings_squeeze.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -73,6 +74,12 @@ def read_classes(path: Path) -> tuple[ClassSet, int]:
 class FolderDataModule(SegmentationDataModule):
     name = "folder"
     title = "image folder"
+
+    synthetic_lists = ("train", "test")
+
+    @classmethod
+    def write_synthetic(cls, root, n_train, n_test, seed, min_size, max_size) -> Path:
+        return make_synthetic_folder(root, n_train, n_test, seed, min_size, max_size)
 
     @property
     def classes(self) -> ClassSet:

@@ -14,6 +14,7 @@ from torchvision.datasets import OxfordIIITPet
 
 from embeddings_squeeze.data.labels import MASK_MODES, ClassSet, pet_classes, trimap_to_labels
 from embeddings_squeeze.data.segmentation import Pool, SegmentationDataModule, download_failed
+from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.errors import UserError
 
 
@@ -22,6 +23,12 @@ class OxfordPetDataModule(SegmentationDataModule):
     title = "Oxford-IIIT Pet"
     mask_modes = MASK_MODES
     download_size = "about 800 MB: 7,349 images and their trimaps"
+
+    synthetic_lists = ("trainval", "test")
+
+    @classmethod
+    def write_synthetic(cls, root, n_train, n_test, seed, min_size, max_size) -> Path:
+        return make_synthetic_dataset(root, n_train, n_test, seed, min_size, max_size)
 
     @property
     def folder(self) -> Path:

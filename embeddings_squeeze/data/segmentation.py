@@ -302,6 +302,7 @@ class SegmentationDataModule(pl.LightningDataModule):
     title = ""  # how figures and reports name the dataset
     download_size = ""  # what ``fetch`` downloads, said before it starts, e.g. "about 800 MB"
     mask_modes: tuple[str, ...] = ()  # the --mask_mode values this dataset takes, if any
+    synthetic_lists: tuple[str, str] = ("train", "test")  # what make-data's two counts fill
 
     def __init__(
         self,
@@ -349,6 +350,14 @@ class SegmentationDataModule(pl.LightningDataModule):
         if mask_mode not in cls.mask_modes:
             raise UserError(f"--mask_mode must be one of {', '.join(cls.mask_modes)}, got {mask_mode!r}")
         return mask_mode
+
+    @classmethod
+    def write_synthetic(
+        cls, root: str | Path, n_train: int, n_test: int, seed: int, min_size: int, max_size: int
+    ) -> Path:
+        """Write a synthetic dataset in this dataset's on-disk layout under ``root`` (``make-data``);
+        returns the folder written."""
+        raise UserError(f"--dataset {cls.name} has no synthetic writer; write its files yourself")
 
     @classmethod
     def fixed_classes(cls, mask_mode: str | None) -> ClassSet | None:

@@ -21,6 +21,7 @@ from embeddings_squeeze.data.labels import (
     label_palette,
 )
 from embeddings_squeeze.data.segmentation import Pool, SegmentationDataModule, download_failed
+from embeddings_squeeze.data.synthetic_scenes import make_synthetic_voc
 from embeddings_squeeze.errors import UserError
 
 VOC_CLASSES = ClassSet(VOC_CLASS_NAMES, label_palette(len(VOC_CLASS_NAMES)))
@@ -32,6 +33,12 @@ class VOCDataModule(SegmentationDataModule):
     name = "voc"
     title = "Pascal VOC 2012"
     download_size = "about 2 GB: the VOC 2012 trainval archive"
+
+    synthetic_lists = ("train", "val")
+
+    @classmethod
+    def write_synthetic(cls, root, n_train, n_test, seed, min_size, max_size) -> Path:
+        return make_synthetic_voc(root, n_train, n_test, seed, min_size, max_size)
 
     @property
     def folder(self) -> Path:

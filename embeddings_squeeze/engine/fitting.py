@@ -57,7 +57,7 @@ from embeddings_squeeze.models import (
     SegmentationModule,
     VQSegmentationModule,
 )
-from embeddings_squeeze.models.backbones import precision
+from embeddings_squeeze.models.backbones import backbone_class, precision
 from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.run_info import package_versions
 
@@ -93,12 +93,13 @@ def fit(
         datamodule = datamodule_for(data, model, training.seed)
         datamodule.prepare_data()
         datamodule.setup()  # a missing or broken dataset fails here, before any weights are fetched
-        if model.backbone == "deeplab" and data.batch_size < 2:
-            raise UserError(
-                "DeepLab's head has BatchNorm layers that need at least 2 images per training batch; "
-                "pass --batch_size 2 or more"
-            )
         model = _resolved(model, runtime)
+        least = backbone_class(model.backbone).min_training_batch
+        if data.batch_size < least:
+            raise UserError(
+                f"{model.backbone}'s head has BatchNorm layers that need at least {least} images per "
+                f"training batch; pass --batch_size {least} or more"
+            )
         if quantizer is None:
             module = BaselineSegmentationModule(model, optimizer, classes=datamodule.classes)
         else:

@@ -157,7 +157,6 @@ def _near(mask: torch.Tensor, distance: int) -> torch.Tensor:
 
 
 METRICS = Registry("--metrics", "embeddings_squeeze.metrics", (IoU, Dice, PixelAccuracy, BoundaryF))
-DEFAULT_METRICS = ("dice", "pixel_accuracy", "boundary_f")
 register_metric = METRICS.register  # offer a Metric subclass to --metrics; works as a class decorator
 
 

@@ -29,10 +29,16 @@ __all__ = [
     "SegmentationBackbone",
     "TimmSegmentationBackbone",
     "ViTSegmentationBackbone",
+    "backbone_class",
     "backbone_normalization",
     "build_backbone",
     "register_backbone",
 ]
+
+
+def backbone_class(name: str) -> type[SegmentationBackbone]:
+    """The class behind ``--model name`` (timm's one class for every ``timm:<name>``)."""
+    return TimmSegmentationBackbone if name.startswith(timm_backbone.PREFIX) else BACKBONES.find(name)
 
 
 def backbone_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:

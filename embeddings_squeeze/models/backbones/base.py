@@ -53,6 +53,7 @@ class SegmentationBackbone(nn.Module):
     feature_layer: int | None = None  # which stage of the encoder, where it has a choice
     provenance: dict = {}  # library and model names a checkpoint records beside the weights
     feature_precision: str = "float32"  # what the encoder runs in (precision.py); the module sets it
+    min_training_batch: int = 1  # images a training batch needs (BatchNorm in a head trains on >= 2)
 
     @classmethod
     def normalization(cls) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -29,6 +29,8 @@ class DeepLabV3SegmentationBackbone(SegmentationBackbone):
         seed: draws the random encoder for ``weights='none'``.
     """
 
+    min_training_batch = 2  # the ASPP head's BatchNorm
+
     name = "deeplab"
     out_channels = 2048
     default_weights = DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1

@@ -52,11 +52,12 @@ class EntropySettings:
 
 
 def _resize_coding_tables(module, state_dict, prefix, *args) -> None:
-    """Let a checkpoint's coding tables replace the empty ones a fresh model starts with."""
-    for name in CODING_TABLES:
-        if prefix + name in state_dict:
-            current = getattr(module, name)  # keep the module's device
-            setattr(module, name, torch.empty_like(state_dict[prefix + name], device=current.device))
+    """Let a checkpoint's coding tables replace the ones the module holds, whatever their sizes
+    (CompressAI's ``update_registered_buffers``, as its own models load)."""
+    from compressai.models.utils import update_registered_buffers
+
+    if all(prefix + name in state_dict for name in CODING_TABLES):
+        update_registered_buffers(module, prefix.rstrip("."), CODING_TABLES, state_dict, policy="resize")
 
 
 class EntropyBottleneckQuantizer(Quantizer):
@@ -79,7 +80,7 @@ class EntropyBottleneckQuantizer(Quantizer):
         from compressai.entropy_models import EntropyBottleneck
 
         self.entropy_bottleneck = EntropyBottleneck(config.bottleneck_dim, init_scale=INIT_SCALE)
-        self.entropy_bottleneck._register_load_state_dict_pre_hook(_resize_coding_tables, with_module=True)
+        self.entropy_bottleneck.register_load_state_dict_pre_hook(_resize_coding_tables)
 
     @classmethod
     def label(cls, config: QuantizerConfig) -> str:

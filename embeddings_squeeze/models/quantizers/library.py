@@ -45,17 +45,26 @@ def set_dead_code_rule(book: Codebook, threshold: float, reset_usage: float) -> 
     book.reset_cluster_size = reset_usage
 
 
-def on_replace(book: Codebook, counted: Callable[[int], None]) -> None:
-    """Call ``counted(n)`` with the number of codes each re-seeding replaces."""
-    replace = book.replace
+class CountingReplace:
+    """A codebook's ``replace`` that first calls ``counted(n)`` with the number of codes it re-seeds.
 
-    def counting_replace(batch_samples, batch_mask, seq_mask=None):
+    An object rather than a closure: the module holding it pickles (``--strategy ddp_spawn``) and
+    deep-copies (Lightning's weight averaging) with it, the copy counting into the copy's counter.
+    """
+
+    def __init__(self, book: Codebook, counted: Callable[[int], None]):
+        self.book, self.counted = book, counted
+
+    def __call__(self, batch_samples, batch_mask, seq_mask=None):
         # as the library does, at most as many codes as there are vectors are replaced at once
         samples = batch_samples.shape[-2]
-        counted(int(batch_mask.sum(dim=-1).clamp(max=samples).sum()))
-        replace(batch_samples, batch_mask, seq_mask)
+        self.counted(int(batch_mask.sum(dim=-1).clamp(max=samples).sum()))
+        type(self.book).replace(self.book, batch_samples, batch_mask, seq_mask)
 
-    book.replace = counting_replace
+
+def on_replace(book: Codebook, counted: Callable[[int], None]) -> None:
+    """Call ``counted(n)`` with the number of codes each re-seeding replaces."""
+    book.replace = CountingReplace(book, counted)
 
 
 def is_started(book: Codebook) -> bool:

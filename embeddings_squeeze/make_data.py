@@ -12,20 +12,16 @@ import logging
 
 from embeddings_squeeze import cli
 from embeddings_squeeze.config import positive_int
-from embeddings_squeeze.data.synthetic import make_synthetic_dataset
-from embeddings_squeeze.data.synthetic_scenes import make_synthetic_folder, make_synthetic_voc
 
 log = logging.getLogger(__name__)
-WRITERS = {"pet": make_synthetic_dataset, "voc": make_synthetic_voc, "folder": make_synthetic_folder}
-# what --n-trainval and --n-test count in each layout
-LISTS = {"pet": ("trainval", "test"), "voc": ("train", "val"), "folder": ("train", "test")}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = cli.parser_for(__doc__)
     parser.add_argument(
-        "--dataset", choices=tuple(WRITERS), default="pet", help="which layout to write (default: pet)"
-    )
+        "--dataset", default="pet", help="which dataset's layout to write: pet, voc, folder, or a registered "
+        "one with a synthetic writer (default: pet)",
+    )  # fmt: skip
     parser.add_argument(
         "--root", default="./data", help="the folder to pass as --data_path (default: ./data)"
     )
@@ -47,9 +43,14 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace):
-    write = WRITERS[args.dataset]
-    base = write(args.root, args.n_trainval, args.n_test, args.seed, args.min_size, args.max_size)
-    first, second = LISTS[args.dataset]
+    # imported here, after parsing: --help answers without loading the data stack
+    from embeddings_squeeze.data.registry import dataset_class
+
+    dataset = dataset_class(args.dataset)
+    base = dataset.write_synthetic(
+        args.root, args.n_trainval, args.n_test, args.seed, args.min_size, args.max_size
+    )
+    first, second = dataset.synthetic_lists
     log.info("wrote %d %s and %d %s images to %s", args.n_trainval, first, args.n_test, second, base)
     return base
 
