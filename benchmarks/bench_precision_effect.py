@@ -10,6 +10,7 @@ precision. Prints a Markdown table. The checkpoints' own precision is ignored: b
 """
 
 import argparse
+import math
 
 import torch
 from tqdm import tqdm
@@ -18,8 +19,9 @@ from embeddings_squeeze.config import DataConfig
 from embeddings_squeeze.engine.checkpoint import load_module, read_checkpoint
 from embeddings_squeeze.engine.rate import payload_coder
 from embeddings_squeeze.engine.setup import datamodule_for
-from embeddings_squeeze.utils import bootstrap
+from embeddings_squeeze.utils import intervals
 from embeddings_squeeze.utils.iou import confusion_matrices, mean_iou, per_image_iou
+from embeddings_squeeze.utils.metrics import IoU
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -79,8 +81,9 @@ def main() -> None:
     for model in ("baseline", "vq"):
         single = torch.stack(confusions[model, "float32"])
         half = torch.stack(confusions[model, "bfloat16"])
-        low, high = bootstrap.difference_interval(half, single)
-        verdict = "" if bootstrap.significant((low, high)) else " (not significant)"
+        found = intervals.interval([half], IoU(), [single])
+        low, high = found.bounds() or (math.nan, math.nan)
+        verdict = "" if intervals.significant(found.p_value) else " (no difference shown)"
         moves = (per_image_iou(half) - per_image_iou(single)).abs().nan_to_num()
         before, after = mean_iou(single.sum(dim=0)), mean_iou(half.sum(dim=0))
         change = f"{after - before:+.4f} [{low:+.4f}, {high:+.4f}]{verdict}"

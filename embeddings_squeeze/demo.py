@@ -75,12 +75,12 @@ def main(args: argparse.Namespace) -> dict:
     # the baseline trains until converged, so the VQ model's loss is not understated
     converged = replace(training, epochs=args.baseline_epochs, converge=True)
     baseline = fit("demo_baseline", model, data, converged, runtime, optimizer)
-    vq = fit("demo_vq", model, data, training, runtime, optimizer, from_namespace(QuantizerConfig, args))
+    squeezed = fit(
+        "demo_vq", model, data, training, runtime, optimizer, from_namespace(QuantizerConfig, args)
+    )
     view = ComparisonConfig(output_dir=str(root / "visualizations"))
-    summary = compare(
-        baseline, vq, model.backbone, DataConfig(data_path=str(data_root), split_seed=None), model.dataset,
-        runtime, view,
-    )  # fmt: skip
+    scored = DataConfig(data_path=str(data_root), split_seed=None)  # the checkpoints' split
+    summary = compare(baseline, squeezed, model.backbone, scored, model.dataset, runtime, view)
     print(console_text(summary, view.dataset_split, view.output_dir))
     print(
         f"next: open {view.output_dir}/index.html in a browser; the README's 'Real data' runs "

@@ -16,7 +16,7 @@ from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.data.segmentation import ImageTransform
 from embeddings_squeeze.engine.checkpoint import load_module
 from embeddings_squeeze.engine.setup import datamodule_for
-from embeddings_squeeze.models import BaselineSegmentationModule, VQSegmentationModule
+from embeddings_squeeze.models import BaselineSegmentationModule, SqueezedSegmentationModule
 
 # The tests' backbone: a random-init ViT-Ti/16 at 64 px, a 4x4 token grid of 192-d vectors. ViT-B/32 (the
 # default --model) costs ~100 ms per image on this CPU, ViT-Ti ~12 ms; tests of ViT-B/32 itself build it.
@@ -85,8 +85,8 @@ def baseline_module(**model) -> BaselineSegmentationModule:
     return BaselineSegmentationModule(tiny_model(**model))
 
 
-def vq_module(quantizer: QuantizerConfig | None = None, **model) -> VQSegmentationModule:
-    return VQSegmentationModule(tiny_model(**model), quantizer or QuantizerConfig(num_vectors=8))
+def vq_module(quantizer: QuantizerConfig | None = None, **model) -> SqueezedSegmentationModule:
+    return SqueezedSegmentationModule(tiny_model(**model), quantizer or QuantizerConfig(num_vectors=8))
 
 
 def tiny_datamodule(root, model: ModelConfig | None = None, seed: int = 42, **data):

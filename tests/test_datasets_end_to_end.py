@@ -59,7 +59,7 @@ def test_checkpoints_and_outputs_know_their_dataset(runs, dataset, names):
     assert info["backbone"] == f"timm:{model_name}" and info["timm_model"] == model_name
     assert info["timm_version"] == timm.__version__
     summary = run["summary"]
-    assert list(summary["baseline_class_iou"]) == list(names) == list(summary["vq_class_iou"])
+    assert list(summary["baseline_class_iou"]) == list(names) == list(summary["squeezed_class_iou"])
     for kind, rows in (("best", 2), ("worst", 1)):
         with Image.open(run["figures"] / f"{kind}_results_test.png") as figure:
             assert figure.size == figure_size_pixels(rows, len(names))

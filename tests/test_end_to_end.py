@@ -81,7 +81,10 @@ def test_seed_workflow(tmp_path):
         assert len(list(csv.DictReader(scores))) == 5
     # the numbers the command printed and stored, recomputed here from the checkpoints by torchmetrics
     summary = json.loads((visualizations / "summary_test.json").read_text())
-    for key, kind, run_dir in (("baseline_miou", "baseline", baseline_dir), ("vq_miou", "squeezed", vq_dir)):
+    for key, kind, run_dir in (
+        ("baseline_miou", "baseline", baseline_dir),
+        ("squeezed_miou", "squeezed", vq_dir),
+    ):
         module = load_module(run_dir / "last.ckpt", kind)
         datamodule = datamodule_for(DataConfig(data_path=str(data)), module.model_config, seed=0)
         datamodule.setup()

@@ -24,16 +24,16 @@ from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.engine.checkpoint import load_module
 from embeddings_squeeze.engine.rate import payload_coder
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models import VQSegmentationModule
+from embeddings_squeeze.models import SqueezedSegmentationModule
 from embeddings_squeeze.models.quantizers.eb import EntropyBottleneckQuantizer, EntropySettings
 from embeddings_squeeze.utils.payload import HEADER
 
 
-def eb_module(backbone=None, rate_lambda=1.0, optimizer=OptimizerConfig()) -> VQSegmentationModule:
+def eb_module(backbone=None, rate_lambda=1.0, optimizer=OptimizerConfig()) -> SqueezedSegmentationModule:
     """A squeezed module with a 4-channel entropy bottleneck on the tests' backbone (or ``backbone``)."""
     model = tiny_model(backbone=backbone) if backbone else tiny_model()
     config = QuantizerConfig("eb", bottleneck_dim=4, settings=EntropySettings(rate_lambda=rate_lambda))
-    return VQSegmentationModule(model, config, optimizer)
+    return SqueezedSegmentationModule(model, config, optimizer)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_visualize_scores_what_the_receiver_decodes(eb_run, trained, pet_root, t
     for path in masks:
         with Image.open(path) as mask:
             metric.update(torch.from_numpy(np.array(mask)).long()[None], targets[path.stem][None])
-    assert summary["vq_miou"] == pytest.approx(metric.compute().item(), abs=1e-6)
+    assert summary["squeezed_miou"] == pytest.approx(metric.compute().item(), abs=1e-6)
     sizes = [path.stat().st_size for path in payloads]
     assert summary["rate"]["payload_bytes_mean"] == pytest.approx(sum(sizes) / len(sizes))
 

@@ -192,15 +192,15 @@ def test_the_readme_metric_scores_through_the_command_line(trained, pet_root, tm
                                 "--rank_by", "delta_recall")  # fmt: skip
     data = tiny_datamodule(pet_root)
     data.setup()
-    for model in ("baseline", "vq"):
-        module = load_module(trained[model], "baseline" if model == "baseline" else "squeezed")
+    for model, run in (("baseline", "baseline"), ("squeezed", "vq")):
+        module = load_module(trained[run], model)
         recall = MulticlassRecall(module.num_classes, average="macro", ignore_index=IGNORE_INDEX)
         assert summary[f"{model}_recall"] == pytest.approx(torchmetrics_score(module, data, recall), abs=1e-6)
     with open(tmp_path / "scores_test.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == summary["images"] and all(
         float(row["recall_difference"])
-        == pytest.approx(float(row["vq_recall"]) - float(row["baseline_recall"]))
+        == pytest.approx(float(row["squeezed_recall"]) - float(row["baseline_recall"]))
         for row in rows
     )
 

@@ -10,12 +10,12 @@ from embeddings_squeeze.config import OptimizerConfig, QuantizerConfig
 from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.engine.inference import evaluation_batches
-from embeddings_squeeze.models import BaselineSegmentationModule, VQSegmentationModule
+from embeddings_squeeze.models import BaselineSegmentationModule, SqueezedSegmentationModule
 from embeddings_squeeze.models.quantizers.statistics import CodebookStatistics
 
 MODULE_CASES = [
     (BaselineSegmentationModule, {}),
-    (VQSegmentationModule, {"quantizer": QuantizerConfig(num_vectors=8, bottleneck_dim=16)}),
+    (SqueezedSegmentationModule, {"quantizer": QuantizerConfig(num_vectors=8, bottleneck_dim=16)}),
 ]
 
 
@@ -55,7 +55,7 @@ def test_fit_keeps_frozen_part_bit_identical(pet_root, backbone, module_cls, ext
     for batch_logits, masks in logits:
         reference.update(batch_logits.argmax(dim=1), masks)
     assert metrics["val/miou"].item() == pytest.approx(reference.compute().item(), abs=1e-6)
-    if module_cls is VQSegmentationModule:
+    if module_cls is SqueezedSegmentationModule:
         with torch.no_grad():
             sent = torch.cat([module.indices_of(module.backbone.features(images)).reshape(-1)
                               for images, *_ in data.val_dataloader()])  # fmt: skip
@@ -73,7 +73,7 @@ def test_optimizer_holds_only_trainable_parameters(module_cls, extra):
     optimizer = module.configure_optimizers()
     optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
     expected = {id(p) for p in module.backbone.head.parameters()}
-    if module_cls is VQSegmentationModule:
+    if module_cls is SqueezedSegmentationModule:
         expected |= {id(p) for p in module.bottleneck.parameters()}
     assert optimized == expected
     assert optimizer.param_groups[0]["lr"] == 0.123

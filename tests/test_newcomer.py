@@ -209,12 +209,13 @@ def test_a_model_that_predicts_one_class_is_flagged():
     assert degenerate(fine, PETS.names) is None
     comparison = Comparison(PETS)
     comparison.add(
-        {"baseline": {"confusion": fine}, "vq": {"confusion": one_class}}, {"baseline": fine, "vq": one_class}
+        {"baseline": {"confusion": fine}, "squeezed": {"confusion": one_class}},
+        {"baseline": fine, "squeezed": one_class},
     )
     summary = comparison.summary()
-    assert summary["vq_degenerate"] and summary["baseline_degenerate"] is None
+    assert summary["squeezed_degenerate"] and summary["baseline_degenerate"] is None
     # its mIoU looks fair (background alone scores 0.6), which is why the warning is needed
-    assert summary["vq_miou"] == pytest.approx(0.6 / 3)
+    assert summary["squeezed_miou"] == pytest.approx(0.6 / 3)
     assert summary["warnings"] == [
         "warning: the VQ model predicts background for 100.0% of the pixels; its mIoU means little"
     ]
@@ -235,4 +236,4 @@ def test_a_blank_model_is_flagged_where_users_look(trained, pet_root, tmp_path, 
     assert warning in capsys.readouterr().out.splitlines()
     summary = json.loads((tmp_path / "vis" / "summary_test.json").read_text())
     assert summary["warnings"] == [warning]
-    assert summary["vq_degenerate"] == "predicts background for 100.0% of the pixels"
+    assert summary["squeezed_degenerate"] == "predicts background for 100.0% of the pixels"

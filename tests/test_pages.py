@@ -50,10 +50,10 @@ def column(browser, table, name: str) -> list[str]:
 def test_the_per_image_table_sorts_by_a_clicked_header(browser, pages):
     browser.get(pages["visualize"].as_uri())
     table = browser.find_elements(By.TAG_NAME, "table")[-2]  # every image's scores; the settings last
-    header = next(h for h in table.find_elements(By.TAG_NAME, "th") if h.text == "vq_iou")
-    before = column(browser, table, "vq_iou")
+    header = next(h for h in table.find_elements(By.TAG_NAME, "th") if h.text == "squeezed_iou")
+    before = column(browser, table, "squeezed_iou")
     header.click()
-    ascending = column(browser, table, "vq_iou")
+    ascending = column(browser, table, "squeezed_iou")
     assert sorted(ascending, key=float) == ascending and sorted(ascending) == sorted(before)
     header.click()
-    assert column(browser, table, "vq_iou") == ascending[::-1]
+    assert column(browser, table, "squeezed_iou") == ascending[::-1]

@@ -41,7 +41,7 @@ def test_it_sends_its_latent_as_float16_and_splits_the_loss(trained, pet_root, t
     summary = visualize_summary(trained["baseline"], trained["vq"], pet_root, tmp_path / "vis",
                                 "--reference_checkpoint", checkpoint)  # fmt: skip
     assert summary["reference_miou"] == pytest.approx(torchmetrics_miou(module, data), abs=1e-6)
-    expected = summary["vq_miou"] - summary["reference_miou"]
+    expected = summary["squeezed_miou"] - summary["reference_miou"]
     assert summary["miou_difference_vs_reference"] == pytest.approx(expected)
     low, high = summary["miou_difference_vs_reference_ci"]
     assert low <= summary["miou_difference_vs_reference"] <= high

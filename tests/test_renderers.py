@@ -67,11 +67,11 @@ def comparisons(draw) -> tuple[dict, list[dict], list[str]]:
     """A comparison's summary as ``compare`` writes it (rate and floor numbers generated), its per-image
     rows, and the score fields."""
     classes, images = draw(st.integers(1, 150)), draw(st.integers(1, 5))
-    names = ("baseline", "vq", "reference") if draw(st.booleans()) else ("baseline", "vq")
+    names = ("baseline", "squeezed", "reference") if draw(st.booleans()) else ("baseline", "squeezed")
     target = draw(label_maps(classes, images))
     predicted = {name: draw(predictions(target, classes)) for name in names}
     if draw(st.booleans()):
-        predicted["vq"] = predicted["baseline"]  # identical models
+        predicted["squeezed"] = predicted["baseline"]  # identical models
     comparison = Comparison(classes=class_set(classes), models=names, metrics=tuple(METRICS))
     rows = []
     for index in range(images):
@@ -85,7 +85,7 @@ def comparisons(draw) -> tuple[dict, list[dict], list[str]]:
         row = {"position": index, "image_id": f"image_{index}"}
         for metric, by_model in values.items():
             row.update({f"{name}_{metric}": value for name, value in by_model.items()})
-            row[f"{metric}_difference"] = by_model["vq"] - by_model["baseline"]
+            row[f"{metric}_difference"] = by_model["squeezed"] - by_model["baseline"]
         rows.append(row)
     number = st.floats(0.5, 1e5, allow_nan=False)
     summary = {

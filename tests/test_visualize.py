@@ -55,12 +55,12 @@ def test_figures_csv_and_summary(trained, pet_root, tmp_path, capsys):
     for row in rows:
         baseline_iou, vq_iou = by_hand[row["image_id"]]
         assert float(row["baseline_iou"]) == pytest.approx(baseline_iou, abs=1e-9)
-        assert float(row["vq_iou"]) == pytest.approx(vq_iou, abs=1e-9)
+        assert float(row["squeezed_iou"]) == pytest.approx(vq_iou, abs=1e-9)
         assert float(row["iou_difference"]) == pytest.approx(vq_iou - baseline_iou, abs=1e-9)
     summary = json.loads((out / "summary_test.json").read_text())
-    mean_vq = sum(float(row["vq_iou"]) for row in rows) / len(rows)
-    assert summary["vq_mean_image_iou"] == pytest.approx(mean_vq)
-    assert summary["images"] == 6 and set(summary["vq_class_iou"]) == {"pet", "background", "border"}
+    mean_vq = sum(float(row["squeezed_iou"]) for row in rows) / len(rows)
+    assert summary["squeezed_mean_image_iou"] == pytest.approx(mean_vq)
+    assert summary["images"] == 6 and set(summary["squeezed_class_iou"]) == {"pet", "background", "border"}
     floor = summary["task_floor"]
     assert set(floor) == {"mask_png", "mask_webp", "mask_context"}
     assert f"context coder {floor['mask_context']['bytes_mean']:.0f} bytes" in printed
@@ -147,12 +147,12 @@ def test_vq_prediction_is_what_the_receiver_decodes(trained, pet_root, tmp_path,
         item = shown[mask_path.stem]
         with Image.open(mask_path) as mask:  # at the image's own size, as the figures draw it
             decoded = np.array(mask)
-        assert np.array_equal(decoded, item.vq_pred), mask_path.stem
+        assert np.array_equal(decoded, item.squeezed_pred), mask_path.stem
         # the decoded file scores what the comparison says, against the mask at its own size
         confusion = confusion_matrices(
             torch.from_numpy(decoded)[None], torch.from_numpy(item.target)[None].long(), 3
         )
-        assert per_image_iou(confusion).item() == pytest.approx(item.vq_iou)
+        assert per_image_iou(confusion).item() == pytest.approx(item.squeezed_iou)
 
 
 def test_error_lines_are_plain_single_lines():

@@ -179,40 +179,40 @@ def expect_classes(module: SegmentationModule, classes: tuple[str, ...], where: 
     )
 
 
-def check_pair(model: str, dataset: str | None, baseline: dict, vq: dict) -> None:
+def check_pair(model: str, dataset: str | None, baseline: dict, squeezed: dict) -> None:
     """Refuse checkpoint pairs whose comparison would be meaningless."""
-    baseline_info, vq_info = baseline["embeddings_squeeze"], vq["embeddings_squeeze"]
-    if baseline_info["backbone"] != vq_info["backbone"]:
+    baseline_info, squeezed_info = baseline["embeddings_squeeze"], squeezed["embeddings_squeeze"]
+    if baseline_info["backbone"] != squeezed_info["backbone"]:
         raise UserError(
             f"the checkpoints use different backbones (baseline: {baseline_info['backbone']}, "
-            f"VQ: {vq_info['backbone']}); train both with the same --model"
+            f"VQ: {squeezed_info['backbone']}); train both with the same --model"
         )
-    if model is not None and model != vq_info["backbone"]:
+    if model is not None and model != squeezed_info["backbone"]:
         raise UserError(
-            f"--model {model} does not match the checkpoints, which use {vq_info['backbone']}; "
-            f"pass --model {vq_info['backbone']}"
+            f"--model {model} does not match the checkpoints, which use {squeezed_info['backbone']}; "
+            f"pass --model {squeezed_info['backbone']}"
         )
-    if trained_dataset(baseline) != trained_dataset(vq):
+    if trained_dataset(baseline) != trained_dataset(squeezed):
         raise UserError(
             f"the checkpoints were trained on different datasets (baseline: {trained_dataset(baseline)}, "
-            f"VQ: {trained_dataset(vq)}); train both with the same --dataset"
+            f"VQ: {trained_dataset(squeezed)}); train both with the same --dataset"
         )
-    expect_dataset(vq, dataset, "the VQ checkpoint")
+    expect_dataset(squeezed, dataset, "the VQ checkpoint")
     for key in ("mask_mode", "image_size", "feature_layer"):
-        if baseline["hyper_parameters"].get(key) != vq["hyper_parameters"].get(key):
+        if baseline["hyper_parameters"].get(key) != squeezed["hyper_parameters"].get(key):
             raise UserError(
                 f"the checkpoints differ in {key} (baseline: {baseline['hyper_parameters'].get(key)}, "
-                f"VQ: {vq['hyper_parameters'].get(key)}); train both with the same --{key}"
+                f"VQ: {squeezed['hyper_parameters'].get(key)}); train both with the same --{key}"
             )
-    if baseline_info["class_names"] != vq_info["class_names"]:
+    if baseline_info["class_names"] != squeezed_info["class_names"]:
         raise UserError(
             f"the checkpoints were trained on different classes (baseline: {baseline_info['class_names']}, "
-            f"VQ: {vq_info['class_names']}); train both on the same data"
+            f"VQ: {squeezed_info['class_names']}); train both on the same data"
         )
-    if baseline_info["weights_id"] != vq_info["weights_id"]:
+    if baseline_info["weights_id"] != squeezed_info["weights_id"]:
         log.warning(
             "warning: the two checkpoints were trained on different frozen weights (%s vs %s); "
             "the comparison mixes backbone and bottleneck effects",
             baseline_info["weights_id"],
-            vq_info["weights_id"],
+            squeezed_info["weights_id"],
         )

@@ -95,12 +95,12 @@ def compare(
                  trained["subset_size"] or "every image")  # fmt: skip
     data = replace(data, split_seed=split_seed, val_fraction=trained["val_fraction"], subset_size=subset)
     baseline = build_module(baseline_checkpoint, baseline_path)
-    vq = build_module(vq_checkpoint, vq_path)
-    datamodule = datamodule_for(data, vq.model_config, trained["seed"])
+    squeezed = build_module(vq_checkpoint, vq_path)
+    datamodule = datamodule_for(data, squeezed.model_config, trained["seed"])
     datamodule.prepare_data()
     datamodule.setup()
-    expect_classes(vq, datamodule.classes.names, datamodule.folder)
-    fields = score_fields(metrics, ["baseline", "vq", *(["reference"] if reference else [])])
+    expect_classes(squeezed, datamodule.classes.names, datamodule.folder)
+    fields = score_fields(metrics, ["baseline", "squeezed", *(["reference"] if reference else [])])
     scored = []  # every image's scores, for the page's table too
 
     with output_folder(view.output_dir), open(outputs[0], "w", newline="") as scores:
@@ -113,7 +113,7 @@ def compare(
 
         comparison = compare_models(
             baseline,
-            vq,
+            squeezed,
             datamodule,
             split,
             pick_device(runtime),
@@ -121,10 +121,10 @@ def compare(
             n_worst=view.n_worst,
             record=record,
             rank_by=(view.rank_by,),
-            floor=TaskFloor(vq.class_names),
+            floor=TaskFloor(squeezed.class_names),
             reference=reference,
             metrics=tuple(metrics),
-            atlas=CodeAtlas(vq.bottleneck.alphabet_size, vq.class_names) if indexed else None,
+            atlas=CodeAtlas(squeezed.bottleneck.alphabet_size, squeezed.class_names) if indexed else None,
         )
     summary = {
         **comparison.summary(),
@@ -141,7 +141,7 @@ def compare(
             "before its validation loss flattened (--converge); VQ - baseline may understate the cost"
         )
     if indexed:
-        summary["codes"] = _draw_codes(comparison, vq, view)
+        summary["codes"] = _draw_codes(comparison, squeezed, view)
     write_json(outputs[1], summary)
     draw_rankings(comparison, view.rank_by, split, view.n_best, view.n_worst, Path(view.output_dir),
                   " ".join(summary["warnings"]))  # fmt: skip
@@ -200,12 +200,12 @@ def write_page(
     path.write_text(pages.page(f"Baseline and VQ model on the {summary['split']} split", parts))
 
 
-def _draw_codes(comparison, vq, view: ComparisonConfig) -> dict:
+def _draw_codes(comparison, squeezed, view: ComparisonConfig) -> dict:
     """The code maps of the ranked images, the code atlas and codes_<split>.csv; returns the code
     usage and the atlas's rows for the summary."""
     folder, split = Path(view.output_dir), view.dataset_split
     atlas = comparison.atlas
-    training = vq.bottleneck.code_histogram[0].cpu().numpy()
+    training = squeezed.bottleneck.code_histogram[0].cpu().numpy()
     table = atlas.table(training)
     write_codes_csv(folder / f"codes_{split}.csv", table)
     best, worst = comparison.rankings[view.rank_by]

@@ -17,7 +17,7 @@ import torch
 from embeddings_squeeze.data.segmentation import SegmentationDataModule
 from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.engine.rate import RateMeter
-from embeddings_squeeze.models import SegmentationModule, VQSegmentationModule
+from embeddings_squeeze.models import SegmentationModule, SqueezedSegmentationModule
 from embeddings_squeeze.utils.codes import CodeAtlas
 from embeddings_squeeze.utils.comparison import Comparison, Extremes, ScoredImage, shares_backbone
 from embeddings_squeeze.utils.input_compression import round_trip
@@ -32,7 +32,7 @@ def receiver_masks(
     """One image's (1, C, h, w) frozen features -> its (H, W) predicted labels at each of ``sizes``,
     as the receiver gets them: a squeezed model's head sees what it decodes from what it sends
     (``sent``, when already computed)."""
-    if isinstance(module, VQSegmentationModule):
+    if isinstance(module, SqueezedSegmentationModule):
         sent = module.indices_of(features) if sent is None else sent[None]
         decoded = module.bottleneck.decode(sent)
         return [module.backbone.classify(decoded, size).argmax(dim=1)[0].cpu() for size in sizes]
@@ -41,7 +41,7 @@ def receiver_masks(
 
 def compare_models(
     baseline: SegmentationModule,
-    vq: VQSegmentationModule,
+    squeezed: SqueezedSegmentationModule,
     datamodule: SegmentationDataModule,
     split: str,
     device: torch.device,
@@ -51,7 +51,7 @@ def compare_models(
     record: Callable[[dict], None] = lambda _: None,
     rank_by: tuple[str, ...] = ("iou",),
     floor: TaskFloor | None = None,
-    reference: VQSegmentationModule | None = None,
+    reference: SqueezedSegmentationModule | None = None,
     metrics: tuple[Metric, ...] = (IoU(),),
     atlas: CodeAtlas | None = None,
     share_backbone: bool = True,
@@ -67,27 +67,31 @@ def compare_models(
     where the bottleneck loses most. When the models share their frozen encoder, it runs once per
     image for all (unless ``share_backbone`` is False, which only benchmarks use).
     """
-    models = {"baseline": baseline, "vq": vq, **({"reference": reference} if reference else {})}
-    shared = share_backbone and all(shares_backbone(vq, model) for model in models.values())
+    models = {"baseline": baseline, "squeezed": squeezed, **({"reference": reference} if reference else {})}
+    shared = share_backbone and all(shares_backbone(squeezed, model) for model in models.values())
     files = datamodule.files[split]
-    comparison = Comparison(classes=vq.classes, models=tuple(models), metrics=tuple(metrics))
+    comparison = Comparison(classes=squeezed.classes, models=tuple(models), metrics=tuple(metrics))
     rankings = {ranking: Extremes(n_best, n_worst) for ranking in rank_by}
-    rate = RateMeter(vq)
-    num_classes = vq.num_classes
+    rate = RateMeter(squeezed)
+    num_classes = squeezed.num_classes
     loader = datamodule.evaluation_dataloader(split)
     for images, masks, native_masks, positions in evaluation_batches(
         models.values(), loader, device, "comparing"
     ):
         for image, mask, target, position in zip(images, masks, native_masks, positions.tolist()):
             sizes = [tuple(target.shape), tuple(mask.shape)]  # the mask's own size, the input size
-            vq_features, sent = vq.encode_image(image)
+            squeezed_features, sent = squeezed.encode_image(image)
             rate.update(sent[None], [sizes[0]])
             predictions = {}
             for name, model in models.items():
                 features = (
-                    vq_features if shared else model.backbone.features_one_by_one(image[None].to(device))
+                    squeezed_features
+                    if shared
+                    else model.backbone.features_one_by_one(image[None].to(device))
                 )
-                predictions[name] = receiver_masks(model, features, sizes, sent if model is vq else None)
+                predictions[name] = receiver_masks(
+                    model, features, sizes, sent if model is squeezed else None
+                )
             values = comparison.add(
                 {
                     name: image_statistics(metrics, p[0], target, num_classes)
@@ -108,9 +112,9 @@ def compare_models(
             row = {"position": position, "image_id": image_id}
             for metric, by_model in values.items():
                 row.update({f"{name}_{metric}": value for name, value in by_model.items()})
-                row[f"{metric}_difference"] = by_model["vq"] - by_model["baseline"]
+                row[f"{metric}_difference"] = by_model["squeezed"] - by_model["baseline"]
             record(row)
-            if math.isnan(values["iou"]["vq"]):  # no labelled pixel: nothing to rank
+            if math.isnan(values["iou"]["squeezed"]):  # no labelled pixel: nothing to rank
                 continue
 
             def make_item(position=position, image_id=image_id, target=target, predictions=predictions,
@@ -119,11 +123,11 @@ def compare_models(
                     position=position,
                     image_id=image_id,
                     baseline_iou=iou["baseline"],
-                    vq_iou=iou["vq"],
+                    squeezed_iou=iou["squeezed"],
                     image=files.native_image(position),
                     target=target.to(torch.uint8).numpy(),
                     baseline_pred=predictions["baseline"][0].to(torch.uint8).numpy(),
-                    vq_pred=predictions["vq"][0].to(torch.uint8).numpy(),
+                    squeezed_pred=predictions["squeezed"][0].to(torch.uint8).numpy(),
                     codes=codes,
                 )
 
@@ -143,10 +147,12 @@ def ranking_score(ranking: str, values: dict[str, dict[str, float]]) -> float:
         ranking = "delta_iou"
     metric = ranking.removeprefix("delta_")
     by_model = values[metric]
-    return by_model["vq"] - by_model["baseline"] if ranking.startswith("delta_") else by_model["vq"]
+    return (
+        by_model["squeezed"] - by_model["baseline"] if ranking.startswith("delta_") else by_model["squeezed"]
+    )
 
 
-def prepare_coder(module: VQSegmentationModule, loader, device: torch.device) -> None:
+def prepare_coder(module: SqueezedSegmentationModule, loader, device: torch.device) -> None:
     """Build a trained module's coder model (``Quantizer.prepare_coder``); the training split in
     ``loader`` is run through the model only if the quantizer's model needs it."""
 
@@ -158,7 +164,7 @@ def prepare_coder(module: VQSegmentationModule, loader, device: torch.device) ->
 
 
 def evaluate_rate(
-    module: VQSegmentationModule, datamodule: SegmentationDataModule, split: str, device
+    module: SqueezedSegmentationModule, datamodule: SegmentationDataModule, split: str, device
 ) -> dict:
     """The rate table of a squeezed ``module`` on ``split``, with real payload sizes."""
     meter = RateMeter(module)

@@ -55,7 +55,7 @@ from embeddings_squeeze.models import (
     SQUEEZED,
     BaselineSegmentationModule,
     SegmentationModule,
-    VQSegmentationModule,
+    SqueezedSegmentationModule,
 )
 from embeddings_squeeze.models.backbones import backbone_class, precision
 from embeddings_squeeze.utils.files import write_json
@@ -103,7 +103,7 @@ def fit(
         if quantizer is None:
             module = BaselineSegmentationModule(model, optimizer, classes=datamodule.classes)
         else:
-            module = VQSegmentationModule(model, quantizer, optimizer, classes=datamodule.classes)
+            module = SqueezedSegmentationModule(model, quantizer, optimizer, classes=datamodule.classes)
             positions = math.prod(module.backbone.grid_size(model.image_size))
             module.bottleneck.check_training_data(len(datamodule.files["train"]), positions)
     save_dir, name, version = run_location(training.output_dir, run_name, resume)
@@ -180,7 +180,7 @@ def convergence() -> EarlyStopping:
 def parameter_summary(module: SegmentationModule) -> str:
     """One line: what trains (by part) and what stays frozen."""
     parts = {"head": module.backbone.head}
-    if isinstance(module, VQSegmentationModule):
+    if isinstance(module, SqueezedSegmentationModule):
         parts["bottleneck"] = module.bottleneck
     trained = ", ".join(f"{name} {_count(part.parameters())}" for name, part in parts.items())
     frozen = _count(module.backbone.encoder.parameters())

@@ -13,7 +13,7 @@ import statistics
 
 import torch
 
-from embeddings_squeeze.models import VQSegmentationModule
+from embeddings_squeeze.models import SqueezedSegmentationModule
 from embeddings_squeeze.models.quantizers.base import PayloadCoder
 from embeddings_squeeze.utils.payload import HEADER, fingerprint
 from embeddings_squeeze.utils.rate import float32_bytes
@@ -21,7 +21,7 @@ from embeddings_squeeze.utils.rate import float32_bytes
 AMORTISED_OVER = 10_000  # images a receiver decodes with one copy of the bottleneck's decoder
 
 
-def payload_coder(module: VQSegmentationModule) -> PayloadCoder:
+def payload_coder(module: SqueezedSegmentationModule) -> PayloadCoder:
     """The payload coder of a squeezed module, keyed to its checkpoint's fingerprint and grid."""
     grid = module.backbone.grid_size(module.hparams.image_size)
     return module.bottleneck.payload_coder(fingerprint(module), grid)
@@ -30,7 +30,7 @@ def payload_coder(module: VQSegmentationModule) -> PayloadCoder:
 class RateMeter:
     """Accumulates a split's rate statistics and real payload sizes, one image at a time."""
 
-    def __init__(self, module: VQSegmentationModule):
+    def __init__(self, module: SqueezedSegmentationModule):
         self.module = module
         self.coder = payload_coder(module)
         self.split = module.bottleneck.split_rate()

@@ -10,7 +10,7 @@ from embeddings_squeeze.data.segmentation import SegmentationDataModule
 from embeddings_squeeze.engine.checkpoint import load_module
 from embeddings_squeeze.engine.rate import payload_coder
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models import SQUEEZED, VQSegmentationModule
+from embeddings_squeeze.models import SQUEEZED, SqueezedSegmentationModule
 from embeddings_squeeze.models.backbones import backbone_normalization
 from embeddings_squeeze.models.quantizers.base import PayloadCoder
 
@@ -35,7 +35,7 @@ def datamodule_for(data: DataConfig, model: ModelConfig, seed: int) -> Segmentat
 
 def load_coder(
     checkpoint: str, runtime: RuntimeConfig, dataset: str | None = None
-) -> tuple[VQSegmentationModule, PayloadCoder]:
+) -> tuple[SqueezedSegmentationModule, PayloadCoder]:
     """What encode and decode both need: the squeezed model on its device and its payload coder;
     a checkpoint trained on another ``dataset`` than the one named (None: any) is refused."""
     module = load_module(checkpoint, SQUEEZED, "--checkpoint", dataset).to(pick_device(runtime))

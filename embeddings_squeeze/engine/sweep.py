@@ -218,16 +218,16 @@ def squeezed_row(
         "value": quantizer_values(quantizer)[axis] if axis else None,
         "seed": seed,
         **{column.name: summary["rate"].get(column.rate_key) for column in RATE_COLUMNS},
-        "miou": summary["vq_miou"],
-        "miou_input_size": summary["vq_miou_input_size"],
+        "miou": summary["squeezed_miou"],
+        "miou_input_size": summary["squeezed_miou_input_size"],
         "baseline_miou": summary["baseline_miou"],
         "delta_miou": summary["miou_difference"],
-        "degenerate": summary["vq_degenerate"],
-        **_metric_values(summary, list(metrics), "vq_"),
+        "degenerate": summary["squeezed_degenerate"],
+        **_metric_values(summary, list(metrics), "squeezed_"),
         **{f"delta_{key_of(m)}": summary[f"{key_of(m)}_difference"] for m in list(metrics)[1:]},
     }
     row["training_seconds"] = _rounded(seconds)
-    row.update({f"iou_{k}": v for k, v in summary["vq_class_iou"].items()})
+    row.update({f"iou_{k}": v for k, v in summary["squeezed_class_iou"].items()})
     return row
 
 
@@ -421,7 +421,7 @@ class Sweep:
                 folder = figures / ranking
                 folder.mkdir(parents=True, exist_ok=True)
                 draw_rankings(comparison, ranking, SPLIT, FIGURE_ROWS, FIGURE_ROWS, folder)
-            fields = score_fields(self.metrics, ["baseline", "vq"])
+            fields = score_fields(self.metrics, ["baseline", "squeezed"])
             write_page(figures / "index.html", summary, list(FIGURES), scored, fields, figures)
         if row is not None:  # only the figures were missing
             return row
@@ -429,7 +429,7 @@ class Sweep:
             **squeezed_row(name, quantizer, seed, summary, seconds, self.metrics),
             "checkpoint": str(checkpoint),
         }
-        self._save_statistics(name, comparison.scores["vq"])
+        self._save_statistics(name, comparison.scores["squeezed"])
         write_json(self.results / f"{name}.json", row)
         return row
 

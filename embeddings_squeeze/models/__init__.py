@@ -10,7 +10,7 @@ BASELINE, SQUEEZED = "baseline", "squeezed"  # the kinds a checkpoint records
 _MODULES = {
     "BaselineSegmentationModule": "embeddings_squeeze.models.baseline_module",
     "SegmentationModule": "embeddings_squeeze.models.segmentation_module",
-    "VQSegmentationModule": "embeddings_squeeze.models.lightning_module",
+    "SqueezedSegmentationModule": "embeddings_squeeze.models.lightning_module",
 }
 
 __all__ = ["BASELINE", "MODULES", "SQUEEZED", *_MODULES]
@@ -22,6 +22,6 @@ def __getattr__(name: str):
     if name == "MODULES":  # checkpoint kind -> module class
         return {
             cls.kind: cls
-            for cls in (__getattr__("BaselineSegmentationModule"), __getattr__("VQSegmentationModule"))
+            for cls in (__getattr__("BaselineSegmentationModule"), __getattr__("SqueezedSegmentationModule"))
         }
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

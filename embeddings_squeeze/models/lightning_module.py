@@ -16,7 +16,7 @@ from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY, STAGES
 log = logging.getLogger(__name__)
 
 
-class VQSegmentationModule(SegmentationModule):
+class SqueezedSegmentationModule(SegmentationModule):
     """Frozen features -> ``bottleneck`` (a quantizer of the ``models/quantizers/`` registry) -> head.
 
     Loss: cross-entropy + ``vq_loss_weight`` x the quantizer's own loss (+ an auxiliary loss that

@@ -53,15 +53,15 @@ def plot_code_maps(
                                top=1 - 0.8 / (rows * PANEL_INCHES + 0.8), hspace=0.25)  # fmt: skip
     for row, item in enumerate(items):
         cells = cell_of_pixels(item.target.shape, item.codes.shape)
-        differs = cell_shares(cells, item.vq_pred != item.baseline_pred, item.codes.size)
+        differs = cell_shares(cells, item.squeezed_pred != item.baseline_pred, item.codes.size)
         panels = (
             (item.image, item.image_id),
             (
                 colours[item.codes.ravel()[cells]],
                 f"{len(np.unique(item.codes))} codes in {item.codes.size} cells",
             ),
-            (colourise(item.vq_pred, classes), f"VQ (IoU {item.vq_iou:.3f})"),
-            (differs[cells], f"differ: {(item.vq_pred != item.baseline_pred).mean():.1%} of pixels"),
+            (colourise(item.squeezed_pred, classes), f"VQ (IoU {item.squeezed_iou:.3f})"),
+            (differs[cells], f"differ: {(item.squeezed_pred != item.baseline_pred).mean():.1%} of pixels"),
         )
         for column, (panel, panel_title) in enumerate(panels):
             axis = figure.add_subplot(grid[row, column])

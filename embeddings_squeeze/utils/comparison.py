@@ -31,11 +31,11 @@ class ScoredImage:
     position: int
     image_id: str
     baseline_iou: float
-    vq_iou: float
+    squeezed_iou: float
     image: np.ndarray  # (H, W, 3) uint8, as read from its file
     target: np.ndarray  # (H, W) labels
     baseline_pred: np.ndarray
-    vq_pred: np.ndarray
+    squeezed_pred: np.ndarray
     codes: np.ndarray | None = None  # (h, w) the first index level the VQ model sent, for code maps
 
 
@@ -76,11 +76,11 @@ class Extremes:
 
 @dataclass
 class Comparison:
-    """Split-level results of models scored on the same images: ``baseline``, ``vq`` and, when
+    """Split-level results of models scored on the same images: ``baseline``, ``squeezed`` and, when
     given, a ``reference`` (the continuous bottleneck), by every metric of ``metrics`` (IoU first)."""
 
     classes: ClassSet
-    models: tuple[str, ...] = ("baseline", "vq")
+    models: tuple[str, ...] = ("baseline", "squeezed")
     metrics: tuple[Metric, ...] = (IoU(),)
     total_images: int = 0
     scores: dict[str, Scores] = field(default_factory=dict)  # per model, at each mask's own size
@@ -124,7 +124,7 @@ class Comparison:
         differences against the baseline (and the reference) with their intervals, p-values and
         significance after Holm's adjustment over every difference of the comparison."""
         image_iou = {name: per_image_iou(self.stacked(name)) for name in self.models}
-        scored = ~torch.isnan(image_iou["vq"])
+        scored = ~torch.isnan(image_iou["squeezed"])
         summary = {"images": self.total_images, "images_scored": int(scored.sum()),
                    "metrics": [metric.name for metric in self.metrics]}  # fmt: skip
         for name in self.models:
@@ -133,9 +133,9 @@ class Comparison:
             summary[f"{name}_mean_image_iou"] = (
                 image_iou[name][scored].mean().item() if scored.any() else math.nan
             )
-        pairs = [("{}_difference", "vq", "baseline")]
+        pairs = [("{}_difference", "squeezed", "baseline")]
         if "reference" in self.models:
-            pairs.append(("{}_difference_vs_reference", "vq", "reference"))
+            pairs.append(("{}_difference_vs_reference", "squeezed", "reference"))
             pairs.append(("reference_{}_difference", "reference", "baseline"))
         differences = []
         for template, first, second in pairs:
@@ -155,7 +155,7 @@ class Comparison:
             summary[f"{key}_significant"] = intervals.significant(p_value)
         summary["multiplicity"] = f"Holm over the {len(differences)} differences of this comparison"
         summary["mean_image_iou_difference"] = (
-            summary["vq_mean_image_iou"] - summary["baseline_mean_image_iou"]
+            summary["squeezed_mean_image_iou"] - summary["baseline_mean_image_iou"]
         )
         summary["warnings"] = []
         for name in self.models:
@@ -169,7 +169,7 @@ class Comparison:
 
 
 ONE_CLASS_SHARE = 0.99  # a model predicting one class for this share of the pixels has learnt nothing
-TITLES = {"baseline": "baseline", "vq": "VQ", "reference": "continuous"}
+TITLES = {"baseline": "baseline", "squeezed": "VQ", "reference": "continuous"}
 
 
 def degenerate(confusion: torch.Tensor, class_names) -> str | None:

@@ -58,13 +58,13 @@ def plot_results(items: list[ScoredImage], classes: ClassSet, title: str, path: 
     top = 1 - (TITLE_INCHES + LEGEND_ROW_INCHES * legend_rows(len(classes))) / height
     grid = figure.add_gridspec(rows, len(COLUMNS), left=0.01, right=0.99, bottom=0.01, top=top, hspace=0.25)
     for row, item in enumerate(items):
-        masks = (item.target, item.baseline_pred, item.vq_pred)
+        masks = (item.target, item.baseline_pred, item.squeezed_pred)
         panels = (item.image, *(colourise(mask, classes) for mask in masks))
         titles = (
             item.image_id,
             "Ground truth",
             f"Baseline (IoU {item.baseline_iou:.3f})",
-            f"VQ (IoU {item.vq_iou:.3f})",
+            f"VQ (IoU {item.squeezed_iou:.3f})",
         )
         for column, (panel, panel_title) in enumerate(zip(panels, titles)):
             axis = figure.add_subplot(grid[row, column])
