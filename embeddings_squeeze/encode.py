@@ -23,7 +23,7 @@ from embeddings_squeeze.errors import UserError
 if TYPE_CHECKING:
     import torch
 
-    from embeddings_squeeze.data.segmentation import ImageTransform
+    from embeddings_squeeze.data.transforms import ImageTransform
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def read_image(path: Path, transform: ImageTransform) -> tuple[torch.Tensor, tup
 
 def main(args: argparse.Namespace) -> list[Path]:
     # imported here, after parsing: --help and flag mistakes answer without loading the training stack
-    from embeddings_squeeze.data.segmentation import ImageTransform
+    from embeddings_squeeze.data.transforms import ImageTransform
     from embeddings_squeeze.engine.run_dirs import one_output_each, output_folder
     from embeddings_squeeze.engine.setup import load_coder
 

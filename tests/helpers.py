@@ -13,7 +13,7 @@ from torchmetrics.classification import MulticlassJaccardIndex
 from embeddings_squeeze import cli, decode, encode, visualize
 from embeddings_squeeze.config import DataConfig, ModelConfig, QuantizerConfig
 from embeddings_squeeze.data.labels import IGNORE_INDEX
-from embeddings_squeeze.data.segmentation import ImageTransform
+from embeddings_squeeze.data.transforms import ImageTransform
 from embeddings_squeeze.engine.checkpoint import load_module
 from embeddings_squeeze.engine.setup import datamodule_for
 from embeddings_squeeze.models import BaselineSegmentationModule, SqueezedSegmentationModule

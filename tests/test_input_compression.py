@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from embeddings_squeeze.data.segmentation import ImageTransform
+from embeddings_squeeze.data.transforms import ImageTransform
 from embeddings_squeeze.utils.input_compression import coded_pixels, round_trip
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

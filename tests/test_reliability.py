@@ -16,7 +16,7 @@ from helpers import TEST_MODEL, TINY, one_line_error, run_cli, tiny_datamodule
 from PIL import Image
 from torchvision.models import vit_b_32
 
-from embeddings_squeeze.data.segmentation import (
+from embeddings_squeeze.data.samplers import (
     EpochShuffleSampler,
     ShardedEpochShuffleSampler,
     UnpaddedDistributedSampler,

@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image
 
 from embeddings_squeeze.data.labels import IGNORE_INDEX, MAX_CLASSES, ClassSet, index_to_labels, label_palette
-from embeddings_squeeze.data.segmentation import Pool, SegmentationDataModule
+from embeddings_squeeze.data.segmentation import SegmentationDataModule
+from embeddings_squeeze.data.splits import Pool
 from embeddings_squeeze.data.synthetic_scenes import make_synthetic_folder
 from embeddings_squeeze.errors import UserError
 

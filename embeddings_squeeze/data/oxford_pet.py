@@ -13,7 +13,8 @@ import numpy as np
 from torchvision.datasets import OxfordIIITPet
 
 from embeddings_squeeze.data.labels import MASK_MODES, ClassSet, pet_classes, trimap_to_labels
-from embeddings_squeeze.data.segmentation import Pool, SegmentationDataModule, download_failed
+from embeddings_squeeze.data.segmentation import SegmentationDataModule, download_failed
+from embeddings_squeeze.data.splits import Pool
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.errors import UserError
 

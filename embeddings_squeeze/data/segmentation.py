@@ -16,271 +16,31 @@ one split.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import (
     DataLoader,
     Dataset,
     Sampler,
-    default_collate,
-    get_worker_info,
 )
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
 
 from embeddings_squeeze.config import DataConfig
 from embeddings_squeeze.data.labels import ClassSet
+from embeddings_squeeze.data.loading import CheckedDataLoader
+from embeddings_squeeze.data.samplers import (
+    EpochShuffleSampler,
+    ShardedEpochShuffleSampler,
+    UnpaddedDistributedSampler,
+)
+from embeddings_squeeze.data.splits import EvaluationSplit, Pool, SegmentationSplit
+from embeddings_squeeze.data.transforms import ImageTransform, PairTransform
 from embeddings_squeeze.errors import UserError
 
 log = logging.getLogger(__name__)
-
-
-class ImageTransform:
-    """Any PIL image -> a normalised (3, S, S) tensor, resized bilinearly to the square side S.
-
-    No crop: the classification presets centre-crop, which would cut objects out of the mask.
-    """
-
-    def __init__(self, image_size: int, mean, std):
-        self.image_size = image_size
-        self.mean, self.std = list(mean), list(std)
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        size = [self.image_size, self.image_size]
-        image = TF.resize(image.convert("RGB"), size, InterpolationMode.BILINEAR, antialias=True)
-        return TF.normalize(TF.to_tensor(image), self.mean, self.std)
-
-
-class PairTransform:
-    """An image and its mask file, resized to the same square: bilinear for pixels, nearest for labels.
-
-    ``to_labels`` maps the mask's values to labels (``data/labels.py``) and raises ValueError on a
-    value the dataset does not define.
-    """
-
-    def __init__(self, image: ImageTransform, to_labels: Callable[[np.ndarray], np.ndarray]):
-        self.image = image
-        self.to_labels = to_labels
-
-    def __call__(self, image: Image.Image, mask: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
-        self.check(image, mask)
-        size = [self.image.image_size, self.image.image_size]
-        mask = TF.resize(mask, size, InterpolationMode.NEAREST)
-        labels = self.to_labels(np.asarray(mask, dtype=np.uint8))
-        return self.image(image), torch.from_numpy(labels.astype(np.int64))
-
-    def native_labels(self, image: Image.Image, mask: Image.Image) -> torch.Tensor:
-        """The mask's labels at its own size, (H, W): what scores are computed against."""
-        self.check(image, mask)
-        return torch.from_numpy(self.to_labels(np.asarray(mask, dtype=np.uint8)).astype(np.int64))
-
-    @staticmethod
-    def check(image: Image.Image, mask: Image.Image) -> None:
-        if image.size != mask.size:
-            raise ValueError(
-                f"the image is {image.size[0]}x{image.size[1]} but its mask {mask.size[0]}x{mask.size[1]}"
-            )
-        if mask.mode not in ("L", "P", "1"):
-            raise ValueError(f"the mask is a {mask.mode} image, not a single-channel label map")
-
-
-def denormalize(pixels: torch.Tensor, mean, std) -> torch.Tensor:
-    """Normalised (3, H, W) pixels -> the (3, H, W) uint8 image ``ImageTransform`` started from."""
-    mean = torch.tensor(mean, device=pixels.device).view(3, 1, 1)
-    std = torch.tensor(std, device=pixels.device).view(3, 1, 1)
-    return ((pixels * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
-
-
-@dataclass
-class Pool:
-    """One list of a dataset: ``read(i)`` gives the i-th (image, mask) pair of PIL images.
-
-    ``read`` is the dataset's own loader where one exists (torchvision's ``OxfordIIITPet`` and
-    ``VOCSegmentation`` items), so the files are read exactly as that loader reads them.
-    """
-
-    image_paths: list[Path]
-    mask_paths: list[Path]
-    read: Callable[[int], tuple[Image.Image, Image.Image]]
-
-    def __len__(self) -> int:
-        return len(self.image_paths)
-
-
-class SegmentationSplit(Dataset):
-    """Selected items of a pool; yields (image, labels, position in this split).
-
-    ``label_rule`` names how masks became labels (dataset, mode, classes): the feature cache keys
-    its entries by it.
-    """
-
-    def __init__(self, pool: Pool, indices: list[int], transform: PairTransform, label_rule: str):
-        self.pool = pool
-        self.indices = indices
-        self.transform = transform
-        self.label_rule = label_rule
-        self.image_paths = [Path(pool.image_paths[i]) for i in indices]
-        self.mask_paths = [Path(pool.mask_paths[i]) for i in indices]
-        self.image_ids = [path.stem for path in self.image_paths]
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, position: int):
-        return self.load(position, lambda image, mask: (*self.transform(image, mask), position))
-
-    def native_image(self, position: int) -> np.ndarray:
-        """The image at its own size, (H, W, 3) uint8, as figures show it."""
-        return self.load(position, lambda image, mask: np.asarray(image.convert("RGB")))
-
-    def load(self, position: int, convert: Callable[[Image.Image, Image.Image], object]):
-        """``convert(image, mask)`` of this split's ``position``-th pair; one clear error for a file
-        that cannot be read or does not fit its dataset."""
-        try:
-            image, mask = self.pool.read(self.indices[position])
-            return convert(image, mask)
-        except ValueError as error:  # our own checks of the mask's values, mode and size
-            problem = str(error)
-        except (OSError, UnidentifiedImageError):
-            problem = "the image or its mask is missing, truncated or not an image"
-        message = (
-            f"cannot read sample {self.image_ids[position]} ({self.image_paths[position]}, mask "
-            f"{self.mask_paths[position]}): {problem}; fix or remove this file"
-        )
-        if get_worker_info() is not None:  # see UnreadableSample
-            return UnreadableSample(message)
-        raise UserError(message)
-
-
-class EvaluationSplit(Dataset):
-    """A split as evaluations read it: (image, labels at the input size, labels at the mask's own
-    size, position). Scores are computed at the mask's own size, as segmentation benchmarks do."""
-
-    def __init__(self, split: SegmentationSplit):
-        self.split = split
-        self.image_ids = split.image_ids
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, position: int):
-        transform = self.split.transform
-
-        def convert(image, mask):
-            return (*transform(image, mask), transform.native_labels(image, mask), position)
-
-        return self.split.load(position, convert)
-
-
-@dataclass(frozen=True)
-class UnreadableSample:
-    """What a DataLoader worker returns for a file it cannot read, instead of raising.
-
-    An exception raised in a worker process reaches the main process only as traceback text; this
-    travels as data, and ``CheckedDataLoader`` raises it there as the UserError it is.
-    """
-
-    message: str
-
-
-def collate_or_report(items: list):
-    """``default_collate``, or the first ``UnreadableSample`` among ``items``; tensors of different
-    sizes (labels at each mask's own size) stay a list."""
-    for item in items:
-        if isinstance(item, UnreadableSample):
-            return item
-    fields = list(zip(*items))
-    return [
-        list(field)
-        if torch.is_tensor(field[0]) and len({f.shape for f in field}) > 1
-        else default_collate(field)
-        for field in fields
-    ]
-
-
-class CheckedDataLoader(DataLoader):
-    """A DataLoader that turns an ``UnreadableSample`` from a worker into a UserError."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, collate_fn=collate_or_report, **kwargs)
-
-    def __iter__(self):
-        for batch in super().__iter__():
-            if isinstance(batch, UnreadableSample):
-                raise UserError(batch.message)
-            yield batch
-
-
-class EpochShuffleSampler(Sampler[int]):
-    """A new random order each epoch, drawn from (seed, epoch) alone.
-
-    The order never depends on what ran before, so a run resumed at epoch k sees exactly the
-    batches an uninterrupted run would. Lightning calls ``set_epoch`` before every epoch.
-    """
-
-    def __init__(self, length: int, seed: int):
-        self.length, self.seed, self.epoch = length, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.length, generator=generator).tolist())
-
-
-class ShardedEpochShuffleSampler(EpochShuffleSampler):
-    """One process's share of ``EpochShuffleSampler``'s order under DDP.
-
-    With W processes of batch B, global batch k holds the images of batch k of a single process
-    at batch W x B, and process r takes its r-th slice: a DDP run trains on the batches of one
-    process at the same global batch. The order is padded with its first images to a multiple of
-    W (as ``DistributedSampler`` pads), so every process runs the same number of steps.
-    """
-
-    def __init__(self, length: int, seed: int, rank: int, world_size: int, batch_size: int):
-        super().__init__(length, seed)
-        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
-
-    def __len__(self) -> int:
-        return -(-self.length // self.world_size)
-
-    def __iter__(self):
-        order = list(super().__iter__())
-        order += (order * self.world_size)[: -len(order) % self.world_size]
-        global_batch = self.batch_size * self.world_size
-        mine = []
-        for start in range(0, len(order), global_batch):
-            chunk = order[start : start + global_batch]
-            share = len(chunk) // self.world_size
-            mine += chunk[self.rank * share : (self.rank + 1) * share]
-        return iter(mine)
-
-
-class UnpaddedDistributedSampler(Sampler[int]):
-    """Every image exactly once across processes (rank r takes r, r + world, ...).
-
-    ``DistributedSampler`` pads the split with repeated images to even the shards, which would
-    count those images twice in validation and test metrics.
-    """
-
-    def __init__(self, length: int, rank: int, world_size: int):
-        self.indices = list(range(rank, length, world_size))
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __iter__(self):
-        return iter(self.indices)
 
 
 class SegmentationDataModule(pl.LightningDataModule):

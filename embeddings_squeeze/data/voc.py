@@ -20,7 +20,8 @@ from embeddings_squeeze.data.labels import (
     index_to_labels,
     label_palette,
 )
-from embeddings_squeeze.data.segmentation import Pool, SegmentationDataModule, download_failed
+from embeddings_squeeze.data.segmentation import SegmentationDataModule, download_failed
+from embeddings_squeeze.data.splits import Pool
 from embeddings_squeeze.data.synthetic_scenes import make_synthetic_voc
 from embeddings_squeeze.errors import UserError
 

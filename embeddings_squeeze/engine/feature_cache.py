@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from embeddings_squeeze import __version__
-from embeddings_squeeze.data.segmentation import SegmentationSplit
+from embeddings_squeeze.data.splits import SegmentationSplit
 from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.models.backbones.base import FEATURE_DTYPE
 from embeddings_squeeze.utils.files import atomic_path, unique_suffix

@@ -20,7 +20,7 @@ from PIL import Image, features
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from embeddings_squeeze.data.segmentation import ImageTransform
+from embeddings_squeeze.data.transforms import ImageTransform
 
 BEST_SETTINGS = {"JPEG": {"optimize": True}, "WEBP": {"method": 6}}
 WEBP_FRAME_HEADER = 10  # a lossy key frame's tag, start code and dimensions, before the coded data
