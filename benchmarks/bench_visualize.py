@@ -23,7 +23,7 @@ from embeddings_squeeze import squeeze, train_baseline
 from embeddings_squeeze.config import DataConfig
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.engine.checkpoint import load_module
-from embeddings_squeeze.engine.evaluation import compare_models
+from embeddings_squeeze.engine.evaluation import CompareOptions, compare_models
 from embeddings_squeeze.engine.setup import datamodule_for
 
 PEAK_RSS = """
@@ -52,10 +52,9 @@ def time_comparison(data: Path, baseline_path: Path, vq_path: Path, model: str, 
         DataConfig(data_path=str(data), batch_size=8, split_seed=0), vq.model_config, 0
     )
     datamodule.setup()
-    split = datamodule.splits["test"]
     started = time.perf_counter()
-    compare_models(baseline, vq, datamodule.dataloader("test"), split.image_ids, 5, 5, torch.device("cpu"),
-                   record=lambda row: None, share_backbone=share)  # fmt: skip
+    options = CompareOptions(n_best=5, n_worst=5, share_backbone=share)
+    compare_models(baseline, vq, datamodule, "test", torch.device("cpu"), options)
     return time.perf_counter() - started
 
 

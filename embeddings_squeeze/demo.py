@@ -58,7 +58,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> dict:
     # imported here, after parsing: --help and flag mistakes answer without loading the training stack
-    from embeddings_squeeze.engine.compare import compare
+    from embeddings_squeeze.engine.compare import Runs, compare
     from embeddings_squeeze.engine.fitting import fit
     from embeddings_squeeze.utils.summary_text import console_text
 
@@ -80,7 +80,7 @@ def main(args: argparse.Namespace) -> dict:
     )
     view = ComparisonConfig(output_dir=str(root / "visualizations"))
     scored = DataConfig(data_path=str(data_root), split_seed=None)  # the checkpoints' split
-    summary = compare(baseline, squeezed, model.backbone, scored, model.dataset, runtime, view)
+    summary = compare(Runs(baseline, squeezed), scored, runtime, view, model.backbone, model.dataset)
     print(console_text(summary, view.dataset_split, view.output_dir))
     print(
         f"next: open {view.output_dir}/index.html in a browser; the README's 'Real data' runs "

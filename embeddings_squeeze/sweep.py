@@ -44,6 +44,7 @@ from embeddings_squeeze.config import (
     LaunchConfig,
     ModelConfig,
     OptimizerConfig,
+    QuantizerConfig,
     RuntimeConfig,
     TrainingConfig,
     add_arguments,
@@ -51,7 +52,12 @@ from embeddings_squeeze.config import (
     positive_int,
 )
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models.quantizers import add_quantizer_arguments
+from embeddings_squeeze.models.quantizers import (
+    QUANTIZERS,
+    add_quantizer_arguments,
+    quantizer_class,
+    quantizer_config,
+)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -111,11 +117,33 @@ def check_launch(args: argparse.Namespace) -> None:
         raise UserError("--accelerator gpu on SLURM needs GPUs for the jobs: pass --gpus_per_job 1")
 
 
+def configurations(args: argparse.Namespace) -> list[QuantizerConfig]:
+    """Every bottleneck of the sweep: per type, one per value of its sweep axis, the type's
+    highest-quality one, largest K or smallest lambda, last (a type without an axis: one). Their
+    continuous references follow from them (``SweepSpec.references``).
+
+    Settings that some type sweeps keep their defaults for the types that do not sweep them."""
+    axes = {QUANTIZERS.find(name).sweep_axis for name in QUANTIZERS} - {None}
+    shared = {key: value for key, value in vars(args).items() if key not in axes}
+    chosen = []
+    for name in dict.fromkeys(args.quantizer_type):
+        cls = quantizer_class(name)
+        values = (
+            sorted(getattr(args, cls.sweep_axis), reverse=not cls.larger_is_finer)
+            if cls.sweep_axis
+            else [None]
+        )
+        for value in values:
+            point = {cls.sweep_axis: value} if cls.sweep_axis else {}
+            chosen.append(quantizer_config({**shared, "quantizer_type": name, **point}))
+    return chosen
+
+
 def main(args: argparse.Namespace) -> list[dict] | None:
     check_launch(args)
     # imported here, after parsing: --help and flag mistakes answer without loading the training stack
     from embeddings_squeeze.engine.launchers import launch
-    from embeddings_squeeze.engine.sweep import Plan, Sweep, SweepSpec, configurations
+    from embeddings_squeeze.engine.sweep import Plan, Sweep, SweepSpec
     from embeddings_squeeze.utils.metrics import chosen
 
     chosen(args.metrics)  # an unknown name stops here, before any job
@@ -131,7 +159,7 @@ def main(args: argparse.Namespace) -> list[dict] | None:
     seeds = tuple(training.seed + offset for offset in range(args.seeds))
     spec = SweepSpec(plan, tuple(configurations(args)), seeds, tuple(args.jpeg_qualities), vars(args),
                      tuple(args.metrics), args.baseline_epochs)  # fmt: skip
-    return launch(Sweep(spec, output_dir), from_namespace(LaunchConfig, args))
+    return launch(Sweep(spec, output_dir), from_namespace(LaunchConfig, args), say=print)
 
 
 if __name__ == "__main__":

@@ -59,14 +59,13 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> dict:
     # imported here, after parsing: --help and flag mistakes answer without loading the training stack
-    from embeddings_squeeze.engine.compare import compare
+    from embeddings_squeeze.engine.compare import Runs, compare
     from embeddings_squeeze.utils.summary_text import console_text
 
     view = from_namespace(ComparisonConfig, args)
-    summary = compare(
-        args.baseline_checkpoint, args.vq_checkpoint, args.backbone, from_namespace(DataConfig, args),
-        args.dataset, from_namespace(RuntimeConfig, args), view, args.reference_checkpoint,
-    )  # fmt: skip
+    runs = Runs(args.baseline_checkpoint, args.vq_checkpoint, args.reference_checkpoint)
+    data, runtime = from_namespace(DataConfig, args), from_namespace(RuntimeConfig, args)
+    summary = compare(runs, data, runtime, view, args.backbone, args.dataset)
     print(console_text(summary, view.dataset_split, view.output_dir))
     return summary
 

@@ -36,9 +36,10 @@ from embeddings_squeeze.config import (
 )
 from embeddings_squeeze.data.labels import IGNORE_INDEX, ClassSet, index_to_labels
 from embeddings_squeeze.data.registry import DATASETS, register_dataset
-from embeddings_squeeze.data.segmentation import Pool, SegmentationDataModule
+from embeddings_squeeze.data.segmentation import SegmentationDataModule
+from embeddings_squeeze.data.splits import Pool
 from embeddings_squeeze.engine.checkpoint import load_module, read_checkpoint
-from embeddings_squeeze.engine.compare import compare
+from embeddings_squeeze.engine.compare import Runs, compare
 from embeddings_squeeze.engine.fitting import fit
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models.backbones import BACKBONES, register_backbone
@@ -149,7 +150,7 @@ def test_registered_backbone_and_dataset_run_through_fit_and_compare(registries,
     baseline = fit("toy_baseline", model, data, training, runtime, optimizer)
     squeezed = fit("toy", model, data, training, runtime, optimizer, QuantizerConfig(num_vectors=8))
     view = ComparisonConfig(output_dir=str(tmp_path / "vis"), n_best=1, n_worst=1)
-    summary = compare(baseline, squeezed, "toy", replace(data, split_seed=None), "toy", runtime, view)
+    summary = compare(Runs(baseline, squeezed), replace(data, split_seed=None), runtime, view, "toy", "toy")
     assert list(summary["baseline_class_iou"]) == ["floor", "square"] and summary["images"] == 4
     assert summary["baseline_miou"] > 0.6  # bright squares on dark noise are easy: the head learned them
     info = read_checkpoint(squeezed)["embeddings_squeeze"]

@@ -10,7 +10,7 @@ from PIL import Image
 
 from embeddings_squeeze import cli, decode, encode
 from embeddings_squeeze.engine.checkpoint import load_module
-from embeddings_squeeze.engine.evaluation import compare_models
+from embeddings_squeeze.engine.evaluation import CompareOptions, compare_models
 from embeddings_squeeze.utils.comparison import Extremes
 from embeddings_squeeze.utils.figures import COLUMNS, figure_size_pixels
 from embeddings_squeeze.utils.iou import confusion_matrices, per_image_iou
@@ -136,7 +136,9 @@ def test_vq_prediction_is_what_the_receiver_decodes(trained, pet_root, tmp_path,
     data = tiny_datamodule(pet_root, batch_size=batch_size)
     data.setup()
     split = data.files["test"]
-    comparison = compare_models(baseline, vq, data, "test", torch.device("cpu"), n_best=len(split))
+    comparison = compare_models(
+        baseline, vq, data, "test", torch.device("cpu"), CompareOptions(n_best=len(split))
+    )
     shown = {item.image_id: item for item in comparison.rankings["iou"][0]}
     assert len(shown) == len(split)
     payloads = encode.main(

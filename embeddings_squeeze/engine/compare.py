@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import html
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from embeddings_squeeze.config import ComparisonConfig, DataConfig, RuntimeConfig
+from embeddings_squeeze.data.segmentation import SegmentationDataModule
 from embeddings_squeeze.engine.checkpoint import (
     build_module,
     check_pair,
@@ -16,7 +17,7 @@ from embeddings_squeeze.engine.checkpoint import (
     expect_kind,
     read_checkpoint,
 )
-from embeddings_squeeze.engine.evaluation import compare_models
+from embeddings_squeeze.engine.evaluation import CompareOptions, compare_models
 from embeddings_squeeze.engine.run_dirs import completed_epochs, output_folder, refuse_overwrite, unconverged
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
 from embeddings_squeeze.models import BASELINE, SQUEEZED
@@ -33,58 +34,111 @@ from embeddings_squeeze.utils.task_floor import TaskFloor
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Runs:
+    """The checkpoints a comparison scores: the baseline, the squeezed (VQ) model and, optionally, a
+    continuous reference (``--quantizer_type none``) scored beside them, to separate the quantization's
+    loss from the bottleneck's projections."""
+
+    baseline: str | Path
+    squeezed: str | Path
+    reference: str | Path | None = None
+
+
 def compare(
-    baseline_path: str | Path,
-    vq_path: str | Path,
-    model_name: str | None,
+    runs: Runs,
     data: DataConfig,
-    dataset: str | None,
     runtime: RuntimeConfig,
     view: ComparisonConfig = ComparisonConfig(),
-    reference_path: str | Path | None = None,
+    model_name: str | None = None,
+    dataset: str | None = None,
 ) -> dict:
     """Rebuild the models from their checkpoints alone, score every image of ``view.dataset_split``.
 
     Writes scores_<split>.csv (every image), summary_<split>.json (metrics with their intervals,
     and the rate table) and the best/worst figures to ``view.output_dir``, and for quantizers that
     send codebook indices the code maps of the same images, the code atlas and codes_<split>.csv
-    (what each code stands for); returns the summary. The
-    split is the one the VQ model was trained with (its split seed, validation share and subset
-    size), unless ``data`` says otherwise. ``model_name`` and ``dataset`` (None: the checkpoints')
-    must be the ones they were trained with, and the data found must have their classes.
-    ``reference_path``: a continuous bottleneck (``--quantizer_type none``) scored beside them, to
-    separate quantization loss from the bottleneck's projections. Earlier outputs in
-    ``view.output_dir`` are replaced only with ``view.overwrite``.
+    (what each code stands for); returns the summary. The split is the one the VQ model was
+    trained with (its split seed, validation share and subset size), unless ``data`` says otherwise.
+    ``model_name`` and ``dataset`` (None: the checkpoints') must be the ones they were trained with,
+    and the data found must have their classes. Earlier outputs in ``view.output_dir`` are replaced
+    only with ``view.overwrite``.
     """
     metrics = chosen(view.metrics)
     check_ranking(view.rank_by, metrics)
-    baseline_checkpoint = read_checkpoint(baseline_path)
-    vq_checkpoint = read_checkpoint(vq_path)
-    expect_kind(baseline_checkpoint, BASELINE, "--baseline_checkpoint", baseline_path)
-    expect_kind(vq_checkpoint, SQUEEZED, "--vq_checkpoint", vq_path)
+    baseline_checkpoint, squeezed_checkpoint = _read_pair(runs)
     split = view.dataset_split
-    names = [f"scores_{split}.csv", f"summary_{split}.json", f"best_results_{split}.png",
-             f"worst_results_{split}.png"]  # fmt: skip
-    indexed = issubclass(quantizer_class(vq_checkpoint["hyper_parameters"]["quantizer_type"]), IndexQuantizer)
-    if indexed:
-        names += [
-            f"codes_best_{split}.png",
-            f"codes_worst_{split}.png",
-            f"code_atlas_{split}.png",
-            f"codes_{split}.csv",
-        ]
-    names.append("index.html")  # last: the page of all the rest
+    indexed = issubclass(
+        quantizer_class(squeezed_checkpoint["hyper_parameters"]["quantizer_type"]), IndexQuantizer
+    )
+    names = _output_names(split, indexed)
     outputs = [Path(view.output_dir) / name for name in names]
     if not view.overwrite:
         refuse_overwrite(outputs, "figures and scores of an earlier comparison")
-    check_pair(model_name, dataset, baseline_checkpoint, vq_checkpoint)
-    reference = None
-    if reference_path is not None:
-        reference_checkpoint = read_checkpoint(reference_path)
-        expect_kind(reference_checkpoint, SQUEEZED, "--reference_checkpoint", reference_path)
-        check_pair(model_name, dataset, baseline_checkpoint, reference_checkpoint)
-        reference = build_module(reference_checkpoint, reference_path)
-    trained = vq_checkpoint["datamodule_hyper_parameters"]
+    check_pair(model_name, dataset, baseline_checkpoint, squeezed_checkpoint)
+    reference = _reference(runs, model_name, dataset, baseline_checkpoint)
+    baseline = build_module(baseline_checkpoint, runs.baseline)
+    squeezed = build_module(squeezed_checkpoint, runs.squeezed)
+    datamodule = _scored_data(data, squeezed_checkpoint, squeezed)
+    fields = score_fields(metrics, ["baseline", "squeezed", *(["reference"] if reference else [])])
+    scored = []  # every image's scores, for the page's table too
+    with output_folder(view.output_dir), open(outputs[0], "w", newline="") as scores:
+        writer = csv.DictWriter(scores, fieldnames=fields)
+        writer.writeheader()
+
+        def record(row: dict) -> None:
+            writer.writerow(row)
+            scored.append(row)
+
+        atlas = CodeAtlas(squeezed.bottleneck.alphabet_size, squeezed.class_names) if indexed else None
+        floor = TaskFloor(squeezed.class_names)
+        options = CompareOptions(view.n_best, view.n_worst, record, (view.rank_by,), floor, reference,
+                                 tuple(metrics), atlas)  # fmt: skip
+        comparison = compare_models(baseline, squeezed, datamodule, split, pick_device(runtime), options)
+    summary = _summary(comparison, runs, split, baseline_checkpoint)
+    if indexed:
+        summary["codes"] = _draw_codes(comparison, squeezed, view)
+    write_json(outputs[1], summary)
+    draw_rankings(comparison, view.rank_by, split, view.n_best, view.n_worst, Path(view.output_dir),
+                  " ".join(summary["warnings"]))  # fmt: skip
+    figures = [name for name in names if name.endswith(".png")]
+    write_page(outputs[-1], summary, figures, scored, fields, Path(view.output_dir))
+    return summary
+
+
+def _read_pair(runs: Runs) -> tuple[dict, dict]:
+    """The baseline's and the squeezed model's checkpoints, each refused when it is the other kind."""
+    baseline, squeezed = read_checkpoint(runs.baseline), read_checkpoint(runs.squeezed)
+    expect_kind(baseline, BASELINE, "--baseline_checkpoint", runs.baseline)
+    expect_kind(squeezed, SQUEEZED, "--vq_checkpoint", runs.squeezed)
+    return baseline, squeezed
+
+
+def _output_names(split: str, indexed: bool) -> list[str]:
+    """What a comparison writes, the page of all the rest last."""
+    names = [f"scores_{split}.csv", f"summary_{split}.json", f"best_results_{split}.png",
+             f"worst_results_{split}.png"]  # fmt: skip
+    if indexed:
+        names += [f"codes_best_{split}.png", f"codes_worst_{split}.png", f"code_atlas_{split}.png",
+                  f"codes_{split}.csv"]  # fmt: skip
+    return [*names, "index.html"]
+
+
+def _reference(runs: Runs, model_name: str | None, dataset: str | None, baseline: dict):
+    """The continuous reference's module, checked against the baseline like the squeezed model (None:
+    none asked for)."""
+    if runs.reference is None:
+        return None
+    checkpoint = read_checkpoint(runs.reference)
+    expect_kind(checkpoint, SQUEEZED, "--reference_checkpoint", runs.reference)
+    check_pair(model_name, dataset, baseline, checkpoint)
+    return build_module(checkpoint, runs.reference)
+
+
+def _scored_data(data: DataConfig, checkpoint: dict, squeezed) -> SegmentationDataModule:
+    """The data to score on: the squeezed model's split and subset unless ``data`` says otherwise (with
+    a note), whose classes must be the model's."""
+    trained = checkpoint["datamodule_hyper_parameters"]
     split_seed = trained["split_seed"] if data.split_seed is None else data.split_seed
     subset = trained["subset_size"] if data.subset_size is None else data.subset_size
     if split_seed != trained["split_seed"]:
@@ -94,44 +148,21 @@ def compare(
         log.info("note: scoring --subset_size %s images per split; the VQ model trained on %s", subset,
                  trained["subset_size"] or "every image")  # fmt: skip
     data = replace(data, split_seed=split_seed, val_fraction=trained["val_fraction"], subset_size=subset)
-    baseline = build_module(baseline_checkpoint, baseline_path)
-    squeezed = build_module(vq_checkpoint, vq_path)
     datamodule = datamodule_for(data, squeezed.model_config, trained["seed"])
     datamodule.prepare_data()
     datamodule.setup()
     expect_classes(squeezed, datamodule.classes.names, datamodule.folder)
-    fields = score_fields(metrics, ["baseline", "squeezed", *(["reference"] if reference else [])])
-    scored = []  # every image's scores, for the page's table too
+    return datamodule
 
-    with output_folder(view.output_dir), open(outputs[0], "w", newline="") as scores:
-        writer = csv.DictWriter(scores, fieldnames=fields)
-        writer.writeheader()
 
-        def record(row: dict) -> None:
-            writer.writerow(row)
-            scored.append(row)
-
-        comparison = compare_models(
-            baseline,
-            squeezed,
-            datamodule,
-            split,
-            pick_device(runtime),
-            n_best=view.n_best,
-            n_worst=view.n_worst,
-            record=record,
-            rank_by=(view.rank_by,),
-            floor=TaskFloor(squeezed.class_names),
-            reference=reference,
-            metrics=tuple(metrics),
-            atlas=CodeAtlas(squeezed.bottleneck.alphabet_size, squeezed.class_names) if indexed else None,
-        )
+def _summary(comparison, runs: Runs, split: str, baseline_checkpoint: dict) -> dict:
+    """The comparison's summary with what was compared, its rate and task floor, and its warnings."""
     summary = {
         **comparison.summary(),
         "split": split,
-        "baseline_checkpoint": str(baseline_path),
-        "vq_checkpoint": str(vq_path),
-        **({"reference_checkpoint": str(reference_path)} if reference else {}),
+        "baseline_checkpoint": str(runs.baseline),
+        "vq_checkpoint": str(runs.squeezed),
+        **({"reference_checkpoint": str(runs.reference)} if runs.reference is not None else {}),
         "rate": comparison.rate,
         "task_floor": comparison.task_floor,
     }
@@ -140,13 +171,6 @@ def compare(
             f"warning: the baseline stopped at its cap of {completed_epochs(baseline_checkpoint)} epochs "
             "before its validation loss flattened (--converge); VQ - baseline may understate the cost"
         )
-    if indexed:
-        summary["codes"] = _draw_codes(comparison, squeezed, view)
-    write_json(outputs[1], summary)
-    draw_rankings(comparison, view.rank_by, split, view.n_best, view.n_worst, Path(view.output_dir),
-                  " ".join(summary["warnings"]))  # fmt: skip
-    figures = [name for name in names if name.endswith(".png")]
-    write_page(outputs[-1], summary, figures, scored, fields, Path(view.output_dir))
     return summary
 
 

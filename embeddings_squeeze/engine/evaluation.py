@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -39,105 +40,135 @@ def receiver_masks(
     return [module.logits_from_features(features, size).argmax(dim=1)[0].cpu() for size in sizes]
 
 
+@dataclass(frozen=True)
+class CompareOptions:
+    """What one comparison pass keeps beside the scores (see ``compare_models``)."""
+
+    n_best: int = 0
+    n_worst: int = 0
+    record: Callable[[dict], None] = lambda _: None  # each image's scores, as soon as they are known
+    rank_by: tuple[str, ...] = ("iou",)
+    floor: TaskFloor | None = None
+    reference: SqueezedSegmentationModule | None = None
+    metrics: tuple[Metric, ...] = (IoU(),)
+    atlas: CodeAtlas | None = None
+    share_backbone: bool = True  # False only in benchmarks: each model runs its own encoder
+
+
 def compare_models(
     baseline: SegmentationModule,
     squeezed: SqueezedSegmentationModule,
     datamodule: SegmentationDataModule,
     split: str,
     device: torch.device,
-    *,
-    n_best: int = 0,
-    n_worst: int = 0,
-    record: Callable[[dict], None] = lambda _: None,
-    rank_by: tuple[str, ...] = ("iou",),
-    floor: TaskFloor | None = None,
-    reference: SqueezedSegmentationModule | None = None,
-    metrics: tuple[Metric, ...] = (IoU(),),
-    atlas: CodeAtlas | None = None,
-    share_backbone: bool = True,
+    options: CompareOptions = CompareOptions(),
 ) -> Comparison:
-    """Score the baseline, the squeezed model (and a ``reference``) on every image of ``split`` by
-    every metric of ``metrics`` (IoU first); rank; measure the squeezed model's rate (and, given a
-    ``floor``, the baseline's masks coded losslessly; given an ``atlas``, what each code of an
-    index-sending quantizer stands for, and the ranked images keep their codes for code maps).
+    """Score the baseline, the squeezed model (and ``options.reference``) on every image of ``split``
+    by every metric of ``options.metrics`` (IoU first); rank; measure the squeezed model's rate (and,
+    given a ``floor``, the baseline's masks coded losslessly; given an ``atlas``, what each code of
+    an index-sending quantizer stands for, and the ranked images keep their codes for code maps).
 
     The squeezed model's prediction is exactly what decode(encode(image)) gives. ``rank_by``: the
     rankings to keep, from one pass: a metric's name ranks by the VQ model's per-image value,
     'delta_' and a name by VQ minus baseline ('delta' is 'delta_iou'), so the worst images are those
     where the bottleneck loses most. When the models share their frozen encoder, it runs once per
-    image for all (unless ``share_backbone`` is False, which only benchmarks use).
+    image for all.
     """
-    models = {"baseline": baseline, "squeezed": squeezed, **({"reference": reference} if reference else {})}
-    shared = share_backbone and all(shares_backbone(squeezed, model) for model in models.values())
-    files = datamodule.files[split]
-    comparison = Comparison(classes=squeezed.classes, models=tuple(models), metrics=tuple(metrics))
-    rankings = {ranking: Extremes(n_best, n_worst) for ranking in rank_by}
-    rate = RateMeter(squeezed)
-    num_classes = squeezed.num_classes
+    scoring = _ComparisonPass(baseline, squeezed, datamodule.files[split], device, options)
     loader = datamodule.evaluation_dataloader(split)
     for images, masks, native_masks, positions in evaluation_batches(
-        models.values(), loader, device, "comparing"
+        scoring.models.values(), loader, device, "comparing"
     ):
         for image, mask, target, position in zip(images, masks, native_masks, positions.tolist()):
-            sizes = [tuple(target.shape), tuple(mask.shape)]  # the mask's own size, the input size
-            squeezed_features, sent = squeezed.encode_image(image)
-            rate.update(sent[None], [sizes[0]])
-            predictions = {}
-            for name, model in models.items():
-                features = (
-                    squeezed_features
-                    if shared
-                    else model.backbone.features_one_by_one(image[None].to(device))
-                )
-                predictions[name] = receiver_masks(
-                    model, features, sizes, sent if model is squeezed else None
-                )
-            values = comparison.add(
-                {
-                    name: image_statistics(metrics, p[0], target, num_classes)
-                    for name, p in predictions.items()
-                },
-                {
-                    name: confusion_matrices(p[1][None], mask[None], num_classes)[0]
-                    for name, p in predictions.items()
-                },
+            scoring.image(image, mask, target, position)
+    return scoring.result()
+
+
+class _ComparisonPass:
+    """The accumulators of one comparison: scores, rankings, rate, floor and atlas, fed an image at a time."""
+
+    def __init__(self, baseline, squeezed, files, device, options: CompareOptions):
+        reference = options.reference
+        self.models = {
+            "baseline": baseline,
+            "squeezed": squeezed,
+            **({"reference": reference} if reference else {}),
+        }
+        self.squeezed, self.files, self.device, self.options = squeezed, files, device, options
+        self.shared = options.share_backbone and all(
+            shares_backbone(squeezed, m) for m in self.models.values()
+        )
+        self.comparison = Comparison(
+            classes=squeezed.classes, models=tuple(self.models), metrics=options.metrics
+        )
+        self.rankings = {ranking: Extremes(options.n_best, options.n_worst) for ranking in options.rank_by}
+        self.rate = RateMeter(squeezed)
+
+    def image(self, image: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, position: int) -> None:
+        """Score one image (``mask`` at the input size, ``target`` at its own) with every model."""
+        options, num_classes = self.options, self.squeezed.num_classes
+        sizes = [tuple(target.shape), tuple(mask.shape)]  # the mask's own size, the input size
+        squeezed_features, sent = self.squeezed.encode_image(image)
+        self.rate.update(sent[None], [sizes[0]])
+        predictions = {}
+        for name, model in self.models.items():
+            own = (
+                squeezed_features
+                if self.shared
+                else model.backbone.features_one_by_one(image[None].to(self.device))
             )
-            if floor is not None:
-                floor.update(predictions["baseline"][0], target)
-            codes = sent[..., 0].cpu().numpy() if atlas is not None else None
-            if atlas is not None:
-                pixels = files.native_image(position) if atlas.wants_patches(codes) else None
-                atlas.add(codes, target.numpy(), pixels)
-            image_id = files.image_ids[position]
-            row = {"position": position, "image_id": image_id}
-            for metric, by_model in values.items():
-                row.update({f"{name}_{metric}": value for name, value in by_model.items()})
-                row[f"{metric}_difference"] = by_model["squeezed"] - by_model["baseline"]
-            record(row)
-            if math.isnan(values["iou"]["squeezed"]):  # no labelled pixel: nothing to rank
-                continue
+            predictions[name] = receiver_masks(model, own, sizes, sent if model is self.squeezed else None)
+        values = self.comparison.add(
+            {
+                name: image_statistics(options.metrics, p[0], target, num_classes)
+                for name, p in predictions.items()
+            },
+            {
+                name: confusion_matrices(p[1][None], mask[None], num_classes)[0]
+                for name, p in predictions.items()
+            },
+        )
+        if options.floor is not None:
+            options.floor.update(predictions["baseline"][0], target)
+        codes = sent[..., 0].cpu().numpy() if options.atlas is not None else None
+        if options.atlas is not None:
+            pixels = self.files.native_image(position) if options.atlas.wants_patches(codes) else None
+            options.atlas.add(codes, target.numpy(), pixels)
+        self._record(position, values)
+        if not math.isnan(values["iou"]["squeezed"]):  # an image without labelled pixels is not ranked
+            self._rank(position, values, target, predictions, codes)
 
-            def make_item(position=position, image_id=image_id, target=target, predictions=predictions,
-                          iou=values["iou"], codes=codes):  # fmt: skip
-                return ScoredImage(
-                    position=position,
-                    image_id=image_id,
-                    baseline_iou=iou["baseline"],
-                    squeezed_iou=iou["squeezed"],
-                    image=files.native_image(position),
-                    target=target.to(torch.uint8).numpy(),
-                    baseline_pred=predictions["baseline"][0].to(torch.uint8).numpy(),
-                    squeezed_pred=predictions["squeezed"][0].to(torch.uint8).numpy(),
-                    codes=codes,
-                )
+    def _record(self, position: int, values: dict) -> None:
+        row = {"position": position, "image_id": self.files.image_ids[position]}
+        for metric, by_model in values.items():
+            row.update({f"{name}_{metric}": value for name, value in by_model.items()})
+            row[f"{metric}_difference"] = by_model["squeezed"] - by_model["baseline"]
+        self.options.record(row)
 
-            for ranking, extremes in rankings.items():
-                extremes.offer(ranking_score(ranking, values), position, make_item)
-    comparison.rankings = {ranking: (ext.best(), ext.worst()) for ranking, ext in rankings.items()}
-    comparison.rate = rate.report()
-    comparison.task_floor = floor.report() if floor is not None else {}
-    comparison.atlas = atlas
-    return comparison
+    def _rank(self, position: int, values: dict, target, predictions: dict, codes) -> None:
+        def make_item():  # only for an image that enters a ranking
+            return ScoredImage(
+                position=position,
+                image_id=self.files.image_ids[position],
+                baseline_iou=values["iou"]["baseline"],
+                squeezed_iou=values["iou"]["squeezed"],
+                image=self.files.native_image(position),
+                target=target.to(torch.uint8).numpy(),
+                baseline_pred=predictions["baseline"][0].to(torch.uint8).numpy(),
+                squeezed_pred=predictions["squeezed"][0].to(torch.uint8).numpy(),
+                codes=codes,
+            )
+
+        for ranking, extremes in self.rankings.items():
+            extremes.offer(ranking_score(ranking, values), position, make_item)
+
+    def result(self) -> Comparison:
+        comparison = self.comparison
+        comparison.rankings = {ranking: (ext.best(), ext.worst()) for ranking, ext in self.rankings.items()}
+        comparison.rate = self.rate.report()
+        comparison.task_floor = self.options.floor.report() if self.options.floor is not None else {}
+        comparison.atlas = self.options.atlas
+        return comparison
 
 
 def ranking_score(ranking: str, values: dict[str, dict[str, float]]) -> float:

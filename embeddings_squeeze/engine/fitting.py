@@ -89,23 +89,7 @@ def fit(
     else:
         if resume is not None:
             log.info("no epoch of %s completed; restarting the run in that directory", resume)
-        pl.seed_everything(training.seed, workers=True)
-        datamodule = datamodule_for(data, model, training.seed)
-        datamodule.prepare_data()
-        datamodule.setup()  # a missing or broken dataset fails here, before any weights are fetched
-        model = _resolved(model, runtime)
-        least = backbone_class(model.backbone).min_training_batch
-        if data.batch_size < least:
-            raise UserError(
-                f"{model.backbone}'s head has BatchNorm layers that need at least {least} images per "
-                f"training batch; pass --batch_size {least} or more"
-            )
-        if quantizer is None:
-            module = BaselineSegmentationModule(model, optimizer, classes=datamodule.classes)
-        else:
-            module = SqueezedSegmentationModule(model, quantizer, optimizer, classes=datamodule.classes)
-            positions = math.prod(module.backbone.grid_size(model.image_size))
-            module.bottleneck.check_training_data(len(datamodule.files["train"]), positions)
+        module, datamodule = _new_parts(model, data, training, runtime, optimizer, quantizer)
     save_dir, name, version = run_location(training.output_dir, run_name, resume)
     if training.cache_dir is None:  # the cache lives in the output folder: its problems are that folder's
         prepare_output_dir(save_dir)
@@ -116,25 +100,10 @@ def fit(
     logger = TensorBoardLogger(save_dir, name=name, version=version, default_hp_metric=False)
     run_dir = Path(logger.log_dir)
     interrupt = InterruptCheckpoint(run_dir)
-    best = ModelCheckpoint(
-        dirpath=run_dir,
-        filename="best-epoch{epoch:02d}",
-        monitor="val/miou",
-        mode="max",
-        auto_insert_metric_name=False,
-    )
-    # a second callback for last.ckpt: Lightning's save_last only refreshes it when `best` improves
-    latest = ModelCheckpoint(dirpath=run_dir, filename="last", enable_version_counter=False)
-    callbacks = [best, latest, interrupt, FiniteLossGuard(run_dir), RNGState(), ValidationHistory(run_dir),
-                 *extra_callbacks]  # fmt: skip
-    if training.converge:
-        callbacks.append(convergence())
-    if kind == SQUEEZED:
-        callbacks.append(CoderModel(run_dir, best))
     trainer = pl.Trainer(
         max_epochs=training.epochs,
         logger=logger,
-        callbacks=callbacks,
+        callbacks=_callbacks(run_dir, interrupt, training, kind, extra_callbacks),
         plugins=[AtomicCheckpointIO(), *_cluster_plugins()],
         use_distributed_sampler=False,  # the DataModule shards without padding evaluation splits
         log_every_n_steps=min(10, len(datamodule.train_dataloader())),
@@ -147,7 +116,76 @@ def fit(
                  processes, module.backbone.feature_precision)  # fmt: skip
     if trainer.is_global_zero and (resume is None or resume.is_dir()):
         _write_run_files(run_dir, module, datamodule, training, runtime)
-    os.environ[RUN_VERSION_ENV] = str(logger.version)  # inherited by DDP worker processes
+    _train(trainer, module, datamodule, resume, interrupt)
+    return run_dir / "last.ckpt"
+
+
+def _new_parts(
+    model: ModelConfig,
+    data: DataConfig,
+    training: TrainingConfig,
+    runtime: RuntimeConfig,
+    optimizer: OptimizerConfig,
+    quantizer: QuantizerConfig | None,
+) -> tuple[SegmentationModule, SegmentationDataModule]:
+    """A fresh run's model and data, refused early where they cannot train (a missing dataset, a batch
+    too small for the head, a codebook too big for the data)."""
+    pl.seed_everything(training.seed, workers=True)
+    datamodule = datamodule_for(data, model, training.seed)
+    datamodule.prepare_data()
+    datamodule.setup()  # a missing or broken dataset fails here, before any weights are fetched
+    model = _resolved(model, runtime)
+    least = backbone_class(model.backbone).min_training_batch
+    if data.batch_size < least:
+        raise UserError(
+            f"{model.backbone}'s head has BatchNorm layers that need at least {least} images per "
+            f"training batch; pass --batch_size {least} or more"
+        )
+    if quantizer is None:
+        return BaselineSegmentationModule(model, optimizer, classes=datamodule.classes), datamodule
+    module = SqueezedSegmentationModule(model, quantizer, optimizer, classes=datamodule.classes)
+    positions = math.prod(module.backbone.grid_size(model.image_size))
+    module.bottleneck.check_training_data(len(datamodule.files["train"]), positions)
+    return module, datamodule
+
+
+def _callbacks(
+    run_dir: Path, interrupt: InterruptCheckpoint, training: TrainingConfig, kind: str, extra: tuple
+) -> list[pl.Callback]:
+    """The run's callbacks: the best and the last checkpoint, the interrupt checkpoint, the guards,
+    the validation history, the convergence rule (``--converge``) and the coder's model (squeezed)."""
+    best = ModelCheckpoint(
+        dirpath=run_dir,
+        filename="best-epoch{epoch:02d}",
+        monitor="val/miou",
+        mode="max",
+        auto_insert_metric_name=False,
+    )
+    # a second callback for last.ckpt: Lightning's save_last only refreshes it when `best` improves
+    latest = ModelCheckpoint(dirpath=run_dir, filename="last", enable_version_counter=False)
+    callbacks = [
+        best,
+        latest,
+        interrupt,
+        FiniteLossGuard(run_dir),
+        RNGState(),
+        ValidationHistory(run_dir),
+        *extra,
+    ]
+    if training.converge:
+        callbacks.append(convergence())
+    if kind == SQUEEZED:
+        callbacks.append(CoderModel(run_dir, best))
+    return callbacks
+
+
+def _train(
+    trainer: pl.Trainer, module, datamodule, resume: Path | None, interrupt: InterruptCheckpoint
+) -> None:
+    """Fit, from ``resume`` when it is a checkpoint; an interrupt ends in the one line that says how to
+    continue, and a new run that failed before saving anything leaves no folder."""
+    run_dir = interrupt.run_dir
+    os.environ[RUN_VERSION_ENV] = str(trainer.logger.version)  # inherited by DDP worker processes
     ckpt_path = None if resume is None or resume.is_dir() else resume
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -164,7 +202,6 @@ def fit(
         raise
     finally:
         os.environ.pop(RUN_VERSION_ENV, None)
-    return run_dir / "last.ckpt"
 
 
 CONVERGED_DELTA = 1e-3  # validation cross-entropy: smaller improvements do not count

@@ -1,5 +1,5 @@
 """Where a sweep's jobs run: in this process (serial), as processes on this machine (local), or as
-SLURM jobs through submitit (slurm). Every launcher runs the same jobs (``engine/sweep.py``), so the
+SLURM jobs through submitit (slurm). Every launcher runs the same jobs (``engine/sweep/``), so the
 tables agree whatever ran them.
 
 Each pending job is written to ``jobs/<name>.json`` (the whole sweep as plain values, and the job);
@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from tqdm import tqdm
 
 from embeddings_squeeze.config import LaunchConfig
 from embeddings_squeeze.console import configure_logging, one_line
-from embeddings_squeeze.engine.sweep import Job, Sweep, SweepSpec, failure_reason
+from embeddings_squeeze.engine.sweep import Job, JobKind, Sweep, SweepSpec, failure_reason
 from embeddings_squeeze.errors import Interrupted, UserError
 from embeddings_squeeze.utils.columns import Kind
 from embeddings_squeeze.utils.files import shown, write_json
@@ -41,24 +42,25 @@ JOB_MODULE = "embeddings_squeeze.engine.launchers"  # ``python -m`` of this modu
 POLL_SECONDS = 2
 
 
-def launch(sweep: Sweep, config: LaunchConfig) -> list[dict] | None:
+def launch(sweep: Sweep, config: LaunchConfig, say: Callable[[str], None] = log.info) -> list[dict] | None:
     """Run or submit every job of ``sweep`` without a result or a live job; the rows of the tables
-    when they were written here (None: SLURM jobs were queued and will write them)."""
+    when they were written here (None: SLURM jobs were queued and will write them). ``say`` tells
+    the user what was submitted (the command prints it)."""
     jobs = sweep.spec.jobs()
     records = Records(sweep.jobs_dir)
     live = records.live()
-    measuring = [job for job in jobs if job.kind not in ("features", "collect")]
+    measuring = [job for job in jobs if job.kind not in (JobKind.FEATURES, JobKind.COLLECT)]
     done = [job.name for job in measuring if sweep.is_done(job)]
     if done:
         log.info("skipping %d job(s) finished earlier: %s", len(done), ", ".join(done))
     pending = [job for job in measuring if job.name not in live and job.name not in done]
-    trains = any(job.kind in ("baseline", "squeezed") for job in pending)
+    trains = any(job.kind in (JobKind.BASELINE, JobKind.SQUEEZED) for job in pending)
     if trains and "features" not in live:
         pending.insert(0, jobs[0])
     if live:
         log.info("not launching %d job(s) still queued or running: %s", len(live), ", ".join(sorted(live)))
     if config.launcher == "slurm":
-        return submit_slurm(sweep, jobs, pending, records, live, config)
+        return submit_slurm(sweep, jobs, pending, records, live, config, say)
     if live:
         raise UserError(
             f"{len(live)} job(s) of this sweep are still queued or running ({', '.join(sorted(live))}); "
@@ -211,7 +213,7 @@ def run_job_file(path: Path) -> None:
     values = json.loads(path.read_text())
     job = Job.from_values(values["job"])
     sweep = Sweep(SweepSpec.from_values(values["spec"]), path.parent.parent)
-    if job.kind == "collect":
+    if job.kind == JobKind.COLLECT:
         sweep.collect(sweep.spec.jobs(), Records(sweep.jobs_dir).ended())
     else:
         sweep.run(job)
@@ -256,7 +258,13 @@ class SweepJob(submitit.helpers.Checkpointable):
 
 
 def submit_slurm(
-    sweep: Sweep, jobs: list[Job], pending: list[Job], records: Records, live: set[str], config: LaunchConfig
+    sweep: Sweep,
+    jobs: list[Job],
+    pending: list[Job],
+    records: Records,
+    live: set[str],
+    config: LaunchConfig,
+    say: Callable[[str], None],
 ) -> list[dict] | None:
     """Submit ``pending`` as one job array per stage (split where the cluster's array size limit
     requires), each starting after the jobs of earlier stages end, then the collect job; record the
@@ -264,7 +272,7 @@ def submit_slurm(
     folder = sweep.jobs_dir / "slurm"
     submitted: dict[int, list[str]] = {}
     earlier = {records.entries[name]["id"].split("_")[0] for name in live}  # arrays still queued
-    collect = next(job for job in jobs if job.kind == "collect")
+    collect = next(job for job in jobs if job.kind == JobKind.COLLECT)
     stages = sorted({job.stage for job in pending})
     array_limit = slurm_array_limit()
     for stage in [*stages, collect.stage]:
@@ -286,11 +294,11 @@ def submit_slurm(
         submitted[stage] = sorted(set(ids))
         earlier |= set(ids)
     if config.dry_run:
-        print(f"dry run: batch scripts in {shown(folder / 'dry_run')}; nothing submitted")
+        say(f"dry run: batch scripts in {shown(folder / 'dry_run')}; nothing submitted")
         return None
     collect_id = records.entries["collect"]["id"]
     arrays = ", ".join(ids for stage in sorted(submitted) for ids in submitted[stage])
-    print(
+    say(
         f"submitted {len(pending)} job(s) and the collect job, in {len(submitted)} stage(s) that start one "
         f"after the other (SLURM ids {arrays}); "
         f"recorded in {shown(records.path)}. Follow: squeue -u {getpass.getuser()}; logs in {shown(folder)}. "

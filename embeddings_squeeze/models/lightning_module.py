@@ -85,7 +85,7 @@ class SqueezedSegmentationModule(SegmentationModule):
         if stage == "train":
             logs = {**self.bottleneck.step_logs(out.record)}
             if torch.is_tensor(out.auxiliary_loss):  # a loss that trains only the quantizer's own parameters
-                logs["auxiliary_loss"] = float(out.auxiliary_loss)
+                logs["auxiliary_loss"] = float(out.auxiliary_loss.detach())
             for name, value in logs.items():
                 self.log(f"train/{name}", value, on_step=True, on_epoch=False, batch_size=batch_size)
 

@@ -1,0 +1,96 @@
+"""The collect step: the tables, the plot and the report from every result that exists (rows of jobs
+that failed or never ended are named with why), with every interval computed from the saved
+per-image statistics. Loads no model."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+
+from embeddings_squeeze.console import one_line
+from embeddings_squeeze.engine.sweep.runner import FIGURES, SPLIT, Sweep
+from embeddings_squeeze.engine.sweep.spec import Job
+from embeddings_squeeze.models.quantizers import quantizer_class, run_label
+from embeddings_squeeze.utils.columns import Kind
+from embeddings_squeeze.utils.files import shown
+from embeddings_squeeze.utils.sweep_report import (
+    plot_rate_quality,
+    rate_at_quality,
+    sentences,
+    write_report,
+    write_tables,
+)
+from embeddings_squeeze.utils.sweep_statistics import adjust, seed_means, with_intervals
+
+log = logging.getLogger(__name__)
+PAGE = "figures/index.html"  # the page of the model whose figures the report shows
+
+
+def collect(sweep: Sweep, jobs: list[Job], ended: dict[str, str] | None = None) -> list[dict]:
+    """The tables, the plot and the report from every result that exists; rows without one are
+    marked failed (with the job's reason) or missing (with ``ended``: how a launcher saw its job
+    end, e.g. killed). Loads no model."""
+    ended = ended or {}
+    measured, unmeasured = [], []
+    for job in jobs:
+        for name in job.rows:
+            path = sweep.results / f"{name}.json"
+            if path.is_file():
+                measured.append(json.loads(path.read_text()))
+                continue
+            record = sweep.failure_record(job.name)
+            failed = record.is_file()
+            reason = json.loads(record.read_text())["reason"] if failed else ended.get(job.name, "not run")
+            configuration, _, seed = name.rpartition("_seed")
+            kind = Kind.FAILED if failed else Kind.MISSING
+            unmeasured.append({"name": name, "kind": kind, "configuration": configuration,
+                               "seed": int(seed), "reason": reason})  # fmt: skip
+    baselines = [row["seed"] for row in measured if row["kind"] == Kind.BASELINE]
+    floor_rows = [row for seed in baselines for row in sweep.floor_rows(seed)]
+    rows = [*measured, *floor_rows]
+    statistics = sweep.statistics(rows)
+    rows = with_intervals(rows, statistics, sweep.metrics, sweep.reference_of)
+    aggregates = seed_means(rows, statistics, sweep.metrics, sweep.reference_of)
+    rule = adjust(rows + aggregates)
+    methods = rate_at_quality(rows)
+    summary_sentences = sentences(rows, aggregates, rule)
+    write_tables(sweep.output_dir, rows, aggregates, methods, summary_sentences, unmeasured)
+    for line in summary_sentences:
+        log.info("%s", line)
+    for row in unmeasured:
+        log.warning("%s: %s, %s", row["name"], row["kind"], row["reason"])
+    _plot_and_report(sweep, rows, aggregates, methods, summary_sentences, unmeasured)
+    written = ("sweep.csv", "sweep.json", "rate_quality.png", "report.html")
+    log.info("wrote %s", ", ".join(shown(sweep.output_dir / n) for n in written))
+    return rows + unmeasured
+
+
+def _plot_and_report(sweep: Sweep, rows, aggregates, methods, summary_sentences, unmeasured) -> None:
+    spec, model, data = sweep.spec, sweep.plan.model, sweep.datamodule
+    masks = f", {data.hparams.mask_mode} masks" if data.hparams.mask_mode else ""
+    title = f"{model.backbone} ({model.weights} weights), {data.title} {SPLIT}{masks}"
+    names = {q.quantizer_type: quantizer_class(q.quantizer_type).title or q.quantizer_type.upper()
+             for q in spec.quantizers}  # fmt: skip
+    names.update({run_label(r): f"continuous reference {run_label(r)}" for r in spec.references()})
+    plot = sweep.output_dir / "rate_quality.png"
+    try:
+        plot_rate_quality(rows, aggregates, title, plot, names)
+    except Exception as error:  # the tables are written: a figure that cannot be drawn is a warning
+        log.warning(
+            "warning: rate_quality.png not drawn (%s: %s)", type(error).__name__, one_line(str(error))
+        )
+        plot.unlink(missing_ok=True)
+    captions = ("best images by VQ IoU", "worst images by VQ IoU", "where VQ loses most to the baseline")
+    report_figures = [(sweep.output_dir / "rate_quality.png", "mIoU against measured bytes per image")]
+    report_figures += [(sweep.figures / path, f"{spec.shown_model()}: {caption}")
+                       for path, caption in zip(FIGURES, captions)]  # fmt: skip
+    report_settings = dict(spec.settings)
+    for config in (sweep.plan.model, sweep.plan.data, sweep.plan.optimizer, sweep.plan.training):
+        report_settings.update(asdict(config))
+    write_report(
+        sweep.output_dir / "report.html", f"Rate-quality sweep: {title}", report_settings, rows,
+        aggregates, methods, summary_sentences, report_figures, unmeasured,
+        [(PAGE, f"{spec.shown_model()}: every image's scores, on a page of its own")]
+        if (sweep.output_dir / PAGE).is_file() else [],
+    )  # fmt: skip

@@ -1,0 +1,295 @@
+"""Running a sweep's jobs: the shared state (folders, data, device, models loaded once), training
+what is missing (baselines until converged), and measuring each job's rows against its seed's
+baseline, with the per-image statistics the collect step needs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from embeddings_squeeze.config import QuantizerConfig
+from embeddings_squeeze.console import one_line
+from embeddings_squeeze.engine.checkpoint import load_module, read_checkpoint
+from embeddings_squeeze.engine.compare import score_fields, write_page
+from embeddings_squeeze.engine.evaluation import (
+    CompareOptions,
+    compare_models,
+    evaluate_baseline,
+    evaluate_input_compression,
+)
+from embeddings_squeeze.engine.fitting import build_feature_cache, fit
+from embeddings_squeeze.engine.run_dirs import completed_epochs, converged, finished_run, unfinished_run
+from embeddings_squeeze.engine.setup import datamodule_for, pick_device
+from embeddings_squeeze.engine.sweep.rows import baseline_row, finished, floor_rows, input_row, squeezed_row
+from embeddings_squeeze.engine.sweep.spec import Job, JobKind, SweepSpec
+from embeddings_squeeze.errors import Interrupted, UserError
+from embeddings_squeeze.models import BASELINE, SQUEEZED
+from embeddings_squeeze.models.backbones import precision
+from embeddings_squeeze.models.quantizers import quantizer_config, quantizer_values, run_label
+from embeddings_squeeze.utils.columns import Kind
+from embeddings_squeeze.utils.figures import draw_rankings
+from embeddings_squeeze.utils.files import write_json
+from embeddings_squeeze.utils.metrics import chosen
+
+log = logging.getLogger(__name__)
+SPLIT = "test"
+FIGURE_ROWS = 5
+FIGURES = ("iou/best_results_test.png", "iou/worst_results_test.png", "delta/worst_results_test.png")
+
+
+class Sweep:
+    """One sweep's shared state: folders, data, device, and models loaded only when work needs them."""
+
+    def __init__(self, spec: SweepSpec, output_dir: Path):
+        self.spec = spec
+        self.output_dir = output_dir
+        self.results = output_dir / "results"
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.jobs_dir = output_dir / "jobs"
+        self.jobs_dir.mkdir(exist_ok=True)
+        self.device = pick_device(spec.plan.runtime)
+        # 'auto' resolved for the device this job runs on, as fit resolves it: the runs it finds match
+        model = spec.plan.model
+        resolved = precision.resolve(model.feature_precision, self.device)
+        self.plan = replace(spec.plan, model=replace(model, feature_precision=resolved))
+        self.metrics = chosen(spec.metrics)
+        self._datamodule = None
+        self._modules: dict[str, object] = {}
+
+    @property
+    def datamodule(self):
+        """The evaluation data: the same split, images and batch size as training used."""
+        if self._datamodule is None:
+            self._datamodule = datamodule_for(self.plan.data, self.plan.model, self.plan.training.seed)
+            self._datamodule.setup()
+        return self._datamodule
+
+    def module(self, checkpoint: str | Path, kind: str):
+        """The model of ``checkpoint``, loaded once per sweep."""
+        if str(checkpoint) not in self._modules:
+            self._modules[str(checkpoint)] = load_module(checkpoint, kind)
+        return self._modules[str(checkpoint)]
+
+    def _settings(self, quantizer: QuantizerConfig | None) -> dict:
+        """The hyperparameters a run of this sweep stores: a finished run is reused only if they match."""
+        plan = self.plan
+        model = plan.model
+        if model.weights not in ("default", "none"):
+            model = replace(model, weights=str(Path(model.weights).resolve()))
+        values = {**asdict(model), **asdict(plan.optimizer)}
+        return {**values, **quantizer_values(quantizer)} if quantizer is not None else values
+
+    def _fit(
+        self, name: str, seed: int, quantizer: QuantizerConfig | None = None
+    ) -> tuple[Path, float | None]:
+        """Train ``name`` unless an earlier run of this sweep finished it; (last.ckpt, seconds of
+        training, None when it was trained earlier). A baseline trains until it converges."""
+        plan = self.plan
+        training = replace(plan.training, seed=seed, experiment_name=name)
+        if quantizer is None:
+            training = replace(training, epochs=self.spec.baseline_epochs, converge=True)
+        settings = self._settings(quantizer)
+        trained = finished_run(training.output_dir, name, training.epochs, settings)
+        if trained is not None:
+            log.info("reusing %s: trained earlier, not yet scored", trained)
+            return trained, None
+        stopped = unfinished_run(training.output_dir, name, training.epochs, settings)
+        if stopped is not None:  # requeued or killed on the way: continue from its last epoch
+            log.info("resuming %s from its last completed epoch", stopped)
+            training = replace(training, resume=str(stopped))
+        started = time.perf_counter()
+        try:
+            checkpoint = fit(name, plan.model, plan.data, training, plan.runtime, plan.optimizer, quantizer)
+        except Interrupted:
+            raise Interrupted(
+                f"sweep interrupted while training {name}; run the same command again to continue "
+                "(finished models are kept)"
+            ) from None
+        return checkpoint, time.perf_counter() - started
+
+    def baseline_row(self, seed: int) -> dict:
+        """Train and score the baseline of ``seed``, with its floor and oracle rows from the same pass;
+        the row file, written last, marks them all done."""
+        name = f"baseline_seed{seed}"
+        row = finished(self.results, name)
+        measured = [self.results / f"floor_seed{seed}.json", self.results / f"{name}_statistics.pt"]
+        if row is not None and all(path.is_file() for path in measured):
+            return row
+        checkpoint, seconds = self._fit(name, seed)
+        baseline = self.module(checkpoint, BASELINE)
+        scores = evaluate_baseline(baseline, self.datamodule, SPLIT, self.device, self.metrics)
+        self._save_statistics(name, scores["statistics"].statistics)
+        for cells, confusions in scores["oracle_confusions"].items():
+            self._save_statistics(f"grid_oracle_{cells}_seed{seed}", {"confusion": confusions})
+        write_json(self.results / f"floor_seed{seed}.json", floor_rows(scores, seed, self.metrics))
+        stored = read_checkpoint(checkpoint)
+        trained = {
+            "epochs_trained": completed_epochs(stored),
+            "converged": converged(stored),
+            "seconds": seconds,
+        }
+        row = baseline_row(name, seed, checkpoint, scores, trained, self.metrics)
+        write_json(self.results / f"{name}.json", row)
+        return row
+
+    def _save_statistics(self, name: str, statistics: dict) -> None:
+        """The per-image statistics of a row's model (by statistics key: a list of per-image tensors,
+        or their stack), from which the collect step takes every interval."""
+        # counts per image fit 32 bits; a many-class split's confusions are N x C x C of them
+        stacked = {key: torch.stack(list(values)).to(torch.int32) for key, values in statistics.items()}
+        torch.save(stacked, self.results / f"{name}_statistics.pt")
+
+    def statistics(self, rows: list[dict]) -> dict[str, dict[str, torch.Tensor]]:
+        """Per row name, the per-image statistics of its model (a floor row: its baseline's, which it
+        scores exactly), for the rows that have them."""
+        found = {}
+        for row in rows:
+            owner = f"baseline_seed{row['seed']}" if row["kind"] == Kind.FLOOR else row["name"]
+            path = self.results / f"{owner}_statistics.pt"
+            if path.is_file():
+                found[row["name"]] = torch.load(path, weights_only=True)
+        return found
+
+    def reference_of(self, row: dict) -> str | None:
+        """The continuous reference a squeezed row is compared with: its configuration's, of its seed."""
+        label = self.spec.reference_label(row["configuration"]) if row["kind"] == Kind.SQUEEZED else None
+        return None if label is None or label == row["configuration"] else f"{label}_seed{row['seed']}"
+
+    def floor_rows(self, seed: int) -> list[dict]:
+        return json.loads((self.results / f"floor_seed{seed}.json").read_text())
+
+    def squeezed_row(
+        self,
+        quantizer: QuantizerConfig,
+        baseline_row: dict,
+        figures: Path | None = None,
+    ) -> dict:
+        """Train and score one squeezed model against its seed's baseline, keeping its per-image
+        counts (the collect step pairs them with the reference's); ``figures`` also draws its best
+        and worst images there."""
+        seed = baseline_row["seed"]
+        name = f"{run_label(quantizer)}_seed{seed}"
+        row = finished(self.results, name)
+        if row is not None and (
+            figures is None or all((figures / f).is_file() for f in (*FIGURES, "index.html"))
+        ):
+            return row
+        checkpoint, seconds = self._fit(name, seed, quantizer) if row is None else (row["checkpoint"], None)
+        rows_wanted = FIGURE_ROWS if figures is not None else 0
+        scored = []  # every image's scores, for the page of the model the report shows
+        options = CompareOptions(
+            rows_wanted, rows_wanted, scored.append, ("iou", "delta"), metrics=tuple(self.metrics)
+        )
+        baseline = self.module(baseline_row["checkpoint"], BASELINE)
+        comparison = compare_models(
+            baseline, self.module(checkpoint, SQUEEZED), self.datamodule, SPLIT, self.device, options
+        )
+        summary = {**comparison.summary(), "rate": comparison.rate, "split": SPLIT,
+                   "baseline_checkpoint": baseline_row["checkpoint"],
+                   "vq_checkpoint": str(checkpoint)}  # fmt: skip
+        if figures is not None:
+            for ranking in ("iou", "delta"):
+                folder = figures / ranking
+                folder.mkdir(parents=True, exist_ok=True)
+                draw_rankings(comparison, ranking, SPLIT, FIGURE_ROWS, FIGURE_ROWS, folder)
+            fields = score_fields(self.metrics, ["baseline", "squeezed"])
+            write_page(figures / "index.html", summary, list(FIGURES), scored, fields, figures)
+        if row is not None:  # only the figures were missing
+            return row
+        row = {
+            **squeezed_row(name, quantizer, seed, summary, seconds, self.metrics),
+            "checkpoint": str(checkpoint),
+        }
+        self._save_statistics(name, comparison.scores["squeezed"].statistics)
+        write_json(self.results / f"{name}.json", row)
+        return row
+
+    def input_rows(self, codec: str, quality: int, baselines: dict[int, dict]) -> list[dict]:
+        """Every seed's baseline on test images sent as ``codec`` at ``quality``, from one pass."""
+        names = {seed: f"{codec.lower()}_q{quality}_seed{seed}" for seed in baselines}
+        found = [finished(self.results, name) for name in names.values()]
+        if all(row is not None for row in found):
+            return found
+        modules = {seed: self.module(row["checkpoint"], BASELINE) for seed, row in baselines.items()}
+        measured = evaluate_input_compression(
+            modules, self.datamodule, SPLIT, codec, quality, self.device, self.metrics
+        )
+        rows = []
+        for seed, name in names.items():
+            row = input_row(name, seed, codec, quality, measured, baselines[seed], self.metrics)
+            self._save_statistics(name, measured["scores"][seed]["statistics"].statistics)
+            write_json(self.results / f"{name}.json", row)
+            rows.append(row)
+        return rows
+
+    # -- jobs ---------------------------------------------------------------------------------------
+
+    def failure_record(self, job_name: str) -> Path:
+        return self.jobs_dir / f"{job_name}.failed.json"
+
+    def is_done(self, job: Job) -> bool:
+        """Whether every row of ``job`` has its result (and the figures, for the model they show)."""
+        drawn = not job.options.get("figures") or all(
+            (self.figures / f).is_file() for f in (*FIGURES, "index.html")
+        )
+        return bool(job.rows) and drawn and all((self.results / f"{row}.json").is_file() for row in job.rows)
+
+    def run(self, job: Job) -> None:
+        """Run one job of ``spec.jobs()`` (not the collect step); on failure, record its one-line
+        reason for its rows, then raise. An interrupted job records nothing: it resumes on re-run."""
+        record = self.failure_record(job.name)
+        record.unlink(missing_ok=True)
+        runs = {JobKind.FEATURES: self._features_job, JobKind.BASELINE: self._baseline_job,
+                JobKind.SQUEEZED: self._squeezed_job, JobKind.INPUT: self._input_job}  # fmt: skip
+        try:
+            runs[job.kind](job)
+        except Interrupted:
+            raise
+        except Exception as error:
+            write_json(record, {"job": job.name, "reason": failure_reason(error)})
+            raise
+
+    def _features_job(self, job: Job) -> None:
+        plan = self.plan
+        build_feature_cache(plan.model, plan.data, plan.optimizer, plan.training, plan.runtime)
+
+    def _baseline_job(self, job: Job) -> None:
+        self.baseline_row(job.options["seed"])
+
+    def _input_job(self, job: Job) -> None:
+        baselines = {seed: self._required(f"baseline_seed{seed}") for seed in self.spec.seeds}
+        self.input_rows(job.options["codec"], job.options["quality"], baselines)
+
+    def _squeezed_job(self, job: Job) -> None:
+        seed, quantizer = job.options["seed"], quantizer_config(job.options["quantizer"])
+        baseline = self._required(f"baseline_seed{seed}")
+        self.squeezed_row(quantizer, baseline, self.figures if job.options["figures"] else None)
+
+    def _required(self, row: str) -> dict:
+        """A row another job measured, refused with its job's reason when it has no result."""
+        path = self.results / f"{row}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        record = self.failure_record(row)
+        why = json.loads(record.read_text())["reason"] if record.is_file() else "it has not run"
+        raise UserError(f"{row} has no result ({why})")
+
+    @property
+    def figures(self) -> Path:
+        return self.output_dir / "figures"
+
+    def collect(self, jobs: list[Job], ended: dict[str, str] | None = None) -> list[dict]:
+        """The tables, the plot and the report (``collect.py``)."""
+        from embeddings_squeeze.engine.sweep.collect import collect  # it reads this module's Sweep
+
+        return collect(self, jobs, ended)
+
+
+def failure_reason(error: BaseException) -> str:
+    """A failed job's reason as one line: a user mistake's own message, else the exception's."""
+    return one_line(str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}")
