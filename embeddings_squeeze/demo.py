@@ -80,13 +80,13 @@ def main(args: argparse.Namespace) -> dict:
     )
     view = ComparisonConfig(output_dir=str(root / "visualizations"))
     scored = DataConfig(data_path=str(data_root), split_seed=None)  # the checkpoints' split
-    summary = compare(Runs(baseline, squeezed), scored, runtime, view, model.backbone, model.dataset)
-    print(console_text(summary, view.dataset_split, view.output_dir))
+    report = compare(Runs(baseline, squeezed), scored, runtime, view, model.backbone, model.dataset)
+    print(console_text(report, view.output_dir))
     print(
         f"next: open {view.output_dir}/index.html in a browser; the README's 'Real data' runs "
         "the same steps on Oxford-IIIT Pet"
     )
-    return summary
+    return report.as_dict()
 
 
 if __name__ == "__main__":

@@ -65,9 +65,9 @@ def main(args: argparse.Namespace) -> dict:
     view = from_namespace(ComparisonConfig, args)
     runs = Runs(args.baseline_checkpoint, args.vq_checkpoint, args.reference_checkpoint)
     data, runtime = from_namespace(DataConfig, args), from_namespace(RuntimeConfig, args)
-    summary = compare(runs, data, runtime, view, args.backbone, args.dataset)
-    print(console_text(summary, view.dataset_split, view.output_dir))
-    return summary
+    report = compare(runs, data, runtime, view, args.backbone, args.dataset)
+    print(console_text(report, view.output_dir))
+    return report.as_dict()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from embeddings_squeeze.utils.columns import averaged, glossary, method_and_setting, ordered, reported
 from embeddings_squeeze.utils.metrics import METRICS, Metric, register_metric
 
@@ -21,9 +23,14 @@ def test_rows_know_their_curve_and_point():
 
 
 def test_columns_keep_the_schema_order_with_patterns_and_deviations():
-    keys = ["miou_std", "iou_pet", "zz_unknown", "miou", "name", "iou_border", "bytes_at_90"]
-    assert ordered(keys) == ["name", "miou", "miou_std", "iou_pet", "iou_border", "bytes_at_90", "zz_unknown"]
+    keys = ["miou_std", "iou_pet", "miou", "name", "iou_border", "bytes_at_90"]
+    assert ordered(keys) == ["name", "miou", "miou_std", "iou_pet", "iou_border", "bytes_at_90"]
     assert "miou" in averaged() and "seed" not in averaged()
+
+
+def test_a_key_the_schema_does_not_name_is_refused():
+    with pytest.raises(ValueError, match="'delta_mIoU' is not a column"):
+        ordered(["name", "delta_mIoU"])  # misspelt: it would have become a column of its own
 
 
 def test_a_registered_metric_brings_its_columns(monkeypatch):

@@ -150,9 +150,10 @@ def test_registered_backbone_and_dataset_run_through_fit_and_compare(registries,
     baseline = fit("toy_baseline", model, data, training, runtime, optimizer)
     squeezed = fit("toy", model, data, training, runtime, optimizer, QuantizerConfig(num_vectors=8))
     view = ComparisonConfig(output_dir=str(tmp_path / "vis"), n_best=1, n_worst=1)
-    summary = compare(Runs(baseline, squeezed), replace(data, split_seed=None), runtime, view, "toy", "toy")
-    assert list(summary["baseline_class_iou"]) == ["floor", "square"] and summary["images"] == 4
-    assert summary["baseline_miou"] > 0.6  # bright squares on dark noise are easy: the head learned them
+    report = compare(Runs(baseline, squeezed), replace(data, split_seed=None), runtime, view, "toy", "toy")
+    baseline_scores = report.result.models["baseline"]
+    assert list(baseline_scores.class_iou) == ["floor", "square"] and report.result.images == 4
+    assert baseline_scores["miou"].value > 0.6  # bright squares on dark noise are easy: the head learned them
     info = read_checkpoint(squeezed)["embeddings_squeeze"]
     assert info["backbone"] == "toy" and info["dataset"] == "toy"
     assert (tmp_path / "vis" / "best_results_test.png").is_file()

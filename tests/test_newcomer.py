@@ -212,7 +212,7 @@ def test_a_model_that_predicts_one_class_is_flagged():
         {"baseline": {"confusion": fine}, "squeezed": {"confusion": one_class}},
         {"baseline": fine, "squeezed": one_class},
     )
-    summary = comparison.summary()
+    summary = comparison.result().as_dict()
     assert summary["squeezed_degenerate"] and summary["baseline_degenerate"] is None
     # its mIoU looks fair (background alone scores 0.6), which is why the warning is needed
     assert summary["squeezed_miou"] == pytest.approx(0.6 / 3)

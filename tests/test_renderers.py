@@ -15,13 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embeddings_squeeze.data.labels import IGNORE_INDEX, ClassSet
-from embeddings_squeeze.engine.compare import score_fields, write_page
+from embeddings_squeeze.engine.compare import score_fields
+from embeddings_squeeze.utils import pages
 from embeddings_squeeze.utils.columns import Kind, all_columns
 from embeddings_squeeze.utils.comparison import Comparison
 from embeddings_squeeze.utils.iou import confusion_matrices
 from embeddings_squeeze.utils.metrics import chosen, image_statistics, key_of
+from embeddings_squeeze.utils.records import ComparisonReport
 from embeddings_squeeze.utils.summary_text import console_text
 from embeddings_squeeze.utils.sweep_report import (
+    SweepTables,
     plot_rate_quality,
     rate_at_quality,
     sentences,
@@ -63,8 +66,8 @@ def class_set(classes: int) -> ClassSet:
 
 
 @st.composite
-def comparisons(draw) -> tuple[dict, list[dict], list[str]]:
-    """A comparison's summary as ``compare`` writes it (rate and floor numbers generated), its per-image
+def comparisons(draw) -> tuple[ComparisonReport, list[dict], list[str]]:
+    """A comparison's report as ``compare`` makes it (rate and floor numbers generated), its per-image
     rows, and the score fields."""
     classes, images = draw(st.integers(1, 150)), draw(st.integers(1, 5))
     names = ("baseline", "squeezed", "reference") if draw(st.booleans()) else ("baseline", "squeezed")
@@ -88,23 +91,21 @@ def comparisons(draw) -> tuple[dict, list[dict], list[str]]:
             row[f"{metric}_difference"] = by_model["squeezed"] - by_model["baseline"]
         rows.append(row)
     number = st.floats(0.5, 1e5, allow_nan=False)
-    summary = {
-        **comparison.summary(),
-        "split": "test",
-        "rate": {
-            "coding": "16 codes per level",
-            "quantizer_type": "vq",
-            "positions_per_image": 49,
-            "coded_bits_per_image": draw(number),
-            "payload_bytes_mean": draw(number),
-            "header_bytes": 10,
-            "payload_bits_per_pixel": draw(number),
-            "float32_bits_per_image": 150528 * 8,
-            "compression_vs_float32_payload": draw(number),
-        },  # fmt: skip
-        "task_floor": {f"mask_{coder}": {"bytes_mean": draw(number)} for coder in ("png", "webp", "context")},
+    rate = {
+        "coding": "16 codes per level",
+        "quantizer_type": "vq",
+        "positions_per_image": 49,
+        "coded_bits_per_image": draw(number),
+        "payload_bytes_mean": draw(number),
+        "header_bytes": 10,
+        "payload_bits_per_pixel": draw(number),
+        "float32_bits_per_image": 150528 * 8,
+        "compression_vs_float32_payload": draw(number),
     }
-    return summary, rows, score_fields(METRICS, list(names))
+    floor = {f"mask_{coder}": {"bytes_mean": draw(number)} for coder in ("png", "webp", "context")}
+    checkpoints = {"baseline": "b.ckpt", "vq": "v.ckpt"}
+    report = ComparisonReport(comparison.result(), "test", checkpoints, rate, floor)
+    return report, rows, score_fields(METRICS, list(names))
 
 
 def numbers_in(text: str) -> list[float]:
@@ -114,16 +115,17 @@ def numbers_in(text: str) -> list[float]:
 @RENDER
 @given(comparisons())
 def test_a_comparison_renders_on_the_console_and_its_page(tmp_path_factory, generated):
-    summary, rows, fields = generated
+    report, rows, fields = generated
+    summary = report.as_dict()
     for key, bounds in summary.items():
         if key.endswith("_ci") and bounds is not None:  # an interval stated holds its estimate
             assert bounds[0] <= summary[key.removesuffix("_ci")] <= bounds[1], key
+    json.dumps(summary, allow_nan=True)  # the summary file's content: plain values only
     folder = tmp_path_factory.mktemp("page")
-    text = console_text(summary, "test", str(folder))
+    text = console_text(report, str(folder))
     assert text.count("VQ - baseline") == len(summary["metrics"])
-    write_page(folder / "index.html", summary, [], rows, fields, folder)
-    page = (folder / "index.html").read_text()
-    assert page.count("<tr>") >= len(rows) + len(summary["metrics"])
+    page = pages.comparison_page(report, folder, [], rows, fields)
+    assert page.count("<tr>") == 1 + len(summary["metrics"]) + 1 + len(rows) + 1 + 2  # heads and rows
     for line in page.split("<tr>"):  # each interval shown in the table holds the estimate shown beside it
         match = re.search(r"([-+]?\d+\.\d{4}) \[([-+]?\d+\.\d{3}), ([-+]?\d+\.\d{3})\]", line)
         if match:
@@ -211,14 +213,17 @@ def test_a_sweep_renders_its_tables_plot_and_report(tmp_path_factory, generated)
     aggregates = seed_means(rows, statistics, METRICS, reference_of)
     rule = adjust(rows + aggregates)
     methods = rate_at_quality(rows)
-    lines = sentences(rows, aggregates, rule)
-    write_tables(folder, rows, aggregates, methods, lines)
+    tables = SweepTables(rows, [], aggregates, methods, sentences(rows, aggregates, rule))
+    write_tables(folder, tables)
     with open(folder / "sweep.csv") as handle:
         table = list(csv.DictReader(handle))
     names = [row["name"] for row in table]
     assert len(names) == len(set(names))  # every row named once
     assert all(is_column(key) for key in table[0]), [key for key in table[0] if not is_column(key)]
     stored = json.loads((folder / "sweep.json").read_text())
+    parts = ("rows", "aggregates", "rate_at_quality")
+    written = {key for part in parts for row in stored[part] for key in row}
+    assert all(is_column(key) for key in written), sorted(key for key in written if not is_column(key))
     for row in stored["rows"] + stored["aggregates"]:  # every interval written holds its estimate
         for key in row:
             if key.endswith("_low") and row[key] is not None:
@@ -226,7 +231,7 @@ def test_a_sweep_renders_its_tables_plot_and_report(tmp_path_factory, generated)
                 assert row[key] <= estimate <= row[key.removesuffix("_low") + "_high"], (row["name"], key)
     plot_rate_quality(rows, aggregates, "generated", folder / "rate_quality.png")
     figures = [(folder / "rate_quality.png", "mIoU against bytes")]
-    write_report(folder / "report.html", "generated", {}, rows, aggregates, methods, lines, figures)
+    write_report(folder / "report.html", "generated", {}, tables, figures)
     report = (folder / "report.html").read_text()
     assert all(row["name"] in report for row in rows)
     assert "data:image/png;base64," in report

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import html
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,13 +21,13 @@ from embeddings_squeeze.engine.run_dirs import completed_epochs, output_folder, 
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
 from embeddings_squeeze.models import BASELINE, SQUEEZED
 from embeddings_squeeze.models.quantizers import IndexQuantizer, quantizer_class
-from embeddings_squeeze.utils import intervals, pages
+from embeddings_squeeze.utils import pages
 from embeddings_squeeze.utils.code_figures import plot_code_atlas, plot_code_maps
 from embeddings_squeeze.utils.codes import CodeAtlas, write_codes_csv
-from embeddings_squeeze.utils.comparison import TITLES
 from embeddings_squeeze.utils.figures import draw_rankings
 from embeddings_squeeze.utils.files import write_json
-from embeddings_squeeze.utils.metrics import check_ranking, chosen, key_of, metric_named
+from embeddings_squeeze.utils.metrics import check_ranking, chosen
+from embeddings_squeeze.utils.records import ComparisonReport
 from embeddings_squeeze.utils.task_floor import TaskFloor
 
 log = logging.getLogger(__name__)
@@ -52,13 +51,13 @@ def compare(
     view: ComparisonConfig = ComparisonConfig(),
     model_name: str | None = None,
     dataset: str | None = None,
-) -> dict:
+) -> ComparisonReport:
     """Rebuild the models from their checkpoints alone, score every image of ``view.dataset_split``.
 
     Writes scores_<split>.csv (every image), summary_<split>.json (metrics with their intervals,
     and the rate table) and the best/worst figures to ``view.output_dir``, and for quantizers that
     send codebook indices the code maps of the same images, the code atlas and codes_<split>.csv
-    (what each code stands for); returns the summary. The split is the one the VQ model was
+    (what each code stands for); returns its report. The split is the one the VQ model was
     trained with (its split seed, validation share and subset size), unless ``data`` says otherwise.
     ``model_name`` and ``dataset`` (None: the checkpoints') must be the ones they were trained with,
     and the data found must have their classes. Earlier outputs in ``view.output_dir`` are replaced
@@ -95,15 +94,15 @@ def compare(
         options = CompareOptions(view.n_best, view.n_worst, record, (view.rank_by,), floor, reference,
                                  tuple(metrics), atlas)  # fmt: skip
         comparison = compare_models(baseline, squeezed, datamodule, split, pick_device(runtime), options)
-    summary = _summary(comparison, runs, split, baseline_checkpoint)
+    report = _report(comparison, runs, split, baseline_checkpoint)
     if indexed:
-        summary["codes"] = _draw_codes(comparison, squeezed, view)
-    write_json(outputs[1], summary)
+        report = replace(report, codes=_draw_codes(comparison, squeezed, view))
+    write_json(outputs[1], report.as_dict())
     draw_rankings(comparison, view.rank_by, split, view.n_best, view.n_worst, Path(view.output_dir),
-                  " ".join(summary["warnings"]))  # fmt: skip
+                  " ".join(report.warnings))  # fmt: skip
     figures = [name for name in names if name.endswith(".png")]
-    write_page(outputs[-1], summary, figures, scored, fields, Path(view.output_dir))
-    return summary
+    outputs[-1].write_text(pages.comparison_page(report, Path(view.output_dir), figures, scored, fields))
+    return report
 
 
 def _read_pair(runs: Runs) -> tuple[dict, dict]:
@@ -155,23 +154,19 @@ def _scored_data(data: DataConfig, checkpoint: dict, squeezed) -> SegmentationDa
     return datamodule
 
 
-def _summary(comparison, runs: Runs, split: str, baseline_checkpoint: dict) -> dict:
-    """The comparison's summary with what was compared, its rate and task floor, and its warnings."""
-    summary = {
-        **comparison.summary(),
-        "split": split,
-        "baseline_checkpoint": str(runs.baseline),
-        "vq_checkpoint": str(runs.squeezed),
-        **({"reference_checkpoint": str(runs.reference)} if runs.reference is not None else {}),
-        "rate": comparison.rate,
-        "task_floor": comparison.task_floor,
-    }
+def _report(comparison, runs: Runs, split: str, baseline_checkpoint: dict) -> ComparisonReport:
+    """The comparison's result with what was compared, its rate and task floor, and its warnings."""
+    checkpoints = {"baseline": str(runs.baseline), "vq": str(runs.squeezed)}
+    if runs.reference is not None:
+        checkpoints["reference"] = str(runs.reference)
+    capped = ()
     if unconverged(baseline_checkpoint):
-        summary["warnings"].append(
+        capped = (
             f"warning: the baseline stopped at its cap of {completed_epochs(baseline_checkpoint)} epochs "
-            "before its validation loss flattened (--converge); VQ - baseline may understate the cost"
+            "before its validation loss flattened (--converge); VQ - baseline may understate the cost",
         )
-    return summary
+    return ComparisonReport(comparison.result(), split, checkpoints, comparison.rate, comparison.task_floor,
+                            extra_warnings=capped)  # fmt: skip
 
 
 def score_fields(metrics, models: list[str]) -> list[str]:
@@ -180,48 +175,6 @@ def score_fields(metrics, models: list[str]) -> list[str]:
     for metric in metrics:
         fields += [*(f"{model}_{metric.name}" for model in models), f"{metric.name}_difference"]
     return fields
-
-
-def write_page(
-    path: Path, summary: dict, figures: list[str], scored: list[dict], fields: list[str], folder: Path
-):
-    """index.html: the comparison on one self-contained page: its scores with their intervals and
-    verdicts, the rate, the figures, every image's scores in a table that sorts, the settings last."""
-    models = [name for name in TITLES if f"{name}_miou" in summary]
-    rows = []
-    for name in summary["metrics"]:
-        key = key_of(metric_named(name))
-        row = {"metric": key}
-        for model in models:
-            row[model] = (
-                f"{summary[f'{model}_{key}']:.4f} {intervals.bounds_text(summary[f'{model}_{key}_ci'])}"
-            )
-        difference = f"{key}_difference"
-        standing = intervals.verdict(summary[f"{difference}_p_holm"], summary[f"{difference}_note"])
-        bounds = intervals.bounds_text(summary[f"{difference}_ci"], signed=True)
-        row["VQ - baseline"] = f"{summary[difference]:+.4f} {bounds} ({standing})"
-        rows.append(row)
-    rate = summary["rate"]
-    parts = [
-        f"<p>{summary['images']} images ({summary['images_scored']} scored) of the {summary['split']} split, "
-        "each prediction scored against its mask at the mask's own size; [95 % interval over these images, "
-        f"for these trained models: delta method, t; paired for differences]; {summary['multiplicity']}.</p>",
-        *[f"<p><strong>{html.escape(warning)}</strong></p>" for warning in summary["warnings"]],
-        pages.table(rows, ["metric", *models, "VQ - baseline"]),
-        f"<p>Rate: {rate['payload_bytes_mean']:.1f} bytes per image ({rate['header_bytes']} of them header), "
-        f"coded {rate['coded_bits_per_image']:.1f} bits; float32 embeddings "
-        f"{rate['float32_bits_per_image'] // 8} bytes.</p>",
-        "<h2>Figures</h2>",
-        *[pages.image(folder / name, name.removesuffix(".png").replace("_", " ")) for name in figures],
-        "<h2>Every image</h2><p>Click a header to sort.</p>",
-        pages.table(scored, fields, sortable=True),
-        "<h2>Settings</h2>",
-        pages.table(
-            [{"setting": key, "value": summary[key]} for key in summary if key.endswith("_checkpoint")],
-            ["setting", "value"],
-        ),  # fmt: skip
-    ]
-    path.write_text(pages.page(f"Baseline and VQ model on the {summary['split']} split", parts))
 
 
 def _draw_codes(comparison, squeezed, view: ComparisonConfig) -> dict:

@@ -257,21 +257,21 @@ def method_and_setting(row: dict) -> tuple[str, object]:
     return row["configuration"], None
 
 
-def ordered(keys) -> list[str]:
-    """``keys`` in the schema's order: a pattern such as ``iou_<class>`` places its instances where
-    it stands, ``<column>_std`` follows its column, unknown keys go last; ties keep their order."""
+def position(key: str) -> int:
+    """Where ``key`` stands in the schema: a pattern such as ``iou_<class>`` places its instances, and
+    ``<column>_std`` stands at its column. A key the schema does not name is refused, so a misspelt key
+    fails where it is written instead of becoming a column of its own."""
     schema = all_columns()
-    exact = {column.name: i for i, column in enumerate(schema) if "<" not in column.name}
-    patterns = [(column.name.split("<")[0], i) for i, column in enumerate(schema) if "<" in column.name]
+    base = key.removesuffix("_std")
+    for i, column in enumerate(schema):
+        if column.name == base or ("<" in column.name and base.startswith(column.name.split("<")[0])):
+            return i
+    raise ValueError(f"{key!r} is not a column of the sweep's schema (utils/columns.py)")
 
-    def place(key: str) -> tuple[int, bool]:
-        base = key.removesuffix("_std")
-        position = exact.get(base)
-        if position is None:
-            position = next((i for prefix, i in patterns if base.startswith(prefix)), len(schema))
-        return position, key.endswith("_std")
 
-    return sorted(dict.fromkeys(keys), key=place)
+def ordered(keys) -> list[str]:
+    """``keys`` in the schema's order, ``<column>_std`` after its column; ties keep their order."""
+    return sorted(dict.fromkeys(keys), key=lambda key: (position(key), key.endswith("_std")))
 
 
 def glossary() -> str:

@@ -22,6 +22,14 @@ from embeddings_squeeze.utils import intervals
 from embeddings_squeeze.utils.codes import CodeAtlas
 from embeddings_squeeze.utils.iou import class_iou, mean_iou, per_image_iou
 from embeddings_squeeze.utils.metrics import IoU, Metric, Scores, key_of
+from embeddings_squeeze.utils.records import (
+    DIFFERENCE_KEYS,
+    TITLES,
+    ComparisonResult,
+    Difference,
+    Estimate,
+    ModelScores,
+)
 
 
 @dataclass
@@ -118,58 +126,53 @@ class Comparison:
         counts = self.scores[name].statistics["confusion"]
         return torch.stack(counts) if counts else torch.zeros(0, size, size)
 
-    def summary(self) -> dict:
+    def result(self) -> ComparisonResult:
         """Per model and metric: the split's value with its 95 % interval (``utils/intervals.py``)
         and its class values; the mIoU at the input size and the mean per-image IoU; the paired
-        differences against the baseline (and the reference) with their intervals, p-values and
-        significance after Holm's adjustment over every difference of the comparison."""
+        differences against the baseline (and the reference) with their intervals and p-values,
+        Holm-adjusted together over every difference of the comparison."""
         image_iou = {name: per_image_iou(self.stacked(name)) for name in self.models}
         scored = ~torch.isnan(image_iou["squeezed"])
-        summary = {"images": self.total_images, "images_scored": int(scored.sum()),
-                   "metrics": [metric.name for metric in self.metrics]}  # fmt: skip
+        models = {}
         for name in self.models:
-            summary.update({f"{name}_{key}": value for key, value in self.scores[name].report().items()})
-            summary[f"{name}_miou_input_size"] = mean_iou(self.input_confusion[name])
-            summary[f"{name}_mean_image_iou"] = (
-                image_iou[name][scored].mean().item() if scored.any() else math.nan
-            )
-        pairs = [("{}_difference", "squeezed", "baseline")]
-        if "reference" in self.models:
-            pairs.append(("{}_difference_vs_reference", "squeezed", "reference"))
-            pairs.append(("reference_{}_difference", "reference", "baseline"))
-        differences = []
-        for template, first, second in pairs:
-            for metric in self.metrics:
-                key, measure = template.format(key_of(metric)), key_of(metric)
-                summary[key] = summary[f"{first}_{measure}"] - summary[f"{second}_{measure}"]
-                found = intervals.Interval(summary[key], note="no images")
-                if self.total_images:
-                    statistics = (self.scores[first].stacked(metric), self.scores[second].stacked(metric))
-                    found = intervals.interval([statistics[0]], metric, [statistics[1]])
-                summary.update({f"{key}_ci": found.bounds(), f"{key}_note": found.note,
-                                f"{key}_p": found.p_value})  # fmt: skip
-                differences.append(key)
-        adjusted = intervals.holm([summary[f"{key}_p"] for key in differences])
-        for key, p_value in zip(differences, adjusted):
-            summary[f"{key}_p_holm"] = p_value
-            summary[f"{key}_significant"] = intervals.significant(p_value)
-        summary["multiplicity"] = f"Holm over the {len(differences)} differences of this comparison"
-        summary["mean_image_iou_difference"] = (
-            summary["squeezed_mean_image_iou"] - summary["baseline_mean_image_iou"]
-        )
-        summary["warnings"] = []
-        for name in self.models:
+            mean_image = image_iou[name][scored].mean().item() if scored.any() else math.nan
             reason = degenerate(self.stacked(name).sum(dim=0), self.classes.names)
-            summary[f"{name}_degenerate"] = reason
-            if reason is not None:
-                summary["warnings"].append(
-                    f"warning: the {TITLES[name]} model {reason}; its mIoU means little"
-                )
-        return summary
+            input_size = mean_iou(self.input_confusion[name])
+            models[name] = ModelScores(name, self.scores[name].results(), input_size, mean_image, reason)
+        pairs = [pair for pair in DIFFERENCE_KEYS if set(pair) <= set(self.models)]
+        found = [(pair, metric, self._difference(*pair, metric)) for pair in pairs for metric in self.metrics]
+        adjusted = intervals.holm([interval.p_value for *_, interval in found])
+        differences = tuple(
+            Difference(*pair, key_of(m), _paired(models, pair, key_of(m), interval), interval.p_value, p_holm)
+            for (pair, m, interval), p_holm in zip(found, adjusted)
+        )
+        warnings = tuple(
+            f"warning: the {TITLES[name]} model {scores.degenerate}; its mIoU means little"
+            for name, scores in models.items()
+            if scores.degenerate is not None
+        )
+        return ComparisonResult(
+            self.total_images, int(scored.sum()), tuple(metric.name for metric in self.metrics), models,
+            differences, models["squeezed"].mean_image_iou - models["baseline"].mean_image_iou, warnings,
+        )  # fmt: skip
+
+    def _difference(self, first: str, second: str, metric: Metric) -> intervals.Interval:
+        """The interval of ``first`` minus ``second`` in ``metric``, paired on the same images."""
+        if not self.total_images:
+            return intervals.Interval(math.nan, note="no images")
+        first_images, second_images = self.scores[first].stacked(metric), self.scores[second].stacked(metric)
+        return intervals.interval([first_images], metric, [second_images])
+
+
+def _paired(
+    models: dict[str, ModelScores], pair: tuple[str, str], key: str, found: intervals.Interval
+) -> Estimate:
+    """The difference of the two models' split values with the paired interval ``found``."""
+    first, second = pair
+    return Estimate(models[first][key].value - models[second][key].value, found.bounds(), found.note)
 
 
 ONE_CLASS_SHARE = 0.99  # a model predicting one class for this share of the pixels has learnt nothing
-TITLES = {"baseline": "baseline", "squeezed": "VQ", "reference": "continuous"}
 
 
 def degenerate(confusion: torch.Tensor, class_names) -> str | None:

@@ -25,6 +25,7 @@ from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.registry import Registry
 from embeddings_squeeze.utils import intervals
 from embeddings_squeeze.utils.iou import class_iou, confusion_matrices
+from embeddings_squeeze.utils.records import Estimate, MetricScore
 
 BOUNDARY_TOLERANCE = 2  # pixels: a boundary pixel counts as found within this chessboard distance
 
@@ -204,22 +205,29 @@ class Scores:
         """(N, ...) the per-image statistics ``metric`` reads."""
         return torch.stack(self.statistics[metric.statistics_key])
 
-    def report(self) -> dict:
-        """Per metric: its value on the split (``miou`` for IoU, else its name), its 95 % interval
-        (``_ci``: ``utils/intervals.py``; None when none is stated, ``_note`` says why) and its value
-        per class (``class_<name>``) where it has one."""
-        report = {}
+    def results(self) -> tuple[MetricScore, ...]:
+        """Per metric: its value on the split with its 95 % interval (``utils/intervals.py``; none
+        stated without images, the note says why) and its value per class where it has one."""
+        results = []
         for metric in self.metrics:
-            key = key_of(metric)
             if not self.statistics[metric.statistics_key]:
-                report.update({key: float("nan"), f"{key}_ci": None, f"{key}_note": "no images"})
+                results.append(
+                    MetricScore(metric.name, key_of(metric), Estimate(float("nan"), note="no images"))
+                )
                 continue
             statistics = self.stacked(metric)
-            found = intervals.interval([statistics], metric)
-            report.update({key: found.estimate, f"{key}_ci": found.bounds(), f"{key}_note": found.note})
             per_class = metric.class_values(statistics.sum(dim=0))
-            if per_class is not None:
-                report[f"class_{metric.name}"] = dict(zip(self.class_names, per_class.tolist()))
+            per_class = None if per_class is None else dict(zip(self.class_names, per_class.tolist()))
+            found = Estimate.of(intervals.interval([statistics], metric))
+            results.append(MetricScore(metric.name, key_of(metric), found, per_class))
+        return tuple(results)
+
+    def report(self) -> dict:
+        """The results as columns: ``miou`` for IoU (else the metric's name), its interval (``_ci``)
+        and note (``_note``), its values per class (``class_<name>``)."""
+        report = {}
+        for result in self.results():
+            report.update(result.columns())
         return report
 
 

@@ -1,38 +1,37 @@
-"""A comparison's summary (``engine/compare.py``) as the lines the console shows; the commands print them."""
+"""A comparison's report (``utils/records.py``) as the lines the console shows; the commands print them."""
 
 from __future__ import annotations
 
 import math
 
-from embeddings_squeeze.utils.comparison import TITLES
-from embeddings_squeeze.utils.intervals import bounds_text, verdict
 from embeddings_squeeze.utils.metrics import key_of, metric_named
+from embeddings_squeeze.utils.records import TITLES, ComparisonReport, ComparisonResult
 
 WIDTH, LABEL = 26, 24  # a model's column, the row label
 
 
-def summary_lines(summary: dict, split: str) -> list[str]:
+def summary_lines(report: ComparisonReport) -> list[str]:
     """The scores table with intervals, the paired differences, the rate, the task floor, the codes and
     the warnings."""
-    models = [name for name in TITLES if f"{name}_miou" in summary]
     return [
-        *_scores(summary, split, models),
-        *_differences(summary, models),
+        *_scores(report.result, report.split),
+        *_differences(report.result),
         "",
-        _rate(summary["rate"]),
-        _floor(summary["rate"], summary["task_floor"]),
-        *([_codes(summary["codes"])] if "codes" in summary else []),
-        *summary["warnings"],
+        _rate(report.rate),
+        _floor(report.rate, report.task_floor),
+        *([_codes(report.codes)] if report.codes is not None else []),
+        *report.warnings,
     ]
 
 
-def console_text(summary: dict, split: str, output_dir: str) -> str:
-    """The summary's lines, then what the comparison wrote to ``output_dir``, in one line."""
+def console_text(report: ComparisonReport, output_dir: str) -> str:
+    """The report's lines, then what the comparison wrote to ``output_dir``, in one line."""
+    split = report.split
     written = f"{{best,worst}}_results_{split}.png, scores_{split}.csv, summary_{split}.json"
-    if "codes" in summary:
+    if report.codes is not None:
         written += f", codes_{{best,worst}}_{split}.png, code_atlas_{split}.png, codes_{split}.csv"
     lines = [
-        *summary_lines(summary, split),
+        *summary_lines(report),
         "",
         f"wrote {output_dir}/{written}, index.html (all of it on one page)",
     ]
@@ -47,51 +46,39 @@ def _iou(value: float) -> str:
     return "absent" if math.isnan(value) else f"{value:.4f}"  # in neither ground truth nor prediction
 
 
-def _scores(summary: dict, split: str, models: list[str]) -> list[str]:
+def _scores(result: ComparisonResult, split: str) -> list[str]:
+    models = result.models.values()
     lines = [
         "",
-        f"{split} split: {summary['images']} images ({summary['images_scored']} scored), scored at each "
+        f"{split} split: {result.images} images ({result.images_scored} scored), scored at each "
         "mask's own size; [95 % interval over these images, for these trained models: delta method, t]; "
-        f"differences paired on the same images, {summary['multiplicity']}",
+        f"differences paired on the same images, {result.multiplicity}",
     ]
-    notes = sorted({note for key, note in summary.items() if key.endswith("_note") and note})
-    lines += [f"interval note: {note}" for note in notes]
-    lines.append(_row("", [TITLES[name] for name in models]))
-    lines.append(_row("mIoU", [_with_interval(summary, name, "miou") for name in models]))
-    for label, suffix in (
-        ("mIoU at the input size", "miou_input_size"),
-        ("mean per-image IoU", "mean_image_iou"),
-    ):
-        lines.append(_row(label, [f"{summary[f'{name}_{suffix}']:.4f}" for name in models]))
-    for name in summary["baseline_class_iou"]:
-        lines.append(_row(f"IoU {name}", [_iou(summary[f"{model}_class_iou"][name]) for model in models]))
-    for metric in _others(summary):
-        lines.append(_row(metric.title, [_with_interval(summary, name, key_of(metric)) for name in models]))
+    lines += [f"interval note: {note}" for note in result.notes()]
+    lines.append(_row("", [TITLES[model.role] for model in models]))
+    lines.append(_row("mIoU", [model["miou"].text() for model in models]))
+    lines.append(_row("mIoU at the input size", [f"{model.miou_input_size:.4f}" for model in models]))
+    lines.append(_row("mean per-image IoU", [f"{model.mean_image_iou:.4f}" for model in models]))
+    for name in result.models["baseline"].class_iou:
+        lines.append(_row(f"IoU {name}", [_iou(model.class_iou[name]) for model in models]))
+    for metric in _others(result):
+        lines.append(_row(metric.title, [model[key_of(metric)].text() for model in models]))
     return lines
 
 
-def _with_interval(summary: dict, model: str, key: str) -> str:
-    return f"{summary[f'{model}_{key}']:.4f} {bounds_text(summary[f'{model}_{key}_ci'])}"
+def _others(result: ComparisonResult) -> list:
+    return [metric_named(name) for name in result.metrics if name != "iou"]
 
 
-def _others(summary: dict) -> list:
-    return [metric_named(name) for name in summary["metrics"] if name != "iou"]
-
-
-def _difference(summary: dict, key: str) -> str:
-    """A difference with its interval and its standing after Holm's adjustment."""
-    standing = verdict(summary[f"{key}_p_holm"], summary[f"{key}_note"])
-    return f"{summary[key]:+.4f} {bounds_text(summary[f'{key}_ci'], signed=True)}  ({standing})"
-
-
-def _differences(summary: dict, models: list[str]) -> list[str]:
-    lines = [f"VQ - baseline mIoU: {_difference(summary, 'miou_difference')}"]
-    for metric in _others(summary):
-        lines.append(f"VQ - baseline {metric.title}: {_difference(summary, f'{key_of(metric)}_difference')}")
-    if "reference" in models:
-        quantization = _difference(summary, "miou_difference_vs_reference")
+def _differences(result: ComparisonResult) -> list[str]:
+    lines = [f"VQ - baseline mIoU: {result.difference('squeezed', 'baseline').text()}"]
+    for metric in _others(result):
+        difference = result.difference("squeezed", "baseline", key_of(metric))
+        lines.append(f"VQ - baseline {metric.title}: {difference.text()}")
+    if "reference" in result.models:
+        quantization = result.difference("squeezed", "reference").text()
         lines.append(f"VQ - continuous mIoU (the quantization alone): {quantization}")
-        projections = _difference(summary, "reference_miou_difference")
+        projections = result.difference("reference", "baseline").text()
         lines.append(f"continuous - baseline mIoU (the projections): {projections}")
     return lines
 

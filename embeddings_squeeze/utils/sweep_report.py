@@ -9,10 +9,10 @@ a degenerate model or baseline, one point or none draw and print without failing
 from __future__ import annotations
 
 import csv
-import html
 import math
 import statistics as stats
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -193,23 +193,29 @@ def sentences(rows: list[dict], aggregates: list[dict], rule: str) -> list[str]:
     return lines
 
 
-def write_tables(
-    output_dir: Path,
-    rows: list[dict],
-    aggregates: list[dict],
-    methods: list[dict],
-    summary_sentences: list[str],
-    unmeasured: list[dict] = (),
-) -> None:
+@dataclass(frozen=True)
+class SweepTables:
+    """What a sweep's tables hold: the measured rows with their intervals, the rows not measured (with
+    their reasons), the seed aggregates, the methods' rates at equal quality, and one sentence per
+    squeezed configuration."""
+
+    rows: list[dict]
+    unmeasured: list[dict]
+    aggregates: list[dict]
+    methods: list[dict]
+    sentences: list[str]
+
+
+def write_tables(output_dir: Path, tables: SweepTables) -> None:
     """sweep.csv (one row per measured row, the failed and missing rows with their reasons, then the
     seed aggregates and the method rows of rate at equal quality) and sweep.json (the same, plus one
     sentence per squeezed configuration)."""
     write_json(
         output_dir / "sweep.json",
-        {"rows": rows, "unmeasured": list(unmeasured), "aggregates": aggregates, "rate_at_quality": methods,
-         "sentences": summary_sentences},
+        {"rows": tables.rows, "unmeasured": tables.unmeasured, "aggregates": tables.aggregates,
+         "rate_at_quality": tables.methods, "sentences": tables.sentences},
     )  # fmt: skip
-    table = rows + list(unmeasured) + aggregates + methods
+    table = tables.rows + tables.unmeasured + tables.aggregates + tables.methods
     columns = ordered(key for row in table for key in row)
     with open(output_dir / "sweep.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
@@ -316,7 +322,7 @@ def plot_rate_quality(
     figure.savefig(path)
 
 
-def _method_table(methods: list[dict]) -> str:
+def _method_rows(methods: list[dict]) -> list[dict]:
     """Rate at equal quality, with upper bounds written as such."""
     shown = []
     for entry in methods:
@@ -327,66 +333,38 @@ def _method_table(methods: list[dict]) -> str:
             row.update({f"bytes_at_{p}": _bytes(entry, p) for p in QUALITY_LEVELS})
             row.update({key: entry[key] for key in entry if key.startswith(("bd_rate_vs_", "standing_vs_"))})
         shown.append(row)
-    columns = ordered(key for row in shown for key in row)
-    return pages.table(shown, columns, sortable=True)
+    return shown
 
 
 def write_report(
     path: Path,
     title: str,
     settings: dict,
-    rows: list[dict],
-    aggregates: list[dict],
-    methods: list[dict],
-    summary_sentences: list[str],
+    tables: SweepTables,
     figures: list[tuple[Path, str]],
-    unmeasured: list[dict] = (),
     run_pages: list[tuple[str, str]] = (),
 ) -> None:
     """One HTML file with every figure embedded, so it opens from disk with no server: the plot and
     the verdicts first (after the rows that could not be measured, if any), then the tables (sortable),
     the figures with links to the pages of the runs shown (``run_pages``: href, text), and the settings
     last."""
-    columns = [name for name in reported() if any(name in row for row in rows)]
+    columns = [name for name in reported() if any(name in row for row in tables.rows)]
+    kept = {*columns, "seeds"}
+    aggregate_columns = ordered(key for row in tables.aggregates for key in row
+                                if key in kept or key.removesuffix("_std") in columns)  # fmt: skip
+    methods = _method_rows(tables.methods)
     plot, *others = figures
-    parts = [
-        *(
-            ["<h2>Not measured</h2>", pages.table(list(unmeasured), ["name", "kind", "reason"])]
-            if unmeasured
-            else []
-        ),
-        pages.image(*plot)
-        if plot[0].is_file()
-        else "<p>The rate-quality plot could not be drawn (the "
-        "console says why); the tables below hold its numbers.</p>",
-        "<h2>Where each model stands</h2>",
-        "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in summary_sentences) + "</ul>",
-        "<h2>Rate at equal quality</h2>",
-        "<p>bytes_at_P: bytes per image at P % of the seed's baseline mIoU on the method's Pareto front, "
-        "log-bytes interpolated; &lt;= N: the cheapest point tried already reaches it. BD-rate: Bjontegaard "
-        "delta rate in % against JPEG and WebP inputs, only where the fronts share at least half of the "
-        "narrower mIoU range and more than the widest 95 % interval of their points; negative means fewer "
-        "bytes. A mean over seeds gives bytes only when every seed reaches the quality.</p>",
-        _method_table(methods),
-        "<h2>Results</h2>",
-        "<p>mIoU at each mask's own size, with its 95 % interval over the test images (low, high; empty: "
-        "none stated); delta_miou against the row's own seed's baseline (paired interval; significance "
-        "after Holm's adjustment over the sweep). Click a header to sort.</p>",
-        pages.table(rows, columns, sortable=True),
-    ]
-    if aggregates:
-        kept = {*columns, "seeds"}
-        shown = ordered(key for row in aggregates for key in row
-                        if key in kept or key.removesuffix("_std") in columns)  # fmt: skip
-        parts += [
-            "<h2>Means over seeds</h2>",
-            "<p>Each column's mean, its standard deviation over seeds beside it (_std), and the 95 % "
-            "interval of the mean over seeds and test images (low, high).</p>",
-            pages.table(aggregates, shown, sortable=True),
-        ]
-    parts.append("<h2>Figures</h2>")
-    parts += [pages.image(figure, caption) for figure, caption in others if figure.is_file()]
-    parts += [pages.link(href, text) for href, text in run_pages]
-    parts += ["<h2>Settings</h2>", pages.table([{"setting": k, "value": v} for k, v in settings.items()],
-                                               ["setting", "value"])]  # fmt: skip
-    path.write_text(pages.page(title, parts))
+    page = pages.render(
+        "sweep_report.html",
+        title,
+        tables=tables,
+        plot=plot,
+        methods=methods,
+        method_columns=ordered(key for row in methods for key in row),
+        columns=columns,
+        aggregate_columns=aggregate_columns,
+        figures=others,
+        run_pages=run_pages,
+        settings=[{"setting": key, "value": value} for key, value in settings.items()],
+    )
+    path.write_text(page)

@@ -15,6 +15,7 @@ from embeddings_squeeze.models.quantizers import quantizer_class, run_label
 from embeddings_squeeze.utils.columns import Kind
 from embeddings_squeeze.utils.files import shown
 from embeddings_squeeze.utils.sweep_report import (
+    SweepTables,
     plot_rate_quality,
     rate_at_quality,
     sentences,
@@ -54,19 +55,19 @@ def collect(sweep: Sweep, jobs: list[Job], ended: dict[str, str] | None = None) 
     aggregates = seed_means(rows, statistics, sweep.metrics, sweep.reference_of)
     rule = adjust(rows + aggregates)
     methods = rate_at_quality(rows)
-    summary_sentences = sentences(rows, aggregates, rule)
-    write_tables(sweep.output_dir, rows, aggregates, methods, summary_sentences, unmeasured)
-    for line in summary_sentences:
+    tables = SweepTables(rows, unmeasured, aggregates, methods, sentences(rows, aggregates, rule))
+    write_tables(sweep.output_dir, tables)
+    for line in tables.sentences:
         log.info("%s", line)
     for row in unmeasured:
         log.warning("%s: %s, %s", row["name"], row["kind"], row["reason"])
-    _plot_and_report(sweep, rows, aggregates, methods, summary_sentences, unmeasured)
+    _plot_and_report(sweep, tables)
     written = ("sweep.csv", "sweep.json", "rate_quality.png", "report.html")
     log.info("wrote %s", ", ".join(shown(sweep.output_dir / n) for n in written))
     return rows + unmeasured
 
 
-def _plot_and_report(sweep: Sweep, rows, aggregates, methods, summary_sentences, unmeasured) -> None:
+def _plot_and_report(sweep: Sweep, tables: SweepTables) -> None:
     spec, model, data = sweep.spec, sweep.plan.model, sweep.datamodule
     masks = f", {data.hparams.mask_mode} masks" if data.hparams.mask_mode else ""
     title = f"{model.backbone} ({model.weights} weights), {data.title} {SPLIT}{masks}"
@@ -75,7 +76,7 @@ def _plot_and_report(sweep: Sweep, rows, aggregates, methods, summary_sentences,
     names.update({run_label(r): f"continuous reference {run_label(r)}" for r in spec.references()})
     plot = sweep.output_dir / "rate_quality.png"
     try:
-        plot_rate_quality(rows, aggregates, title, plot, names)
+        plot_rate_quality(tables.rows, tables.aggregates, title, plot, names)
     except Exception as error:  # the tables are written: a figure that cannot be drawn is a warning
         log.warning(
             "warning: rate_quality.png not drawn (%s: %s)", type(error).__name__, one_line(str(error))
@@ -88,9 +89,8 @@ def _plot_and_report(sweep: Sweep, rows, aggregates, methods, summary_sentences,
     report_settings = dict(spec.settings)
     for config in (sweep.plan.model, sweep.plan.data, sweep.plan.optimizer, sweep.plan.training):
         report_settings.update(asdict(config))
-    write_report(
-        sweep.output_dir / "report.html", f"Rate-quality sweep: {title}", report_settings, rows,
-        aggregates, methods, summary_sentences, report_figures, unmeasured,
-        [(PAGE, f"{spec.shown_model()}: every image's scores, on a page of its own")]
-        if (sweep.output_dir / PAGE).is_file() else [],
-    )  # fmt: skip
+    run_pages = [(PAGE, f"{spec.shown_model()}: every image's scores, on a page of its own")]
+    if not (sweep.output_dir / PAGE).is_file():
+        run_pages = []
+    write_report(sweep.output_dir / "report.html", f"Rate-quality sweep: {title}", report_settings, tables,
+                 report_figures, run_pages)  # fmt: skip

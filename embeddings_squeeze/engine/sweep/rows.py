@@ -13,6 +13,7 @@ from embeddings_squeeze.models.quantizers import quantizer_class, quantizer_valu
 from embeddings_squeeze.utils.columns import RATE_COLUMNS, Kind
 from embeddings_squeeze.utils.comparison import degenerate
 from embeddings_squeeze.utils.metrics import key_of
+from embeddings_squeeze.utils.records import ComparisonReport
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,18 @@ def metric_values(scores: dict, metrics, prefix: str = "") -> dict:
 
 
 def squeezed_row(
-    name: str, quantizer: QuantizerConfig, seed: int, summary: dict, seconds: float | None, metrics=()
+    name: str,
+    quantizer: QuantizerConfig,
+    seed: int,
+    report: ComparisonReport,
+    seconds: float | None,
+    metrics=(),
 ) -> dict:
-    """A squeezed model's row from its comparison with its seed's baseline (``summary``)."""
+    """A squeezed model's row from its comparison with its seed's baseline."""
     axis = quantizer_class(quantizer.quantizer_type).sweep_axis
+    result = report.result
+    squeezed, baseline = result.models["squeezed"], result.models["baseline"]
+    others = [key_of(metric) for metric in list(metrics)[1:]]
     row = {
         "name": name,
         "kind": Kind.SQUEEZED,
@@ -48,17 +57,17 @@ def squeezed_row(
         "setting": axis,
         "value": quantizer_values(quantizer)[axis] if axis else None,
         "seed": seed,
-        **{column.name: summary["rate"].get(column.rate_key) for column in RATE_COLUMNS},
-        "miou": summary["squeezed_miou"],
-        "miou_input_size": summary["squeezed_miou_input_size"],
-        "baseline_miou": summary["baseline_miou"],
-        "delta_miou": summary["miou_difference"],
-        "degenerate": summary["squeezed_degenerate"],
-        **metric_values(summary, list(metrics), "squeezed_"),
-        **{f"delta_{key_of(m)}": summary[f"{key_of(m)}_difference"] for m in list(metrics)[1:]},
+        **{column.name: report.rate.get(column.rate_key) for column in RATE_COLUMNS},
+        "miou": squeezed["miou"].value,
+        "miou_input_size": squeezed.miou_input_size,
+        "baseline_miou": baseline["miou"].value,
+        "delta_miou": result.difference("squeezed", "baseline").estimate.value,
+        "degenerate": squeezed.degenerate,
+        **{key: squeezed[key].value for key in others},
+        **{f"delta_{key}": result.difference("squeezed", "baseline", key).estimate.value for key in others},
     }
     row["training_seconds"] = rounded(seconds)
-    row.update({f"iou_{k}": v for k, v in summary["squeezed_class_iou"].items()})
+    row.update({f"iou_{k}": v for k, v in squeezed.class_iou.items()})
     return row
 
 

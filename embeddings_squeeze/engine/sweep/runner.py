@@ -15,7 +15,7 @@ import torch
 from embeddings_squeeze.config import QuantizerConfig
 from embeddings_squeeze.console import one_line
 from embeddings_squeeze.engine.checkpoint import load_module, read_checkpoint
-from embeddings_squeeze.engine.compare import score_fields, write_page
+from embeddings_squeeze.engine.compare import score_fields
 from embeddings_squeeze.engine.evaluation import (
     CompareOptions,
     compare_models,
@@ -31,10 +31,12 @@ from embeddings_squeeze.errors import Interrupted, UserError
 from embeddings_squeeze.models import BASELINE, SQUEEZED
 from embeddings_squeeze.models.backbones import precision
 from embeddings_squeeze.models.quantizers import quantizer_config, quantizer_values, run_label
+from embeddings_squeeze.utils import pages
 from embeddings_squeeze.utils.columns import Kind
 from embeddings_squeeze.utils.figures import draw_rankings
 from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.metrics import chosen
+from embeddings_squeeze.utils.records import ComparisonReport
 
 log = logging.getLogger(__name__)
 SPLIT = "test"
@@ -189,20 +191,20 @@ class Sweep:
         comparison = compare_models(
             baseline, self.module(checkpoint, SQUEEZED), self.datamodule, SPLIT, self.device, options
         )
-        summary = {**comparison.summary(), "rate": comparison.rate, "split": SPLIT,
-                   "baseline_checkpoint": baseline_row["checkpoint"],
-                   "vq_checkpoint": str(checkpoint)}  # fmt: skip
+        checkpoints = {"baseline": baseline_row["checkpoint"], "vq": str(checkpoint)}
+        report = ComparisonReport(comparison.result(), SPLIT, checkpoints, comparison.rate)
         if figures is not None:
             for ranking in ("iou", "delta"):
                 folder = figures / ranking
                 folder.mkdir(parents=True, exist_ok=True)
                 draw_rankings(comparison, ranking, SPLIT, FIGURE_ROWS, FIGURE_ROWS, folder)
             fields = score_fields(self.metrics, ["baseline", "squeezed"])
-            write_page(figures / "index.html", summary, list(FIGURES), scored, fields, figures)
+            page = pages.comparison_page(report, figures, list(FIGURES), scored, fields)
+            (figures / "index.html").write_text(page)
         if row is not None:  # only the figures were missing
             return row
         row = {
-            **squeezed_row(name, quantizer, seed, summary, seconds, self.metrics),
+            **squeezed_row(name, quantizer, seed, report, seconds, self.metrics),
             "checkpoint": str(checkpoint),
         }
         self._save_statistics(name, comparison.scores["squeezed"].statistics)
