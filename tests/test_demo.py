@@ -9,6 +9,7 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 NUMBER = re.compile(r"[-+]?\d+(\.\d+)?")
 CURSOR_MOVES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # progress bars move the cursor between lines
+PRECISION = re.compile(r"backbone in (bfloat16|float16|float32)")
 
 
 def readme_sample() -> list[str]:
@@ -20,8 +21,10 @@ def readme_sample() -> list[str]:
 
 def shape(line: str) -> str:
     """A console line with its numbers masked, up to what depends on them (an epoch flagged low, a
-    difference's verdict)."""
+    difference's verdict), and with the precision ``auto`` chose on this CPU (the README's machine has
+    bf16 units; others run float32)."""
     line = CURSOR_MOVES.sub("", line).split(" (low:")[0].split("  (Holm p")[0]
+    line = PRECISION.sub("backbone in <precision>", line)
     return NUMBER.sub("#", line).strip()
 
 
