@@ -1,5 +1,8 @@
 """The specification's flags and defaults, derived from config.py, in every script that promises them."""
 
+import re
+from dataclasses import fields
+
 import pytest
 from helpers import parse
 
@@ -30,3 +33,22 @@ def test_bad_values_are_refused_by_the_parser(script, argv, capsys):
     with pytest.raises(SystemExit):
         parse(script, *argv)
     assert "--dead_code_threshold" in capsys.readouterr().err
+
+
+def test_the_help_names_every_built_in_choice():
+    # the help of --model, --dataset and --metrics is written by hand (reading the registries would load
+    # torch for every --help); it must still name each built-in entry, with its title where it has one
+    from embeddings_squeeze.config import ComparisonConfig, DataConfig, ModelConfig
+    from embeddings_squeeze.data.registry import DATASETS
+    from embeddings_squeeze.models.backbones import BACKBONES
+    from embeddings_squeeze.utils.metrics import METRICS
+
+    helps = {item.name: item.metadata["help"] for config in (ModelConfig, DataConfig, ComparisonConfig)
+             for item in fields(config)}  # fmt: skip
+    for field_name, registry in (("backbone", BACKBONES), ("dataset", DATASETS), ("metrics", METRICS)):
+        for name, cls in registry.entries.items():
+            if field_name == "metrics" and name == "iou":
+                continue  # always on: the help says so
+            assert re.search(rf"\b{name}\b", helps[field_name]), (field_name, name)
+    for name, cls in DATASETS.entries.items():
+        assert cls.title in helps["dataset"] or name == "folder", name  # the folder dataset: "your images/"

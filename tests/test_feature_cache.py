@@ -1,3 +1,4 @@
+import logging
 import os
 import threading
 import time
@@ -6,9 +7,10 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_datamodule, tiny_model, vq_module
+from helpers import TEST_MODEL, tiny_datamodule, tiny_model, vq_module
 
 from embeddings_squeeze.config import QuantizerConfig
+from embeddings_squeeze.engine import feature_cache
 from embeddings_squeeze.engine.feature_cache import STALE_LOCK_SECONDS, cache_key, cached_split
 from embeddings_squeeze.models.backbones import build_backbone
 from embeddings_squeeze.models.quantizers.vq import CodebookSettings
@@ -22,7 +24,7 @@ def datamodule(root):
 
 def test_cached_split_matches_the_backbone(pet_root, tmp_path):
     data = datamodule(pet_root)
-    backbone = build_backbone("vit", 3, weights="none", image_size=64)
+    backbone = build_backbone(TEST_MODEL, 3, weights="none", image_size=64)
     cached = cached_split(data.splits["val"], backbone, tmp_path, 4, torch.device("cpu"))
     for position in range(len(cached)):
         features, labels, index = cached[position]
@@ -35,7 +37,7 @@ def test_cached_split_matches_the_backbone(pet_root, tmp_path):
 
 def test_key_changes_with_any_input(pet_root, tmp_path):
     split = datamodule(pet_root).splits["train"]
-    backbone = build_backbone("vit", 3, weights="none", image_size=64)
+    backbone = build_backbone(TEST_MODEL, 3, weights="none", image_size=64)
     key = cache_key(split, backbone)
     larger = tiny_datamodule(pet_root, tiny_model(image_size=96))
     larger.setup()
@@ -43,7 +45,7 @@ def test_key_changes_with_any_input(pet_root, tmp_path):
     binary = tiny_datamodule(pet_root, tiny_model(mask_mode="binary"))
     binary.setup()
     assert cache_key(binary.splits["train"], backbone) != key
-    other = build_backbone("vit", 3, weights="none", image_size=64, seed=1)  # other random weights
+    other = build_backbone(TEST_MODEL, 3, weights="none", image_size=64, seed=1)  # other random weights
     assert cache_key(split, other) != key
     backbone.feature_precision = "bfloat16"  # the same weights run in another precision
     assert cache_key(split, backbone) != key
@@ -57,9 +59,11 @@ def test_key_changes_with_any_input(pet_root, tmp_path):
         os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
-def test_corrupt_entry_is_rebuilt(pet_root, tmp_path, caplog):
+def test_corrupt_entry_is_rebuilt(pet_root, tmp_path, caplog, monkeypatch):
+    # a local folder shows a finished entry at once: no waiting for a shared filesystem to catch up
+    monkeypatch.setattr(feature_cache, "VISIBLE_WITHIN_SECONDS", 0)
     split = datamodule(pet_root).splits["val"]
-    backbone = build_backbone("vit", 3, weights="none", image_size=64)
+    backbone = build_backbone(TEST_MODEL, 3, weights="none", image_size=64)
     first = cached_split(split, backbone, tmp_path, 4, torch.device("cpu"))
     reference = np.array(first.features)
     entry = next(p for p in tmp_path.iterdir() if p.is_dir())
@@ -73,27 +77,36 @@ def test_corrupt_entry_is_rebuilt(pet_root, tmp_path, caplog):
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
 
 
-def test_a_builder_waits_while_another_holds_the_lock(pet_root, tmp_path):
+def test_a_builder_waits_while_another_holds_the_lock_then_uses_its_entry(pet_root, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="embeddings_squeeze.engine.feature_cache")
     split = datamodule(pet_root).splits["val"]
-    backbone = build_backbone("vit", 3, weights="none", image_size=64)
-    entry = tmp_path / cache_key(split, backbone)
-    lock = tmp_path / f"{entry.name}.lock"
+    backbone = build_backbone(TEST_MODEL, 3, weights="none", image_size=64)
+    cache, elsewhere = tmp_path / "cache", tmp_path / "elsewhere"
+    entry = cache / cache_key(split, backbone)
+    cache.mkdir()
+    lock = cache / f"{entry.name}.lock"
     lock.write_text("another process, building")
     served = []
-    waiting = threading.Thread(
-        target=lambda: served.append(cached_split(split, backbone, tmp_path, 4, "cpu"))
-    )
+    waiting = threading.Thread(target=lambda: served.append(cached_split(split, backbone, cache, 4, "cpu")))
     waiting.start()
-    time.sleep(2)
-    assert waiting.is_alive() and not entry.exists()  # it waits: the lock is fresh
-    lock.unlink()  # the other process is done (here without an entry: the waiter builds it)
+    deadline = time.monotonic() + 120
+    while "another process is building" not in caplog.text:  # the waiter has met the lock
+        assert waiting.is_alive() and time.monotonic() < deadline, caplog.text
+        time.sleep(0.05)
+    assert not entry.exists() and "building the feature cache entry" not in caplog.text
+    # the other process finishes: its entry appears, then its lock goes
+    built = cached_split(split, backbone, elsewhere, 4, "cpu")
+    os.replace(elsewhere / entry.name, entry)
+    lock.unlink()
     waiting.join(timeout=120)
-    assert len(served) == 1 and (entry / "meta.json").is_file() and not lock.exists()
+    assert len(served) == 1 and np.array_equal(np.array(served[0].features), np.array(built.features))
+    assert caplog.text.count("building the feature cache entry") == 1  # the other's build, not a second
+    assert f"reusing cached features from {entry}" in caplog.text and not lock.exists()
 
 
 def test_a_lock_left_by_a_dead_builder_is_taken_over(pet_root, tmp_path, caplog):
     split = datamodule(pet_root).splits["val"]
-    backbone = build_backbone("vit", 3, weights="none", image_size=64)
+    backbone = build_backbone(TEST_MODEL, 3, weights="none", image_size=64)
     lock = tmp_path / f"{cache_key(split, backbone)}.lock"
     lock.write_text("a process that died")
     old = time.time() - 2 * STALE_LOCK_SECONDS

@@ -110,6 +110,7 @@ def _is_valid_soon(folder: Path) -> bool:
 def _build_lock(lock: Path):
     """Hold ``lock`` (created exclusively) while building; wait while another live process holds it.
     Yields a function that refreshes the lock's time."""
+    said = False
     while True:
         try:
             descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -126,6 +127,9 @@ def _build_lock(lock: Path):
                 except FileNotFoundError:
                     pass
                 continue
+            if not said:  # a job that seems to hang says what it waits for
+                log.info("waiting for %s: another process is building this feature cache entry", lock)
+                said = True
             time.sleep(1)
     try:
         os.write(descriptor, unique_suffix().encode())
