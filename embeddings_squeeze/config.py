@@ -55,6 +55,15 @@ def devices_value(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
+# the flag naming each model of a comparison by its role, as the specification spells it; the summary
+# records the checkpoints under these names without the dashes
+CHECKPOINT_FLAGS = {
+    "baseline": "--baseline_checkpoint",
+    "squeezed": "--vq_checkpoint",
+    "reference": "--reference_checkpoint",
+}
+
+
 def setting(
     default: Any,
     help: str,

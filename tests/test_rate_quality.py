@@ -15,6 +15,7 @@ from embeddings_squeeze.utils.rate_quality import (
     pareto_front,
     standing,
 )
+from embeddings_squeeze.utils.sweep_report import rate_at_quality
 
 ANCHOR = [(100.0, 0.50), (200.0, 0.60), (400.0, 0.66), (800.0, 0.70)]
 
@@ -90,3 +91,22 @@ def test_method_summaries_hold_every_method():
     share = (0.6745 - 0.66) / (0.70 - 0.66)
     assert summary["vq"]["bytes_at_95"] == pytest.approx(math.exp(math.log(200) + share * math.log(2)))
     assert summary["vq"]["bytes_at_95_upper_bound"] is False
+
+
+def test_a_sweeps_rows_lead_to_the_bd_rate_of_their_fronts():
+    # one seed's rows as the sweep writes them: VQ at half JPEG's bytes for the same mIoU everywhere, with
+    # intervals narrower than the fronts' shared range; then a second seed whose intervals are wider
+    rows = [{"name": "baseline_seed1", "kind": "baseline", "seed": 1, "miou": 0.72}]
+    for (size, miou), quality in zip(ANCHOR, (10, 30, 60, 90)):
+        common = {"seed": 1, "miou": miou, "delta_miou_low": miou - 0.73, "delta_miou_high": miou - 0.71}
+        rows.append({"name": f"jpeg_q{quality}_seed1", "kind": "input", "codec": "JPEG", "quality": quality,
+                     "payload_bytes_per_image": size, **common})  # fmt: skip
+        rows.append({"name": f"vq_K{quality}_seed1", "kind": "squeezed", "quantizer": "vq",
+                     "setting": "num_vectors", "value": quality, "payload_bytes_per_image": size / 2,
+                     **common})  # fmt: skip
+    wide = [{**row, "seed": 2, "name": row["name"].replace("seed1", "seed2")} for row in rows]
+    for row in wide[1:]:
+        row["delta_miou_low"], row["delta_miou_high"] = -0.5, 0.5  # wider than the 0.2 both fronts share
+    entries = {entry["name"]: entry for entry in rate_at_quality(rows + wide)}
+    assert entries["vq_front_seed1"]["bd_rate_vs_jpeg"] == pytest.approx(-50.0)
+    assert entries["vq_front_seed2"]["bd_rate_vs_jpeg"].startswith("n/a: overlap 0.2000 within")

@@ -15,13 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embeddings_squeeze.data.labels import IGNORE_INDEX, ClassSet
-from embeddings_squeeze.engine.compare import score_fields
 from embeddings_squeeze.utils import pages
 from embeddings_squeeze.utils.columns import Kind, all_columns
 from embeddings_squeeze.utils.comparison import Comparison
 from embeddings_squeeze.utils.iou import confusion_matrices
 from embeddings_squeeze.utils.metrics import chosen, image_statistics, key_of
-from embeddings_squeeze.utils.records import ComparisonReport
+from embeddings_squeeze.utils.records import ComparisonReport, image_row, score_fields
 from embeddings_squeeze.utils.summary_text import console_text
 from embeddings_squeeze.utils.sweep_report import (
     SweepTables,
@@ -85,11 +84,7 @@ def comparisons(draw) -> tuple[ComparisonReport, list[dict], list[str]]:
                 for n, p in predicted.items()
             },
         )
-        row = {"position": index, "image_id": f"image_{index}"}
-        for metric, by_model in values.items():
-            row.update({f"{name}_{metric}": value for name, value in by_model.items()})
-            row[f"{metric}_difference"] = by_model["squeezed"] - by_model["baseline"]
-        rows.append(row)
+        rows.append(image_row(index, f"image_{index}", values))
     number = st.floats(0.5, 1e5, allow_nan=False)
     rate = {
         "coding": "16 codes per level",
@@ -103,9 +98,9 @@ def comparisons(draw) -> tuple[ComparisonReport, list[dict], list[str]]:
         "compression_vs_float32_payload": draw(number),
     }
     floor = {f"mask_{coder}": {"bytes_mean": draw(number)} for coder in ("png", "webp", "context")}
-    checkpoints = {"baseline": "b.ckpt", "vq": "v.ckpt"}
+    checkpoints = {"baseline": "b.ckpt", "squeezed": "v.ckpt"}
     report = ComparisonReport(comparison.result(), "test", checkpoints, rate, floor)
-    return report, rows, score_fields(METRICS, list(names))
+    return report, rows, score_fields(tuple(metric.name for metric in METRICS), names)
 
 
 def numbers_in(text: str) -> list[float]:
@@ -131,6 +126,39 @@ def test_a_comparison_renders_on_the_console_and_its_page(tmp_path_factory, gene
         if match:
             value, low, high = map(float, match.groups())
             assert low - 5e-4 <= value <= high + 5e-4
+
+
+def test_the_pages_show_text_as_text(tmp_path):
+    # names come from users' files and classes: markup in them is shown, never run
+    names = ["<b>cat</b>", 'dog "&" co']
+    classes = ClassSet(names, [(0, 0, 0), (1, 0, 0)])
+    comparison = Comparison(classes=classes)
+    target = torch.tensor([[0, 1], [1, 0]])
+    counts = confusion_matrices(target[None], target[None], 2)[0]
+    values = comparison.add({n: {"confusion": counts} for n in ("baseline", "squeezed")},
+                            {n: counts for n in ("baseline", "squeezed")})  # fmt: skip
+    rows = [image_row(0, "<script>alert(1)</script>", values)]
+    rate = {"payload_bytes_mean": 12.0, "header_bytes": 10, "coded_bits_per_image": 9.0,
+            "float32_bits_per_image": 64}  # fmt: skip
+    report = ComparisonReport(
+        comparison.result(), "test", {"baseline": "a<b>.ckpt", "squeezed": "v.ckpt"}, rate
+    )
+    page = pages.comparison_page(report, tmp_path, [], rows, score_fields(("iou",), ("baseline", "squeezed")))
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "a&lt;b&gt;.ckpt" in page and "<b>" not in page
+    tables = SweepTables([{"name": "<i>x</i>", "kind": "baseline", "miou": 0.5, "iou_<b>cat</b>": 0.5}], [],
+                         [], [], ['a "quoted" & <em>sentence</em>'])  # fmt: skip
+    write_report(tmp_path / "report.html", "t<i>", {"data_path": "<u>/data</u>"}, tables,
+                 [(tmp_path / "missing.png", "<plot>")])  # fmt: skip
+    report_page = (tmp_path / "report.html").read_text()
+    for shown in (
+        "&lt;i&gt;x&lt;/i&gt;",
+        "&lt;em&gt;sentence&lt;/em&gt;",
+        "&lt;u&gt;/data&lt;/u&gt;",
+        "t&lt;i&gt;",
+    ):
+        assert shown in report_page
+    assert not re.search(r"<(i|u|em|b)>", report_page)
 
 
 @st.composite

@@ -14,6 +14,8 @@ DATASETS = Registry(
     "--dataset", "embeddings_squeeze.datasets", (OxfordPetDataModule, VOCDataModule, FolderDataModule)
 )
 register_dataset = DATASETS.register
+# checkpoints made before --dataset existed hold no dataset name: they were trained on pets
+LEGACY_DATASET = OxfordPetDataModule.name
 
 
 def dataset_class(name: str) -> type[SegmentationDataModule]:

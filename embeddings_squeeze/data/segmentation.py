@@ -1,8 +1,9 @@
-"""What every segmentation dataset shares: transforms, splits, loaders and the Lightning DataModule.
+"""The Lightning DataModule every segmentation dataset shares (its transforms, splits, loaders and
+samplers live in ``transforms.py``, ``splits.py``, ``loading.py`` and ``samplers.py``).
 
 A dataset subclass (``oxford_pet``, ``voc``, ``folder``, or one registered from outside) says
 where its files are, how to fetch them, its classes and how a mask file becomes labels
-(``data/labels.py``); everything else lives here once.
+(``data/labels.py``); the rest is shared.
 
 Splits: a dataset lists a ``trainval`` pool and a ``test`` pool (or ``train``, ``val`` and
 ``test`` when it fixes all three). ``train`` and ``val`` are carved from ``trainval`` by a random

@@ -58,10 +58,3 @@ class PairTransform:
             )
         if mask.mode not in ("L", "P", "1"):
             raise ValueError(f"the mask is a {mask.mode} image, not a single-channel label map")
-
-
-def denormalize(pixels: torch.Tensor, mean, std) -> torch.Tensor:
-    """Normalised (3, H, W) pixels -> the (3, H, W) uint8 image ``ImageTransform`` started from."""
-    mean = torch.tensor(mean, device=pixels.device).view(3, 1, 1)
-    std = torch.tensor(std, device=pixels.device).view(3, 1, 1)
-    return ((pixels * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from embeddings_squeeze.data.registry import LEGACY_DATASET
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models import MODULES, SegmentationModule
 from embeddings_squeeze.models.backbones.base import frozen_fingerprint
@@ -147,7 +148,7 @@ def load_module(
 
 def trained_dataset(checkpoint: dict) -> str:
     """The dataset a checkpoint was trained on (checkpoints from before VOC and folders: pet)."""
-    return checkpoint["hyper_parameters"].get("dataset", "pet")
+    return checkpoint["hyper_parameters"].get("dataset", LEGACY_DATASET)
 
 
 def expect_dataset(checkpoint: dict, dataset: str | None, path: str | Path) -> None:

@@ -1,4 +1,4 @@
-"""Compare a baseline and a VQ checkpoint on one split: scores, rate, summary and figures on disk."""
+"""Compare a baseline and a squeezed checkpoint on one split: scores, rate, summary and figures on disk."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from embeddings_squeeze.config import ComparisonConfig, DataConfig, RuntimeConfig
+from embeddings_squeeze.config import CHECKPOINT_FLAGS, ComparisonConfig, DataConfig, RuntimeConfig
 from embeddings_squeeze.data.segmentation import SegmentationDataModule
 from embeddings_squeeze.engine.checkpoint import (
     build_module,
@@ -27,7 +27,7 @@ from embeddings_squeeze.utils.codes import CodeAtlas, write_codes_csv
 from embeddings_squeeze.utils.figures import draw_rankings
 from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.metrics import check_ranking, chosen
-from embeddings_squeeze.utils.records import ComparisonReport
+from embeddings_squeeze.utils.records import ComparisonReport, score_fields
 from embeddings_squeeze.utils.task_floor import TaskFloor
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,8 @@ def compare(
     baseline = build_module(baseline_checkpoint, runs.baseline)
     squeezed = build_module(squeezed_checkpoint, runs.squeezed)
     datamodule = _scored_data(data, squeezed_checkpoint, squeezed)
-    fields = score_fields(metrics, ["baseline", "squeezed", *(["reference"] if reference else [])])
+    roles = ("baseline", "squeezed", *(("reference",) if reference else ()))
+    fields = score_fields(tuple(metric.name for metric in metrics), roles)
     scored = []  # every image's scores, for the page's table too
     with output_folder(view.output_dir), open(outputs[0], "w", newline="") as scores:
         writer = csv.DictWriter(scores, fieldnames=fields)
@@ -91,8 +92,10 @@ def compare(
 
         atlas = CodeAtlas(squeezed.bottleneck.alphabet_size, squeezed.class_names) if indexed else None
         floor = TaskFloor(squeezed.class_names)
-        options = CompareOptions(view.n_best, view.n_worst, record, (view.rank_by,), floor, reference,
-                                 tuple(metrics), atlas)  # fmt: skip
+        options = CompareOptions(
+            n_best=view.n_best, n_worst=view.n_worst, record=record, rank_by=(view.rank_by,), floor=floor,
+            reference=reference, metrics=tuple(metrics), atlas=atlas,
+        )  # fmt: skip
         comparison = compare_models(baseline, squeezed, datamodule, split, pick_device(runtime), options)
     report = _report(comparison, runs, split, baseline_checkpoint)
     if indexed:
@@ -108,8 +111,8 @@ def compare(
 def _read_pair(runs: Runs) -> tuple[dict, dict]:
     """The baseline's and the squeezed model's checkpoints, each refused when it is the other kind."""
     baseline, squeezed = read_checkpoint(runs.baseline), read_checkpoint(runs.squeezed)
-    expect_kind(baseline, BASELINE, "--baseline_checkpoint", runs.baseline)
-    expect_kind(squeezed, SQUEEZED, "--vq_checkpoint", runs.squeezed)
+    expect_kind(baseline, BASELINE, CHECKPOINT_FLAGS["baseline"], runs.baseline)
+    expect_kind(squeezed, SQUEEZED, CHECKPOINT_FLAGS["squeezed"], runs.squeezed)
     return baseline, squeezed
 
 
@@ -129,7 +132,7 @@ def _reference(runs: Runs, model_name: str | None, dataset: str | None, baseline
     if runs.reference is None:
         return None
     checkpoint = read_checkpoint(runs.reference)
-    expect_kind(checkpoint, SQUEEZED, "--reference_checkpoint", runs.reference)
+    expect_kind(checkpoint, SQUEEZED, CHECKPOINT_FLAGS["reference"], runs.reference)
     check_pair(model_name, dataset, baseline, checkpoint)
     return build_module(checkpoint, runs.reference)
 
@@ -156,7 +159,7 @@ def _scored_data(data: DataConfig, checkpoint: dict, squeezed) -> SegmentationDa
 
 def _report(comparison, runs: Runs, split: str, baseline_checkpoint: dict) -> ComparisonReport:
     """The comparison's result with what was compared, its rate and task floor, and its warnings."""
-    checkpoints = {"baseline": str(runs.baseline), "vq": str(runs.squeezed)}
+    checkpoints = {"baseline": str(runs.baseline), "squeezed": str(runs.squeezed)}
     if runs.reference is not None:
         checkpoints["reference"] = str(runs.reference)
     capped = ()
@@ -167,14 +170,6 @@ def _report(comparison, runs: Runs, split: str, baseline_checkpoint: dict) -> Co
         )
     return ComparisonReport(comparison.result(), split, checkpoints, comparison.rate, comparison.task_floor,
                             extra_warnings=capped)  # fmt: skip
-
-
-def score_fields(metrics, models: list[str]) -> list[str]:
-    """The columns of scores_<split>.csv: per metric, each model's value and VQ minus baseline."""
-    fields = ["position", "image_id"]
-    for metric in metrics:
-        fields += [*(f"{model}_{metric.name}" for model in models), f"{metric.name}_difference"]
-    return fields
 
 
 def _draw_codes(comparison, squeezed, view: ComparisonConfig) -> dict:

@@ -20,10 +20,11 @@ from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.engine.rate import RateMeter
 from embeddings_squeeze.models import SegmentationModule, SqueezedSegmentationModule
 from embeddings_squeeze.utils.codes import CodeAtlas
-from embeddings_squeeze.utils.comparison import Comparison, Extremes, ScoredImage, shares_backbone
+from embeddings_squeeze.utils.comparison import Comparison, Extremes, ScoredImage, degenerate, shares_backbone
 from embeddings_squeeze.utils.input_compression import round_trip
 from embeddings_squeeze.utils.iou import confusion_matrices
 from embeddings_squeeze.utils.metrics import IoU, Metric, Scores, image_statistics
+from embeddings_squeeze.utils.records import SplitScores, image_row
 from embeddings_squeeze.utils.task_floor import TaskFloor
 
 
@@ -69,8 +70,8 @@ def compare_models(
     an index-sending quantizer stands for, and the ranked images keep their codes for code maps).
 
     The squeezed model's prediction is exactly what decode(encode(image)) gives. ``rank_by``: the
-    rankings to keep, from one pass: a metric's name ranks by the VQ model's per-image value,
-    'delta_' and a name by VQ minus baseline ('delta' is 'delta_iou'), so the worst images are those
+    rankings to keep, from one pass: a metric's name ranks by the squeezed model's per-image value,
+    'delta_' and a name by squeezed minus baseline ('delta' is 'delta_iou'), so the worst images are those
     where the bottleneck loses most. When the models share their frozen encoder, it runs once per
     image for all.
     """
@@ -139,11 +140,7 @@ class _ComparisonPass:
             self._rank(position, values, target, predictions, codes)
 
     def _record(self, position: int, values: dict) -> None:
-        row = {"position": position, "image_id": self.files.image_ids[position]}
-        for metric, by_model in values.items():
-            row.update({f"{name}_{metric}": value for name, value in by_model.items()})
-            row[f"{metric}_difference"] = by_model["squeezed"] - by_model["baseline"]
-        self.options.record(row)
+        self.options.record(image_row(position, self.files.image_ids[position], values))
 
     def _rank(self, position: int, values: dict, target, predictions: dict, codes) -> None:
         def make_item():  # only for an image that enters a ranking
@@ -206,16 +203,37 @@ def evaluate_rate(
     return meter.report()
 
 
+@dataclass(frozen=True)
+class BaselinePass:
+    """The baseline's scores on a split with the per-image statistics behind them and, from the same
+    pass, the task floor (``TaskFloor.report``) and the grid oracles' (N, C, C) per-image counts."""
+
+    scores: SplitScores
+    statistics: Scores
+    floor: dict
+    oracle_confusions: dict[int, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class CodecPass:
+    """Baselines (by seed) on images sent with one codec at one quality: the files' mean size and fixed
+    part, and per seed its scores with the per-image statistics behind them."""
+
+    payload_bytes_mean: float
+    header_bytes: float
+    scores: dict[int, SplitScores]
+    statistics: dict[int, Scores]
+
+
 def evaluate_baseline(
     baseline: SegmentationModule,
     datamodule: SegmentationDataModule,
     split: str,
     device,
     metrics: tuple[Metric, ...] = (IoU(),),
-) -> dict:
+) -> BaselinePass:
     """The baseline's scores on ``split`` by ``metrics`` and, from the same pass, the task floor with
-    its references (``TaskFloor``; the grid oracles' per-image counts in ``oracle_confusions``): its
-    own masks, coded losslessly, are the ones scored here."""
+    its references: its own masks, coded losslessly, are the ones scored here."""
     floor = TaskFloor(baseline.class_names, reference=True)
     scores = Scores(list(metrics), baseline.class_names)
     loader = datamodule.evaluation_dataloader(split)
@@ -226,13 +244,14 @@ def evaluate_baseline(
             scores.add(prediction, target)
             floor.update(prediction, target)
     oracles = {cells: torch.stack(counts) for cells, counts in floor.oracle_confusions.items()}
-    return {**_report(scores), "statistics": scores, "floor": floor.report(), "oracle_confusions": oracles}
+    return BaselinePass(split_scores(scores), scores, floor.report(), oracles)
 
 
-def _report(scores: Scores) -> dict:
-    """A model's scores on a split (see ``Scores.report``) with its (N, C, C) per-image counts."""
-    counts = torch.stack(scores.statistics["confusion"])
-    return {**scores.report(), "confusions": counts, "class_names": scores.class_names}
+def split_scores(scores: Scores) -> SplitScores:
+    """A model's results on a split, and whether its predictions are degenerate (from their summed
+    counts)."""
+    counts = torch.stack(scores.statistics["confusion"]).sum(dim=0)
+    return SplitScores(scores.results(), degenerate(counts, scores.class_names))
 
 
 def evaluate_input_compression(
@@ -243,7 +262,7 @@ def evaluate_input_compression(
     quality: int,
     device: torch.device,
     metrics: tuple[Metric, ...] = (IoU(),),
-) -> dict:
+) -> CodecPass:
     """Baselines (by seed) on images sent as ``codec`` at ``quality`` (each coded at the smaller of
     its own size and the model's input size, ``utils/input_compression.py``), scored at each mask's
     own size: the files' mean size and fixed part, and per baseline its scores and (N, C, C)
@@ -269,10 +288,5 @@ def evaluate_input_compression(
                     features = baseline.backbone.features_one_by_one(restored[None].to(device))
                 (prediction,) = receiver_masks(baseline, features, [tuple(target.shape)])
                 scores[seed].add(prediction, target)
-    return {
-        "payload_bytes_mean": float(np.mean(sizes)),
-        "header_bytes": float(np.mean(headers)),
-        "scores": {
-            seed: {**_report(seed_scores), "statistics": seed_scores} for seed, seed_scores in scores.items()
-        },
-    }
+    results = {seed: split_scores(seed_scores) for seed, seed_scores in scores.items()}
+    return CodecPass(float(np.mean(sizes)), float(np.mean(headers)), results, scores)

@@ -26,7 +26,7 @@ from embeddings_squeeze.config import (
     TrainingConfig,
     from_values,
 )
-from embeddings_squeeze.data.registry import dataset_class
+from embeddings_squeeze.data.registry import LEGACY_DATASET, dataset_class
 from embeddings_squeeze.data.segmentation import SegmentationDataModule
 from embeddings_squeeze.engine.callbacks import (
     AtomicCheckpointIO,
@@ -291,7 +291,7 @@ def _resumed_parts(
         raise UserError(f"{path} converged after {trained_epochs} epochs; there is nothing to continue")
     stored = checkpoint["datamodule_hyper_parameters"]
     data = replace(from_values(DataConfig, stored), data_path=data.data_path, num_workers=data.num_workers)
-    datamodule = dataset_class(stored.get("dataset", "pet"))(
+    datamodule = dataset_class(stored.get("dataset", LEGACY_DATASET))(
         data, stored["image_size"], stored["mask_mode"], stored["seed"], stored["mean"], stored["std"]
     )
     datamodule.prepare_data()

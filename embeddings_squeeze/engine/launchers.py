@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from embeddings_squeeze.config import LaunchConfig
 from embeddings_squeeze.console import configure_logging, one_line
-from embeddings_squeeze.engine.sweep import Job, JobKind, Sweep, SweepSpec, failure_reason
+from embeddings_squeeze.engine.sweep import Job, JobKind, Sweep, SweepSpec, collect, failure_reason
 from embeddings_squeeze.errors import Interrupted, UserError
 from embeddings_squeeze.utils.columns import Kind
 from embeddings_squeeze.utils.files import shown, write_json
@@ -70,7 +70,7 @@ def launch(sweep: Sweep, config: LaunchConfig, say: Callable[[str], None] = log.
         run_local(sweep, pending, records, config.max_parallel)
     else:
         run_serial(sweep, pending, records)
-    rows = sweep.collect(jobs)
+    rows = collect(sweep, jobs)
     _refuse_unmeasured([row for row in rows if row["kind"] in (Kind.FAILED, Kind.MISSING)])
     return rows
 
@@ -214,7 +214,7 @@ def run_job_file(path: Path) -> None:
     job = Job.from_values(values["job"])
     sweep = Sweep(SweepSpec.from_values(values["spec"]), path.parent.parent)
     if job.kind == JobKind.COLLECT:
-        sweep.collect(sweep.spec.jobs(), Records(sweep.jobs_dir).ended())
+        collect(sweep, sweep.spec.jobs(), Records(sweep.jobs_dir).ended())
     else:
         sweep.run(job)
 

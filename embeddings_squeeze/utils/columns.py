@@ -9,6 +9,7 @@ registered metric beyond IoU adds its columns (``metric_columns``).
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -257,14 +258,24 @@ def method_and_setting(row: dict) -> tuple[str, object]:
     return row["configuration"], None
 
 
+# what each placeholder of a column pattern stands for
+PLACEHOLDERS = {"<class>": ".+", "<P>": r"\d+", "<anchor>": "[a-z0-9]+"}
+
+
 def position(key: str) -> int:
-    """Where ``key`` stands in the schema: a pattern such as ``iou_<class>`` places its instances, and
-    ``<column>_std`` stands at its column. A key the schema does not name is refused, so a misspelt key
-    fails where it is written instead of becoming a column of its own."""
+    """Where ``key`` stands in the schema: its column's, matched by name, else by a pattern such as
+    ``iou_<class>``; ``<column>_std`` stands at its column. A key the schema does not name is refused,
+    so a misspelt key fails where it is written instead of becoming a column of its own."""
     schema = all_columns()
     base = key.removesuffix("_std")
     for i, column in enumerate(schema):
-        if column.name == base or ("<" in column.name and base.startswith(column.name.split("<")[0])):
+        if column.name == base:
+            return i
+    for i, column in enumerate(schema):
+        pattern = re.escape(column.name)
+        for placeholder, meaning in PLACEHOLDERS.items():
+            pattern = pattern.replace(re.escape(placeholder), meaning)
+        if "<" in column.name and re.fullmatch(pattern, base):
             return i
     raise ValueError(f"{key!r} is not a column of the sweep's schema (utils/columns.py)")
 

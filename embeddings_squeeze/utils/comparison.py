@@ -44,7 +44,7 @@ class ScoredImage:
     target: np.ndarray  # (H, W) labels
     baseline_pred: np.ndarray
     squeezed_pred: np.ndarray
-    codes: np.ndarray | None = None  # (h, w) the first index level the VQ model sent, for code maps
+    codes: np.ndarray | None = None  # (h, w) the first index level the squeezed model sent, for code maps
 
 
 class Extremes:
@@ -152,9 +152,14 @@ class Comparison:
             if scores.degenerate is not None
         )
         return ComparisonResult(
-            self.total_images, int(scored.sum()), tuple(metric.name for metric in self.metrics), models,
-            differences, models["squeezed"].mean_image_iou - models["baseline"].mean_image_iou, warnings,
-        )  # fmt: skip
+            images=self.total_images,
+            images_scored=int(scored.sum()),
+            metrics=tuple(metric.name for metric in self.metrics),
+            models=models,
+            differences=differences,
+            mean_image_iou_difference=models["squeezed"].mean_image_iou - models["baseline"].mean_image_iou,
+            warnings=warnings,
+        )
 
     def _difference(self, first: str, second: str, metric: Metric) -> intervals.Interval:
         """The interval of ``first`` minus ``second`` in ``metric``, paired on the same images."""
@@ -169,7 +174,8 @@ def _paired(
 ) -> Estimate:
     """The difference of the two models' split values with the paired interval ``found``."""
     first, second = pair
-    return Estimate(models[first][key].value - models[second][key].value, found.bounds(), found.note)
+    difference = models[first][key].value - models[second][key].value
+    return Estimate(difference, found.bounds(), found.note)
 
 
 ONE_CLASS_SHARE = 0.99  # a model predicting one class for this share of the pixels has learnt nothing

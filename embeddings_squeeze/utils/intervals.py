@@ -67,8 +67,8 @@ class Interval:
     def stated(self) -> bool:
         return self.low is not None
 
-    def bounds(self) -> list[float] | None:
-        return [self.low, self.high] if self.stated else None
+    def bounds(self) -> tuple[float, float] | None:
+        return (self.low, self.high) if self.stated else None
 
 
 def interval(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jinja2
 
+from embeddings_squeeze.config import CHECKPOINT_FLAGS
 from embeddings_squeeze.utils.records import ComparisonReport
 
 
@@ -54,12 +55,12 @@ def comparison_page(
     in a table that sorts, the settings last."""
     result = report.result
     scores = []
-    for metric in result.metrics:
-        key = next(m.key for m in result.models["baseline"].metrics if m.name == metric)
+    for metric in result.models["baseline"].metrics:
+        key = metric.key
         row = {"metric": key, **{role: model[key].text() for role, model in result.models.items()}}
         row["VQ - baseline"] = result.difference("squeezed", "baseline", key).text()
         scores.append(row)
-    checkpoints = report.checkpoints.items()
+    flags = {role: CHECKPOINT_FLAGS[role].removeprefix("--") for role in report.checkpoints}
     return render(
         "comparison.html",
         f"Baseline and VQ model on the {report.split} split",
@@ -71,5 +72,5 @@ def comparison_page(
         figures=[(folder / name, name.removesuffix(".png").replace("_", " ")) for name in figures],
         images=images,
         fields=fields,
-        settings=[{"setting": f"{role}_checkpoint", "value": path} for role, path in checkpoints],
+        settings=[{"setting": flags[role], "value": path} for role, path in report.checkpoints.items()],
     )

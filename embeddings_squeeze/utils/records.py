@@ -1,19 +1,21 @@
 """A comparison's results as typed records: a value with its interval, a model's scores, a paired
-difference, a split's result and the report a comparison writes.
+difference, a split's result and the report a comparison writes; and one image's scores.
 
-The console (``utils/summary_text.py``), the page (``utils/comparison_page.py``) and the sweep's rows
+The console (``utils/summary_text.py``), the page (``utils/pages.py``) and the sweep's rows
 (``engine/sweep/rows.py``) read these fields; ``as_dict`` is the one place the summary JSON's flat keys
-(``squeezed_miou_ci``, ``miou_difference_p_holm``, ...) are built.
+(``squeezed_miou_ci``, ``miou_difference_p_holm``, ...) are built, ``image_row`` and ``score_fields``
+the one place for the columns of ``scores_<split>.csv``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from embeddings_squeeze.config import CHECKPOINT_FLAGS
 from embeddings_squeeze.utils import intervals
 
-ROLES = ("baseline", "squeezed", "reference")  # the models a comparison can hold, in display order
-TITLES = {"baseline": "baseline", "squeezed": "VQ", "reference": "continuous"}  # as the console names them
+# the models a comparison can hold, in display order, as the console names them
+TITLES = {"baseline": "baseline", "squeezed": "VQ", "reference": "continuous"}
 # (first, second) -> the summary key of first minus second, for a metric's key
 DIFFERENCE_KEYS = {
     ("squeezed", "baseline"): "{}_difference",
@@ -27,7 +29,7 @@ class Estimate:
     """A value with its 95 % interval (``bounds``; None when none is stated, ``note`` says why)."""
 
     value: float
-    bounds: list[float] | None = None  # [low, high]
+    bounds: tuple[float, float] | None = None  # (low, high)
     note: str | None = None
 
     @classmethod
@@ -40,7 +42,8 @@ class Estimate:
         return f"{shown} {intervals.bounds_text(self.bounds, signed=signed)}"
 
     def columns(self, key: str) -> dict:
-        return {key: self.value, f"{key}_ci": self.bounds, f"{key}_note": self.note}
+        bounds = None if self.bounds is None else list(self.bounds)
+        return {key: self.value, f"{key}_ci": bounds, f"{key}_note": self.note}
 
 
 @dataclass(frozen=True)
@@ -58,23 +61,45 @@ class MetricScore:
         return {**self.estimate.columns(self.key), **per_class}
 
 
+class _ByKey:
+    """Scores looked up by column key (``scores["miou"]``), IoU's per-class values, the others' values."""
+
+    metrics: tuple[MetricScore, ...]
+
+    def __getitem__(self, key: str) -> Estimate:
+        for metric in self.metrics:
+            if metric.key == key:
+                return metric.estimate
+        raise KeyError(f"no score {key!r}")
+
+    @property
+    def class_iou(self) -> dict[str, float]:
+        return next(metric.per_class for metric in self.metrics if metric.name == "iou")
+
+    def other_values(self) -> dict[str, float]:
+        """The value of every metric beyond IoU, by its column key."""
+        return {metric.key: metric.estimate.value for metric in self.metrics if metric.name != "iou"}
+
+
 @dataclass(frozen=True)
-class ModelScores:
-    """A model's scores on a split: every metric at each mask's own size, the mIoU at the input size,
-    the mean per-image IoU and why its predictions carry no information, if they do not."""
+class SplitScores(_ByKey):
+    """A model's scores on a split by every metric (IoU first), at each mask's own size, and why its
+    predictions carry no information, if they do not."""
+
+    metrics: tuple[MetricScore, ...]
+    degenerate: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelScores(_ByKey):
+    """A model's scores in a comparison: every metric at each mask's own size, the mIoU at the input
+    size, the mean per-image IoU and why its predictions carry no information, if they do not."""
 
     role: str
     metrics: tuple[MetricScore, ...]
     miou_input_size: float
     mean_image_iou: float
     degenerate: str | None = None
-
-    def __getitem__(self, key: str) -> Estimate:
-        return next(metric.estimate for metric in self.metrics if metric.key == key)
-
-    @property
-    def class_iou(self) -> dict[str, float]:
-        return next(metric.per_class for metric in self.metrics if metric.name == "iou")
 
     def columns(self) -> dict:
         columns = {}
@@ -124,7 +149,10 @@ class ComparisonResult:
     warnings: tuple[str, ...] = ()
 
     def difference(self, first: str, second: str, key: str = "miou") -> Difference:
-        return next(d for d in self.differences if (d.first, d.second, d.key) == (first, second, key))
+        for difference in self.differences:
+            if (difference.first, difference.second, difference.key) == (first, second, key):
+                return difference
+        raise KeyError(f"no difference {first} - {second} in {key!r}")
 
     @property
     def multiplicity(self) -> str:
@@ -156,9 +184,9 @@ class ComparisonResult:
 
 @dataclass(frozen=True)
 class ComparisonReport:
-    """What a comparison reports: its result on ``split``, the checkpoints compared (``baseline``,
-    ``vq`` and ``reference``, as the flags name them), the squeezed model's rate table (column keys in
-    ``utils/columns.py``), the task floor, what its codes stand for, and every warning."""
+    """What a comparison reports: its result on ``split``, the checkpoints compared (by role), the
+    squeezed model's rate table (column keys in ``utils/columns.py``), the task floor (None: not
+    measured), what its codes stand for, and every warning."""
 
     result: ComparisonResult
     split: str
@@ -176,7 +204,7 @@ class ComparisonReport:
         summary = {
             **self.result.as_dict(),
             "split": self.split,
-            **{f"{role}_checkpoint": path for role, path in self.checkpoints.items()},
+            **{CHECKPOINT_FLAGS[role].removeprefix("--"): path for role, path in self.checkpoints.items()},
             "rate": self.rate,
         }
         if self.task_floor is not None:
@@ -185,3 +213,21 @@ class ComparisonReport:
         if self.codes is not None:
             summary["codes"] = self.codes
         return summary
+
+
+def score_fields(metrics: tuple[str, ...], roles: tuple[str, ...]) -> list[str]:
+    """The columns of scores_<split>.csv: per metric (by name), each model's value and VQ minus
+    baseline."""
+    fields = ["position", "image_id"]
+    for metric in metrics:
+        fields += [*(f"{role}_{metric}" for role in roles), f"{metric}_difference"]
+    return fields
+
+
+def image_row(position: int, image_id: str, values: dict[str, dict[str, float]]) -> dict:
+    """One image's row of scores_<split>.csv from its ``values``: per metric name, per role."""
+    row = {"position": position, "image_id": image_id}
+    for metric, by_role in values.items():
+        row.update({f"{role}_{metric}": value for role, value in by_role.items()})
+        row[f"{metric}_difference"] = by_role["squeezed"] - by_role["baseline"]
+    return row

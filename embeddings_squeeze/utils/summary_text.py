@@ -18,7 +18,7 @@ def summary_lines(report: ComparisonReport) -> list[str]:
         *_differences(report.result),
         "",
         _rate(report.rate),
-        _floor(report.rate, report.task_floor),
+        *([_floor(report.rate, report.task_floor)] if report.task_floor is not None else []),
         *([_codes(report.codes)] if report.codes is not None else []),
         *report.warnings,
     ]

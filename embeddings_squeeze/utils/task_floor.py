@@ -28,7 +28,6 @@ from embeddings_squeeze.utils.mask_coding import (
 from embeddings_squeeze.utils.payload import HEADER
 
 ORACLE_CELLS = (7, 14, 28, 56)
-MASK_CODERS = ("png", "webp", "context")
 # the context-coded masks and oracles are framed as a payload is (utils/payload.py): the same header,
 # so they compare with payloads on equal terms
 SIZE_BYTES = HEADER.size

@@ -20,7 +20,8 @@ a job: training and measuring rows), ``rows.py`` (the rows as plain values), ``c
 tables, the plot and the report).
 """
 
+from embeddings_squeeze.engine.sweep.collect import collect
 from embeddings_squeeze.engine.sweep.runner import Sweep, failure_reason
 from embeddings_squeeze.engine.sweep.spec import Job, JobKind, Plan, SweepSpec
 
-__all__ = ["Job", "JobKind", "Plan", "Sweep", "SweepSpec", "failure_reason"]
+__all__ = ["Job", "JobKind", "Plan", "Sweep", "SweepSpec", "collect", "failure_reason"]

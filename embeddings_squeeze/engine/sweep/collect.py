@@ -9,8 +9,8 @@ import logging
 from dataclasses import asdict
 
 from embeddings_squeeze.console import one_line
-from embeddings_squeeze.engine.sweep.runner import FIGURES, SPLIT, Sweep
-from embeddings_squeeze.engine.sweep.spec import Job
+from embeddings_squeeze.engine.sweep.runner import Sweep
+from embeddings_squeeze.engine.sweep.spec import FIGURES, SPLIT, Job
 from embeddings_squeeze.models.quantizers import quantizer_class, run_label
 from embeddings_squeeze.utils.columns import Kind
 from embeddings_squeeze.utils.files import shown

@@ -9,11 +9,10 @@ import logging
 from pathlib import Path
 
 from embeddings_squeeze.config import QuantizerConfig
+from embeddings_squeeze.engine.evaluation import BaselinePass, CodecPass
 from embeddings_squeeze.models.quantizers import quantizer_class, quantizer_values, run_label
 from embeddings_squeeze.utils.columns import RATE_COLUMNS, Kind
-from embeddings_squeeze.utils.comparison import degenerate
-from embeddings_squeeze.utils.metrics import key_of
-from embeddings_squeeze.utils.records import ComparisonReport
+from embeddings_squeeze.utils.records import ComparisonReport, SplitScores
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +30,18 @@ def rounded(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 1)
 
 
-def metric_values(scores: dict, metrics, prefix: str = "") -> dict:
-    """The values of the metrics beyond IoU of ``scores`` (``Scores.report`` keys, under ``prefix``)."""
-    return {key_of(metric): scores[f"{prefix}{key_of(metric)}"] for metric in metrics[1:]}
-
-
 def squeezed_row(
     name: str,
     quantizer: QuantizerConfig,
     seed: int,
     report: ComparisonReport,
     seconds: float | None,
-    metrics=(),
 ) -> dict:
     """A squeezed model's row from its comparison with its seed's baseline."""
     axis = quantizer_class(quantizer.quantizer_type).sweep_axis
     result = report.result
     squeezed, baseline = result.models["squeezed"], result.models["baseline"]
-    others = [key_of(metric) for metric in list(metrics)[1:]]
+    others = squeezed.other_values()
     row = {
         "name": name,
         "kind": Kind.SQUEEZED,
@@ -63,7 +56,7 @@ def squeezed_row(
         "baseline_miou": baseline["miou"].value,
         "delta_miou": result.difference("squeezed", "baseline").estimate.value,
         "degenerate": squeezed.degenerate,
-        **{key: squeezed[key].value for key in others},
+        **others,
         **{f"delta_{key}": result.difference("squeezed", "baseline", key).estimate.value for key in others},
     }
     row["training_seconds"] = rounded(seconds)
@@ -71,23 +64,23 @@ def squeezed_row(
     return row
 
 
-def baseline_row(name: str, seed: int, checkpoint: Path, scores: dict, trained: dict, metrics) -> dict:
+def baseline_row(name: str, seed: int, checkpoint: Path, scores: SplitScores, trained: dict) -> dict:
     """A seed's baseline: its scores, how it trained (``trained``: ``epochs_trained``, ``converged``,
     ``seconds``, None when trained earlier) and whether it is degenerate."""
     return {"name": name, "kind": Kind.BASELINE, "configuration": "baseline", "seed": seed,
             "checkpoint": str(checkpoint), "epochs_trained": trained["epochs_trained"],
-            "converged": trained["converged"], "miou": scores["miou"],
-            "degenerate": degenerate(scores["confusions"].sum(dim=0), scores["class_names"]),
-            "delta_miou": 0.0, "training_seconds": rounded(trained["seconds"]),
-            **metric_values(scores, metrics),
-            **{f"iou_{k}": v for k, v in scores["class_iou"].items()}}  # fmt: skip
+            "converged": trained["converged"], "miou": scores["miou"].value,
+            "degenerate": scores.degenerate, "delta_miou": 0.0,
+            "training_seconds": rounded(trained["seconds"]),
+            **scores.other_values(),
+            **{f"iou_{k}": v for k, v in scores.class_iou.items()}}  # fmt: skip
 
 
-def floor_rows(scores: dict, seed: int, metrics) -> list[dict]:
+def floor_rows(measured: BaselinePass, seed: int) -> list[dict]:
     """The baseline's masks sent losslessly (its mIoU, exactly), the ground truth's sizes and the grid
     oracles, measured in the baseline's scoring pass."""
-    rows = []
-    for configuration, entry in scores["floor"].items():
+    scores, rows = measured.scores, []
+    for configuration, entry in measured.floor.items():
         row = {
             "name": f"{configuration}_seed{seed}",
             "configuration": configuration,
@@ -99,24 +92,22 @@ def floor_rows(scores: dict, seed: int, metrics) -> list[dict]:
             "header_bytes": entry["header_bytes"],
         }
         if configuration.startswith("mask_"):  # the baseline's own masks: its scores, exactly
-            row.update(kind=Kind.FLOOR, miou=scores["miou"], delta_miou=0.0,
-                       **metric_values(scores, metrics))  # fmt: skip
+            row.update(kind=Kind.FLOOR, miou=scores["miou"].value, delta_miou=0.0, **scores.other_values())
         elif configuration.startswith("gt_mask_"):  # for information: not scored against itself
             row.update(kind=Kind.FLOOR_GT)
         else:
             row.update(kind=Kind.ORACLE, codec="context", miou=entry["miou"],
-                       delta_miou=entry["miou"] - scores["miou"],
+                       delta_miou=entry["miou"] - scores["miou"].value,
                        **{f"iou_{k}": v for k, v in entry["class_iou"].items()})  # fmt: skip
         rows.append(row)
     return rows
 
 
-def input_row(
-    name: str, seed: int, codec: str, quality: int, measured: dict, baseline: dict, metrics
-) -> dict:
+def input_row(name: str, seed: int, codec: str, quality: int, measured: CodecPass, baseline: dict) -> dict:
     """A seed's baseline on images sent as ``codec`` at ``quality`` (``measured``: the codec's pass),
     against that baseline on the images themselves (``baseline``: its row)."""
-    scores = measured["scores"][seed]
+    scores = measured.scores[seed]
+    others = scores.other_values()
     return {
         "name": name,
         "kind": Kind.INPUT,
@@ -124,13 +115,13 @@ def input_row(
         "codec": codec,
         "quality": quality,
         "seed": seed,
-        "payload_bytes_per_image": measured["payload_bytes_mean"],
-        "amortised_bytes_per_image": measured["payload_bytes_mean"],
-        "header_bytes": measured["header_bytes"],
-        "miou": scores["miou"],
+        "payload_bytes_per_image": measured.payload_bytes_mean,
+        "amortised_bytes_per_image": measured.payload_bytes_mean,
+        "header_bytes": measured.header_bytes,
+        "miou": scores["miou"].value,
         "baseline_miou": baseline["miou"],
-        "delta_miou": scores["miou"] - baseline["miou"],
-        **metric_values(scores, metrics),
-        **{f"delta_{key_of(m)}": scores[key_of(m)] - baseline[key_of(m)] for m in metrics[1:]},
-        **{f"iou_{k}": v for k, v in scores["class_iou"].items()},
+        "delta_miou": scores["miou"].value - baseline["miou"],
+        **others,
+        **{f"delta_{key}": value - baseline[key] for key, value in others.items()},
+        **{f"iou_{k}": v for k, v in scores.class_iou.items()},
     }

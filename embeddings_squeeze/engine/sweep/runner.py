@@ -15,7 +15,6 @@ import torch
 from embeddings_squeeze.config import QuantizerConfig
 from embeddings_squeeze.console import one_line
 from embeddings_squeeze.engine.checkpoint import load_module, read_checkpoint
-from embeddings_squeeze.engine.compare import score_fields
 from embeddings_squeeze.engine.evaluation import (
     CompareOptions,
     compare_models,
@@ -26,7 +25,7 @@ from embeddings_squeeze.engine.fitting import build_feature_cache, fit
 from embeddings_squeeze.engine.run_dirs import completed_epochs, converged, finished_run, unfinished_run
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
 from embeddings_squeeze.engine.sweep.rows import baseline_row, finished, floor_rows, input_row, squeezed_row
-from embeddings_squeeze.engine.sweep.spec import Job, JobKind, SweepSpec
+from embeddings_squeeze.engine.sweep.spec import FIGURES, SPLIT, Job, JobKind, SweepSpec
 from embeddings_squeeze.errors import Interrupted, UserError
 from embeddings_squeeze.models import BASELINE, SQUEEZED
 from embeddings_squeeze.models.backbones import precision
@@ -36,12 +35,10 @@ from embeddings_squeeze.utils.columns import Kind
 from embeddings_squeeze.utils.figures import draw_rankings
 from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.metrics import chosen
-from embeddings_squeeze.utils.records import ComparisonReport
+from embeddings_squeeze.utils.records import ComparisonReport, score_fields
 
 log = logging.getLogger(__name__)
-SPLIT = "test"
 FIGURE_ROWS = 5
-FIGURES = ("iou/best_results_test.png", "iou/worst_results_test.png", "delta/worst_results_test.png")
 
 
 class Sweep:
@@ -124,18 +121,18 @@ class Sweep:
             return row
         checkpoint, seconds = self._fit(name, seed)
         baseline = self.module(checkpoint, BASELINE)
-        scores = evaluate_baseline(baseline, self.datamodule, SPLIT, self.device, self.metrics)
-        self._save_statistics(name, scores["statistics"].statistics)
-        for cells, confusions in scores["oracle_confusions"].items():
+        measured = evaluate_baseline(baseline, self.datamodule, SPLIT, self.device, self.metrics)
+        self._save_statistics(name, measured.statistics.statistics)
+        for cells, confusions in measured.oracle_confusions.items():
             self._save_statistics(f"grid_oracle_{cells}_seed{seed}", {"confusion": confusions})
-        write_json(self.results / f"floor_seed{seed}.json", floor_rows(scores, seed, self.metrics))
+        write_json(self.results / f"floor_seed{seed}.json", floor_rows(measured, seed))
         stored = read_checkpoint(checkpoint)
         trained = {
             "epochs_trained": completed_epochs(stored),
             "converged": converged(stored),
             "seconds": seconds,
         }
-        row = baseline_row(name, seed, checkpoint, scores, trained, self.metrics)
+        row = baseline_row(name, seed, checkpoint, measured.scores, trained)
         write_json(self.results / f"{name}.json", row)
         return row
 
@@ -184,27 +181,26 @@ class Sweep:
         checkpoint, seconds = self._fit(name, seed, quantizer) if row is None else (row["checkpoint"], None)
         rows_wanted = FIGURE_ROWS if figures is not None else 0
         scored = []  # every image's scores, for the page of the model the report shows
-        options = CompareOptions(
-            rows_wanted, rows_wanted, scored.append, ("iou", "delta"), metrics=tuple(self.metrics)
-        )
+        options = CompareOptions(n_best=rows_wanted, n_worst=rows_wanted, record=scored.append,
+                                 rank_by=("iou", "delta"), metrics=tuple(self.metrics))  # fmt: skip
         baseline = self.module(baseline_row["checkpoint"], BASELINE)
         comparison = compare_models(
             baseline, self.module(checkpoint, SQUEEZED), self.datamodule, SPLIT, self.device, options
         )
-        checkpoints = {"baseline": baseline_row["checkpoint"], "vq": str(checkpoint)}
+        checkpoints = {"baseline": baseline_row["checkpoint"], "squeezed": str(checkpoint)}
         report = ComparisonReport(comparison.result(), SPLIT, checkpoints, comparison.rate)
         if figures is not None:
             for ranking in ("iou", "delta"):
                 folder = figures / ranking
                 folder.mkdir(parents=True, exist_ok=True)
                 draw_rankings(comparison, ranking, SPLIT, FIGURE_ROWS, FIGURE_ROWS, folder)
-            fields = score_fields(self.metrics, ["baseline", "squeezed"])
+            fields = score_fields(tuple(metric.name for metric in self.metrics), ("baseline", "squeezed"))
             page = pages.comparison_page(report, figures, list(FIGURES), scored, fields)
             (figures / "index.html").write_text(page)
         if row is not None:  # only the figures were missing
             return row
         row = {
-            **squeezed_row(name, quantizer, seed, report, seconds, self.metrics),
+            **squeezed_row(name, quantizer, seed, report, seconds),
             "checkpoint": str(checkpoint),
         }
         self._save_statistics(name, comparison.scores["squeezed"].statistics)
@@ -223,8 +219,8 @@ class Sweep:
         )
         rows = []
         for seed, name in names.items():
-            row = input_row(name, seed, codec, quality, measured, baselines[seed], self.metrics)
-            self._save_statistics(name, measured["scores"][seed]["statistics"].statistics)
+            row = input_row(name, seed, codec, quality, measured, baselines[seed])
+            self._save_statistics(name, measured.statistics[seed].statistics)
             write_json(self.results / f"{name}.json", row)
             rows.append(row)
         return rows
@@ -284,12 +280,6 @@ class Sweep:
     @property
     def figures(self) -> Path:
         return self.output_dir / "figures"
-
-    def collect(self, jobs: list[Job], ended: dict[str, str] | None = None) -> list[dict]:
-        """The tables, the plot and the report (``collect.py``)."""
-        from embeddings_squeeze.engine.sweep.collect import collect  # it reads this module's Sweep
-
-        return collect(self, jobs, ended)
 
 
 def failure_reason(error: BaseException) -> str:

@@ -23,9 +23,13 @@ from embeddings_squeeze.models.quantizers import (
 )
 from embeddings_squeeze.utils.input_compression import codecs
 
+SPLIT = "test"  # the split every row is scored on
+# the figures of the model the report shows, under the sweep's figures/
+FIGURES = ("iou/best_results_test.png", "iou/worst_results_test.png", "delta/worst_results_test.png")
+
 
 class JobKind(StrEnum):
-    """What a job does; ``engine/sweep/runner.py`` runs each kind with its own method."""
+    """What a job does; ``engine/sweep/runner.py`` runs the measuring kinds, ``collect.py`` the last."""
 
     FEATURES = "features"  # the frozen backbone's features of the training split, cached once
     BASELINE = "baseline"  # a seed's baseline, trained and scored, with its floor and oracle rows
