@@ -7,6 +7,7 @@ import pytest
 import torch
 from helpers import (
     TINY,
+    baseline_module,
     one_line_error,
     parse,
     run_cli,
@@ -329,3 +330,34 @@ def test_a_baseline_is_kept_when_the_sweep_stops_after_it(pet_root, tmp_path, ca
     assert run_cli("sweep", *argv, "--num_vectors", 8) == 0
     assert [p.name for p in (tmp_path / "runs" / "baseline_seed42").iterdir()] == ["version_0"]  # reused
     assert json.loads(result.read_text())["miou"] == scored["miou"]
+
+
+def test_a_sweep_runs_the_backbone_once_per_image_per_split(pet_root, tmp_path):
+    """Whatever the number of squeezed models, the frozen encoder sees each image of the train, val and
+    test splits once (the feature cache serves training, the rate tables and every score), and each
+    test image once more per codec anchor (its restored copy)."""
+    patch_embedding = type(baseline_module().backbone.encoder.patch_embed)  # runs once per image
+    images = []
+
+    def count(module, inputs, output):
+        if type(module) is patch_embedding:  # not the grid-size probe (a zero image), images only
+            images.append(int((inputs[0].flatten(1) != 0).any(dim=1).sum()))
+
+    seen = {}
+    hook = torch.nn.modules.module.register_module_forward_hook(count)
+    try:
+        for quantizers in (["vq"], ["vq", "fsq", "lfq"]):
+            images.clear()
+            # batches of one: the cache's first batch of a shape is also run whole, to check it agrees
+            argv = [*TINY, "--batch_size", 1, "--data_path", pet_root, "--epochs", 2, "--baseline_epochs", 2,
+                    "--output_dir", tmp_path / str(len(quantizers)), "--subset_size", 4,
+                    "--quantizer_type", *quantizers, "--num_vectors", 8, "--jpeg_qualities", 50]  # fmt: skip
+            sweep.main(parse(sweep, *argv))
+            seen[len(quantizers)] = sum(images)
+    finally:
+        hook.remove()
+    data = tiny_datamodule(pet_root, subset_size=4)
+    data.setup()
+    sizes = {name: len(split) for name, split in data.files.items()}
+    once = sizes["train"] + sizes["val"] + sizes["test"] + len(codecs()) * sizes["test"]
+    assert seen == {1: once, 3: once}

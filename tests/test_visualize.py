@@ -9,7 +9,7 @@ from helpers import TEST_MODEL, forward_mask, one_line_error, parse, run_cli, ti
 from PIL import Image
 
 from embeddings_squeeze import cli, decode, encode
-from embeddings_squeeze.engine.checkpoint import load_module
+from embeddings_squeeze.engine.checkpoint import load_module, read_checkpoint
 from embeddings_squeeze.engine.evaluation import CompareOptions, compare_models
 from embeddings_squeeze.utils.comparison import Extremes
 from embeddings_squeeze.utils.figures import COLUMNS, figure_size_pixels
@@ -177,3 +177,40 @@ def test_visualize_from_run_folders_copied_elsewhere(trained, pet_root, tmp_path
     for summary in (copied, original):
         del summary["baseline_checkpoint"], summary["vq_checkpoint"]
     assert copied == original  # the same models, rebuilt from the copies alone
+
+
+def test_visualize_scores_from_the_training_cache_as_a_live_pass_does(trained, pet_root, tmp_path):
+    """Runs that trained from a feature cache are scored from it: the first comparison builds the test
+    split's entry (one encoder pass over the split), later ones run only the heads; the scores are a
+    live pass's to the bit (the same runs copied without their cache)."""
+    patch_embedding = type(load_module(trained["baseline"], "baseline").backbone.encoder.patch_embed)
+    images = []
+
+    def count(module, inputs, output):
+        if type(module) is patch_embedding:  # not the grid-size probe (a zero image), images only
+            images.append(int((inputs[0].flatten(1) != 0).any(dim=1).sum()))
+
+    passes = {}
+    for place in ("cached", "live"):
+        runs = {kind: shutil.copytree(trained[kind].parent, tmp_path / place / "runs" / kind / "version_0")
+                / "last.ckpt" for kind in ("baseline", "vq")}  # fmt: skip
+        if place == "cached":  # the training's cache folder, without the test split's entry yet
+            (tmp_path / place / "runs" / ".feature_cache").mkdir()
+        for attempt in ("first", "again") if place == "cached" else ("first",):
+            images.clear()
+            hook = torch.nn.modules.module.register_module_forward_hook(count)
+            try:
+                assert run_cli(*visualize_args(runs, pet_root, tmp_path / place / attempt)) == 0
+            finally:
+                hook.remove()
+            passes[place, attempt] = sum(images)
+    data = tiny_datamodule(pet_root)
+    data.setup()
+    n = len(data.files["test"])
+    batch = read_checkpoint(trained["vq"])["datamodule_hyper_parameters"]["batch_size"]
+    # building an entry runs the first batch of each shape whole once more, to check it agrees
+    checked = sum({min(batch, n - start) for start in range(0, n, batch)})
+    assert passes == {("cached", "first"): n + checked, ("cached", "again"): 0, ("live", "first"): n}
+    scores = {(place, attempt): (tmp_path / place / attempt / "scores_test.csv").read_bytes()
+              for place, attempt in passes}  # fmt: skip
+    assert len(set(scores.values())) == 1

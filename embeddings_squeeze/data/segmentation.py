@@ -228,7 +228,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.splits.update(self.files)
 
     def serve(self, split: str, dataset: Dataset) -> None:
-        """Serve ``split`` from another dataset of the same images in the same order (cached features)."""
+        """Serve ``split`` from another dataset of the same images in the same order (cached features),
+        to training and to evaluations alike."""
         self.setup()
         self.splits[split] = dataset
 
@@ -255,11 +256,13 @@ class SegmentationDataModule(pl.LightningDataModule):
         )
 
     def evaluation_dataloader(self, split: str) -> DataLoader:
-        """Batches of (images, labels, labels at each mask's own size, positions) of one split's
-        files, in list order (see ``EvaluationSplit``)."""
+        """Batches of (inputs, labels, labels at each mask's own size, positions) of one split, in list
+        order: the inputs are images, or the split's cached features where it is served from the cache
+        (see ``EvaluationSplit``)."""
         self.setup()
+        served = self.splits[split]
         return CheckedDataLoader(
-            EvaluationSplit(self.files[split]),
+            EvaluationSplit(self.files[split], None if served is self.files[split] else served),
             batch_size=self.hparams.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

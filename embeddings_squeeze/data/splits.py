@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import (
     Dataset,
@@ -56,6 +57,10 @@ class SegmentationSplit(Dataset):
     def __getitem__(self, position: int):
         return self.load(position, lambda image, mask: (*self.transform(image, mask), position))
 
+    def native_labels(self, position: int) -> torch.Tensor:
+        """The mask's labels at its own size, (H, W), without decoding the image's pixels."""
+        return self.load(position, self.transform.native_labels)
+
     def native_image(self, position: int) -> np.ndarray:
         """The image at its own size, (H, W, 3) uint8, as figures show it."""
         return self.load(position, lambda image, mask: np.asarray(image.convert("RGB")))
@@ -80,17 +85,27 @@ class SegmentationSplit(Dataset):
 
 
 class EvaluationSplit(Dataset):
-    """A split as evaluations read it: (image, labels at the input size, labels at the mask's own
-    size, position). Scores are computed at the mask's own size, as segmentation benchmarks do."""
+    """A split as evaluations read it: (inputs, labels at the input size, labels at the mask's own
+    size, position). Scores are computed at the mask's own size, as segmentation benchmarks do.
 
-    def __init__(self, split: SegmentationSplit):
+    The inputs are the images, or (``served``: a dataset of (features, labels, position) of the same
+    images in the same order) their cached backbone features, which models take as they are; then
+    only the masks are read from the files.
+    """
+
+    def __init__(self, split: SegmentationSplit, served: Dataset | None = None):
         self.split = split
+        self.served = served
         self.image_ids = split.image_ids
 
     def __len__(self) -> int:
         return len(self.split)
 
     def __getitem__(self, position: int):
+        if self.served is not None:
+            features, labels, _ = self.served[position]
+            native = self.split.native_labels(position)
+            return native if isinstance(native, UnreadableSample) else (features, labels, native, position)
         transform = self.split.transform
 
         def convert(image, mask):

@@ -17,6 +17,8 @@ from embeddings_squeeze.engine.checkpoint import (
     read_checkpoint,
 )
 from embeddings_squeeze.engine.evaluation import CompareOptions, compare_models
+from embeddings_squeeze.engine.feature_cache import cached_split
+from embeddings_squeeze.engine.fitting import trained_cache_dir
 from embeddings_squeeze.engine.run_dirs import completed_epochs, output_folder, refuse_overwrite, unconverged
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
 from embeddings_squeeze.models import BASELINE, SQUEEZED
@@ -24,6 +26,7 @@ from embeddings_squeeze.models.quantizers import IndexQuantizer, quantizer_class
 from embeddings_squeeze.utils import pages
 from embeddings_squeeze.utils.code_figures import plot_code_atlas, plot_code_maps
 from embeddings_squeeze.utils.codes import CodeAtlas, write_codes_csv
+from embeddings_squeeze.utils.comparison import shares_backbone
 from embeddings_squeeze.utils.figures import draw_rankings
 from embeddings_squeeze.utils.files import write_json
 from embeddings_squeeze.utils.metrics import check_ranking, chosen
@@ -79,6 +82,9 @@ def compare(
     baseline = build_module(baseline_checkpoint, runs.baseline)
     squeezed = build_module(squeezed_checkpoint, runs.squeezed)
     datamodule = _scored_data(data, squeezed_checkpoint, squeezed)
+    device = pick_device(runtime)
+    if all(shares_backbone(squeezed, model) for model in (baseline, reference) if model is not None):
+        _serve_trained_cache(datamodule, split, squeezed, runs.squeezed, device)
     roles = ("baseline", "squeezed", *(("reference",) if reference else ()))
     fields = score_fields(tuple(metric.name for metric in metrics), roles)
     scored = []  # every image's scores, for the page's table too
@@ -96,7 +102,7 @@ def compare(
             n_best=view.n_best, n_worst=view.n_worst, record=record, rank_by=(view.rank_by,), floor=floor,
             reference=reference, metrics=tuple(metrics), atlas=atlas,
         )  # fmt: skip
-        comparison = compare_models(baseline, squeezed, datamodule, split, pick_device(runtime), options)
+        comparison = compare_models(baseline, squeezed, datamodule, split, device, options)
     report = _report(comparison, runs, split, baseline_checkpoint)
     if indexed:
         report = replace(report, codes=_draw_codes(comparison, squeezed, view))
@@ -155,6 +161,21 @@ def _scored_data(data: DataConfig, checkpoint: dict, squeezed) -> SegmentationDa
     datamodule.setup()
     expect_classes(squeezed, datamodule.classes.names, datamodule.folder)
     return datamodule
+
+
+def _serve_trained_cache(
+    datamodule: SegmentationDataModule, split: str, squeezed, checkpoint, device
+) -> None:
+    """Score ``split`` from the feature cache the squeezed model trained with, where it still exists
+    (its entry for this split is built on the way when missing): a later comparison of any model
+    of the same backbone then runs only the heads."""
+    cache_dir = trained_cache_dir(checkpoint)
+    if cache_dir is not None:
+        log.info("scoring the %s split from the feature cache in %s", split, cache_dir)
+        batch = datamodule.hparams.batch_size
+        datamodule.serve(
+            split, cached_split(datamodule.files[split], squeezed.backbone, cache_dir, batch, device)
+        )
 
 
 def _report(comparison, runs: Runs, split: str, baseline_checkpoint: dict) -> ComparisonReport:

@@ -2,7 +2,9 @@
 
 Every loop here goes through ``evaluation_batches`` (device, eval mode, no gradients, progress),
 and takes each image on its own, as a sender and a receiver do: batched matrix products can round
-differently from single-image ones. Predictions are scored against each mask at its own size: the
+differently from single-image ones. A split served from the feature cache gives each image's
+features as the sender computes them (``feature_cache``), so the backbone does not run again and the
+scores are the same to the bit. Predictions are scored against each mask at its own size: the
 logits are upsampled (bilinear) from the feature grid to the mask's size before the argmax.
 """
 
@@ -19,6 +21,7 @@ from embeddings_squeeze.data.segmentation import SegmentationDataModule
 from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.engine.rate import RateMeter
 from embeddings_squeeze.models import SegmentationModule, SqueezedSegmentationModule
+from embeddings_squeeze.models.segmentation_module import predicted_labels
 from embeddings_squeeze.utils.codes import CodeAtlas
 from embeddings_squeeze.utils.comparison import Comparison, Extremes, ScoredImage, degenerate, shares_backbone
 from embeddings_squeeze.utils.input_compression import round_trip
@@ -37,8 +40,8 @@ def receiver_masks(
     if isinstance(module, SqueezedSegmentationModule):
         sent = module.indices_of(features) if sent is None else sent[None]
         decoded = module.bottleneck.decode(sent)
-        return [module.backbone.classify(decoded, size).argmax(dim=1)[0].cpu() for size in sizes]
-    return [module.logits_from_features(features, size).argmax(dim=1)[0].cpu() for size in sizes]
+        return [predicted_labels(module.backbone.classify(decoded, size))[0].cpu() for size in sizes]
+    return [predicted_labels(module.logits_from_features(features, size))[0].cpu() for size in sizes]
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,11 @@ def compare_models(
     """
     scoring = _ComparisonPass(baseline, squeezed, datamodule.files[split], device, options)
     loader = datamodule.evaluation_dataloader(split)
-    for images, masks, native_masks, positions in evaluation_batches(
+    for inputs, masks, native_masks, positions in evaluation_batches(
         scoring.models.values(), loader, device, "comparing"
     ):
-        for image, mask, target, position in zip(images, masks, native_masks, positions.tolist()):
-            scoring.image(image, mask, target, position)
+        for one, mask, target, position in zip(inputs, masks, native_masks, positions.tolist()):
+            scoring.image(one[None].to(device), mask, target, position)
     return scoring.result()
 
 
@@ -105,19 +108,19 @@ class _ComparisonPass:
         self.rankings = {ranking: Extremes(options.n_best, options.n_worst) for ranking in options.rank_by}
         self.rate = RateMeter(squeezed)
 
-    def image(self, image: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, position: int) -> None:
-        """Score one image (``mask`` at the input size, ``target`` at its own) with every model."""
+    def image(self, inputs: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, position: int) -> None:
+        """Score one image (``inputs``: (1, 3, S, S) pixels or its cached features; ``mask`` at the
+        input size, ``target`` at its own) with every model."""
         options, num_classes = self.options, self.squeezed.num_classes
         sizes = [tuple(target.shape), tuple(mask.shape)]  # the mask's own size, the input size
-        squeezed_features, sent = self.squeezed.encode_image(image)
+        squeezed_features = self.squeezed.features_of(inputs, one_by_one=True)
+        if not self.shared and squeezed_features is inputs:
+            raise ValueError("models with frozen encoders of their own cannot share cached features")
+        sent = self.squeezed.indices_of(squeezed_features)[0]
         self.rate.update(sent[None], [sizes[0]])
         predictions = {}
         for name, model in self.models.items():
-            own = (
-                squeezed_features
-                if self.shared
-                else model.backbone.features_one_by_one(image[None].to(self.device))
-            )
+            own = squeezed_features if self.shared else model.features_of(inputs, one_by_one=True)
             predictions[name] = receiver_masks(model, own, sizes, sent if model is self.squeezed else None)
         values = self.comparison.add(
             {
@@ -197,8 +200,8 @@ def evaluate_rate(
     """The rate table of a squeezed ``module`` on ``split``, with real payload sizes."""
     meter = RateMeter(module)
     loader = datamodule.evaluation_dataloader(split)
-    for images, _, native_masks, _ in evaluation_batches(module, loader, device, "measuring payload sizes"):
-        sent = module.indices_of(module.backbone.features_one_by_one(images.to(device)))
+    for inputs, _, native_masks, _ in evaluation_batches(module, loader, device, "measuring payload sizes"):
+        sent = module.indices_of(module.features_of(inputs.to(device), one_by_one=True))
         meter.update(sent, [tuple(target.shape) for target in native_masks])
     return meter.report()
 
@@ -237,9 +240,9 @@ def evaluate_baseline(
     floor = TaskFloor(baseline.class_names, reference=True)
     scores = Scores(list(metrics), baseline.class_names)
     loader = datamodule.evaluation_dataloader(split)
-    for images, _, native_masks, _ in evaluation_batches(baseline, loader, device, "scoring the baseline"):
-        for image, target in zip(images, native_masks):
-            features = baseline.backbone.features_one_by_one(image[None].to(device))
+    for inputs, _, native_masks, _ in evaluation_batches(baseline, loader, device, "scoring the baseline"):
+        for one, target in zip(inputs, native_masks):
+            features = baseline.features_of(one[None].to(device), one_by_one=True)
             (prediction,) = receiver_masks(baseline, features, [tuple(target.shape)])
             scores.add(prediction, target)
             floor.update(prediction, target)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -93,9 +94,8 @@ def fit(
     save_dir, name, version = run_location(training.output_dir, run_name, resume)
     if training.cache_dir is None:  # the cache lives in the output folder: its problems are that folder's
         prepare_output_dir(save_dir)
-    if _wants_cache(training):  # before the output folder: a --cache_dir that fails leaves none made
-        cache_dir = prepare_output_dir(_cache_dir(training), "--cache_dir")
-        _serve_cached_features(datamodule, module, cache_dir, pick_device(runtime))
+    # before the output folder: a --cache_dir that fails leaves none made
+    serve_cached_features(datamodule, module.backbone, training, runtime, ("train", "val"))
     prepare_output_dir(save_dir)
     logger = TensorBoardLogger(save_dir, name=name, version=version, default_hp_metric=False)
     run_dir = Path(logger.log_dir)
@@ -234,6 +234,19 @@ def _cache_dir(training: TrainingConfig) -> Path:
     return Path(training.cache_dir or Path(training.output_dir) / ".feature_cache")
 
 
+def trained_cache_dir(checkpoint: str | Path) -> Path | None:
+    """The feature cache folder the run of ``checkpoint`` (``<output_dir>/<name>/version_<n>/``) trained
+    from, where it still exists: its ``--cache_dir``, else its output folder's."""
+    run_dir = Path(checkpoint).resolve().parent
+    try:
+        chosen = json.loads((run_dir / "config.json").read_text())["training"]["cache_dir"]
+    except (OSError, ValueError, KeyError, TypeError):
+        chosen = None
+    candidates = [Path(chosen)] if chosen else []
+    candidates.append(run_dir.parents[1] / ".feature_cache")
+    return next((folder for folder in candidates if folder.is_dir()), None)
+
+
 def _wants_cache(training: TrainingConfig) -> bool:
     if training.cache_features != "auto":
         return training.cache_features == "on"
@@ -246,17 +259,18 @@ def build_feature_cache(
     optimizer: OptimizerConfig,
     training: TrainingConfig,
     runtime: RuntimeConfig,
+    splits: tuple[str, ...],
 ) -> None:
-    """Build the feature cache entries ``fit`` reads for these settings, if it reads any: a sweep's
-    first job, so the jobs that train all read one cache instead of each computing features."""
+    """Build the feature cache entries of ``splits`` for these settings, where ``fit`` reads a cache:
+    a sweep's first job, so the jobs that train and score all read one cache instead of each
+    computing features."""
     if not _wants_cache(training):
         return
     datamodule = datamodule_for(data, model, training.seed)
     datamodule.prepare_data()
     datamodule.setup()
     module = BaselineSegmentationModule(_resolved(model, runtime), optimizer, classes=datamodule.classes)
-    cache_dir = prepare_output_dir(_cache_dir(training), "--cache_dir")
-    _serve_cached_features(datamodule, module, cache_dir, pick_device(runtime))
+    serve_cached_features(datamodule, module.backbone, training, runtime, splits)
 
 
 def _resolved(model: ModelConfig, runtime: RuntimeConfig) -> ModelConfig:
@@ -271,11 +285,21 @@ def _cluster_plugins() -> list:
     return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
-def _serve_cached_features(datamodule: SegmentationDataModule, module, cache_dir: Path, device) -> None:
-    """Train and validate on cached backbone features (see ``feature_cache``)."""
-    for name in ("train", "val"):
+def serve_cached_features(
+    datamodule: SegmentationDataModule,
+    backbone,
+    training: TrainingConfig,
+    runtime: RuntimeConfig,
+    splits: tuple[str, ...],
+) -> None:
+    """Train, validate and score ``splits`` on ``backbone``'s cached features (see ``feature_cache``),
+    where these settings use the cache; entries that are missing are built now."""
+    if not _wants_cache(training):
+        return
+    cache_dir = prepare_output_dir(_cache_dir(training), "--cache_dir")
+    for name in splits:
         split = cached_split(
-            datamodule.splits[name], module.backbone, cache_dir, datamodule.hparams.batch_size, device
+            datamodule.files[name], backbone, cache_dir, datamodule.hparams.batch_size, pick_device(runtime)
         )
         datamodule.serve(name, split)
 

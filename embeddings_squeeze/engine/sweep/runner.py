@@ -21,7 +21,7 @@ from embeddings_squeeze.engine.evaluation import (
     evaluate_baseline,
     evaluate_input_compression,
 )
-from embeddings_squeeze.engine.fitting import build_feature_cache, fit
+from embeddings_squeeze.engine.fitting import build_feature_cache, fit, serve_cached_features
 from embeddings_squeeze.engine.run_dirs import completed_epochs, converged, finished_run, unfinished_run
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
 from embeddings_squeeze.engine.sweep.rows import baseline_row, finished, floor_rows, input_row, squeezed_row
@@ -67,6 +67,14 @@ class Sweep:
             self._datamodule = datamodule_for(self.plan.data, self.plan.model, self.plan.training.seed)
             self._datamodule.setup()
         return self._datamodule
+
+    def scored_data(self, module):
+        """``datamodule`` with the scored split read from the feature cache where the sweep caches
+        features (``module``'s backbone builds the entry if the features job has not)."""
+        data, plan = self.datamodule, self.plan
+        if data.splits[SPLIT] is data.files[SPLIT]:
+            serve_cached_features(data, module.backbone, plan.training, plan.runtime, (SPLIT,))
+        return data
 
     def module(self, checkpoint: str | Path, kind: str):
         """The model of ``checkpoint``, loaded once per sweep."""
@@ -121,7 +129,7 @@ class Sweep:
             return row
         checkpoint, seconds = self._fit(name, seed)
         baseline = self.module(checkpoint, BASELINE)
-        measured = evaluate_baseline(baseline, self.datamodule, SPLIT, self.device, self.metrics)
+        measured = evaluate_baseline(baseline, self.scored_data(baseline), SPLIT, self.device, self.metrics)
         self._save_statistics(name, measured.statistics.statistics)
         for cells, confusions in measured.oracle_confusions.items():
             self._save_statistics(f"grid_oracle_{cells}_seed{seed}", {"confusion": confusions})
@@ -184,8 +192,9 @@ class Sweep:
         options = CompareOptions(n_best=rows_wanted, n_worst=rows_wanted, record=scored.append,
                                  rank_by=("iou", "delta"), metrics=tuple(self.metrics))  # fmt: skip
         baseline = self.module(baseline_row["checkpoint"], BASELINE)
+        data = self.scored_data(baseline)
         comparison = compare_models(
-            baseline, self.module(checkpoint, SQUEEZED), self.datamodule, SPLIT, self.device, options
+            baseline, self.module(checkpoint, SQUEEZED), data, SPLIT, self.device, options
         )
         checkpoints = {"baseline": baseline_row["checkpoint"], "squeezed": str(checkpoint)}
         report = ComparisonReport(comparison.result(), SPLIT, checkpoints, comparison.rate)
@@ -214,9 +223,8 @@ class Sweep:
         if all(row is not None for row in found):
             return found
         modules = {seed: self.module(row["checkpoint"], BASELINE) for seed, row in baselines.items()}
-        measured = evaluate_input_compression(
-            modules, self.datamodule, SPLIT, codec, quality, self.device, self.metrics
-        )
+        data = self.scored_data(next(iter(modules.values())))
+        measured = evaluate_input_compression(modules, data, SPLIT, codec, quality, self.device, self.metrics)
         rows = []
         for seed, name in names.items():
             row = input_row(name, seed, codec, quality, measured, baselines[seed])
@@ -254,7 +262,8 @@ class Sweep:
 
     def _features_job(self, job: Job) -> None:
         plan = self.plan
-        build_feature_cache(plan.model, plan.data, plan.optimizer, plan.training, plan.runtime)
+        build_feature_cache(plan.model, plan.data, plan.optimizer, plan.training, plan.runtime,
+                            ("train", "val", SPLIT))  # fmt: skip
 
     def _baseline_job(self, job: Job) -> None:
         self.baseline_row(job.options["seed"])

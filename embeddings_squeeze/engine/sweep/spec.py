@@ -31,7 +31,7 @@ FIGURES = ("iou/best_results_test.png", "iou/worst_results_test.png", "delta/wor
 class JobKind(StrEnum):
     """What a job does; ``engine/sweep/runner.py`` runs the measuring kinds, ``collect.py`` the last."""
 
-    FEATURES = "features"  # the frozen backbone's features of the training split, cached once
+    FEATURES = "features"  # the frozen backbone's features of the train, val and test splits, cached once
     BASELINE = "baseline"  # a seed's baseline, trained and scored, with its floor and oracle rows
     SQUEEZED = "squeezed"  # a squeezed model (a continuous reference among them), scored
     INPUT = "input"  # every seed's baseline on images sent with one codec at one quality
