@@ -1,13 +1,17 @@
 """Every metric against an independent computation on hand-made mask pairs: by hand (counted in the
 comments) and, where it has them, torchmetrics."""
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import ndimage
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.utils.metrics import BoundaryF, Scores, check_ranking, chosen, metric_named
+from embeddings_squeeze.utils.metrics import BoundaryF, Scores, _near, check_ranking, chosen, metric_named
 
 # 0 top left (3 x 3), 1 the right half (6 x 3), 2 bottom left (3 x 3); the prediction moves the 0|1
 # edge of the top half one column right
@@ -78,3 +82,19 @@ def test_unknown_names_are_refused():
     check_ranking("delta_dice", chosen(["dice"]))
     with pytest.raises(UserError, match="--rank_by 'delta_boundary_f' is not a metric of this comparison"):
         check_ranking("delta_boundary_f", chosen(["dice"]))
+
+
+@given(
+    height=st.integers(1, 12),
+    width=st.integers(1, 12),
+    distance=st.integers(1, 4),
+    seed=st.integers(0, 2**31 - 1),
+    density=st.sampled_from([0.02, 0.2, 0.6]),
+)
+def test_boundary_tolerance_is_scipys_chessboard_dilation(height, width, distance, seed, density):
+    """The boundary F-score's tolerance band: every pixel within ``distance`` (chessboard) of the mask,
+    as scipy dilates it with a square, at image edges too."""
+    mask = torch.rand(2, height, width, generator=torch.Generator().manual_seed(seed)) < density
+    square = np.ones((1, 2 * distance + 1, 2 * distance + 1), dtype=bool)
+    expected = ndimage.binary_dilation(mask.numpy(), structure=square)
+    assert np.array_equal(_near(mask, distance).numpy(), expected)

@@ -3,6 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import TEST_MODEL, baseline_module, tiny_datamodule, tiny_model, vq_module
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 from torchmetrics.classification import MulticlassJaccardIndex
 
@@ -12,6 +14,7 @@ from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.models import BaselineSegmentationModule, SqueezedSegmentationModule
 from embeddings_squeeze.models.quantizers.statistics import CodebookStatistics
+from embeddings_squeeze.models.segmentation_module import predicted_labels
 
 MODULE_CASES = [
     (BaselineSegmentationModule, {}),
@@ -157,3 +160,19 @@ def test_evaluation_loop_gives_every_module_its_mode_back():
     seen = [model[0].training for _ in evaluation_batches(model, [1, 2], torch.device("cpu"), "test")]
     assert seen == [False, False]  # eval mode inside the loop
     assert model.training and model[0].training and not model[1].training  # as before it
+
+
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 5), st.integers(1, 5)),
+    seed=st.integers(0, 2**31 - 1),
+    levels=st.integers(1, 4),
+    with_nan=st.booleans(),
+)
+def test_predicted_labels_are_the_argmax_ties_and_nan_included(shape, seed, levels, with_nan):
+    """Few distinct values make ties common: the first of equal maxima wins, as in ``argmax``; a NaN
+    counts as the maximum, as there."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randint(0, levels, shape, generator=generator).float()
+    if with_nan:
+        logits[torch.rand(shape, generator=generator) < 0.1] = float("nan")
+    assert torch.equal(predicted_labels(logits), logits.argmax(dim=1))

@@ -11,7 +11,12 @@ from embeddings_squeeze.config import ModelConfig, OptimizerConfig, QuantizerCon
 from embeddings_squeeze.data.labels import ClassSet
 from embeddings_squeeze.models import SQUEEZED
 from embeddings_squeeze.models.quantizers import build_quantizer, quantizer_config, quantizer_values
-from embeddings_squeeze.models.segmentation_module import CHECKPOINT_KEY, STAGES, SegmentationModule
+from embeddings_squeeze.models.segmentation_module import (
+    CHECKPOINT_KEY,
+    STAGES,
+    SegmentationModule,
+    predicted_labels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,4 +127,4 @@ class SqueezedSegmentationModule(SegmentationModule):
         """One image's (h, w, L) integers -> its labels at ``size`` (height, width), the image's own:
         exactly what the receiver computes."""
         features = self.bottleneck.decode(indices.unsqueeze(0).to(self.device))
-        return self.backbone.classify(features, size).argmax(dim=1)[0]
+        return predicted_labels(self.backbone.classify(features, size))[0]
