@@ -272,7 +272,10 @@ class LaunchConfig:
         metavar="COMMAND",
     )
     dry_run: bool = setting(
-        False, "slurm: write the batch scripts and say where, submit nothing", action="store_true"
+        False,
+        "print the jobs, the backbone's passes and an estimate of the wall time, and run nothing "
+        "(slurm: also write the batch scripts and say where)",
+        action="store_true",
     )
     wait: bool = setting(
         False, "slurm: block until the tables are written (default: return once queued)", action="store_true"

@@ -91,7 +91,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 SLURM_ONLY = ("gpus_per_job", "cpus_per_job", "mem_per_job", "time_limit", "partition", "account", "qos",
-              "setup", "dry_run", "wait")  # fmt: skip
+              "setup", "wait")  # fmt: skip
 
 
 def check_launch(args: argparse.Namespace) -> None:

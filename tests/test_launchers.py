@@ -12,7 +12,19 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TINY, one_line_error, run_cli
+from helpers import TINY, one_line_error, run_cli, tiny_datamodule
+
+from embeddings_squeeze.config import (
+    DataConfig,
+    ModelConfig,
+    OptimizerConfig,
+    QuantizerConfig,
+    RuntimeConfig,
+    TrainingConfig,
+)
+from embeddings_squeeze.engine.sweep import JobKind, Plan, SweepSpec
+from embeddings_squeeze.engine.sweep.estimate import Costs, stage_seconds
+from embeddings_squeeze.utils.input_compression import codecs
 
 COMMAND = [sys.executable, "-m", "embeddings_squeeze", "sweep"]
 # vq_K100000 fails at once: far more codes than the training split has vectors
@@ -217,7 +229,7 @@ def test_two_sweeps_at_once_build_each_cache_entry_once(launched_at_once):
     logs += [p.read_text() for p in (folders["local"] / "jobs" / "logs").glob("*.log")]
     built = [line for log in logs for line in log.splitlines() if "building the feature cache entry" in line]
     entries = sorted(p.name for p in (folders["slurm"].parent / "cache").iterdir())
-    assert len(built) == 2 and len(entries) == 2  # train and val, once each: no second build, no leftovers
+    assert len(built) == 3 and len(entries) == 3  # train, val, test once each: no second build, no leftovers
     assert sorted(line.split("/")[-1].split()[0] for line in built) == entries
 
 
@@ -244,6 +256,53 @@ def test_launch_flags_that_cannot_work_are_refused_before_anything_runs(flags, m
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.parametrize("launcher", ["serial", "local"])
+def test_a_dry_run_prints_the_plan_and_its_cost_and_runs_nothing(launcher, pet_root, tmp_path, capsys):
+    output_dir = tmp_path / "sweep"
+    assert run_cli("sweep", *grid(pet_root, output_dir, "--launcher", launcher, "--dry_run")) == 0
+    printed = capsys.readouterr().out.splitlines()
+    jobs = ["features", "baseline_seed42", "none_D64_seed42", "vq_K4_seed42", "vq_K100000_seed42",
+            "jpeg_q50", *(["webp_q50"] if len(codecs()) == 2 else [])]  # fmt: skip
+    assert printed[0] == f"dry run: {len(jobs)} job(s) would run; nothing runs now"
+    assert printed[1 : 1 + len(jobs)] == [
+        f"  job {i} of {len(jobs)}: {name} ({kind})"
+        for i, (name, kind) in enumerate(zip(jobs, ["features", "baseline", *["squeezed"] * 3,
+                                                    *["input"] * (len(jobs) - 5)]), 1)
+    ]  # fmt: skip
+    data = tiny_datamodule(pet_root)
+    data.setup()
+    # a cached image: ViT-Ti's 192 float16 channels on a 4 x 4 grid, and 64 x 64 uint8 labels
+    per_image = 192 * 4 * 4 * 2 + 64 * 64
+    splits = ", ".join(f"{name} {len(files)} images, {per_image * len(files) / 1e6:.1f} MB"
+                       for name, files in data.files.items())  # fmt: skip
+    expected = f"backbone: one pass per split where the feature cache lacks it ({splits})"
+    assert printed[1 + len(jobs)] == expected
+    assert printed[2 + len(jobs)].startswith("estimated compute time on this machine (cpu; per-image costs")
+    assert not list(output_dir.rglob("*.ckpt")) and not (output_dir / "sweep.csv").exists()
+    assert not (output_dir / "runs" / ".feature_cache").exists()
+
+
+def test_the_dry_runs_estimate_adds_up_the_stages_by_hand():
+    """Two seeds, one quantizer (and its reference), one codec quality: 3 + 5 + 7 images per split."""
+    plan = Plan(ModelConfig(), DataConfig(), OptimizerConfig(), TrainingConfig(epochs=4), RuntimeConfig())
+    spec = SweepSpec(plan, (QuantizerConfig(num_vectors=8),), (42, 43), (50,), {}, (), baseline_epochs=6)
+    pending = [job for job in spec.jobs() if job.kind != JobKind.COLLECT]
+    costs = Costs(backbone=1.0, training=0.1, scoring=0.01, cache_bytes=100)
+    anchors = len(codecs())  # JPEG, and WebP where Pillow has it
+    images = {"train": 3, "val": 5, "test": 7}
+    # 2 baselines x 6 epochs, 4 squeezed runs (vq and none_D64, two seeds) x (4 epochs + the coder's pass)
+    epochs = 2 * 6 + 4 * (4 + 1)
+    assert stage_seconds(spec, images, pending, costs, cached=True) == pytest.approx({
+        "features": 15 * 1.0,
+        "training": epochs * 8 * 0.1,
+        "scoring": (2 + 2 * 4) * 7 * 0.01,  # a squeezed run scores itself and its baseline
+        "anchors": anchors * 7 * (1.0 + 2 * 0.01),  # one pass per codec quality, every seed's baseline
+    })  # fmt: skip
+    live = stage_seconds(spec, images, pending, costs, cached=False)
+    assert live["features"] == 0 and live["training"] == pytest.approx(epochs * 8 * (0.1 + 1.0))
+    assert live["scoring"] == pytest.approx((2 + 2 * 4) * 7 * 0.01 + 6 * 7 * 1.0)
+
+
 @pytest.mark.slurm
 def test_a_dry_run_writes_the_batch_scripts_and_submits_nothing(slurm_cluster, pet_root, tmp_path):
     before = queue()
@@ -254,7 +313,7 @@ def test_a_dry_run_writes_the_batch_scripts_and_submits_nothing(slurm_cluster, p
     )
     assert done.returncode == 0, done.stderr[-3000:]
     scripts = tmp_path / "jobs" / "slurm" / "dry_run"
-    assert done.stdout.strip() == f"dry run: batch scripts in {scripts}; nothing submitted"
+    assert done.stdout.strip().splitlines()[-1] == f"dry run: batch scripts in {scripts}; nothing submitted"
     assert sorted(p.name for p in scripts.iterdir()) == [f"stage{n}.sh" for n in range(4)]
     squeezed = (scripts / "stage2.sh").read_text().splitlines()
     expected = ("#SBATCH --partition=local", "#SBATCH --time=30", "#SBATCH --array=0-4%2",

@@ -332,7 +332,7 @@ def test_a_baseline_is_kept_when_the_sweep_stops_after_it(pet_root, tmp_path, ca
     assert json.loads(result.read_text())["miou"] == scored["miou"]
 
 
-def test_a_sweep_runs_the_backbone_once_per_image_per_split(pet_root, tmp_path):
+def test_a_sweep_runs_the_backbone_once_per_image_per_split(pet_root, tmp_path, caplog):
     """Whatever the number of squeezed models, the frozen encoder sees each image of the train, val and
     test splits once (the feature cache serves training, the rate tables and every score), and each
     test image once more per codec anchor (its restored copy)."""
@@ -352,8 +352,15 @@ def test_a_sweep_runs_the_backbone_once_per_image_per_split(pet_root, tmp_path):
             argv = [*TINY, "--batch_size", 1, "--data_path", pet_root, "--epochs", 2, "--baseline_epochs", 2,
                     "--output_dir", tmp_path / str(len(quantizers)), "--subset_size", 4,
                     "--quantizer_type", *quantizers, "--num_vectors", 8, "--jpeg_qualities", 50]  # fmt: skip
-            sweep.main(parse(sweep, *argv))
+            caplog.clear()
+            with caplog.at_level(logging.INFO):
+                sweep.main(parse(sweep, *argv))
             seen[len(quantizers)] = sum(images)
+            said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("job ")]
+            assert said[0] == f"job 1 of {len(said)}: features (features)"  # each job by name, as it starts
+            assert [line.split(":")[0] for line in said] == [
+                f"job {i} of {len(said)}" for i in range(1, len(said) + 1)
+            ]
     finally:
         hook.remove()
     data = tiny_datamodule(pet_root, subset_size=4)

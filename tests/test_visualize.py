@@ -1,6 +1,7 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,10 +193,17 @@ def test_visualize_scores_from_the_training_cache_as_a_live_pass_does(trained, p
 
     passes = {}
     for place in ("cached", "live"):
-        runs = {kind: shutil.copytree(trained[kind].parent, tmp_path / place / "runs" / kind / "version_0")
-                / "last.ckpt" for kind in ("baseline", "vq")}  # fmt: skip
-        if place == "cached":  # the training's cache folder, without the test split's entry yet
-            (tmp_path / place / "runs" / ".feature_cache").mkdir()
+        runs = {kind: shutil.copytree(trained[kind].parent, tmp_path / place / kind) / "last.ckpt"
+                for kind in ("baseline", "vq")}  # fmt: skip
+        config_file = runs["vq"].parent / "config.json"
+        if place == "cached":  # the cache folder the run records, without the test split's entry yet
+            config = json.loads(config_file.read_text())
+            assert Path(config["training"]["cache_dir"]).is_absolute()
+            config["training"]["cache_dir"] = str((tmp_path / place / "cache").resolve())
+            (tmp_path / place / "cache").mkdir()
+            config_file.write_text(json.dumps(config))
+        else:  # a checkpoint without its run folder's records
+            config_file.unlink()
         for attempt in ("first", "again") if place == "cached" else ("first",):
             images.clear()
             hook = torch.nn.modules.module.register_module_forward_hook(count)
@@ -209,7 +217,7 @@ def test_visualize_scores_from_the_training_cache_as_a_live_pass_does(trained, p
     n = len(data.files["test"])
     batch = read_checkpoint(trained["vq"])["datamodule_hyper_parameters"]["batch_size"]
     # building an entry runs the first batch of each shape whole once more, to check it agrees
-    checked = sum({min(batch, n - start) for start in range(0, n, batch)})
+    checked = sum({size for start in range(0, n, batch) if (size := min(batch, n - start)) > 1})
     assert passes == {("cached", "first"): n + checked, ("cached", "again"): 0, ("live", "first"): n}
     scores = {(place, attempt): (tmp_path / place / attempt / "scores_test.csv").read_bytes()
               for place, attempt in passes}  # fmt: skip

@@ -34,6 +34,13 @@ class Pool:
     def __len__(self) -> int:
         return len(self.image_paths)
 
+    def read_mask(self, index: int) -> tuple[Image.Image, Image.Image]:
+        """The i-th pair with the mask's pixels read as every dataset's loader reads them (PIL's
+        ``open``) and the image opened for its size and mode only, its pixels never decoded."""
+        with Image.open(self.image_paths[index]) as image, Image.open(self.mask_paths[index]) as mask:
+            mask.load()
+            return image, mask
+
 
 class SegmentationSplit(Dataset):
     """Selected items of a pool; yields (image, labels, position in this split).
@@ -59,17 +66,18 @@ class SegmentationSplit(Dataset):
 
     def native_labels(self, position: int) -> torch.Tensor:
         """The mask's labels at its own size, (H, W), without decoding the image's pixels."""
-        return self.load(position, self.transform.native_labels)
+        return self.load(position, self.transform.native_labels, self.pool.read_mask)
 
     def native_image(self, position: int) -> np.ndarray:
         """The image at its own size, (H, W, 3) uint8, as figures show it."""
         return self.load(position, lambda image, mask: np.asarray(image.convert("RGB")))
 
-    def load(self, position: int, convert: Callable[[Image.Image, Image.Image], object]):
-        """``convert(image, mask)`` of this split's ``position``-th pair; one clear error for a file
-        that cannot be read or does not fit its dataset."""
+    def load(self, position: int, convert: Callable[[Image.Image, Image.Image], object], read=None):
+        """``convert(image, mask)`` of this split's ``position``-th pair, as ``read`` gives it (the
+        pool's ``read`` unless given); one clear error for a file that cannot be read or does not fit
+        its dataset."""
         try:
-            image, mask = self.pool.read(self.indices[position])
+            image, mask = (read or self.pool.read)(self.indices[position])
             return convert(image, mask)
         except ValueError as error:  # our own checks of the mask's values, mode and size
             problem = str(error)

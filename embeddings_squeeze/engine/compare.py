@@ -164,12 +164,12 @@ def _scored_data(data: DataConfig, checkpoint: dict, squeezed) -> SegmentationDa
 
 
 def _serve_trained_cache(
-    datamodule: SegmentationDataModule, split: str, squeezed, checkpoint, device
+    datamodule: SegmentationDataModule, split: str, squeezed, checkpoint_path: str | Path, device
 ) -> None:
     """Score ``split`` from the feature cache the squeezed model trained with, where it still exists
     (its entry for this split is built on the way when missing): a later comparison of any model
     of the same backbone then runs only the heads."""
-    cache_dir = trained_cache_dir(checkpoint)
+    cache_dir = trained_cache_dir(checkpoint_path)
     if cache_dir is not None:
         log.info("scoring the %s split from the feature cache in %s", split, cache_dir)
         batch = datamodule.hparams.batch_size

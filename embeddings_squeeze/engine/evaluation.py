@@ -83,8 +83,8 @@ def compare_models(
     for inputs, masks, native_masks, positions in evaluation_batches(
         scoring.models.values(), loader, device, "comparing"
     ):
-        for one, mask, target, position in zip(inputs, masks, native_masks, positions.tolist()):
-            scoring.image(one[None].to(device), mask, target, position)
+        for image_input, mask, target, position in zip(inputs, masks, native_masks, positions.tolist()):
+            scoring.image(image_input[None].to(device), mask, target, position)
     return scoring.result()
 
 
@@ -241,8 +241,8 @@ def evaluate_baseline(
     scores = Scores(list(metrics), baseline.class_names)
     loader = datamodule.evaluation_dataloader(split)
     for inputs, _, native_masks, _ in evaluation_batches(baseline, loader, device, "scoring the baseline"):
-        for one, target in zip(inputs, native_masks):
-            features = baseline.features_of(one[None].to(device), one_by_one=True)
+        for image_input, target in zip(inputs, native_masks):
+            features = baseline.features_of(image_input[None].to(device), one_by_one=True)
             (prediction,) = receiver_masks(baseline, features, [tuple(target.shape)])
             scores.add(prediction, target)
             floor.update(prediction, target)

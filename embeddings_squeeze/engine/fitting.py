@@ -235,19 +235,23 @@ def _cache_dir(training: TrainingConfig) -> Path:
 
 
 def trained_cache_dir(checkpoint: str | Path) -> Path | None:
-    """The feature cache folder the run of ``checkpoint`` (``<output_dir>/<name>/version_<n>/``) trained
-    from, where it still exists: its ``--cache_dir``, else its output folder's."""
+    """The feature cache folder the run of ``checkpoint`` trained from, where it still exists and this
+    user can add an entry to it: the ``--cache_dir`` its ``config.json`` records (absolute), else the
+    one beside its run folders (``<output_dir>/<name>/version_<n>/``); None for a checkpoint elsewhere,
+    whose comparison computes features live."""
     run_dir = Path(checkpoint).resolve().parent
     try:
-        chosen = json.loads((run_dir / "config.json").read_text())["training"]["cache_dir"]
+        recorded = json.loads((run_dir / "config.json").read_text())["training"]["cache_dir"]
     except (OSError, ValueError, KeyError, TypeError):
-        chosen = None
-    candidates = [Path(chosen)] if chosen else []
-    candidates.append(run_dir.parents[1] / ".feature_cache")
-    return next((folder for folder in candidates if folder.is_dir()), None)
+        return None  # not a run folder (an exported checkpoint, a copy of the file alone)
+    if recorded is None and len(run_dir.parents) < 2:
+        return None
+    folder = Path(recorded) if recorded else run_dir.parents[1] / ".feature_cache"  # runs before it was kept
+    return folder if folder.is_dir() and os.access(folder, os.W_OK) else None
 
 
-def _wants_cache(training: TrainingConfig) -> bool:
+def wants_cache(training: TrainingConfig) -> bool:
+    """Whether runs of these settings train (and a sweep scores) from the feature cache."""
     if training.cache_features != "auto":
         return training.cache_features == "on"
     return training.epochs > 1 or _cache_dir(training).is_dir()
@@ -264,7 +268,7 @@ def build_feature_cache(
     """Build the feature cache entries of ``splits`` for these settings, where ``fit`` reads a cache:
     a sweep's first job, so the jobs that train and score all read one cache instead of each
     computing features."""
-    if not _wants_cache(training):
+    if not wants_cache(training):
         return
     datamodule = datamodule_for(data, model, training.seed)
     datamodule.prepare_data()
@@ -294,7 +298,7 @@ def serve_cached_features(
 ) -> None:
     """Train, validate and score ``splits`` on ``backbone``'s cached features (see ``feature_cache``),
     where these settings use the cache; entries that are missing are built now."""
-    if not _wants_cache(training):
+    if not wants_cache(training):
         return
     cache_dir = prepare_output_dir(_cache_dir(training), "--cache_dir")
     for name in splits:
@@ -332,7 +336,8 @@ def _write_run_files(
         "run_dir": str(run_dir),
         "model": dict(module.hparams),
         "data": dict(datamodule.hparams),
-        "training": asdict(training),
+        # the cache folder absolute: visualize finds it from any working directory
+        "training": asdict(replace(training, cache_dir=str(_cache_dir(training).resolve()))),
         "runtime": asdict(runtime),
         "versions": package_versions(),
     }

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from embeddings_squeeze.config import LaunchConfig
 from embeddings_squeeze.console import configure_logging, one_line
 from embeddings_squeeze.engine.sweep import Job, JobKind, Sweep, SweepSpec, collect, failure_reason
+from embeddings_squeeze.engine.sweep.estimate import dry_run_lines
 from embeddings_squeeze.errors import Interrupted, UserError
 from embeddings_squeeze.utils.columns import Kind
 from embeddings_squeeze.utils.files import shown, write_json
@@ -59,6 +60,11 @@ def launch(sweep: Sweep, config: LaunchConfig, say: Callable[[str], None] = log.
         pending.insert(0, jobs[0])
     if live:
         log.info("not launching %d job(s) still queued or running: %s", len(live), ", ".join(sorted(live)))
+    if config.dry_run:
+        for line in dry_run_lines(sweep, pending):
+            say(line)
+    if config.dry_run and config.launcher != "slurm":
+        return None
     if config.launcher == "slurm":
         return submit_slurm(sweep, jobs, pending, records, live, config, say)
     if live:
@@ -134,7 +140,8 @@ def _process_alive(pid: int) -> bool:
 
 def run_serial(sweep: Sweep, pending: list[Job], records: Records) -> None:
     """Every job, one after the other in this process; a failed job is logged and the others go on."""
-    for job in pending:
+    for number, job in enumerate(pending, 1):
+        log.info("job %d of %d: %s (%s)", number, len(pending), job.name, job.kind)
         records.add(job.name, launcher="serial", host=socket.gethostname(), pid=os.getpid())
         try:
             sweep.run(job)
@@ -166,6 +173,8 @@ def run_local(sweep: Sweep, pending: list[Job], records: Records, max_parallel: 
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads)}
 
     def start(job: Job) -> subprocess.Popen:
+        log.info("job %d of %d: %s (%s), log in %s", pending.index(job) + 1, len(pending), job.name, job.kind,
+                 shown(logs / f"{job.name}.log"))  # fmt: skip
         with open(logs / f"{job.name}.log", "w") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", JOB_MODULE, str(job_file(sweep, job))],

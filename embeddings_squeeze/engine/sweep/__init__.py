@@ -4,7 +4,7 @@ seed's baseline, and collect the tables, the plot and the report (the ``sweep`` 
 Stages, each needing only the results of earlier ones (``engine/launchers.py`` runs them in this
 process, as processes, or as SLURM jobs):
 
-    0 features     the frozen backbone's features of the training split, cached once for every job
+    0 features     the frozen backbone's features of the train, val and test splits, cached once
     1 baseline     one per seed: trained and scored, with its floor and oracle rows
     2 squeezed     one per configuration and seed, the continuous reference among them, each scored
                    against its seed's baseline; input: one per image codec and quality (every seed)
@@ -17,7 +17,7 @@ in any process, and a re-run skips what has a result. A job that fails writes it
 
 Parts: ``spec.py`` (what a sweep is, as plain values, and its job graph), ``runner.py`` (running
 a job: training and measuring rows), ``rows.py`` (the rows as plain values), ``collect.py`` (the
-tables, the plot and the report).
+tables, the plot and the report), ``estimate.py`` (what a sweep will cost, for ``--dry_run``).
 """
 
 from embeddings_squeeze.engine.sweep.collect import collect

@@ -223,8 +223,10 @@ class Sweep:
         if all(row is not None for row in found):
             return found
         modules = {seed: self.module(row["checkpoint"], BASELINE) for seed, row in baselines.items()}
-        data = self.scored_data(next(iter(modules.values())))
-        measured = evaluate_input_compression(modules, data, SPLIT, codec, quality, self.device, self.metrics)
+        # the restored images are encoded here; the split's own features are not needed
+        measured = evaluate_input_compression(
+            modules, self.datamodule, SPLIT, codec, quality, self.device, self.metrics
+        )
         rows = []
         for seed, name in names.items():
             row = input_row(name, seed, codec, quality, measured, baselines[seed])
