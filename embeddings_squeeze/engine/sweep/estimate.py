@@ -3,8 +3,9 @@ and the feature cache's bytes per split, and compute time by stage from per-imag
 this machine on a few of the sweep's own test images.
 
 The times are an estimate, labelled as one: each stage's measured cost per image times the images it
-handles (``stage_seconds``), for one job at a time (jobs running at once divide the wall time);
-start-up, loading models and the codecs' own coding are left out.
+handles (``stage_seconds``), for one job at a time (jobs running at once divide the wall time).
+Lightning's loop, start-up, loading models and the codecs' own coding are left out, so it is a lower
+bound: a whole study took 1.9x it on the machine of benchmarks/RESULTS.md (issue 27).
 """
 
 from __future__ import annotations
@@ -150,8 +151,8 @@ def dry_run_lines(sweep, pending: list[Job]) -> list[str]:
     lines.append(
         f"estimated compute time on this machine ({sweep.device.type}; per-image costs measured on "
         f"{PROBE_IMAGES} test images), one job at a time: {stages}; about {_duration(sum(seconds.values()))} "
-        f"in all (an estimate: baselines at their cap of {sweep.spec.baseline_epochs} epochs; start-up, "
-        "loading models and the codecs' own coding not counted)"
+        f"in all, a lower bound (baselines at their cap of {sweep.spec.baseline_epochs} epochs; Lightning's "
+        "loop, start-up, loading models and the codecs' own coding not counted)"
     )
     return lines
 
