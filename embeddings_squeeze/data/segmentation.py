@@ -90,6 +90,8 @@ class SegmentationDataModule(pl.LightningDataModule):
                 "seed": seed,
                 "mean": mean,
                 "std": std,
+                # where the files were, so later commands find them from any folder
+                "trained_data_path": str(Path(data.data_path).resolve()),
             }
         )
         self.data_path = Path(data.data_path)

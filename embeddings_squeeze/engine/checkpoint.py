@@ -54,11 +54,40 @@ def read_checkpoint(path: str | Path) -> dict:
 def _runs_near(path: Path) -> str:
     """The finished runs beside where a missing checkpoint was looked for, as the user would pass them."""
     for folder in (path.parent.parent, path.parent.parent.parent):  # its experiment, or its output_dir
-        found = sorted(folder.glob("version_*/last.ckpt")) + sorted(folder.glob("*/version_*/last.ckpt"))
-        if folder.is_dir() and found:
-            more = f" and {len(found) - 5} more" if len(found) > 5 else ""
-            return f"checkpoints found there: {', '.join(str(p) for p in found[:5])}{more}"
+        if _finished_runs_in(folder):
+            return _runs_listed(folder)
     return "training saves <output_dir>/<experiment_name>/version_N/last.ckpt"
+
+
+def _finished_runs_in(folder: Path) -> list[Path]:
+    """The last checkpoints of the runs in ``folder``, an experiment's or an output folder."""
+    return sorted(folder.glob("version_*/last.ckpt")) + sorted(folder.glob("*/version_*/last.ckpt"))
+
+
+def _runs_listed(folder: Path) -> str:
+    found = _finished_runs_in(folder)
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return f"checkpoints found there: {', '.join(str(p) for p in found[:5])}{more}"
+
+
+def checkpoint_file(path: str | Path, made_by: str) -> Path:
+    """The checkpoint a user means by ``path``: the file, or a run folder's ``last.ckpt`` (said in a
+    line). A missing one is refused in one line with the runs found near it or, where none is, the
+    command that trains it (``made_by``)."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "last.ckpt").is_file():
+            log.info("%s is a run folder: using its last.ckpt", path)
+            return path / "last.ckpt"
+        runs = _runs_listed(path) if _finished_runs_in(path) else "no run finished in it"
+        raise UserError(f"{path} is a folder without a last.ckpt; pass a checkpoint file ({runs})")
+    near = (path.parent.parent, path.parent.parent.parent)
+    if not path.is_file() and not any(_finished_runs_in(folder) for folder in near):
+        raise UserError(
+            f"checkpoint not found: {path}; nothing has been trained there yet: train it first with "
+            f"'{made_by}' (it saves <output_dir>/<experiment_name>/version_N/last.ckpt)"
+        )
+    return path
 
 
 def expect_kind(checkpoint: dict, kind: str, flag: str, path: str | Path) -> None:

@@ -7,11 +7,13 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from embeddings_squeeze import PROGRAM
 from embeddings_squeeze.config import CHECKPOINT_FLAGS, ComparisonConfig, DataConfig, RuntimeConfig
 from embeddings_squeeze.data.segmentation import SegmentationDataModule
 from embeddings_squeeze.engine.checkpoint import (
     build_module,
     check_pair,
+    checkpoint_file,
     expect_classes,
     expect_kind,
     read_checkpoint,
@@ -68,6 +70,7 @@ def compare(
     """
     metrics = chosen(view.metrics)
     check_ranking(view.rank_by, metrics)
+    runs = _checkpoint_files(runs)
     baseline_checkpoint, squeezed_checkpoint = _read_pair(runs)
     split = view.dataset_split
     indexed = issubclass(
@@ -114,6 +117,19 @@ def compare(
     return report
 
 
+def _checkpoint_files(runs: Runs) -> Runs:
+    """The checkpoint files meant (a run folder stands for its last.ckpt); a missing one is refused with
+    the command that trains it."""
+    reference = runs.reference
+    if reference is not None:
+        reference = checkpoint_file(reference, f"{PROGRAM} squeeze --quantizer_type none")
+    return Runs(
+        baseline=checkpoint_file(runs.baseline, f"{PROGRAM} train-baseline"),
+        squeezed=checkpoint_file(runs.squeezed, f"{PROGRAM} squeeze"),
+        reference=reference,
+    )
+
+
 def _read_pair(runs: Runs) -> tuple[dict, dict]:
     """The baseline's and the squeezed model's checkpoints, each refused when it is the other kind."""
     baseline, squeezed = read_checkpoint(runs.baseline), read_checkpoint(runs.squeezed)
@@ -156,11 +172,22 @@ def _scored_data(data: DataConfig, checkpoint: dict, squeezed) -> SegmentationDa
         log.info("note: scoring --subset_size %s images per split; the VQ model trained on %s", subset,
                  trained["subset_size"] or "every image")  # fmt: skip
     data = replace(data, split_seed=split_seed, val_fraction=trained["val_fraction"], subset_size=subset)
+    data = _recorded_folder(data, trained.get("trained_data_path"))
     datamodule = datamodule_for(data, squeezed.model_config, trained["seed"])
     datamodule.prepare_data()
     datamodule.setup()
     expect_classes(squeezed, datamodule.classes.names, datamodule.folder)
     return datamodule
+
+
+def _recorded_folder(data: DataConfig, recorded: str | None) -> DataConfig:
+    """``data`` in the folder the VQ model was trained on, where ``--data_path`` was left at its default
+    and that folder still exists (said in one line); else as given."""
+    if data.data_path != DataConfig.data_path or recorded is None or not Path(recorded).is_dir():
+        return data
+    if Path(recorded) != Path(data.data_path).resolve():
+        log.info("using the data the VQ model was trained on: %s (--data_path gives other data)", recorded)
+    return replace(data, data_path=recorded)
 
 
 def _serve_trained_cache(

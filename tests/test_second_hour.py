@@ -1,0 +1,58 @@
+"""A newcomer's second hour: runs that remember their data, checkpoints named by their run folder,
+and a missing checkpoint that says which command makes it."""
+
+import json
+import logging
+
+from helpers import TEST_MODEL, one_line_error, run_cli
+
+
+def visualize(trained, output_dir, *extra):
+    return ["visualize", "--baseline_checkpoint", trained["baseline"], "--vq_checkpoint", trained["vq"],
+            "--output_dir", output_dir, "--accelerator", "cpu", "--model", TEST_MODEL, *extra]  # fmt: skip
+
+
+def test_visualize_from_another_folder_finds_the_data_the_runs_were_trained_on(
+    trained, pet_root, tmp_path, monkeypatch, caplog, unreachable_network
+):
+    monkeypatch.chdir(tmp_path)  # no ./data here: the default --data_path would try a download
+    with caplog.at_level(logging.INFO):
+        assert run_cli(*visualize(trained, tmp_path / "vis")) == 0
+    said = f"using the data the VQ model was trained on: {pet_root.resolve()} (--data_path gives other data)"
+    assert said in caplog.messages
+    assert not (tmp_path / "data").exists()
+    with_path = tmp_path / "given"
+    assert run_cli(*visualize(trained, with_path, "--data_path", pet_root)) == 0
+    found, given = (json.loads((p / "summary_test.json").read_text()) for p in (tmp_path / "vis", with_path))
+    for key in ("images", "baseline_miou", "squeezed_miou"):  # the same data, whoever named it
+        assert found[key] == given[key]
+
+
+def test_a_run_folder_stands_for_its_last_checkpoint(trained, pet_root, tmp_path, caplog):
+    runs = {**trained, "vq": trained["vq"].parent}
+    with caplog.at_level(logging.INFO):
+        assert run_cli(*visualize(runs, tmp_path / "vis", "--data_path", pet_root)) == 0
+    assert f"{trained['vq'].parent} is a run folder: using its last.ckpt" in caplog.messages
+    summary = json.loads((tmp_path / "vis" / "summary_test.json").read_text())
+    assert summary["vq_checkpoint"] == str(trained["vq"])
+
+
+def test_a_folder_without_a_checkpoint_lists_the_runs_in_it(trained, pet_root, tmp_path, capsys):
+    outputs = trained["outputs"]
+    runs = {**trained, "vq": outputs}
+    assert run_cli(*visualize(runs, tmp_path / "vis", "--data_path", pet_root)) == 2
+    found = ", ".join(str(p) for p in sorted(outputs.glob("*/version_*/last.ckpt")))
+    assert one_line_error(capsys) == (
+        f"error: {outputs} is a folder without a last.ckpt; pass a checkpoint file (checkpoints found "
+        f"there: {found})"
+    )
+
+
+def test_a_checkpoint_not_yet_trained_says_to_train_it_first(trained, pet_root, tmp_path, capsys):
+    missing = tmp_path / "outputs" / "my_vq" / "version_0" / "last.ckpt"
+    runs = {**trained, "vq": missing}
+    assert run_cli(*visualize(runs, tmp_path / "vis", "--data_path", pet_root)) == 2
+    assert one_line_error(capsys) == (
+        f"error: checkpoint not found: {missing}; nothing has been trained there yet: train it first with "
+        "'embeddings-squeeze squeeze' (it saves <output_dir>/<experiment_name>/version_N/last.ckpt)"
+    )
