@@ -156,6 +156,8 @@ def run(main: Callable, parser: argparse.ArgumentParser, argv: Sequence[str] | N
 
 
 def fail(message: str, exit_code: int = 2) -> NoReturn:
+    if sys.stderr.isatty():  # a progress bar may have left the cursor inside its line
+        sys.stderr.write("\n")
     print(f"error: {one_line(message)}", file=sys.stderr)
     sys.exit(exit_code)
 

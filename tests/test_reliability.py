@@ -105,6 +105,7 @@ def test_interrupted_runs_resume_to_the_same_result(pet_root, tmp_path, uninterr
         resume = tiny("squeeze", pet_root, tmp_path / name, *RESUME_ARGS, "--resume")
         assert run_cli(*resume[len(COMMAND) :]) == 0
         assert not (last.parent.parent / "version_1").exists()  # continued in the same run directory
+        assert not (last.parent / "interrupted.ckpt").exists()  # the partial epoch, done again, is gone
         expected, got = state(uninterrupted), state(last)
         assert expected.keys() == got.keys()
         assert all(torch.equal(expected[k], got[k]) for k in expected), f"{name}: resumed run differs"

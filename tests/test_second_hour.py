@@ -3,6 +3,7 @@ and a missing checkpoint that says which command makes it."""
 
 import json
 import logging
+from pathlib import Path
 
 from helpers import TEST_MODEL, one_line_error, run_cli
 
@@ -56,3 +57,15 @@ def test_a_checkpoint_not_yet_trained_says_to_train_it_first(trained, pet_root, 
         f"error: checkpoint not found: {missing}; nothing has been trained there yet: train it first with "
         "'embeddings-squeeze squeeze' (it saves <output_dir>/<experiment_name>/version_N/last.ckpt)"
     )
+
+
+def test_the_readmes_quick_check_sizes_train_the_default_backbone(pet_root, tmp_path):
+    """The README's 'Quick checks' flags, as typed, on the default --model (ViT-B/32)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    tip = readme.split("Quick checks: ", 1)[1].split("(", 1)[0]
+    flags = [word.strip("`,.") for word in tip.split() if word.strip("`,.")]
+    assert flags[0] == "--subset_size" and "--image_size" in flags
+    flags[1] = "4"  # the tiny data has fewer images than the tip's 200
+    argv = ["train-baseline", *flags, "--weights", "none", "--data_path", pet_root, "--output_dir", tmp_path,
+            "--epochs", 1, "--accelerator", "cpu", "--feature_precision", "float32"]  # fmt: skip
+    assert run_cli(*argv) == 0

@@ -189,6 +189,8 @@ def _train(
     ckpt_path = None if resume is None or resume.is_dir() else resume
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        if trainer.is_global_zero:  # an earlier interruption's partial epoch is done again by now
+            (run_dir / "interrupted.ckpt").unlink(missing_ok=True)
     except (KeyboardInterrupt, SystemExit):  # Lightning exits on Ctrl-C; SIGTERM arrives as SystemExit
         if interrupt.interrupted_epoch is None:
             raise
