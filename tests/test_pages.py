@@ -57,3 +57,17 @@ def test_the_per_image_table_sorts_by_a_clicked_header(browser, pages):
     assert sorted(ascending, key=float) == ascending and sorted(ascending) == sorted(before)
     header.click()
     assert column(browser, table, "squeezed_iou") == ascending[::-1]
+
+
+def test_the_reports_results_put_the_scores_on_screen_and_the_settings_last(browser, pages):
+    browser.get(pages["sweep"].as_uri())
+    heading = browser.find_element(By.XPATH, "//h2[text()='Results']")
+    table = heading.find_element(By.XPATH, "following::table[1]")
+    headers = [cell.text for cell in table.find_elements(By.TAG_NAME, "th")]
+    assert headers[:4] == ["name", "miou", "miou_low", "miou_high"]
+    assert headers.index("payload_bytes_per_image") < headers.index("kind") < headers.index("seed")
+    miou = table.find_elements(By.TAG_NAME, "th")[1]
+    right_edge = browser.execute_script(
+        "const r = arguments[0].getBoundingClientRect(); return r.right", miou
+    )
+    assert 0 < right_edge <= 1280  # on screen in a 1,280 px window without scrolling sideways

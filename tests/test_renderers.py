@@ -24,6 +24,7 @@ from embeddings_squeeze.utils.records import ComparisonReport, image_row, score_
 from embeddings_squeeze.utils.summary_text import console_text
 from embeddings_squeeze.utils.sweep_report import (
     SweepTables,
+    _percent_reached,
     plot_rate_quality,
     rate_at_quality,
     sentences,
@@ -263,3 +264,15 @@ def test_a_sweep_renders_its_tables_plot_and_report(tmp_path_factory, generated)
     report = (folder / "report.html").read_text()
     assert all(row["name"] in report for row in rows)
     assert "data:image/png;base64," in report
+
+
+@given(st.floats(0, 2, allow_nan=False))
+def test_a_share_of_the_baseline_is_never_rounded_up_to_a_level_it_misses(share):
+    shown = float(_percent_reached(share))
+    assert shown <= 100 * share + 1e-6 and 100 * share - shown < 0.1 + 1e-6  # down to a tenth, never up
+
+
+def test_the_share_in_a_sentence_agrees_with_the_quality_levels():
+    # the case: 0.3435 / 0.3621 is 94.86 %, short of 95 %, so bytes_at_95 says never
+    assert _percent_reached(0.3435 / 0.3621) == "94.8"
+    assert _percent_reached(0.9499) == "94.9" and _percent_reached(0.95) == "95.0"

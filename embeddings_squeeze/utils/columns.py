@@ -227,10 +227,15 @@ def averaged() -> tuple[str, ...]:
 
 
 def reported() -> tuple[str, ...]:
-    """Columns of the report's results table."""
-    return tuple(
-        c.name for c in all_columns() if c.in_report and c.over_seeds != "method" and "<" not in c.name
-    )
+    """Columns of the report's results table, read left to right on a screen: the row's name, its
+    quality (mIoU with its intervals and differences), what it costs, then its settings."""
+    shown = [c for c in all_columns() if c.in_report and c.over_seeds != "method" and "<" not in c.name]
+    names = [c.name for c in all_columns()]
+    quality = set(names[names.index("miou") : names.index("degenerate") + 1])
+    settings = [c.name for c in shown if c.over_seeds in ("key", "same") and c.name != "name"]
+    measured = [c.name for c in shown if c.name not in settings and c.name != "name"]
+    first = [name for name in measured if name in quality]
+    return ("name", *first, *[name for name in measured if name not in quality], *settings)
 
 
 def is_number(value) -> bool:

@@ -26,7 +26,7 @@ from scipy.interpolate import PchipInterpolator
 QUALITY_LEVELS = (90, 95, 99)  # percent of the baseline's mIoU
 MIN_OVERLAP = 0.5  # of the narrower front's mIoU range, for a BD-rate
 NO_OVERLAP = "n/a: no overlap"
-ONE_POINT = "n/a: fewer than two points"
+ONE_POINT = "n/a: fewer than two points on the front (a point a cheaper one matches or beats is left out)"
 THIN_OVERLAP = "n/a: overlap under half the narrower range"
 NO_RESOLUTION = "n/a: a point without an interval"
 
