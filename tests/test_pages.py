@@ -20,7 +20,7 @@ def pages(trained, pet_root, tmp_path_factory) -> dict:
                   "--quantizer_type", "vq", "--num_vectors", 8, "--jpeg_qualities", 50]  # fmt: skip
     sweep.main(parse(sweep, *sweep_argv))
     return {"visualize": folder / "visualize" / "index.html", "sweep": folder / "sweep" / "report.html",
-            "sweep model": folder / "sweep" / "figures" / "index.html"}  # fmt: skip
+            "sweep model": folder / "sweep" / "figures" / "vq_K8_seed42" / "index.html"}  # fmt: skip
 
 
 @pytest.mark.parametrize("page", ["visualize", "sweep", "sweep model"])
@@ -38,7 +38,7 @@ def test_pages_show_every_figure_fit_the_window_and_log_no_error(browser, pages,
 
 
 def test_the_report_links_the_shown_models_page(pages):
-    assert 'href="figures/index.html"' in pages["sweep"].read_text()
+    assert 'href="figures/vq_K8_seed42/index.html"' in pages["sweep"].read_text()
 
 
 def column(browser, table, name: str) -> list[str]:

@@ -19,8 +19,18 @@ from PIL import Image
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from embeddings_squeeze import sweep
+from embeddings_squeeze.config import (
+    DataConfig,
+    ModelConfig,
+    OptimizerConfig,
+    QuantizerConfig,
+    RuntimeConfig,
+    TrainingConfig,
+)
 from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.engine.checkpoint import load_module, read_checkpoint
+from embeddings_squeeze.engine.sweep import Plan, Sweep, SweepSpec
+from embeddings_squeeze.engine.sweep.collect import shown_model
 from embeddings_squeeze.utils.figures import figure_size_pixels
 from embeddings_squeeze.utils.input_compression import codecs
 from embeddings_squeeze.utils.rate_quality import bd_rate
@@ -289,7 +299,7 @@ def test_figures_show_the_images_the_table_scores(finished_sweep):
     assert scored["payload_bytes_per_image"] > 0
     # --subset_size 4: the table scores 4 test images, and the figures draw from those same 4
     for name in ("iou/best_results_test.png", "iou/worst_results_test.png", "delta/worst_results_test.png"):
-        with Image.open(output_dir / "figures" / name) as figure:
+        with Image.open(output_dir / "figures" / "vq_K8_seed42" / name) as figure:
             assert figure.size == figure_size_pixels(4)
 
 
@@ -368,3 +378,33 @@ def test_a_sweep_runs_the_backbone_once_per_image_per_split(pet_root, tmp_path, 
     sizes = {name: len(split) for name, split in data.files.items()}
     once = sizes["train"] + sizes["val"] + sizes["test"] + len(codecs()) * sizes["test"]
     assert seen == {1: once, 3: once}
+
+
+def test_the_report_shows_a_sound_models_figures_and_marks_a_degenerate_one(tmp_path):
+    """Figures exist for each first-seed model the sweep varies; the report shows the preferred one
+    (the first type's finest) unless its predictions are degenerate, and says which it passed over."""
+    plan = Plan(ModelConfig(), DataConfig(), OptimizerConfig(), TrainingConfig(), RuntimeConfig())
+    quantizers = tuple(
+        QuantizerConfig(quantizer_type=kind, num_vectors=k) for kind in ("vq", "fsq") for k in (8, 64)
+    )
+    work = Sweep(SweepSpec(plan, quantizers, (42, 43), (), {}, ()), tmp_path)
+    preferred = ["vq_K64_seed42", "fsq_K64_seed42", "fsq_K8_seed42", "vq_K8_seed42"]
+    assert work.spec.figure_models() == preferred
+    for name in preferred:
+        work.figures_of(name).mkdir(parents=True)
+        (work.figures_of(name) / "index.html").write_text("a page")
+    background = "predicts background for 100.0% of the pixels"
+    rows = [
+        {"name": name, "degenerate": background if name.startswith("vq_K64") else None} for name in preferred
+    ]
+    assert shown_model(work, rows) == (
+        "fsq_K64_seed42",
+        f" (shown instead of vq_K64_seed42, which {background})",
+    )
+    everything = [{**row, "degenerate": background} for row in rows]
+    assert shown_model(work, everything) == (
+        "vq_K64_seed42",
+        f" (warning: it {background}, as every model with figures does)",
+    )
+    sound = [{**row, "degenerate": None} for row in rows]
+    assert shown_model(work, sound) == ("vq_K64_seed42", "")

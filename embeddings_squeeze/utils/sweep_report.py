@@ -164,6 +164,7 @@ def sentences(rows: list[dict], aggregates: list[dict], rule: str) -> list[str]:
             for r in members
             if is_number(r.get("miou")) and r.get("baseline_miou")
         ]
+        shares = [share for share in shares if math.isfinite(share)]  # no share of an undefined mIoU
         if degenerate:
             parts.append(f"no share of the baseline's mIoU: the baseline {degenerate[0]}")
         elif len(shares) == seeds:

@@ -25,7 +25,6 @@ from embeddings_squeeze.utils.sweep_report import (
 from embeddings_squeeze.utils.sweep_statistics import adjust, seed_means, with_intervals
 
 log = logging.getLogger(__name__)
-PAGE = "figures/index.html"  # the page of the model whose figures the report shows
 
 
 def collect(sweep: Sweep, jobs: list[Job], ended: dict[str, str] | None = None) -> list[dict]:
@@ -67,6 +66,21 @@ def collect(sweep: Sweep, jobs: list[Job], ended: dict[str, str] | None = None) 
     return rows + unmeasured
 
 
+def shown_model(sweep: Sweep, rows: list[dict]) -> tuple[str | None, str]:
+    """The model whose figures the report shows, and what its captions add: the first of
+    ``spec.figure_models`` with figures whose predictions are not degenerate, naming the preferred ones
+    passed over; when every one is degenerate, the first, with its warning (None: none has figures)."""
+    reasons = {row["name"]: row.get("degenerate") for row in rows}
+    drawn = [name for name in sweep.spec.figure_models() if (sweep.figures_of(name) / "index.html").is_file()]
+    sound = [name for name in drawn if not reasons.get(name)]
+    if sound:
+        passed = [f"{name}, which {reasons[name]}" for name in drawn[: drawn.index(sound[0])]]
+        return sound[0], f" (shown instead of {'; '.join(passed)})" if passed else ""
+    if drawn:
+        return drawn[0], f" (warning: it {reasons.get(drawn[0])}, as every model with figures does)"
+    return None, ""
+
+
 def _plot_and_report(sweep: Sweep, tables: SweepTables) -> None:
     spec, model, data = sweep.spec, sweep.plan.model, sweep.datamodule
     masks = f", {data.hparams.mask_mode} masks" if data.hparams.mask_mode else ""
@@ -82,15 +96,19 @@ def _plot_and_report(sweep: Sweep, tables: SweepTables) -> None:
             "warning: rate_quality.png not drawn (%s: %s)", type(error).__name__, one_line(str(error))
         )
         plot.unlink(missing_ok=True)
-    captions = ("best images by VQ IoU", "worst images by VQ IoU", "where VQ loses most to the baseline")
     report_figures = [(sweep.output_dir / "rate_quality.png", "mIoU against measured bytes per image")]
-    report_figures += [(sweep.figures / path, f"{spec.shown_model()}: {caption}")
-                       for path, caption in zip(FIGURES, captions)]  # fmt: skip
     report_settings = dict(spec.settings)
     for config in (sweep.plan.model, sweep.plan.data, sweep.plan.optimizer, sweep.plan.training):
         report_settings.update(asdict(config))
-    run_pages = [(PAGE, f"{spec.shown_model()}: every image's scores, on a page of its own")]
-    if not (sweep.output_dir / PAGE).is_file():
-        run_pages = []
+    run_pages = []
+    shown, note = shown_model(sweep, tables.rows)
+    if shown is not None:
+        captions = ("best images by VQ IoU", "worst images by VQ IoU", "where VQ loses most to the baseline")
+        folder = sweep.figures_of(shown)
+        report_figures += [
+            (folder / path, f"{shown}: {caption}{note}") for path, caption in zip(FIGURES, captions)
+        ]
+        page = (folder / "index.html").relative_to(sweep.output_dir).as_posix()
+        run_pages = [(page, f"{shown}: every image's scores, on a page of its own")]
     write_report(sweep.output_dir / "report.html", f"Rate-quality sweep: {title}", report_settings, tables,
                  report_figures, run_pages)  # fmt: skip

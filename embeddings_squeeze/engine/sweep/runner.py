@@ -202,7 +202,8 @@ class Sweep:
             for ranking in ("iou", "delta"):
                 folder = figures / ranking
                 folder.mkdir(parents=True, exist_ok=True)
-                draw_rankings(comparison, ranking, SPLIT, FIGURE_ROWS, FIGURE_ROWS, folder)
+                warning = " ".join(report.warnings)  # a degenerate model says so on its figures
+                draw_rankings(comparison, ranking, SPLIT, FIGURE_ROWS, FIGURE_ROWS, folder, warning)
             fields = score_fields(tuple(metric.name for metric in self.metrics), ("baseline", "squeezed"))
             page = pages.comparison_page(report, figures, list(FIGURES), scored, fields)
             (figures / "index.html").write_text(page)
@@ -241,9 +242,9 @@ class Sweep:
         return self.jobs_dir / f"{job_name}.failed.json"
 
     def is_done(self, job: Job) -> bool:
-        """Whether every row of ``job`` has its result (and the figures, for the model they show)."""
+        """Whether every row of ``job`` has its result (and its figures, for a model that has them)."""
         drawn = not job.options.get("figures") or all(
-            (self.figures / f).is_file() for f in (*FIGURES, "index.html")
+            (self.figures_of(job.name) / f).is_file() for f in (*FIGURES, "index.html")
         )
         return bool(job.rows) and drawn and all((self.results / f"{row}.json").is_file() for row in job.rows)
 
@@ -277,7 +278,7 @@ class Sweep:
     def _squeezed_job(self, job: Job) -> None:
         seed, quantizer = job.options["seed"], quantizer_config(job.options["quantizer"])
         baseline = self._required(f"baseline_seed{seed}")
-        self.squeezed_row(quantizer, baseline, self.figures if job.options["figures"] else None)
+        self.squeezed_row(quantizer, baseline, self.figures_of(job.name) if job.options["figures"] else None)
 
     def _required(self, row: str) -> dict:
         """A row another job measured, refused with its job's reason when it has no result."""
@@ -288,9 +289,9 @@ class Sweep:
         why = json.loads(record.read_text())["reason"] if record.is_file() else "it has not run"
         raise UserError(f"{row} has no result ({why})")
 
-    @property
-    def figures(self) -> Path:
-        return self.output_dir / "figures"
+    def figures_of(self, name: str) -> Path:
+        """The folder of a model's figures and page (``spec.figure_models``)."""
+        return self.output_dir / "figures" / name
 
 
 def failure_reason(error: BaseException) -> str:

@@ -123,11 +123,15 @@ class SweepSpec:
         labels = {run_label(q): run_label(reference_config(q)) for q in self.quantizers}
         return labels.get(configuration)
 
-    def shown_model(self) -> str:
-        """The model whose figures the report shows: the first type's finest, first seed (or the
-        reference's, when the sweep has no other)."""
-        first_type = [q for q in self.quantizers if q.quantizer_type == self.quantizers[0].quantizer_type]
-        return f"{run_label(first_type[-1] if first_type else self.references()[0])}_seed{self.seeds[0]}"
+    def figure_models(self) -> list[str]:
+        """The models with figures of their own (first seed), in the order the report prefers to show
+        them: each type's finest, the first type first, then the rest from fine to coarse (or the
+        reference, when the sweep has no other)."""
+        quantizers = list(self.quantizers) or self.references()[:1]
+        types = list(dict.fromkeys(q.quantizer_type for q in quantizers))
+        finest = [[q for q in quantizers if q.quantizer_type == kind][-1] for kind in types]
+        ordered = [*finest, *[q for q in reversed(quantizers) if q not in finest]]
+        return [f"{run_label(q)}_seed{self.seeds[0]}" for q in ordered]
 
     def jobs(self) -> list[Job]:
         """The job graph, in an order that runs each job after those it needs."""
@@ -139,7 +143,7 @@ class SweepSpec:
             for seed in self.seeds:
                 name = f"{run_label(quantizer)}_seed{seed}"
                 options = {"seed": seed, "quantizer": quantizer_values(quantizer),
-                           "figures": name == self.shown_model()}  # fmt: skip
+                           "figures": name in self.figure_models()}  # fmt: skip
                 jobs.append(Job(name, JobKind.SQUEEZED, 2, (name,), ("features", baselines[seed]), options))
         for codec in codecs():
             for quality in self.jpeg_qualities:
