@@ -242,6 +242,12 @@ class ComparisonConfig:
     overwrite: bool = setting(
         False, "replace the figures and scores an earlier run left in --output_dir", action="store_true"
     )
+    unpaired: bool = setting(
+        False,
+        "compare models trained on different data or splits anyway; every output then says they are "
+        "not paired by training",
+        action="store_true",
+    )
 
 
 @dataclass(frozen=True)

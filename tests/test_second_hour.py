@@ -5,6 +5,7 @@ import json
 import logging
 from pathlib import Path
 
+import torch
 from helpers import TEST_MODEL, one_line_error, run_cli
 
 
@@ -69,3 +70,27 @@ def test_the_readmes_quick_check_sizes_train_the_default_backbone(pet_root, tmp_
     argv = ["train-baseline", *flags, "--weights", "none", "--data_path", pet_root, "--output_dir", tmp_path,
             "--epochs", 1, "--accelerator", "cpu", "--feature_precision", "float32"]  # fmt: skip
     assert run_cli(*argv) == 0
+
+
+def test_models_trained_on_other_splits_are_refused_unless_compared_as_unpaired(
+    trained, pet_root, tmp_path, capsys
+):
+    checkpoint = torch.load(trained["vq"], weights_only=True)
+    checkpoint["datamodule_hyper_parameters"]["split_seed"] = 7  # as if trained on another split
+    other = tmp_path / "other_split.ckpt"
+    torch.save(checkpoint, other)
+    runs = {**trained, "vq": other}
+    assert run_cli(*visualize(runs, tmp_path / "refused", "--data_path", pet_root)) == 2
+    assert one_line_error(capsys) == (
+        "error: the checkpoints were trained on different data or splits (split_seed (baseline: 42, VQ: 7)), "
+        "so the comparison would not be paired; train both on the same --data_path and split, or pass "
+        "--unpaired to compare anyway"
+    )
+    assert not (tmp_path / "refused").exists()
+    assert run_cli(*visualize(runs, tmp_path / "vis", "--data_path", pet_root, "--unpaired")) == 0
+    warning = ("warning: not paired by training: the models were trained on different data or splits "
+               "(split_seed (baseline: 42, VQ: 7))")  # fmt: skip
+    summary = json.loads((tmp_path / "vis" / "summary_test.json").read_text())
+    assert warning in summary["warnings"]
+    assert warning in capsys.readouterr().out  # the console's summary
+    assert warning in (tmp_path / "vis" / "index.html").read_text()

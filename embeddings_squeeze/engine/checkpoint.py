@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import zipfile
@@ -207,6 +208,29 @@ def expect_classes(module: SegmentationModule, classes: tuple[str, ...], where: 
         f"the data in {where} does not have the classes the checkpoints were trained on ({differing}); "
         "pass the --data_path of the data they were trained on"
     )
+
+
+PAIRED_DATA = ("trained_data_path", "split_seed", "val_fraction", "subset_size")  # same files, same split
+NOTED_SETTINGS = ("seed", "batch_size")  # training settings that may differ; a comparison notes them
+
+
+def training_differences(baseline: dict, squeezed: dict, paths: tuple[Path, Path]) -> tuple[list, list]:
+    """(what makes the two runs' data or split differ, the training settings that differ), each as
+    'key (baseline: a, VQ: b)'; ``paths``: the checkpoints, whose run folders' split.json (the image ids
+    of every split) are compared where both have one. Keys an older checkpoint lacks are not compared."""
+    first, second = baseline["datamodule_hyper_parameters"], squeezed["datamodule_hyper_parameters"]
+
+    def differing(keys):
+        return [f"{key} (baseline: {first[key]}, VQ: {second[key]})" for key in keys
+                if key in first and key in second and first[key] != second[key]]  # fmt: skip
+
+    data = differing(PAIRED_DATA)
+    splits = [path.parent / "split.json" for path in paths]
+    if not data and all(split.is_file() for split in splits):
+        ids = [{k: v for k, v in json.loads(split.read_text()).items() if k in ("train", "val", "test")}
+               for split in splits]  # fmt: skip
+        data += [] if ids[0] == ids[1] else ["the image ids in their split.json"]
+    return data, differing(NOTED_SETTINGS)
 
 
 def check_pair(model: str, dataset: str | None, baseline: dict, squeezed: dict) -> None:

@@ -17,12 +17,14 @@ from embeddings_squeeze.engine.checkpoint import (
     expect_classes,
     expect_kind,
     read_checkpoint,
+    training_differences,
 )
 from embeddings_squeeze.engine.evaluation import CompareOptions, compare_models
 from embeddings_squeeze.engine.feature_cache import cached_split
 from embeddings_squeeze.engine.fitting import trained_cache_dir
 from embeddings_squeeze.engine.run_dirs import completed_epochs, output_folder, refuse_overwrite, unconverged
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device
+from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models import BASELINE, SQUEEZED
 from embeddings_squeeze.models.quantizers import IndexQuantizer, quantizer_class
 from embeddings_squeeze.utils import pages
@@ -81,6 +83,7 @@ def compare(
     if not view.overwrite:
         refuse_overwrite(outputs, "figures and scores of an earlier comparison")
     check_pair(model_name, dataset, baseline_checkpoint, squeezed_checkpoint)
+    unpaired = _unpaired(baseline_checkpoint, squeezed_checkpoint, runs, view.unpaired)
     reference = _reference(runs, model_name, dataset, baseline_checkpoint)
     baseline = build_module(baseline_checkpoint, runs.baseline)
     squeezed = build_module(squeezed_checkpoint, runs.squeezed)
@@ -106,7 +109,7 @@ def compare(
             reference=reference, metrics=tuple(metrics), atlas=atlas,
         )  # fmt: skip
         comparison = compare_models(baseline, squeezed, datamodule, split, device, options)
-    report = _report(comparison, runs, split, baseline_checkpoint)
+    report = _report(comparison, runs, split, baseline_checkpoint, unpaired)
     if indexed:
         report = replace(report, codes=_draw_codes(comparison, squeezed, view))
     write_json(outputs[1], report.as_dict())
@@ -205,7 +208,26 @@ def _serve_trained_cache(
         )
 
 
-def _report(comparison, runs: Runs, split: str, baseline_checkpoint: dict) -> ComparisonReport:
+def _unpaired(baseline: dict, squeezed: dict, runs: Runs, allowed: bool) -> tuple[str, ...]:
+    """The warning every output of a comparison of models trained on different data or splits carries
+    (``--unpaired``); refused in one line without it. Differing training settings are noted."""
+    data, settings = training_differences(baseline, squeezed, (Path(runs.baseline), Path(runs.squeezed)))
+    if settings:
+        log.info("note: the models were trained with different settings: %s", "; ".join(settings))
+    if not data:
+        return ()
+    what = "; ".join(data)
+    if not allowed:
+        raise UserError(
+            f"the checkpoints were trained on different data or splits ({what}), so the comparison would not "
+            "be paired; train both on the same --data_path and split, or pass --unpaired to compare anyway"
+        )
+    return (f"warning: not paired by training: the models were trained on different data or splits ({what})",)
+
+
+def _report(
+    comparison, runs: Runs, split: str, baseline_checkpoint: dict, unpaired: tuple[str, ...] = ()
+) -> ComparisonReport:
     """The comparison's result with what was compared, its rate and task floor, and its warnings."""
     checkpoints = {"baseline": str(runs.baseline), "squeezed": str(runs.squeezed)}
     if runs.reference is not None:
@@ -217,7 +239,7 @@ def _report(comparison, runs: Runs, split: str, baseline_checkpoint: dict) -> Co
             "before its validation loss flattened (--converge); VQ - baseline may understate the cost",
         )
     return ComparisonReport(comparison.result(), split, checkpoints, comparison.rate, comparison.task_floor,
-                            extra_warnings=capped)  # fmt: skip
+                            extra_warnings=(*unpaired, *capped))  # fmt: skip
 
 
 def _draw_codes(comparison, squeezed, view: ComparisonConfig) -> dict:
