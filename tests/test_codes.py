@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 import torch
 from helpers import tiny_datamodule, visualize_summary
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
-from embeddings_squeeze.data.labels import IGNORE_INDEX
+from embeddings_squeeze.data.labels import IGNORE_INDEX, ClassSet
 from embeddings_squeeze.engine.checkpoint import load_module
+from embeddings_squeeze.utils.code_figures import CODES_COLUMN, atlas_title, plot_code_maps
 from embeddings_squeeze.utils.codes import PATCHES_PER_CODE, CodeAtlas, cell_of_pixels, code_colours
+from embeddings_squeeze.utils.comparison import ScoredImage
 from embeddings_squeeze.utils.figures import figure_size_pixels
 
 
@@ -101,3 +104,37 @@ def test_visualize_writes_code_maps_and_an_atlas_that_match_a_recount(trained, p
         with Image.open(tmp_path / f"codes_{kind}_test.png") as figure:
             assert figure.size[0] == figure_size_pixels(1)[0]  # four panels, as the seed's figures
     assert (tmp_path / "code_atlas_test.png").is_file() and (tmp_path / "index.html").is_file()
+
+
+PETS = ClassSet(("pet", "background", "border"), ((1, 1, 1), (2, 2, 2), (3, 3, 3)))
+
+
+def scored_image(position: int, codes: np.ndarray) -> ScoredImage:
+    generator = np.random.default_rng(position)
+    target = generator.integers(0, 3, (100, 50))  # portrait: the panels fill their cells' height
+    pixels = generator.integers(0, 255, (100, 50, 3), dtype=np.uint8)
+    return ScoredImage(
+        position, f"image_{position}", 0.5, 0.4, pixels, target, target, (target + 1) % 3, codes
+    )
+
+
+def test_code_maps_number_each_cell_and_keep_the_title_clear_of_the_panels(tmp_path):
+    codes = np.array([[33, 54, 12], [12, 33, 7]])  # 33, 54 and 12: three greens, told apart by number
+    items = [scored_image(0, codes), *[scored_image(position, codes[::-1]) for position in range(1, 5)]]
+    figure = plot_code_maps(items, 64, PETS, "codes of 5 images", tmp_path / "codes.png")
+    first_row = figure.axes[:4]
+    numbers = [text.get_text() for text in first_row[CODES_COLUMN].texts]
+    assert numbers == [str(code) for code in codes.ravel()]  # row by row, each cell's code
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    (title,) = [text for text in figure.texts if text.get_text() == figure.get_suptitle()]
+    title_bottom = title.get_window_extent(renderer).y0
+    assert title_bottom > max(axis.title.get_window_extent(renderer).y1 for axis in first_row)
+
+
+def test_the_atlas_calls_unused_codes_by_one_name_on_both_splits():
+    usage = {"split_dead_codes": 3, "split_perplexity": 5.25, "training_dead_codes": 1,
+             "training_perplexity": 9.5}  # fmt: skip
+    assert atlas_title(usage, 16, 64, "test") == (
+        "the 16 most used of 64 codes on the test split: 3 never sent, perplexity 5.2 (training split: "
+        "1 never sent, perplexity 9.5)"
+    )

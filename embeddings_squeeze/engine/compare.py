@@ -28,7 +28,7 @@ from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models import BASELINE, SQUEEZED
 from embeddings_squeeze.models.quantizers import IndexQuantizer, quantizer_class
 from embeddings_squeeze.utils import pages
-from embeddings_squeeze.utils.code_figures import plot_code_atlas, plot_code_maps
+from embeddings_squeeze.utils.code_figures import atlas_title, plot_code_atlas, plot_code_maps
 from embeddings_squeeze.utils.codes import CodeAtlas, write_codes_csv
 from embeddings_squeeze.utils.comparison import shares_backbone
 from embeddings_squeeze.utils.figures import draw_rankings
@@ -258,10 +258,6 @@ def _draw_codes(comparison, squeezed, view: ComparisonConfig) -> dict:
         path = folder / f"codes_{kind}_{split}.png"
         plot_code_maps(items, atlas.alphabet_size, comparison.classes, title, path)
     usage = atlas.usage(training)
-    title = (
-        f"the {view.atlas_codes} most used of {atlas.alphabet_size} codes on the {split} split: "
-        f"{usage['split_dead_codes']} never sent, perplexity {usage['split_perplexity']:.1f} (training "
-        f"split: {usage['training_dead_codes']} dead, perplexity {usage['training_perplexity']:.1f})"
-    )
+    title = atlas_title(usage, view.atlas_codes, atlas.alphabet_size, split)
     plot_code_atlas(atlas, table, training, view.atlas_codes, title, folder / f"code_atlas_{split}.png")
     return {**usage, "alphabet_size": atlas.alphabet_size, "most_used": table[: view.atlas_codes]}

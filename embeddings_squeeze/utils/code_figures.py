@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -30,6 +31,8 @@ CODE_COLUMNS = (
 )
 CODES_COLUMN, DISAGREEMENT_COLUMN = 1, 3  # the panels drawn with the grid's cell borders
 ROW_INCHES = 0.75  # an atlas row: one code and its patches
+TITLE_INCHES = 1.1  # the code maps' two title lines above the first row's panel titles
+NUMBERED_CELLS = 256  # grids up to this many cells carry each cell's code number (the colours' key)
 
 
 def _grid_lines(axis, shape: tuple[int, int], grid: tuple[int, int], colour: str = "white") -> None:
@@ -43,14 +46,16 @@ def _grid_lines(axis, shape: tuple[int, int], grid: tuple[int, int], colour: str
 
 def plot_code_maps(
     items: list[ScoredImage], alphabet_size: int, classes: ClassSet, title: str, path: Path
-) -> None:
-    """One row per image: the image, the code each grid cell sent, the VQ prediction, and per cell the
-    share of pixels where the VQ and baseline predictions differ."""
+) -> Figure:
+    """One row per image: the image, the code each grid cell sent (its number written in the cell, so
+    codes of similar colours stay apart), the VQ prediction, and per cell the share of pixels where the
+    VQ and baseline predictions differ. Returns the figure written to ``path``."""
     colours = code_colours(alphabet_size)
     rows = max(len(items), 1)
-    figure = Figure(figsize=(len(CODE_COLUMNS) * PANEL_INCHES, rows * PANEL_INCHES + 0.8), dpi=DPI)
+    height = rows * PANEL_INCHES + TITLE_INCHES
+    figure = Figure(figsize=(len(CODE_COLUMNS) * PANEL_INCHES, height), dpi=DPI)
     grid = figure.add_gridspec(rows, len(CODE_COLUMNS), left=0.01, right=0.99, bottom=0.01,
-                               top=1 - 0.8 / (rows * PANEL_INCHES + 0.8), hspace=0.25)  # fmt: skip
+                               top=1 - TITLE_INCHES / height, hspace=0.25)  # fmt: skip
     for row, item in enumerate(items):
         cells = cell_of_pixels(item.target.shape, item.codes.shape)
         differs = cell_shares(cells, item.squeezed_pred != item.baseline_pred, item.codes.size)
@@ -71,12 +76,35 @@ def plot_code_maps(
                 axis.imshow(panel, interpolation="nearest")
             if column in (CODES_COLUMN, DISAGREEMENT_COLUMN):
                 _grid_lines(axis, item.target.shape, item.codes.shape)
+            if column == CODES_COLUMN and item.codes.size <= NUMBERED_CELLS:
+                _code_numbers(axis, item.codes, item.target.shape)
             axis.set_title(panel_title, fontsize=9)
             axis.axis("off")
     if not items:
         figure.text(0.5, 0.5, "no images to show", ha="center", va="center")
     figure.suptitle(f"{title}\ncolumns: {' | '.join(CODE_COLUMNS)}", fontsize=10)
     figure.savefig(path, dpi=DPI)
+    return figure
+
+
+def _code_numbers(axis, codes: np.ndarray, shape: tuple[int, int]) -> None:
+    """Each grid cell's code number at its centre, white on a dark outline, over an image of ``shape``."""
+    (height, width), (rows, columns) = shape, codes.shape
+    size = max(4.0, min(8.0, 90 / max(rows, columns)))
+    for (row, column), code in np.ndenumerate(codes):
+        axis.text((column + 0.5) * width / columns - 0.5, (row + 0.5) * height / rows - 0.5, str(code),
+                  ha="center", va="center", fontsize=size, color="white",
+                  path_effects=[patheffects.withStroke(linewidth=1.2, foreground="black")])  # fmt: skip
+
+
+def atlas_title(usage: dict, shown: int, alphabet_size: int, split: str) -> str:
+    """The atlas's title: its codes, and for this split and the training split the codes never sent
+    (one word for both) and the perplexity."""
+    return (
+        f"the {shown} most used of {alphabet_size} codes on the {split} split: {usage['split_dead_codes']} "
+        f"never sent, perplexity {usage['split_perplexity']:.1f} (training split: "
+        f"{usage['training_dead_codes']} never sent, perplexity {usage['training_perplexity']:.1f})"
+    )
 
 
 def plot_code_atlas(
@@ -89,7 +117,7 @@ def plot_code_atlas(
 ) -> None:
     """The ``shown`` most used codes, a row each: its colour, share of cells, dominant class and purity,
     and patches it was sent for; below, every code's share by rank on this split and the training
-    split (dead codes fall off the log scale)."""
+    split (codes never sent fall off the log scale)."""
     colours = code_colours(atlas.alphabet_size)
     top = [row for row in table if row["cells"] > 0][:shown]
     rows = max(len(top), 1)
@@ -119,7 +147,7 @@ def plot_code_atlas(
             continue
         shares = np.sort(counts)[::-1] / max(counts.sum(), 1)
         dead = int((counts == 0).sum())
-        curve.plot(np.arange(1, len(shares) + 1), shares, style, label=f"{name} ({dead} dead codes)")
+        curve.plot(np.arange(1, len(shares) + 1), shares, style, label=f"{name} ({dead} codes never sent)")
     curve.set_yscale("log")
     curve.set_xlabel("code rank (most used first)")
     curve.set_ylabel("share of grid cells")
