@@ -276,3 +276,30 @@ def test_the_share_in_a_sentence_agrees_with_the_quality_levels():
     # the case: 0.3435 / 0.3621 is 94.86 %, short of 95 %, so bytes_at_95 says never
     assert _percent_reached(0.3435 / 0.3621) == "94.8"
     assert _percent_reached(0.9499) == "94.9" and _percent_reached(0.95) == "95.0"
+
+
+def test_the_plot_names_each_point_marks_a_degenerate_one_and_keeps_oracles_off_the_scale(tmp_path):
+    def squeezed(k, miou, degenerate=None):
+        return {"name": f"vq_K{k}_seed42", "kind": Kind.SQUEEZED, "configuration": f"vq_K{k}", "seed": 42,
+                "quantizer": "vq", "setting": "num_vectors", "value": k, "payload_bytes_per_image": 4.0 * k,
+                "coded_bits_per_image": 24.0 * k, "miou": miou, "miou_low": miou - 0.02,
+                "miou_high": miou + 0.02, "degenerate": degenerate}  # fmt: skip
+
+    rows = [
+        {"name": "baseline_seed42", "kind": Kind.BASELINE, "configuration": "baseline", "seed": 42,
+         "miou": 0.42},
+        squeezed(8, 0.28, "predicts background for 100.0% of the pixels"),
+        squeezed(16, 0.36),
+        {"name": "grid_oracle_7_seed42", "kind": Kind.ORACLE, "configuration": "grid_oracle_7", "seed": 42,
+         "payload_bytes_per_image": 30.0, "miou": 0.99},
+    ]  # fmt: skip
+    figure = plot_rate_quality(rows, [], "a sweep", tmp_path / "plot.png")
+    axis = figure.axes[0]
+    written = [text.get_text() for text in axis.texts]
+    assert {"K8", "K16", "degenerate", "oracle 7: 0.990 (above)"} <= set(written)
+    assert written.count("degenerate") == 1 and axis.get_ylim()[1] < 0.99  # the oracle does not set the scale
+    key = axis.get_legend()
+    legend = {text.get_text(): line for text, line in zip(key.get_texts(), key.get_lines())}
+    assert legend["VQ payload (measured)"].get_linestyle() == "-"
+    assert legend["VQ entropy-coded, before framing"].get_linestyle() == "--"
+    assert key.handlelength >= 3  # long enough that a dashed handle shows its dashes
