@@ -368,6 +368,7 @@ def test_a_sweep_runs_the_backbone_once_per_image_per_split(pet_root, tmp_path, 
             seen[len(quantizers)] = sum(images)
             said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("job ")]
             assert said[0] == f"job 1 of {len(said)}: features (features)"  # each job by name, as it starts
+            assert all(line.endswith("left at the pace so far") for line in said[1:])  # and what is left
             assert [line.split(":")[0] for line in said] == [
                 f"job {i} of {len(said)}" for i in range(1, len(said) + 1)
             ]

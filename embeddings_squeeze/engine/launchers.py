@@ -33,7 +33,7 @@ from tqdm import tqdm
 from embeddings_squeeze.config import LaunchConfig
 from embeddings_squeeze.console import configure_logging, one_line
 from embeddings_squeeze.engine.sweep import Job, JobKind, Sweep, SweepSpec, collect, failure_reason
-from embeddings_squeeze.engine.sweep.estimate import dry_run_lines
+from embeddings_squeeze.engine.sweep.estimate import dry_run_lines, duration_text
 from embeddings_squeeze.errors import Interrupted, UserError
 from embeddings_squeeze.utils.columns import Kind
 from embeddings_squeeze.utils.files import shown, write_json
@@ -140,8 +140,14 @@ def _process_alive(pid: int) -> bool:
 
 def run_serial(sweep: Sweep, pending: list[Job], records: Records) -> None:
     """Every job, one after the other in this process; a failed job is logged and the others go on."""
+    started = time.monotonic()
     for number, job in enumerate(pending, 1):
-        log.info("job %d of %d: %s (%s)", number, len(pending), job.name, job.kind)
+        done = number - 1
+        pace = (time.monotonic() - started) / max(done, 1)
+        left = (
+            f"; about {duration_text(pace * (len(pending) - done))} left at the pace so far" if done else ""
+        )
+        log.info("job %d of %d: %s (%s)%s", number, len(pending), job.name, job.kind, left)
         records.add(job.name, launcher="serial", host=socket.gethostname(), pid=os.getpid())
         try:
             sweep.run(job)

@@ -147,17 +147,19 @@ def dry_run_lines(sweep, pending: list[Job]) -> list[str]:
     else:
         lines.append("backbone: every job encodes the images it reads (no feature cache for 1-epoch runs)")
     seconds = stage_seconds(sweep.spec, images, pending, costs, cached)
-    stages = ", ".join(f"{stage} {_duration(value)}" for stage, value in seconds.items())
+    stages = ", ".join(f"{stage} {duration_text(value)}" for stage, value in seconds.items())
+    total = duration_text(sum(seconds.values()))
     lines.append(
         f"estimated compute time on this machine ({sweep.device.type}; per-image costs measured on "
-        f"{PROBE_IMAGES} test images), one job at a time: {stages}; about {_duration(sum(seconds.values()))} "
+        f"{PROBE_IMAGES} test images), one job at a time: {stages}; about {total} "
         f"in all, a lower bound (baselines at their cap of {sweep.spec.baseline_epochs} epochs; Lightning's "
         "loop, start-up, loading models and the codecs' own coding not counted)"
     )
     return lines
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """Seconds as a person reads them: '42 s', '17 min', '1.4 h'."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
