@@ -43,3 +43,10 @@ def test_a_registered_metric_brings_its_columns(monkeypatch):
     assert "share_low" not in averaged()  # an interval of a mean over seeds is not the mean of intervals
     assert ordered(["degenerate", "share", "miou"]) == ["miou", "share", "degenerate"]
     assert "| `delta_share` | fraction | mean |" in glossary()
+
+
+def test_the_reports_table_reads_scores_first_then_costs_then_settings():
+    order = reported()
+    assert order[:4] == ("name", "miou", "miou_low", "miou_high")
+    assert order.index("degenerate") < order.index("payload_bytes_per_image") < order.index("kind")
+    assert all(order.index(setting) > order.index("payload_bytes_per_image") for setting in ("seed", "value"))

@@ -3,6 +3,7 @@ and a missing checkpoint that says which command makes it."""
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import torch
@@ -51,7 +52,8 @@ def test_a_folder_without_a_checkpoint_lists_the_runs_in_it(trained, pet_root, t
 
 
 def test_a_checkpoint_not_yet_trained_says_to_train_it_first(trained, pet_root, tmp_path, capsys):
-    missing = tmp_path / "outputs" / "my_vq" / "version_0" / "last.ckpt"
+    # the README's workflow: outputs/ holds the baseline (and other runs), the VQ model is not trained yet
+    missing = trained["outputs"] / "my_vq" / "version_0" / "last.ckpt"
     runs = {**trained, "vq": missing}
     assert run_cli(*visualize(runs, tmp_path / "vis", "--data_path", pet_root)) == 2
     assert one_line_error(capsys) == (
@@ -94,3 +96,19 @@ def test_models_trained_on_other_splits_are_refused_unless_compared_as_unpaired(
     assert warning in summary["warnings"]
     assert warning in capsys.readouterr().out  # the console's summary
     assert warning in (tmp_path / "vis" / "index.html").read_text()
+
+
+def test_the_same_split_read_from_another_copy_of_the_data_is_paired(trained, pet_root, tmp_path, caplog):
+    copy = shutil.copytree(trained["vq"].parent, tmp_path / "vq" / "version_0")  # with its split.json
+    checkpoint = torch.load(copy / "last.ckpt", weights_only=True)
+    recorded = checkpoint["datamodule_hyper_parameters"]["trained_data_path"]
+    checkpoint["datamodule_hyper_parameters"]["trained_data_path"] = "/scratch/job7/pets"  # a node's copy
+    torch.save(checkpoint, copy / "last.ckpt")
+    with caplog.at_level(logging.INFO):
+        argv = visualize({**trained, "vq": copy / "last.ckpt"}, tmp_path / "vis", "--data_path", pet_root)
+        assert run_cli(*argv) == 0
+    assert any(
+        f"trained_data_path (baseline: {recorded}, VQ: /scratch/job7/pets)" in m for m in caplog.messages
+    )
+    summary = json.loads((tmp_path / "vis" / "summary_test.json").read_text())
+    assert not any("not paired" in warning for warning in summary["warnings"])

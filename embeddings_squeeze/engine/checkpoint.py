@@ -82,8 +82,7 @@ def checkpoint_file(path: str | Path, made_by: str) -> Path:
             return path / "last.ckpt"
         runs = _runs_listed(path) if _finished_runs_in(path) else "no run finished in it"
         raise UserError(f"{path} is a folder without a last.ckpt; pass a checkpoint file ({runs})")
-    near = (path.parent.parent, path.parent.parent.parent)
-    if not path.is_file() and not any(_finished_runs_in(folder) for folder in near):
+    if not path.is_file() and not _finished_runs_in(path.parent.parent):  # no run of this experiment
         raise UserError(
             f"checkpoint not found: {path}; nothing has been trained there yet: train it first with "
             f"'{made_by}' (it saves <output_dir>/<experiment_name>/version_N/last.ckpt)"
@@ -210,27 +209,31 @@ def expect_classes(module: SegmentationModule, classes: tuple[str, ...], where: 
     )
 
 
-PAIRED_DATA = ("trained_data_path", "split_seed", "val_fraction", "subset_size")  # same files, same split
+SPLIT_SETTINGS = ("split_seed", "val_fraction", "subset_size")  # with the same files, the same split
 NOTED_SETTINGS = ("seed", "batch_size")  # training settings that may differ; a comparison notes them
 
 
 def training_differences(baseline: dict, squeezed: dict, paths: tuple[Path, Path]) -> tuple[list, list]:
-    """(what makes the two runs' data or split differ, the training settings that differ), each as
-    'key (baseline: a, VQ: b)'; ``paths``: the checkpoints, whose run folders' split.json (the image ids
-    of every split) are compared where both have one. Keys an older checkpoint lacks are not compared."""
+    """(what makes the two runs' split differ, what else differs and is only noted), each item as
+    'key (baseline: a, VQ: b)'. The split is the same when the split settings are and the image ids
+    of every split in the runs' split.json agree; without both split.json files the data folders
+    recorded at training decide. ``paths``: the checkpoints. Keys an older checkpoint lacks are not
+    compared."""
     first, second = baseline["datamodule_hyper_parameters"], squeezed["datamodule_hyper_parameters"]
 
     def differing(keys):
         return [f"{key} (baseline: {first[key]}, VQ: {second[key]})" for key in keys
                 if key in first and key in second and first[key] != second[key]]  # fmt: skip
 
-    data = differing(PAIRED_DATA)
+    data, noted = differing(SPLIT_SETTINGS), differing(NOTED_SETTINGS)
+    folders = differing(("trained_data_path",))
     splits = [path.parent / "split.json" for path in paths]
-    if not data and all(split.is_file() for split in splits):
+    if all(split.is_file() for split in splits):
         ids = [{k: v for k, v in json.loads(split.read_text()).items() if k in ("train", "val", "test")}
                for split in splits]  # fmt: skip
         data += [] if ids[0] == ids[1] else ["the image ids in their split.json"]
-    return data, differing(NOTED_SETTINGS)
+        return data, noted + folders  # the same images, wherever their copy was
+    return data + folders, noted
 
 
 def check_pair(model: str, dataset: str | None, baseline: dict, squeezed: dict) -> None:

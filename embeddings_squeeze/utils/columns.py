@@ -232,10 +232,10 @@ def reported() -> tuple[str, ...]:
     shown = [c for c in all_columns() if c.in_report and c.over_seeds != "method" and "<" not in c.name]
     names = [c.name for c in all_columns()]
     quality = set(names[names.index("miou") : names.index("degenerate") + 1])
-    settings = [c.name for c in shown if c.over_seeds in ("key", "same") and c.name != "name"]
-    measured = [c.name for c in shown if c.name not in settings and c.name != "name"]
-    first = [name for name in measured if name in quality]
-    return ("name", *first, *[name for name in measured if name not in quality], *settings)
+    first = [c.name for c in shown if c.name in quality or c.name == "reason"]  # degenerate, why unmeasured
+    settings = [c.name for c in shown if c.over_seeds in ("key", "same") and c.name not in (*first, "name")]
+    costs = [c.name for c in shown if c.name not in (*first, *settings, "name")]
+    return ("name", *first, *costs, *settings)
 
 
 def is_number(value) -> bool:

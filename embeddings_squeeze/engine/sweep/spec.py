@@ -125,9 +125,8 @@ class SweepSpec:
 
     def figure_models(self) -> list[str]:
         """The models with figures of their own (first seed), in the order the report prefers to show
-        them: each type's finest, the first type first, then the rest from fine to coarse (or the
-        reference, when the sweep has no other)."""
-        quantizers = list(self.quantizers) or self.references()[:1]
+        them: each type's finest, the first type first, then the rest from fine to coarse."""
+        quantizers = list(self.quantizers)
         types = list(dict.fromkeys(q.quantizer_type for q in quantizers))
         finest = [[q for q in quantizers if q.quantizer_type == kind][-1] for kind in types]
         ordered = [*finest, *[q for q in reversed(quantizers) if q not in finest]]
