@@ -47,12 +47,14 @@ def get_args_parser() -> argparse.ArgumentParser:
         title="checks (refuse checkpoints trained with another --model or --dataset; default: theirs)",
     )
     data_flags = ("data_path", "subset_size", "split_seed", "batch_size", "num_workers")
-    # the split seed and the subset size are the VQ checkpoint's unless given
-    title = "data (--split_seed and --subset_size: the VQ checkpoint's unless given)"
+    # the data folder, the split seed and the subset size are the VQ checkpoint's unless given
+    title = "data (--data_path, --split_seed and --subset_size: the VQ checkpoint's unless given)"
     subset = {"help": "score at most this many images per split, a seeded random sample (default: as many as "
                       "the VQ model trained on)"}  # fmt: skip
-    add_arguments(parser, DataConfig, only=data_flags, defaults={"split_seed": None}, title=title,
-                  options={"subset_size": subset})  # fmt: skip
+    folder = {"help": f"folder holding the dataset (default: the one the VQ model was trained on where it "
+                      f"still exists, else {DataConfig.data_path})"}  # fmt: skip
+    add_arguments(parser, DataConfig, only=data_flags, defaults={"split_seed": None, "data_path": None},
+                  title=title, options={"subset_size": subset, "data_path": folder})  # fmt: skip
     add_arguments(parser, RuntimeConfig, only=("accelerator", "devices"))
     return parser
 

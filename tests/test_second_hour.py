@@ -112,3 +112,11 @@ def test_the_same_split_read_from_another_copy_of_the_data_is_paired(trained, pe
     )
     summary = json.loads((tmp_path / "vis" / "summary_test.json").read_text())
     assert not any("not paired" in warning for warning in summary["warnings"])
+
+
+def test_a_data_path_typed_out_is_used_even_where_the_runs_remember_another(
+    trained, tmp_path, capsys, monkeypatch, unreachable_network
+):
+    monkeypatch.chdir(tmp_path)  # the default's own spelling, typed: the user meant this folder
+    assert run_cli(*visualize(trained, tmp_path / "vis", "--data_path", "./data")) == 2
+    assert "not found in data" in one_line_error(capsys)

@@ -184,13 +184,17 @@ def _scored_data(data: DataConfig, checkpoint: dict, squeezed) -> SegmentationDa
 
 
 def _recorded_folder(data: DataConfig, recorded: str | None) -> DataConfig:
-    """``data`` in the folder the VQ model was trained on, where ``--data_path`` was left at its default
-    and that folder still exists (said in one line); else as given."""
-    if data.data_path != DataConfig.data_path or recorded is None or not Path(recorded).is_dir():
+    """``data`` with a data folder: the one given, else (``data_path`` None: no --data_path) the one the
+    VQ model was trained on where it still exists (said in one line), else the default location."""
+    if data.data_path is not None:
         return data
-    if Path(recorded) != Path(data.data_path).resolve():
+    if recorded is not None and Path(recorded).is_dir():
         log.info("using the data the VQ model was trained on: %s (--data_path gives other data)", recorded)
-    return replace(data, data_path=recorded)
+        return replace(data, data_path=recorded)
+    if recorded is not None:
+        log.info("the data the VQ model was trained on is no longer in %s; looking in %s", recorded,
+                 DataConfig.data_path)  # fmt: skip
+    return replace(data, data_path=DataConfig.data_path)
 
 
 def _serve_trained_cache(
