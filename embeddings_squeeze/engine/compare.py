@@ -75,9 +75,7 @@ def compare(
     runs = _checkpoint_files(runs)
     baseline_checkpoint, squeezed_checkpoint = _read_pair(runs)
     split = view.dataset_split
-    indexed = issubclass(
-        quantizer_class(squeezed_checkpoint["hyper_parameters"]["quantizer_type"]), IndexQuantizer
-    )
+    indexed = _sends_indices(squeezed_checkpoint)
     names = _output_names(split, indexed)
     outputs = [Path(view.output_dir) / name for name in names]
     if not view.overwrite:
@@ -89,8 +87,7 @@ def compare(
     squeezed = build_module(squeezed_checkpoint, runs.squeezed)
     datamodule = _scored_data(data, squeezed_checkpoint, squeezed)
     device = pick_device(runtime)
-    if all(shares_backbone(squeezed, model) for model in (baseline, reference) if model is not None):
-        _serve_trained_cache(datamodule, split, squeezed, runs.squeezed, device)
+    _serve_trained_cache(datamodule, split, (squeezed, baseline, reference), runs.squeezed, device)
     roles = ("baseline", "squeezed", *(("reference",) if reference else ()))
     fields = score_fields(tuple(metric.name for metric in metrics), roles)
     scored = []  # every image's scores, for the page's table too
@@ -112,12 +109,27 @@ def compare(
     report = _report(comparison, runs, split, baseline_checkpoint, unpaired)
     if indexed:
         report = replace(report, codes=_draw_codes(comparison, squeezed, view))
-    write_json(outputs[1], report.as_dict())
-    draw_rankings(comparison, view.rank_by, split, view.n_best, view.n_worst, Path(view.output_dir),
-                  " ".join(report.warnings))  # fmt: skip
-    figures = [name for name in names if name.endswith(".png")]
-    outputs[-1].write_text(pages.comparison_page(report, Path(view.output_dir), figures, scored, fields))
+    _write_outputs(report, comparison, view, names, (scored, fields))
     return report
+
+
+def _write_outputs(
+    report: ComparisonReport, comparison, view: ComparisonConfig, names: list[str], table
+) -> None:
+    """The summary, the best/worst figures (titled with the report's warnings) and the page of it all;
+    ``table``: every image's scores and their fields, for the page."""
+    folder, split = Path(view.output_dir), view.dataset_split
+    write_json(folder / names[1], report.as_dict())
+    draw_rankings(
+        comparison, view.rank_by, split, view.n_best, view.n_worst, folder, " ".join(report.warnings)
+    )
+    figures = [name for name in names if name.endswith(".png")]
+    (folder / names[-1]).write_text(pages.comparison_page(report, folder, figures, *table))
+
+
+def _sends_indices(checkpoint: dict) -> bool:
+    """Whether the squeezed model of ``checkpoint`` sends codebook indices (it then has code figures)."""
+    return issubclass(quantizer_class(checkpoint["hyper_parameters"]["quantizer_type"]), IndexQuantizer)
 
 
 def _checkpoint_files(runs: Runs) -> Runs:
@@ -198,13 +210,16 @@ def _recorded_folder(data: DataConfig, recorded: str | None) -> DataConfig:
 
 
 def _serve_trained_cache(
-    datamodule: SegmentationDataModule, split: str, squeezed, checkpoint_path: str | Path, device
+    datamodule: SegmentationDataModule, split: str, models: tuple, checkpoint_path: str | Path, device
 ) -> None:
-    """Score ``split`` from the feature cache the squeezed model trained with, where it still exists
-    (its entry for this split is built on the way when missing): a later comparison of any model
-    of the same backbone then runs only the heads."""
+    """Score ``split`` from the feature cache the squeezed model (first of ``models``) trained with,
+    where it still exists and every model shares its frozen encoder (its entry for this split is built
+    on the way when missing): a later comparison of any model of the same backbone then runs only
+    the heads."""
+    squeezed = models[0]
     cache_dir = trained_cache_dir(checkpoint_path)
-    if cache_dir is not None:
+    shared = all(shares_backbone(squeezed, model) for model in models if model is not None)
+    if cache_dir is not None and shared:
         log.info("scoring the %s split from the feature cache in %s", split, cache_dir)
         batch = datamodule.hparams.batch_size
         datamodule.serve(
