@@ -20,12 +20,12 @@ from embeddings_squeeze.utils.columns import Kind, all_columns
 from embeddings_squeeze.utils.comparison import Comparison
 from embeddings_squeeze.utils.iou import confusion_matrices
 from embeddings_squeeze.utils.metrics import chosen, image_statistics, key_of
+from embeddings_squeeze.utils.rate_plot import plot_rate_quality
 from embeddings_squeeze.utils.records import ComparisonReport, image_row, score_fields
 from embeddings_squeeze.utils.summary_text import console_text
 from embeddings_squeeze.utils.sweep_report import (
     SweepTables,
     _percent_reached,
-    plot_rate_quality,
     rate_at_quality,
     sentences,
     write_report,

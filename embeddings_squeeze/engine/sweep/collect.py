@@ -14,9 +14,9 @@ from embeddings_squeeze.engine.sweep.spec import FIGURES, SPLIT, Job
 from embeddings_squeeze.models.quantizers import quantizer_class, run_label
 from embeddings_squeeze.utils.columns import Kind
 from embeddings_squeeze.utils.files import shown
+from embeddings_squeeze.utils.rate_plot import plot_rate_quality
 from embeddings_squeeze.utils.sweep_report import (
     SweepTables,
-    plot_rate_quality,
     rate_at_quality,
     sentences,
     write_report,
