@@ -1,16 +1,22 @@
 """Interrupts, kills, NaN losses, hostile checkpoints, bad paths and multi-process training."""
 
 import csv
+import fcntl
 import json
 import logging
 import os
+import pty
 import random
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
+import pyte
 import pytest
 import torch
 from helpers import TEST_MODEL, TINY, one_line_error, run_cli, tiny_datamodule
@@ -109,6 +115,44 @@ def test_interrupted_runs_resume_to_the_same_result(pet_root, tmp_path, uninterr
         expected, got = state(uninterrupted), state(last)
         assert expected.keys() == got.keys()
         assert all(torch.equal(expected[k], got[k]) for k in expected), f"{name}: resumed run differs"
+
+
+def test_the_interrupt_line_is_the_last_line_on_the_terminal(pet_root, tmp_path):
+    """Ctrl-C in a terminal, rendered by a terminal emulator as a user's screen shows it: the progress
+    bar's last frame, then the one line that says how to continue, and nothing after it."""
+    columns, rows = 120, 40
+    screen = pyte.Screen(columns, rows)
+    stream = pyte.ByteStream(screen)
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    argv = tiny("squeeze", pet_root, tmp_path, "--epochs", 300, "--num_vectors", 8, "--experiment_name", "r")
+    run = subprocess.Popen(argv, stdin=terminal, stdout=terminal, stderr=terminal, close_fds=True)
+    os.close(terminal)
+    last, signalled = tmp_path / "r" / "version_0" / "last.ckpt", False
+    deadline = time.monotonic() + 300
+    while True:  # read until the process closes the terminal, pressing Ctrl-C once an epoch is saved
+        assert time.monotonic() < deadline, "timed out"
+        if select.select([controller], [], [], 0.1)[0]:
+            try:
+                output = os.read(controller, 65536)
+            except OSError:  # EIO: the process has exited and the terminal is closed
+                break
+            if not output:
+                break
+            stream.feed(output)
+        if not signalled and last.exists():
+            run.send_signal(signal.SIGINT)
+            signalled = True
+    os.close(controller)
+    assert run.wait(timeout=60) == 130
+    shown = [line.rstrip() for line in screen.display]
+    cursor = screen.cursor.y
+    assert not any(shown[cursor:]), "something was drawn after the error line"
+    error = next(row for row in range(cursor - 1, -1, -1) if shown[row].startswith("error: "))
+    message = "".join(line.ljust(columns) for line in shown[error:cursor]).rstrip()
+    assert message.startswith("error: training interrupted during epoch ")
+    assert message.endswith(f"--resume {last}")  # the whole line, wrapped, and nothing glued to it
+    assert "Epoch" in "".join(shown[:error])  # the progress bar was on the screen, above it
 
 
 def test_sigkill_never_leaves_a_broken_last_checkpoint(pet_root, tmp_path):
