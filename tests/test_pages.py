@@ -71,3 +71,27 @@ def test_the_reports_results_put_the_scores_on_screen_and_the_settings_last(brow
         "const r = arguments[0].getBoundingClientRect(); return r.right", miou
     )
     assert 0 < right_edge <= 1280  # on screen in a 1,280 px window without scrolling sideways
+
+
+def test_the_rate_quality_plot_is_shown_whole_at_the_size_it_was_drawn(browser, pages, tmp_path):
+    """Its point labels and legend stay legible: not scaled down, not cut off, in a 1,280 px window."""
+    browser.get(pages["sweep"].as_uri())
+    plot = browser.find_element(By.CSS_SELECTOR, "img[alt='rate_quality.png']")
+    browser.execute_script("arguments[0].scrollIntoView()", plot)
+    natural, left, right = browser.execute_script(
+        "const i = arguments[0], r = i.getBoundingClientRect(); return [i.naturalWidth, r.left, r.right]",
+        plot,
+    )
+    assert right - left == natural and 0 <= left and right <= 1280
+    plot.screenshot(str(tmp_path / "rate_quality_on_screen.png"))
+
+
+def test_the_comparison_page_shows_the_scores_first_and_the_settings_last(browser, pages):
+    browser.get(pages["visualize"].as_uri())
+    tables = browser.find_elements(By.TAG_NAME, "table")
+    headers = [[h.text for h in table.find_elements(By.TAG_NAME, "th")] for table in tables]
+    assert headers[0] == ["metric", "baseline", "squeezed", "VQ - baseline"]
+    assert headers[1][:5] == ["position", "image_id", "baseline_iou", "squeezed_iou", "iou_difference"]
+    assert headers[-1] == ["setting", "value"]
+    top = browser.execute_script("return arguments[0].getBoundingClientRect().top", tables[0])
+    assert 0 < top < 900  # the scores are in the first screen, without scrolling down
