@@ -26,7 +26,7 @@ from scipy.interpolate import PchipInterpolator
 QUALITY_LEVELS = (90, 95, 99)  # percent of the baseline's mIoU
 MIN_OVERLAP = 0.5  # of the narrower front's mIoU range, for a BD-rate
 NO_OVERLAP = "n/a: no overlap"
-ONE_POINT = "n/a: fewer than two points on the front (a point a cheaper one matches or beats is left out)"
+ONE_POINT = "n/a: fewer than two points on"  # how every such reason starts (``too_few_points``)
 THIN_OVERLAP = "n/a: overlap under half the narrower range"
 NO_RESOLUTION = "n/a: a point without an interval"
 
@@ -56,6 +56,20 @@ def bytes_at(points: list[Point], baseline_miou: float, percent: float) -> tuple
     return math.exp(math.log(low_bytes) + share * (math.log(high_bytes) - math.log(low_bytes))), False
 
 
+def too_few_points(points: list[Point], whose: str) -> str:
+    """Why a front of fewer than two points makes no BD-rate, naming each point left out of it."""
+    front = pareto_front(points)
+    measured = [(size, miou) for size, miou in points if size > 0 and math.isfinite(miou)]
+    beaten = sorted(point for point in measured if point not in front)
+    reasons = [f"{ONE_POINT} {whose} front ({len(front)} of {len(points)} points)"]
+    if beaten:
+        shown = ", ".join(f"{size:.1f} B at mIoU {miou:.4f}" for size, miou in beaten)
+        reasons.append(f"left out, as a cheaper point scores as high or higher: {shown}")
+    if len(measured) < len(points):
+        reasons.append(f"{len(points) - len(measured)} without measured bytes or mIoU")
+    return "; ".join(reasons)
+
+
 def _log_rate_curve(front: list[Point]) -> PchipInterpolator:
     """PCHIP of log(bytes) over mIoU along a front (two or more points)."""
     return PchipInterpolator([miou for _, miou in front], np.log([size for size, _ in front]))
@@ -73,9 +87,10 @@ def overlap(test: list[Point], anchor: list[Point]) -> list[float] | None:
 def bd_rate(test: list[Point], anchor: list[Point], resolution: float | None = 0.0) -> float | str:
     """Bjontegaard delta rate (%) of ``test`` against ``anchor`` (see the module docstring), or why
     there is none; ``resolution``: the widest interval of the points' mIoU (None: some point has none)."""
+    for points, whose in ((test, "its"), (anchor, "the anchor's")):
+        if len(pareto_front(points)) < 2:
+            return too_few_points(points, whose)
     test, anchor = pareto_front(test), pareto_front(anchor)
-    if len(test) < 2 or len(anchor) < 2:
-        return ONE_POINT
     shared = overlap(test, anchor)
     if shared is None:
         return NO_OVERLAP
