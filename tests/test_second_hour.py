@@ -98,6 +98,17 @@ def test_models_trained_on_other_splits_are_refused_unless_compared_as_unpaired(
     assert warning in (tmp_path / "vis" / "index.html").read_text()
 
 
+def test_a_reference_trained_on_another_split_is_refused_too(trained, pet_root, tmp_path, capsys):
+    checkpoint = torch.load(trained["vq"], weights_only=True)  # a squeezed model stands in for it
+    checkpoint["datamodule_hyper_parameters"]["split_seed"] = 7
+    other = tmp_path / "reference.ckpt"
+    torch.save(checkpoint, other)
+    argv = visualize(trained, tmp_path / "refused", "--data_path", pet_root, "--reference_checkpoint", other)
+    assert run_cli(*argv) == 2
+    assert "(split_seed (VQ: 42, reference: 7))" in one_line_error(capsys)
+    assert not (tmp_path / "refused").exists()
+
+
 def test_the_same_split_read_from_another_copy_of_the_data_is_paired(trained, pet_root, tmp_path, caplog):
     copy = shutil.copytree(trained["vq"].parent, tmp_path / "vq" / "version_0")  # with its split.json
     checkpoint = torch.load(copy / "last.ckpt", weights_only=True)

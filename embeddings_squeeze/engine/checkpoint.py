@@ -213,16 +213,18 @@ SPLIT_SETTINGS = ("split_seed", "val_fraction", "subset_size")  # with the same 
 NOTED_SETTINGS = ("seed", "batch_size")  # training settings that may differ; a comparison notes them
 
 
-def training_differences(baseline: dict, squeezed: dict, paths: tuple[Path, Path]) -> tuple[list, list]:
+def training_differences(
+    first: dict, second: dict, paths: tuple[Path, Path], names: tuple[str, str] = ("baseline", "VQ")
+) -> tuple[list, list]:
     """(what makes the two runs' split differ, what else differs and is only noted), each item as
-    'key (baseline: a, VQ: b)'. The split is the same when the split settings are and the image ids
-    of every split in the runs' split.json agree; without both split.json files the data folders
-    recorded at training decide. ``paths``: the checkpoints. Keys an older checkpoint lacks are not
-    compared."""
-    first, second = baseline["datamodule_hyper_parameters"], squeezed["datamodule_hyper_parameters"]
+    'key (baseline: a, VQ: b)' with ``names``. The split is the same when the split settings are and
+    the image ids of every split in the runs' split.json agree; without both split.json files the data
+    folders recorded at training decide. ``paths``: the checkpoints. Keys an older checkpoint lacks are
+    not compared."""
+    first, second = first["datamodule_hyper_parameters"], second["datamodule_hyper_parameters"]
 
     def differing(keys):
-        return [f"{key} (baseline: {first[key]}, VQ: {second[key]})" for key in keys
+        return [f"{key} ({names[0]}: {first[key]}, {names[1]}: {second[key]})" for key in keys
                 if key in first and key in second and first[key] != second[key]]  # fmt: skip
 
     data, noted = differing(SPLIT_SETTINGS), differing(NOTED_SETTINGS)

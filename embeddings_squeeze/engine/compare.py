@@ -81,8 +81,9 @@ def compare(
     if not view.overwrite:
         refuse_overwrite(outputs, "figures and scores of an earlier comparison")
     check_pair(model_name, dataset, baseline_checkpoint, squeezed_checkpoint)
-    unpaired = _unpaired(baseline_checkpoint, squeezed_checkpoint, runs, view.unpaired)
-    reference = _reference(runs, model_name, dataset, baseline_checkpoint)
+    reference_checkpoint = _reference(runs, model_name, dataset, baseline_checkpoint)
+    unpaired = _unpaired(runs, view.unpaired, baseline_checkpoint, squeezed_checkpoint, reference_checkpoint)
+    reference = None if reference_checkpoint is None else build_module(reference_checkpoint, runs.reference)
     baseline = build_module(baseline_checkpoint, runs.baseline)
     squeezed = build_module(squeezed_checkpoint, runs.squeezed)
     datamodule = _scored_data(data, squeezed_checkpoint, squeezed)
@@ -163,15 +164,15 @@ def _output_names(split: str, indexed: bool) -> list[str]:
     return [*names, "index.html"]
 
 
-def _reference(runs: Runs, model_name: str | None, dataset: str | None, baseline: dict):
-    """The continuous reference's module, checked against the baseline like the squeezed model (None:
-    none asked for)."""
+def _reference(runs: Runs, model_name: str | None, dataset: str | None, baseline: dict) -> dict | None:
+    """The continuous reference's checkpoint, checked against the baseline like the squeezed model
+    (None: none asked for)."""
     if runs.reference is None:
         return None
     checkpoint = read_checkpoint(runs.reference)
     expect_kind(checkpoint, SQUEEZED, CHECKPOINT_FLAGS["reference"], runs.reference)
     check_pair(model_name, dataset, baseline, checkpoint)
-    return build_module(checkpoint, runs.reference)
+    return checkpoint
 
 
 def _scored_data(data: DataConfig, checkpoint: dict, squeezed) -> SegmentationDataModule:
@@ -227,10 +228,19 @@ def _serve_trained_cache(
         )
 
 
-def _unpaired(baseline: dict, squeezed: dict, runs: Runs, allowed: bool) -> tuple[str, ...]:
+def _unpaired(
+    runs: Runs, allowed: bool, baseline: dict, squeezed: dict, reference: dict | None
+) -> tuple[str, ...]:
     """The warning every output of a comparison of models trained on different data or splits carries
-    (``--unpaired``); refused in one line without it. Differing training settings are noted."""
-    data, settings = training_differences(baseline, squeezed, (Path(runs.baseline), Path(runs.squeezed)))
+    (``--unpaired``); refused in one line without it. The reference, where given, is held to the VQ
+    model's data and split. Differing training settings are noted."""
+    pairs = [(baseline, squeezed, (runs.baseline, runs.squeezed), ("baseline", "VQ"))]
+    if reference is not None:
+        pairs.append((squeezed, reference, (runs.squeezed, runs.reference), ("VQ", "reference")))
+    data, settings = [], []
+    for first, second, paths, names in pairs:
+        differs, noted = training_differences(first, second, tuple(map(Path, paths)), names)
+        data, settings = data + differs, settings + noted
     if settings:
         log.info("note: the models were trained with different settings: %s", "; ".join(settings))
     if not data:
