@@ -278,6 +278,15 @@ def test_the_share_in_a_sentence_agrees_with_the_quality_levels():
     assert _percent_reached(0.9499) == "94.9" and _percent_reached(0.95) == "95.0"
 
 
+def test_a_sentence_over_seeds_gives_each_seeds_share_beside_their_mean():
+    # seeds at 96 % and 94 %: their mean says 95, the table's bytes_at_95 counts 1 of 2 seeds reaching it
+    rows = [{"name": f"vq_K8_seed{seed}", "kind": Kind.SQUEEZED, "configuration": "vq_K8", "seed": seed,
+             "payload_bytes_per_image": 10.0, "miou": miou, "baseline_miou": 0.5}
+            for seed, miou in ((42, 0.48), (43, 0.47))]  # fmt: skip
+    line = sentences(rows, [], "Holm")[0]
+    assert line.startswith("vq_K8: 10 bytes per image at 95.0 % of the baseline mIoU (seeds 94.0 to 96.0 %)")
+
+
 def test_the_plot_names_each_point_marks_a_degenerate_one_and_keeps_oracles_off_the_scale(tmp_path):
     def squeezed(k, miou, degenerate=None):
         return {"name": f"vq_K{k}_seed42", "kind": Kind.SQUEEZED, "configuration": f"vq_K{k}", "seed": 42,

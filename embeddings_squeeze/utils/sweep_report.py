@@ -168,6 +168,8 @@ def sentences(rows: list[dict], aggregates: list[dict], rule: str) -> list[str]:
             parts.append(f"no share of the baseline's mIoU: the baseline {degenerate[0]}")
         elif len(shares) == seeds:
             parts[0] += f" at {_percent_reached(stats.fmean(shares))} % of the baseline mIoU"
+            if seeds > 1:  # the table's mean rows count the seeds reaching each level: show each seed's
+                parts[0] += f" (seeds {_percent_reached(min(shares))} to {_percent_reached(max(shares))} %)"
         row = members[0] if seeds == 1 else means.get(configuration)
         over = "" if seeds == 1 else f" over {seeds} seeds"
         # the headline: against the model's own continuous reference, the quantization alone
