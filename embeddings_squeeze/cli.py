@@ -27,6 +27,7 @@ from embeddings_squeeze.config import (
     TrainingConfig,
     add_arguments,
     from_namespace,
+    help_of,
 )
 from embeddings_squeeze.console import configure_logging, one_line
 from embeddings_squeeze.errors import UserError
@@ -88,9 +89,12 @@ def parser_for(doc: str | None) -> Parser:
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, **defaults) -> None:
-    """The flags of train_baseline.py (squeeze.py adds the quantizer's)."""
+    """The flags of train_baseline.py (squeeze.py adds the quantizer's). --data_path unset is ./data for
+    a new run and, for --resume, the folder the run was trained on (where it still exists)."""
+    folder = {"help": f"{help_of(DataConfig, 'data_path')} (default: {DataConfig.data_path}; with --resume, "
+                      "the folder the run was trained on where it still exists)"}  # fmt: skip
     for config in (ModelConfig, DataConfig, OptimizerConfig, TrainingConfig, RuntimeConfig):
-        add_arguments(parser, config, defaults=defaults)
+        add_arguments(parser, config, defaults={"data_path": None, **defaults}, options={"data_path": folder})
 
 
 def training_configs(args: argparse.Namespace) -> dict:

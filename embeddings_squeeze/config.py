@@ -337,6 +337,11 @@ def add_arguments(
         group.add_argument(flag, *aliases, dest=item.name, default=default, help=help, **arguments)
 
 
+def help_of(config: type, name: str) -> str:
+    """The help text of ``config``'s field ``name``, for a command that words its default otherwise."""
+    return next(item.metadata["help"] for item in fields(config) if item.name == name)
+
+
 def from_namespace(config: type, namespace: argparse.Namespace, **overrides):
     """The ``config`` object for parsed flags: fields a command does not parse keep their defaults."""
     values = {

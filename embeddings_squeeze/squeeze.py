@@ -9,7 +9,6 @@ the same command). Each quantizer type has settings of its own: the groups below
 import argparse
 
 from embeddings_squeeze import cli
-from embeddings_squeeze.config import DataConfig
 from embeddings_squeeze.models.quantizers import add_quantizer_arguments, quantizer_config, run_label
 from embeddings_squeeze.utils.files import shown
 
@@ -28,7 +27,7 @@ def main(args: argparse.Namespace):
     quantizer = quantizer_config(args)
     name = args.experiment_name or f"{args.backbone}_{run_label(quantizer)}"
     last = fit(name, quantizer=quantizer, **cli.training_configs(args))
-    data = f" --data_path {args.data_path}" if args.data_path != DataConfig.data_path else ""
+    data = f" --data_path {args.data_path}" if args.data_path is not None else ""
     cli.report_run(
         last,
         f"'{cli.PROGRAM} visualize --vq_checkpoint {shown(last)} --baseline_checkpoint "

@@ -22,6 +22,7 @@ from embeddings_squeeze.config import (
     RuntimeConfig,
     add_arguments,
     from_namespace,
+    help_of,
 )
 
 
@@ -51,8 +52,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     title = "data (--data_path, --split_seed and --subset_size: the VQ checkpoint's unless given)"
     subset = {"help": "score at most this many images per split, a seeded random sample (default: as many as "
                       "the VQ model trained on)"}  # fmt: skip
-    folder = {"help": f"folder holding the dataset (default: the one the VQ model was trained on where it "
-                      f"still exists, else {DataConfig.data_path})"}  # fmt: skip
+    folder = {"help": f"{help_of(DataConfig, 'data_path')} (default: the one the VQ model was trained on "
+                      f"where it still exists, else {DataConfig.data_path})"}  # fmt: skip
     add_arguments(parser, DataConfig, only=data_flags, defaults={"split_seed": None, "data_path": None},
                   title=title, options={"subset_size": subset, "data_path": folder})  # fmt: skip
     add_arguments(parser, RuntimeConfig, only=("accelerator", "devices"))

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from helpers import TEST_MODEL, one_line_error, run_cli
+from helpers import TEST_MODEL, TINY, one_line_error, run_cli
 
 
 def visualize(trained, output_dir, *extra):
@@ -29,6 +29,21 @@ def test_visualize_from_another_folder_finds_the_data_the_runs_were_trained_on(
     found, given = (json.loads((p / "summary_test.json").read_text()) for p in (tmp_path / "vis", with_path))
     for key in ("images", "baseline_miou", "squeezed_miou"):  # the same data, whoever named it
         assert found[key] == given[key]
+
+
+def test_a_resumed_run_finds_the_data_it_was_trained_on_from_another_folder(
+    trained, pet_root, tmp_path, monkeypatch, caplog, unreachable_network
+):
+    run = shutil.copytree(trained["baseline"].parent, tmp_path / "tiny_baseline" / "version_0")
+    monkeypatch.chdir(tmp_path)  # no ./data here: the default --data_path would try a download
+    argv = ["train-baseline", *TINY, "--output_dir", tmp_path, "--experiment_name", "tiny", "--seed", 3,
+            "--epochs", 3, "--resume", run / "last.ckpt"]  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        assert run_cli(*argv) == 0
+    said = f"using the data the run was trained on: {pet_root.resolve()} (--data_path gives other data)"
+    assert said in caplog.messages
+    assert torch.load(run / "last.ckpt", weights_only=True)["epoch"] == 2  # its third epoch, trained
+    assert not (tmp_path / "data").exists()
 
 
 def test_a_run_folder_stands_for_its_last_checkpoint(trained, pet_root, tmp_path, caplog):

@@ -23,7 +23,7 @@ from embeddings_squeeze.engine.evaluation import CompareOptions, compare_models
 from embeddings_squeeze.engine.feature_cache import cached_split
 from embeddings_squeeze.engine.fitting import trained_cache_dir
 from embeddings_squeeze.engine.run_dirs import completed_epochs, output_folder, refuse_overwrite, unconverged
-from embeddings_squeeze.engine.setup import datamodule_for, pick_device
+from embeddings_squeeze.engine.setup import datamodule_for, pick_device, recorded_folder
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models import BASELINE, SQUEEZED
 from embeddings_squeeze.models.quantizers import IndexQuantizer, quantizer_class
@@ -188,26 +188,12 @@ def _scored_data(data: DataConfig, checkpoint: dict, squeezed) -> SegmentationDa
         log.info("note: scoring --subset_size %s images per split; the VQ model trained on %s", subset,
                  trained["subset_size"] or "every image")  # fmt: skip
     data = replace(data, split_seed=split_seed, val_fraction=trained["val_fraction"], subset_size=subset)
-    data = _recorded_folder(data, trained.get("trained_data_path"))
+    data = recorded_folder(data, trained.get("trained_data_path"), "the VQ model")
     datamodule = datamodule_for(data, squeezed.model_config, trained["seed"])
     datamodule.prepare_data()
     datamodule.setup()
     expect_classes(squeezed, datamodule.classes.names, datamodule.folder)
     return datamodule
-
-
-def _recorded_folder(data: DataConfig, recorded: str | None) -> DataConfig:
-    """``data`` with a data folder: the one given, else (``data_path`` None: no --data_path) the one the
-    VQ model was trained on where it still exists (said in one line), else the default location."""
-    if data.data_path is not None:
-        return data
-    if recorded is not None and Path(recorded).is_dir():
-        log.info("using the data the VQ model was trained on: %s (--data_path gives other data)", recorded)
-        return replace(data, data_path=recorded)
-    if recorded is not None:
-        log.info("the data the VQ model was trained on is no longer in %s; looking in %s", recorded,
-                 DataConfig.data_path)  # fmt: skip
-    return replace(data, data_path=DataConfig.data_path)
 
 
 def _serve_trained_cache(

@@ -49,7 +49,7 @@ from embeddings_squeeze.engine.run_dirs import (
     resume_target,
     run_location,
 )
-from embeddings_squeeze.engine.setup import datamodule_for, pick_device
+from embeddings_squeeze.engine.setup import datamodule_for, pick_device, recorded_folder
 from embeddings_squeeze.errors import Interrupted, UserError
 from embeddings_squeeze.models import (
     BASELINE,
@@ -131,7 +131,7 @@ def _new_parts(
     """A fresh run's model and data, refused early where they cannot train (a missing dataset, a batch
     too small for the head, a codebook too big for the data)."""
     pl.seed_everything(training.seed, workers=True)
-    datamodule = datamodule_for(data, model, training.seed)
+    datamodule = datamodule_for(recorded_folder(data, None, "a new run"), model, training.seed)
     datamodule.prepare_data()
     datamodule.setup()  # a missing or broken dataset fails here, before any weights are fetched
     model = _resolved(model, runtime)
@@ -320,6 +320,7 @@ def _resumed_parts(
     if training.converge and converged(checkpoint):
         raise UserError(f"{path} converged after {trained_epochs} epochs; there is nothing to continue")
     stored = checkpoint["datamodule_hyper_parameters"]
+    data = recorded_folder(data, stored.get("trained_data_path"), "the run")
     data = replace(from_values(DataConfig, stored), data_path=data.data_path, num_workers=data.num_workers)
     datamodule = dataset_class(stored.get("dataset", LEGACY_DATASET))(
         data, stored["image_size"], stored["mask_mode"], stored["seed"], stored["mean"], stored["std"]

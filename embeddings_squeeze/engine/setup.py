@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+from pathlib import Path
+
 import torch
 
 from embeddings_squeeze.config import DataConfig, ModelConfig, RuntimeConfig
@@ -13,6 +17,8 @@ from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.models import SQUEEZED, SqueezedSegmentationModule
 from embeddings_squeeze.models.backbones import backbone_normalization
 from embeddings_squeeze.models.quantizers.base import PayloadCoder
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(runtime: RuntimeConfig) -> torch.device:
@@ -31,6 +37,20 @@ def datamodule_for(data: DataConfig, model: ModelConfig, seed: int) -> Segmentat
     dataset = dataset_class(model.dataset)
     mean, std = backbone_normalization(model.backbone)
     return dataset(data, model.image_size, model.mask_mode, seed, mean, std)
+
+
+def recorded_folder(data: DataConfig, recorded: str | None, whose: str) -> DataConfig:
+    """``data`` with a data folder: the one given, else (``data_path`` None: no --data_path) the one
+    ``whose`` run was trained on where it still exists (said in one line), else the default location."""
+    if data.data_path is not None:
+        return data
+    if recorded is not None and Path(recorded).is_dir():
+        log.info("using the data %s was trained on: %s (--data_path gives other data)", whose, recorded)
+        return replace(data, data_path=recorded)
+    if recorded is not None:
+        log.info("the data %s was trained on is no longer in %s; looking in %s", whose, recorded,
+                 DataConfig.data_path)  # fmt: skip
+    return replace(data, data_path=DataConfig.data_path)
 
 
 def load_coder(
