@@ -29,7 +29,8 @@ from embeddings_squeeze.config import (
 )
 from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.engine.checkpoint import load_module, read_checkpoint
-from embeddings_squeeze.engine.sweep import Plan, Sweep, SweepSpec
+from embeddings_squeeze.engine.launchers import _time_left
+from embeddings_squeeze.engine.sweep import Job, JobKind, Plan, Sweep, SweepSpec
 from embeddings_squeeze.engine.sweep.collect import shown_model
 from embeddings_squeeze.utils.figures import figure_size_pixels
 from embeddings_squeeze.utils.input_compression import codecs
@@ -368,7 +369,9 @@ def test_a_sweep_runs_the_backbone_once_per_image_per_split(pet_root, tmp_path, 
             seen[len(quantizers)] = sum(images)
             said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("job ")]
             assert said[0] == f"job 1 of {len(said)}: features (features)"  # each job by name, as it starts
-            assert all(line.endswith("left at the pace so far") for line in said[1:])  # and what is left
+            # and what is left, once a job other than the one feature pass is done
+            assert "left" not in said[1]
+            assert all(line.endswith("left at the pace so far") for line in said[2:])
             assert [line.split(":")[0] for line in said] == [
                 f"job {i} of {len(said)}" for i in range(1, len(said) + 1)
             ]
@@ -409,3 +412,16 @@ def test_the_report_shows_a_sound_models_figures_and_marks_a_degenerate_one(tmp_
     )
     sound = [{**row, "degenerate": None} for row in rows]
     assert shown_model(work, sound) == ("vq_K64_seed42", "")
+
+
+def test_the_time_left_takes_each_kind_at_its_own_pace_and_the_feature_pass_as_a_one_off():
+    def job(name, kind):
+        return Job(name, kind, 0)
+
+    remaining = [job("baseline_seed43", JobKind.BASELINE), job("vq_K8", JobKind.SQUEEZED),
+                 job("vq_K16", JobKind.SQUEEZED)]  # fmt: skip
+    assert _time_left({JobKind.FEATURES: [100.0]}, remaining) is None  # the feature pass says nothing
+    # no squeezed job done yet: those take the mean of the jobs done but the feature pass (10 s)
+    assert _time_left({JobKind.FEATURES: [100.0], JobKind.BASELINE: [10.0]}, remaining) == 30.0
+    took = {JobKind.FEATURES: [100.0], JobKind.BASELINE: [10.0], JobKind.SQUEEZED: [4.0, 6.0]}
+    assert _time_left(took, remaining) == 10.0 + 5.0 + 5.0

@@ -14,12 +14,14 @@ Waiting never relies on SLURM's accounting (often absent): live jobs are those `
 
 from __future__ import annotations
 
+import collections
 import getpass
 import json
 import logging
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -140,15 +142,13 @@ def _process_alive(pid: int) -> bool:
 
 def run_serial(sweep: Sweep, pending: list[Job], records: Records) -> None:
     """Every job, one after the other in this process; a failed job is logged and the others go on."""
-    started = time.monotonic()
+    took = collections.defaultdict(list)  # seconds per job done, by kind
     for number, job in enumerate(pending, 1):
-        done = number - 1
-        pace = (time.monotonic() - started) / max(done, 1)
-        left = (
-            f"; about {duration_text(pace * (len(pending) - done))} left at the pace so far" if done else ""
-        )
+        left = _time_left(took, pending[number - 1 :])
+        left = "" if left is None else f"; about {duration_text(left)} left at the pace so far"
         log.info("job %d of %d: %s (%s)%s", number, len(pending), job.name, job.kind, left)
         records.add(job.name, launcher="serial", host=socket.gethostname(), pid=os.getpid())
+        started = time.monotonic()
         try:
             sweep.run(job)
         except Interrupted:
@@ -157,6 +157,18 @@ def run_serial(sweep: Sweep, pending: list[Job], records: Records) -> None:
             log.error("%s failed: %s", job.name, failure_reason(error))
         except Exception:
             log.exception("%s failed", job.name)  # not a user mistake: the traceback says where
+        finally:
+            took[job.kind].append(time.monotonic() - started)
+
+
+def _time_left(took: dict[str, list[float]], remaining: list[Job]) -> float | None:
+    """Seconds the ``remaining`` jobs will take at the pace so far: each at the mean of the jobs of its
+    kind done, else of every job done but the feature pass (one pass, unlike any other job); None
+    before any such job is done."""
+    others = [seconds for kind, times in took.items() if kind != JobKind.FEATURES for seconds in times]
+    if not others:
+        return None
+    return sum(statistics.fmean(took.get(job.kind) or others) for job in remaining)
 
 
 # -- processes on this machine ---------------------------------------------------------------------
