@@ -7,6 +7,8 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from embeddings_squeeze.data.labels import IGNORE_INDEX
@@ -64,6 +66,23 @@ def test_adaptive_probabilities_by_hand():
     # pixel 0: context (outside x 4), fresh: (1/2, 1/2); pixel 1: context (left=1, ...), fresh: (1/2, 1/2);
     # pixel 2: same context as pixel 1, which saw a 1: (1/2, 3/2) / 2
     assert np.allclose(probabilities, [[0.5, 0.5], [0.5, 0.5], [0.25, 0.75]])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 40), st.integers(1, 12), st.integers(1, 12), st.integers(0, 2**32 - 1))
+def test_adaptive_probabilities_equal_counts_kept_pixel_by_pixel(labels, height, width, seed):
+    """The vectorised counts against the decoder's own way: a table of counts per context, updated
+    after each pixel in raster order (many labels included; equal to the last bit)."""
+    mask = np.random.default_rng(seed).integers(0, labels, (height, width))
+    padded = np.pad(mask, ((1, 0), (1, 1)), constant_values=labels)  # outside: a label of its own
+    counts, expected = {}, []
+    for row in range(1, height + 1):
+        for column in range(1, width + 1):
+            context = tuple(padded[row + dr, column + dc] for dr, dc in ((0, -1), (-1, -1), (-1, 0), (-1, 1)))
+            seen = counts.setdefault(context, np.full(labels, 0.5))
+            expected.append(seen / seen.sum())
+            seen[padded[row, column]] += 1
+    assert np.array_equal(ContextMaskCoder(labels).probabilities(mask), np.array(expected))
 
 
 def test_png_is_a_two_bit_palette_file_of_the_size_computed_by_hand():

@@ -100,17 +100,23 @@ class ContextMaskCoder:
     def probabilities(self, mask: np.ndarray) -> np.ndarray:
         """(H*W, labels) adaptive probabilities each pixel is coded with, in raster order."""
         contexts = self._contexts(mask).ravel()
-        symbols = mask.ravel().astype(np.int64)
+        pixels = contexts.size
         order = np.argsort(contexts, kind="stable")  # pixels grouped by context, raster order kept
-        one_hot = np.zeros((len(symbols), self.labels))
-        one_hot[np.arange(len(symbols)), symbols[order]] = 1
-        seen = np.cumsum(one_hot, axis=0) - one_hot  # counts before each pixel, over all contexts
-        group_start = np.searchsorted(contexts[order], contexts[order], side="left")
-        before = seen - seen[group_start]  # ... minus those of earlier contexts
-        counts = np.empty_like(before)
-        counts[order] = before
+        grouped, symbols = contexts[order], mask.ravel()[order]
+        starts = np.ones(pixels, dtype=bool)
+        np.not_equal(grouped[1:], grouped[:-1], out=starts[1:])
+        group_start = np.maximum.accumulate(np.where(starts, np.arange(pixels), 0))
+        raster = np.empty_like(order)  # each pixel's place in the grouped order
+        raster[order] = np.arange(pixels)
+        # a label at a time, over 1-d arrays: counts of that label before each pixel in its context
+        counts = np.empty((self.labels, pixels))
+        for label in range(self.labels):
+            is_label = symbols == label
+            seen = np.cumsum(is_label, dtype=np.int64) - is_label  # before each pixel, over all contexts
+            counts[label] = (seen - seen[group_start])[raster]  # ... less those of earlier contexts
         counts += PRIOR
-        return counts / counts.sum(axis=1, keepdims=True)
+        totals = (np.arange(pixels) - group_start)[raster] + self.labels * PRIOR  # their sum, exactly
+        return np.ascontiguousarray((counts / totals).T)
 
     def encode(self, mask: np.ndarray) -> bytes:
         """(H, W) labels -> the range-coded bytes."""
