@@ -131,6 +131,19 @@ def test_code_maps_number_each_cell_and_keep_the_title_clear_of_the_panels(tmp_p
     assert title_bottom > max(axis.title.get_window_extent(renderer).y1 for axis in first_row)
 
 
+def test_code_maps_of_a_large_grid_number_each_code_once(tmp_path):
+    codes = np.full((20, 20), 5)  # 400 cells, over the numbering limit (DeepLab sends 28 x 28)
+    codes[:, 10:], codes[15:, :4] = 9, 2
+    figure = plot_code_maps([scored_image(0, codes)], 16, PETS, "codes", tmp_path / "codes.png")
+    panel = figure.axes[CODES_COLUMN]
+    assert sorted(text.get_text() for text in panel.texts) == ["2", "5", "9"]
+    for text in panel.texts:  # each at the centre of a cell of its own code
+        x, y = text.get_position()
+        row, column = int((y + 0.5) * 20 / 100), int((x + 0.5) * 20 / 50)
+        assert codes[row, column] == int(text.get_text())
+    assert panel.get_title() == "3 codes in 400 cells, each numbered once"
+
+
 def test_the_atlas_calls_unused_codes_by_one_name_on_both_splits():
     usage = {"split_dead_codes": 3, "split_perplexity": 5.25, "training_dead_codes": 1,
              "training_perplexity": 9.5}  # fmt: skip

@@ -32,7 +32,8 @@ CODE_COLUMNS = (
 CODES_COLUMN, DISAGREEMENT_COLUMN = 1, 3  # the panels drawn with the grid's cell borders
 ROW_INCHES = 0.75  # an atlas row: one code and its patches
 TITLE_INCHES = 1.1  # the code maps' two title lines above the first row's panel titles
-NUMBERED_CELLS = 256  # grids up to this many cells carry each cell's code number (the colours' key)
+NUMBERED_CELLS = 256  # grids up to this many cells carry each cell's code number (the colours' key);
+# larger ones (DeepLab's 28 x 28) carry each code's number once, at one of its cells
 
 
 def _grid_lines(axis, shape: tuple[int, int], grid: tuple[int, int], colour: str = "white") -> None:
@@ -63,7 +64,8 @@ def plot_code_maps(
             (item.image, item.image_id),
             (
                 colours[item.codes.ravel()[cells]],
-                f"{len(np.unique(item.codes))} codes in {item.codes.size} cells",
+                f"{len(np.unique(item.codes))} codes in {item.codes.size} cells"
+                + ("" if item.codes.size <= NUMBERED_CELLS else ", each numbered once"),
             ),
             (colourise(item.squeezed_pred, classes), f"VQ (IoU {item.squeezed_iou:.3f})"),
             (differs[cells], f"differ: {(item.squeezed_pred != item.baseline_pred).mean():.1%} of pixels"),
@@ -76,7 +78,7 @@ def plot_code_maps(
                 axis.imshow(panel, interpolation="nearest")
             if column in (CODES_COLUMN, DISAGREEMENT_COLUMN):
                 _grid_lines(axis, item.target.shape, item.codes.shape)
-            if column == CODES_COLUMN and item.codes.size <= NUMBERED_CELLS:
+            if column == CODES_COLUMN:
                 _code_numbers(axis, item.codes, item.target.shape)
             axis.set_title(panel_title, fontsize=9)
             axis.axis("off")
@@ -88,10 +90,17 @@ def plot_code_maps(
 
 
 def _code_numbers(axis, codes: np.ndarray, shape: tuple[int, int]) -> None:
-    """Each grid cell's code number at its centre, white on a dark outline, over an image of ``shape``."""
+    """Each grid cell's code number at its centre, white on a dark outline, over an image of ``shape``;
+    on grids of more than ``NUMBERED_CELLS`` cells, each code's number once, at the middle one of its
+    cells in raster order."""
     (height, width), (rows, columns) = shape, codes.shape
     size = max(4.0, min(8.0, 90 / max(rows, columns)))
-    for (row, column), code in np.ndenumerate(codes):
+    cells = np.ndindex(rows, columns)
+    if codes.size > NUMBERED_CELLS:
+        places = [np.flatnonzero(codes == code) for code in np.unique(codes)]
+        cells = [divmod(int(place[len(place) // 2]), columns) for place in places]
+    for row, column in cells:
+        code = codes[row, column]
         axis.text((column + 0.5) * width / columns - 0.5, (row + 0.5) * height / rows - 0.5, str(code),
                   ha="center", va="center", fontsize=size, color="white",
                   path_effects=[patheffects.withStroke(linewidth=1.2, foreground="black")])  # fmt: skip
