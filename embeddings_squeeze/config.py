@@ -86,7 +86,7 @@ def setting(
 class DataConfig:
     """Which images, how they are split and batched."""
 
-    data_path: str = setting(
+    data_path: str | None = setting(  # None: unset, a command decides (./data, or a run's recorded one)
         "./data",
         "folder holding the dataset: oxford-iiit-pet/ (pet), VOCdevkit/ (voc), or images/, masks/ and "
         "classes.json (folder)",

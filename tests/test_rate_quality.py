@@ -5,8 +5,8 @@ import math
 import pytest
 
 from embeddings_squeeze.utils.rate_quality import (
+    FEW_POINTS,
     NO_OVERLAP,
-    ONE_POINT,
     THIN_OVERLAP,
     bd_rate,
     bytes_at,
@@ -40,10 +40,13 @@ def test_bd_rate_of_linear_log_rate_curves_by_hand():
 
 def test_bd_rate_without_overlap_with_one_point_or_too_thin_an_overlap():
     assert bd_rate([(10.0, 0.8), (20.0, 0.9)], ANCHOR) == NO_OVERLAP
-    assert bd_rate([(10.0, 0.6)], ANCHOR) == "n/a: fewer than two points on its front (1 of 1 points)"
-    assert bd_rate([(10.0, 0.6), (20.0, 0.6), (40.0, 0.55), (0.0, 0.7)], ANCHOR) == (
-        "n/a: fewer than two points on its front (1 of 4 points); left out, as a cheaper point scores as "
-        "high or higher: 20.0 B at mIoU 0.6000, 40.0 B at mIoU 0.5500; 1 without measured bytes or mIoU"
+    assert bd_rate([(10.0, 0.6)], ANCHOR) == "n/a: fewer than two points on its front (1 of 1 point)"
+    points = [(10.0, 0.6), (10.0, 0.5), (10.0, 0.6), (20.0, 0.6), (40.0, 0.55), (0.0, 0.7)]
+    names = {(20.0, 0.6): "vq_K64_seed42", (40.0, 0.55): "vq_K256_seed42"}
+    assert bd_rate(points, ANCHOR, names=names) == (
+        "n/a: fewer than two points on its front (1 of 6 points); left out, as an equally cheap or cheaper "
+        "point scores as high or higher: 10.0 B at mIoU 0.5000, 10.0 B at mIoU 0.6000, vq_K64_seed42 "
+        "(20.0 B at mIoU 0.6000), vq_K256_seed42 (40.0 B at mIoU 0.5500); 1 without measured bytes or mIoU"
     )
     assert bd_rate(ANCHOR, [(10.0, 0.6)]).startswith("n/a: fewer than two points on the anchor's front")
     # overlap [0.69, 0.70] of a front spanning [0.69, 0.9]: a hundredth of the anchor's 0.2, under half
@@ -90,7 +93,7 @@ def test_method_summaries_hold_every_method():
     assert "bd_rate_vs_webp" not in summary["vq"]  # no WebP rows in this sweep
     assert "bd_rate_vs_jpeg" not in summary["JPEG"]
     assert summary["mask_png"]["bytes_at_99"] == 700.0 and summary["mask_png"]["bytes_at_99_upper_bound"]
-    assert summary["mask_png"]["bd_rate_vs_jpeg"].startswith(ONE_POINT)
+    assert summary["mask_png"]["bd_rate_vs_jpeg"].startswith(FEW_POINTS)
     # 0.95 x 0.71 = 0.6745 between (200, 0.66) and (400, 0.70) on vq's front, in log-bytes
     share = (0.6745 - 0.66) / (0.70 - 0.66)
     assert summary["vq"]["bytes_at_95"] == pytest.approx(math.exp(math.log(200) + share * math.log(2)))

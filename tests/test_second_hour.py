@@ -43,7 +43,31 @@ def test_a_resumed_run_finds_the_data_it_was_trained_on_from_another_folder(
     said = f"using the data the run was trained on: {pet_root.resolve()} (--data_path gives other data)"
     assert said in caplog.messages
     assert torch.load(run / "last.ckpt", weights_only=True)["epoch"] == 2  # its third epoch, trained
+    # a run folder where no epoch completed restarts there, on the folder its config.json records
+    restarted = tmp_path / "tiny_baseline" / "version_1"
+    restarted.mkdir()
+    shutil.copy(run / "config.json", restarted)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert run_cli(*argv[:-1], restarted, "--epochs", 1) == 0
+    assert said in caplog.messages and (restarted / "last.ckpt").is_file()
     assert not (tmp_path / "data").exists()
+
+
+def test_a_recorded_data_folder_that_is_gone_falls_back_to_the_default_and_says_so(
+    trained, tmp_path, monkeypatch, capsys, caplog, unreachable_network
+):
+    copy = shutil.copytree(trained["vq"].parent, tmp_path / "vq" / "version_0")  # with its split.json
+    checkpoint = torch.load(copy / "last.ckpt", weights_only=True)
+    checkpoint["datamodule_hyper_parameters"]["trained_data_path"] = str(tmp_path / "gone")
+    torch.save(checkpoint, copy / "last.ckpt")
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO):
+        assert run_cli(*visualize({**trained, "vq": copy / "last.ckpt"}, tmp_path / "vis")) == 2
+    assert f"the data the VQ model was trained on is no longer in {tmp_path / 'gone'}; looking in ./data" in (
+        caplog.messages
+    )
+    assert "make-data" in one_line_error(capsys)  # ./data has no dataset: the way to make one
 
 
 def test_a_run_folder_stands_for_its_last_checkpoint(trained, pet_root, tmp_path, caplog):
@@ -100,7 +124,7 @@ def test_models_trained_on_other_splits_are_refused_unless_compared_as_unpaired(
     assert run_cli(*visualize(runs, tmp_path / "refused", "--data_path", pet_root)) == 2
     assert one_line_error(capsys) == (
         "error: the checkpoints were trained on different data or splits (split_seed (baseline: 42, VQ: 7)), "
-        "so the comparison would not be paired; train both on the same --data_path and split, or pass "
+        "so the comparison would not be paired; train them on the same --data_path and split, or pass "
         "--unpaired to compare anyway"
     )
     assert not (tmp_path / "refused").exists()

@@ -214,7 +214,7 @@ NOTED_SETTINGS = ("seed", "batch_size")  # training settings that may differ; a 
 
 
 def training_differences(
-    first: dict, second: dict, paths: tuple[Path, Path], names: tuple[str, str] = ("baseline", "VQ")
+    first: dict, second: dict, paths: tuple[Path, Path], names: tuple[str, str]
 ) -> tuple[list, list]:
     """(what makes the two runs' split differ, what else differs and is only noted), each item as
     'key (baseline: a, VQ: b)' with ``names``. The split is the same when the split settings are and
@@ -233,7 +233,7 @@ def training_differences(
     if all(split.is_file() for split in splits):
         ids = [{k: v for k, v in json.loads(split.read_text()).items() if k in ("train", "val", "test")}
                for split in splits]  # fmt: skip
-        data += [] if ids[0] == ids[1] else ["the image ids in their split.json"]
+        data += [] if ids[0] == ids[1] else [f"the image ids in their split.json ({names[0]} and {names[1]})"]
         return data, noted + folders  # the same images, wherever their copy was
     return data + folders, noted
 

@@ -235,7 +235,7 @@ def _unpaired(
     if not allowed:
         raise UserError(
             f"the checkpoints were trained on different data or splits ({what}), so the comparison would not "
-            "be paired; train both on the same --data_path and split, or pass --unpaired to compare anyway"
+            "be paired; train them on the same --data_path and split, or pass --unpaired to compare anyway"
         )
     return (f"warning: not paired by training: the models were trained on different data or splits ({what})",)
 

@@ -90,6 +90,7 @@ def fit(
     else:
         if resume is not None:
             log.info("no epoch of %s completed; restarting the run in that directory", resume)
+            data = recorded_folder(data, _recorded_data_path(resume), "the run")
         module, datamodule = _new_parts(model, data, training, runtime, optimizer, quantizer)
     save_dir, name, version = run_location(training.output_dir, run_name, resume)
     if training.cache_dir is None:  # the cache lives in the output folder: its problems are that folder's
@@ -131,7 +132,8 @@ def _new_parts(
     """A fresh run's model and data, refused early where they cannot train (a missing dataset, a batch
     too small for the head, a codebook too big for the data)."""
     pl.seed_everything(training.seed, workers=True)
-    datamodule = datamodule_for(recorded_folder(data, None, "a new run"), model, training.seed)
+    datamodule = datamodule_for(replace(data, data_path=data.data_path or DataConfig.data_path), model,
+                                training.seed)  # fmt: skip
     datamodule.prepare_data()
     datamodule.setup()  # a missing or broken dataset fails here, before any weights are fetched
     model = _resolved(model, runtime)
@@ -308,6 +310,12 @@ def serve_cached_features(
             datamodule.files[name], backbone, cache_dir, datamodule.hparams.batch_size, pick_device(runtime)
         )
         datamodule.serve(name, split)
+
+
+def _recorded_data_path(run_dir: Path) -> str | None:
+    """The data folder a run directory's config.json records (None: it has none)."""
+    config = run_dir / "config.json"
+    return json.loads(config.read_text())["data"].get("trained_data_path") if config.is_file() else None
 
 
 def _resumed_parts(

@@ -151,14 +151,13 @@ def run_serial(sweep: Sweep, pending: list[Job], records: Records) -> None:
         started = time.monotonic()
         try:
             sweep.run(job)
+            took[job.kind].append(time.monotonic() - started)  # a failed job sets no pace
         except Interrupted:
             raise
         except UserError as error:
             log.error("%s failed: %s", job.name, failure_reason(error))
         except Exception:
             log.exception("%s failed", job.name)  # not a user mistake: the traceback says where
-        finally:
-            took[job.kind].append(time.monotonic() - started)
 
 
 def _time_left(took: dict[str, list[float]], remaining: list[Job]) -> float | None:

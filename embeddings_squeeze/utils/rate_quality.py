@@ -26,18 +26,24 @@ from scipy.interpolate import PchipInterpolator
 QUALITY_LEVELS = (90, 95, 99)  # percent of the baseline's mIoU
 MIN_OVERLAP = 0.5  # of the narrower front's mIoU range, for a BD-rate
 NO_OVERLAP = "n/a: no overlap"
-ONE_POINT = "n/a: fewer than two points on"  # how every such reason starts (``too_few_points``)
+FEW_POINTS = "n/a: fewer than two points on"  # how every such reason starts (``too_few_points``)
 THIN_OVERLAP = "n/a: overlap under half the narrower range"
 NO_RESOLUTION = "n/a: a point without an interval"
 
 Point = tuple[float, float]  # (bytes per image, mIoU)
+Names = dict[Point, str]  # points by the name of the result they come from, where known
+
+
+def _measured(point: Point) -> bool:
+    size, miou = point
+    return size > 0 and math.isfinite(miou)
 
 
 def pareto_front(points: list[Point]) -> list[Point]:
     """The points no cheaper-or-equal point beats in mIoU, by increasing bytes (and mIoU)."""
     front: list[Point] = []
     for size, miou in sorted(points, key=lambda point: (point[0], -point[1])):
-        if size > 0 and math.isfinite(miou) and (not front or miou > front[-1][1]):
+        if _measured((size, miou)) and (not front or miou > front[-1][1]):
             front.append((size, miou))
     return front
 
@@ -56,18 +62,26 @@ def bytes_at(points: list[Point], baseline_miou: float, percent: float) -> tuple
     return math.exp(math.log(low_bytes) + share * (math.log(high_bytes) - math.log(low_bytes))), False
 
 
-def too_few_points(points: list[Point], whose: str) -> str:
+def too_few_points(points: list[Point], whose: str, names: Names | None = None) -> str:
     """Why a front of fewer than two points makes no BD-rate, naming each point left out of it."""
     front = pareto_front(points)
-    measured = [(size, miou) for size, miou in points if size > 0 and math.isfinite(miou)]
-    beaten = sorted(point for point in measured if point not in front)
-    reasons = [f"{ONE_POINT} {whose} front ({len(front)} of {len(points)} points)"]
-    if beaten:
-        shown = ", ".join(f"{size:.1f} B at mIoU {miou:.4f}" for size, miou in beaten)
-        reasons.append(f"left out, as a cheaper point scores as high or higher: {shown}")
+    measured = [point for point in points if _measured(point)]
+    left_out = sorted(measured)
+    for point in front:
+        left_out.remove(point)
+    reasons = [f"{FEW_POINTS} {whose} front ({len(front)} of {len(points)} point{'s' * (len(points) != 1)})"]
+    if left_out:
+        shown = ", ".join(_point_text(point, names or {}) for point in left_out)
+        reasons.append(f"left out, as an equally cheap or cheaper point scores as high or higher: {shown}")
     if len(measured) < len(points):
         reasons.append(f"{len(points) - len(measured)} without measured bytes or mIoU")
     return "; ".join(reasons)
+
+
+def _point_text(point: Point, names: Names) -> str:
+    size, miou = point
+    measured = f"{size:.1f} B at mIoU {miou:.4f}"
+    return f"{names[point]} ({measured})" if point in names else measured
 
 
 def _log_rate_curve(front: list[Point]) -> PchipInterpolator:
@@ -84,12 +98,15 @@ def overlap(test: list[Point], anchor: list[Point]) -> list[float] | None:
     return [low, high] if high > low else None
 
 
-def bd_rate(test: list[Point], anchor: list[Point], resolution: float | None = 0.0) -> float | str:
+def bd_rate(
+    test: list[Point], anchor: list[Point], resolution: float | None = 0.0, names: Names | None = None
+) -> float | str:
     """Bjontegaard delta rate (%) of ``test`` against ``anchor`` (see the module docstring), or why
-    there is none; ``resolution``: the widest interval of the points' mIoU (None: some point has none)."""
+    there is none; ``resolution``: the widest interval of the points' mIoU (None: some point has none);
+    ``names``: the points' names, for the reason."""
     for points, whose in ((test, "its"), (anchor, "the anchor's")):
         if len(pareto_front(points)) < 2:
-            return too_few_points(points, whose)
+            return too_few_points(points, whose, names)
     test, anchor = pareto_front(test), pareto_front(anchor)
     shared = overlap(test, anchor)
     if shared is None:
@@ -140,9 +157,11 @@ def method_summary(
     baseline_miou: float,
     anchors: dict[str, list[Point]],
     resolution: dict[str, float | None] | None = None,
+    names: Names | None = None,
 ) -> dict:
     """One method's points, bytes at 90/95/99 % of ``baseline_miou`` and its standing against each
-    anchor; ``resolution``: per method, the widest 95 % interval of its points (None: one has none)."""
+    anchor; ``resolution``: per method, the widest 95 % interval of its points (None: one has none);
+    ``names``: the points' names, for the reasons a BD-rate is not given."""
     resolution = resolution or {}
     entry = {"method": name, "points": len(points)}
     for percent in QUALITY_LEVELS:
@@ -154,17 +173,22 @@ def method_summary(
             key = anchor.lower()
             widths = (resolution.get(name, 0.0), resolution.get(anchor, 0.0))
             widest = None if None in widths else max(widths)
-            entry[f"bd_rate_vs_{key}"] = bd_rate(points, anchor_points, widest)
+            entry[f"bd_rate_vs_{key}"] = bd_rate(points, anchor_points, widest, names)
             entry[f"miou_overlap_vs_{key}"] = overlap(points, anchor_points)
             entry[f"standing_vs_{key}"] = standing(points, anchor_points)
     return entry
 
 
 def method_summaries(
-    methods: dict[str, list[Point]], baseline_miou: float, anchors, resolution: dict | None = None
+    methods: dict[str, list[Point]],
+    baseline_miou: float,
+    anchors,
+    resolution: dict | None = None,
+    names: Names | None = None,
 ) -> list[dict]:
     """``method_summary`` of every method, against the anchors among them (e.g. JPEG, WEBP)."""
     present = {anchor: methods[anchor] for anchor in anchors if anchor in methods}
     return [
-        method_summary(name, points, baseline_miou, present, resolution) for name, points in methods.items()
+        method_summary(name, points, baseline_miou, present, resolution, names)
+        for name, points in methods.items()
     ]

@@ -35,18 +35,27 @@ FLOOR_REFERENCE = "mask_context"  # the cheapest lossless floor row the sentence
 ANCHORS = ("JPEG", "WEBP")  # the curves BD-rates are taken against
 
 
+def _is_point(row: dict, seed: int) -> bool:
+    """Whether ``row`` is a point of one of ``seed``'s methods."""
+    return (
+        row.get("seed") == seed and row["kind"] in (*CURVE_KINDS, *POINT_KINDS) and is_number(row.get("miou"))
+    )
+
+
 def method_points(rows: list[dict], seed: int) -> dict[str, list[tuple[float, float]]]:
     """One seed's methods and their (bytes per image, mIoU) points: each quantizer type's curve,
     each image codec's curve, and every floor and oracle row."""
     methods = defaultdict(list)
-    for row in rows:
-        if (
-            row.get("seed") == seed
-            and row["kind"] in (*CURVE_KINDS, *POINT_KINDS)
-            and is_number(row.get("miou"))
-        ):
-            methods[method_and_setting(row)[0]].append((row["payload_bytes_per_image"], row["miou"]))
+    for row in (row for row in rows if _is_point(row, seed)):
+        methods[method_and_setting(row)[0]].append((row["payload_bytes_per_image"], row["miou"]))
     return methods
+
+
+def point_names(rows: list[dict], seed: int) -> dict[tuple[float, float], str]:
+    """The points of ``method_points`` by their rows' names."""
+    return {
+        (row["payload_bytes_per_image"], row["miou"]): row["name"] for row in rows if _is_point(row, seed)
+    }
 
 
 def resolution(rows: list[dict], seed: int) -> dict[str, float | None]:
@@ -79,9 +88,8 @@ def rate_at_quality(rows: list[dict]) -> list[dict]:
             per_seed.append({"name": f"baseline_seed{seed}_front", "kind": Kind.METHOD, "seed": seed,
                              "method": "(every method)", "reason": f"the seed's baseline {why}"})  # fmt: skip
             continue
-        summaries = method_summaries(
-            method_points(rows, seed), baseline["miou"], anchors=ANCHORS, resolution=resolution(rows, seed)
-        )
+        points, names = method_points(rows, seed), point_names(rows, seed)
+        summaries = method_summaries(points, baseline["miou"], ANCHORS, resolution(rows, seed), names)
         for entry in summaries:
             per_seed.append(
                 {"name": f"{entry['method']}_front_seed{seed}", "kind": Kind.METHOD, "seed": seed, **entry}
@@ -168,8 +176,9 @@ def sentences(rows: list[dict], aggregates: list[dict], rule: str) -> list[str]:
             parts.append(f"no share of the baseline's mIoU: the baseline {degenerate[0]}")
         elif len(shares) == seeds:
             parts[0] += f" at {_percent_reached(stats.fmean(shares))} % of the baseline mIoU"
-            if seeds > 1:  # the table's mean rows count the seeds reaching each level: show each seed's
-                parts[0] += f" (seeds {_percent_reached(min(shares))} to {_percent_reached(max(shares))} %)"
+            lowest, highest = _percent_reached(min(shares)), _percent_reached(max(shares))
+            if lowest != highest:  # beside the mean rows' count of seeds reaching each level
+                parts[0] += f" (seeds {lowest} to {highest} %)"
         row = members[0] if seeds == 1 else means.get(configuration)
         over = "" if seeds == 1 else f" over {seeds} seeds"
         # the headline: against the model's own continuous reference, the quantization alone
