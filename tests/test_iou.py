@@ -1,7 +1,10 @@
 import math
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from embeddings_squeeze.data.labels import IGNORE_INDEX
@@ -55,3 +58,22 @@ def test_class_iou_marks_absent_classes_nan():
     confusion = torch.tensor([[2, 0, 0], [0, 0, 0], [1, 0, 1]])
     iou = class_iou(confusion)
     assert iou[0].item() == pytest.approx(2 / 3) and math.isnan(iou[1].item()) and iou[2].item() == 0.5
+
+
+@given(
+    batch=st.integers(1, 3),
+    height=st.integers(1, 9),
+    width=st.integers(1, 9),
+    classes=st.one_of(st.integers(1, 6), st.just(150)),  # ADE20K's many classes included
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_confusion_counts_equal_a_pixel_by_pixel_tally(batch, height, width, classes, seed):
+    generator = torch.Generator().manual_seed(seed)
+    pred = torch.randint(0, classes, (batch, height, width), generator=generator)
+    target = torch.randint(0, classes + 1, (batch, height, width), generator=generator)
+    target[target == classes] = IGNORE_INDEX  # about one pixel in classes + 1 ignored
+    expected = np.zeros((batch, classes, classes), dtype=np.int64)
+    for (image, row, column), truth in np.ndenumerate(target.numpy()):
+        if truth != IGNORE_INDEX:
+            expected[image, truth, pred[image, row, column]] += 1
+    assert np.array_equal(confusion_matrices(pred, target, classes).numpy(), expected)

@@ -11,7 +11,15 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 
 from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.utils.metrics import BoundaryF, Scores, _near, check_ranking, chosen, metric_named
+from embeddings_squeeze.utils.metrics import (
+    BoundaryF,
+    Scores,
+    _boundaries,
+    _near,
+    check_ranking,
+    chosen,
+    metric_named,
+)
 
 # 0 top left (3 x 3), 1 the right half (6 x 3), 2 bottom left (3 x 3); the prediction moves the 0|1
 # edge of the top half one column right
@@ -98,3 +106,19 @@ def test_boundary_tolerance_is_scipys_chessboard_dilation(height, width, distanc
     square = np.ones((1, 2 * distance + 1, 2 * distance + 1), dtype=bool)
     expected = ndimage.binary_dilation(mask.numpy(), structure=square)
     assert np.array_equal(_near(mask, distance).numpy(), expected)
+
+
+@given(
+    height=st.integers(1, 12),
+    width=st.integers(1, 12),
+    classes=st.integers(1, 5),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_boundary_pixels_are_those_scipys_erosion_removes(height, width, classes, seed):
+    """A class's boundary pixels: its pixels with a 4-neighbour of another label, image edges none; by
+    scipy, the class's mask less its erosion by a cross, the outside counting as the class."""
+    labels = torch.randint(0, classes, (height, width), generator=torch.Generator().manual_seed(seed))
+    cross = ndimage.generate_binary_structure(2, 1)
+    expected = [(labels == c).numpy() & ~ndimage.binary_erosion((labels == c).numpy(), cross, border_value=1)
+                for c in range(classes)]  # fmt: skip
+    assert np.array_equal(_boundaries(labels, classes).numpy(), np.stack(expected))

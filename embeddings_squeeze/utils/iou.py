@@ -17,10 +17,13 @@ def confusion_matrices(
 ) -> torch.Tensor:
     """(B, H, W) predictions and targets -> (B, C, C) counts, rows = target, columns = prediction."""
     batch = pred.shape[0]
-    valid = target != ignore_index
-    image = torch.arange(batch, device=pred.device).view(batch, 1, 1).expand_as(target)
+    image = torch.arange(batch, device=pred.device).view(batch, 1, 1)
     cells = (image * num_classes + target.long()) * num_classes + pred.long()
-    counts = torch.bincount(cells[valid], minlength=batch * num_classes * num_classes)
+    # ignored pixels go to one extra bin, dropped after counting: selecting the labelled pixels
+    # instead costs 3x the count on one thread, and 50x on two threads of a busy CPU
+    overflow = batch * num_classes * num_classes
+    cells.masked_fill_(target == ignore_index, overflow)
+    counts = torch.bincount(cells.flatten(), minlength=overflow + 1)[:overflow]
     return counts.view(batch, num_classes, num_classes)
 
 

@@ -19,7 +19,6 @@ and the summary, ``scores_<split>.csv``, the sweep's tables and the report carry
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from embeddings_squeeze.errors import UserError
 from embeddings_squeeze.registry import Registry
@@ -140,11 +139,12 @@ class BoundaryF(Metric):
 def _boundaries(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(C, H, W): the pixels of each class with a 4-neighbour of another label (image edges are not
     boundaries)."""
-    padded = F.pad(labels[None, None].float(), (1, 1, 1, 1), mode="replicate")[0, 0]
-    centre = padded[1:-1, 1:-1]
     differs = torch.zeros_like(labels, dtype=torch.bool)
-    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        differs |= padded[dy : dy + labels.shape[0], dx : dx + labels.shape[1]] != centre
+    for axis in (-1, -2):  # each pair of neighbours along an axis, compared once, marks both pixels
+        size = labels.shape[axis]
+        pairs = labels.narrow(axis, 1, size - 1) != labels.narrow(axis, 0, size - 1)
+        differs.narrow(axis, 1, size - 1).logical_or_(pairs)
+        differs.narrow(axis, 0, size - 1).logical_or_(pairs)
     classes = torch.arange(num_classes, device=labels.device).view(-1, 1, 1)
     return (labels[None] == classes) & differs[None]
 
