@@ -81,9 +81,8 @@ def compare(
     if not view.overwrite:
         refuse_overwrite(outputs, "figures and scores of an earlier comparison")
     check_pair(model_name, dataset, baseline_checkpoint, squeezed_checkpoint)
-    reference_checkpoint = _reference(runs, model_name, dataset, baseline_checkpoint)
+    reference_checkpoint, reference = _reference(runs, model_name, dataset, baseline_checkpoint)
     unpaired = _unpaired(runs, view.unpaired, baseline_checkpoint, squeezed_checkpoint, reference_checkpoint)
-    reference = None if reference_checkpoint is None else build_module(reference_checkpoint, runs.reference)
     baseline = build_module(baseline_checkpoint, runs.baseline)
     squeezed = build_module(squeezed_checkpoint, runs.squeezed)
     datamodule = _scored_data(data, squeezed_checkpoint, squeezed)
@@ -164,15 +163,15 @@ def _output_names(split: str, indexed: bool) -> list[str]:
     return [*names, "index.html"]
 
 
-def _reference(runs: Runs, model_name: str | None, dataset: str | None, baseline: dict) -> dict | None:
-    """The continuous reference's checkpoint, checked against the baseline like the squeezed model
-    (None: none asked for)."""
+def _reference(runs: Runs, model_name: str | None, dataset: str | None, baseline: dict) -> tuple:
+    """The continuous reference's checkpoint and module, checked against the baseline like the
+    squeezed model ((None, None): none asked for)."""
     if runs.reference is None:
-        return None
+        return None, None
     checkpoint = read_checkpoint(runs.reference)
     expect_kind(checkpoint, SQUEEZED, CHECKPOINT_FLAGS["reference"], runs.reference)
     check_pair(model_name, dataset, baseline, checkpoint)
-    return checkpoint
+    return checkpoint, build_module(checkpoint, runs.reference)
 
 
 def _scored_data(data: DataConfig, checkpoint: dict, squeezed) -> SegmentationDataModule:

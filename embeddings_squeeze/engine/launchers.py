@@ -14,7 +14,6 @@ Waiting never relies on SLURM's accounting (often absent): live jobs are those `
 
 from __future__ import annotations
 
-import collections
 import getpass
 import json
 import logging
@@ -142,7 +141,7 @@ def _process_alive(pid: int) -> bool:
 
 def run_serial(sweep: Sweep, pending: list[Job], records: Records) -> None:
     """Every job, one after the other in this process; a failed job is logged and the others go on."""
-    took = collections.defaultdict(list)  # seconds per job done, by kind
+    took: dict[str, list[float]] = {}  # seconds per job done, by kind
     for number, job in enumerate(pending, 1):
         left = _time_left(took, pending[number - 1 :])
         left = "" if left is None else f"; about {duration_text(left)} left at the pace so far"
@@ -151,7 +150,7 @@ def run_serial(sweep: Sweep, pending: list[Job], records: Records) -> None:
         started = time.monotonic()
         try:
             sweep.run(job)
-            took[job.kind].append(time.monotonic() - started)  # a failed job sets no pace
+            took.setdefault(job.kind, []).append(time.monotonic() - started)  # a failed job sets no pace
         except Interrupted:
             raise
         except UserError as error:
@@ -161,9 +160,7 @@ def run_serial(sweep: Sweep, pending: list[Job], records: Records) -> None:
 
 
 def _time_left(took: dict[str, list[float]], remaining: list[Job]) -> float | None:
-    """Seconds the ``remaining`` jobs will take at the pace so far: each at the mean of the jobs of its
-    kind done, else of every job done but the feature pass (one pass, unlike any other job); None
-    before any such job is done."""
+    """Seconds left: each job at its kind's mean so far, else all jobs' but the feature pass (or None)."""
     others = [seconds for kind, times in took.items() if kind != JobKind.FEATURES for seconds in times]
     if not others:
         return None
