@@ -23,7 +23,7 @@ from embeddings_squeeze.config import (
     TrainingConfig,
 )
 from embeddings_squeeze.engine.sweep import JobKind, Plan, SweepSpec
-from embeddings_squeeze.engine.sweep.estimate import Costs, stage_seconds
+from embeddings_squeeze.engine.sweep.estimate import Costs, stage_seconds, training_key
 from embeddings_squeeze.utils.input_compression import codecs
 
 COMMAND = [sys.executable, "-m", "embeddings_squeeze", "sweep"]
@@ -256,10 +256,15 @@ def test_launch_flags_that_cannot_work_are_refused_before_anything_runs(flags, m
     assert not (tmp_path / "sweep").exists()
 
 
-@pytest.mark.parametrize("launcher", ["serial", "local"])
-def test_a_dry_run_prints_the_plan_and_its_cost_and_runs_nothing(launcher, pet_root, tmp_path, capsys):
+@pytest.mark.parametrize("launcher, batch_size", [("serial", 4), ("local", 1)])
+def test_a_dry_run_prints_the_plan_and_its_cost_and_runs_nothing(
+    launcher, batch_size, pet_root, tmp_path, capsys
+):
+    """Any launcher, any batch size (the probe's batches are of the sweep's size, its comparison of four
+    images); nothing is written, not even the sweep's folders."""
     output_dir = tmp_path / "sweep"
-    assert run_cli("sweep", *grid(pet_root, output_dir, "--launcher", launcher, "--dry_run")) == 0
+    flags = ("--launcher", launcher, "--batch_size", batch_size, "--dry_run")
+    assert run_cli("sweep", *grid(pet_root, output_dir, *flags)) == 0
     printed = capsys.readouterr().out.splitlines()
     jobs = ["features", "baseline_seed42", "none_D64_seed42", "vq_K4_seed42", "vq_K100000_seed42",
             "jpeg_q50", *(["webp_q50"] if len(codecs()) == 2 else [])]  # fmt: skip
@@ -278,8 +283,7 @@ def test_a_dry_run_prints_the_plan_and_its_cost_and_runs_nothing(launcher, pet_r
     expected = f"backbone: one pass per split where the feature cache lacks it ({splits})"
     assert printed[1 + len(jobs)] == expected
     assert printed[2 + len(jobs)].startswith("estimated compute time on this machine (cpu; per-image costs")
-    assert not list(output_dir.rglob("*.ckpt")) and not (output_dir / "sweep.csv").exists()
-    assert not (output_dir / "runs" / ".feature_cache").exists()
+    assert not output_dir.exists()
 
 
 def test_the_dry_runs_estimate_adds_up_the_stages_by_hand():
@@ -287,20 +291,25 @@ def test_the_dry_runs_estimate_adds_up_the_stages_by_hand():
     plan = Plan(ModelConfig(), DataConfig(), OptimizerConfig(), TrainingConfig(epochs=4), RuntimeConfig())
     spec = SweepSpec(plan, (QuantizerConfig(num_vectors=8),), (42, 43), (50,), {}, (), baseline_epochs=6)
     pending = [job for job in spec.jobs() if job.kind != JobKind.COLLECT]
-    costs = Costs(backbone=1.0, training=0.1, scoring=0.01, cache_bytes=100)
+    trained = [job for job in pending if job.kind in (JobKind.BASELINE, JobKind.SQUEEZED)]
+    assert {training_key(job) for job in trained} == {"baseline", "vq_K8", "none_D64"}
+    costs = Costs(loading=0.5, backbone=1.0, training={"baseline": 0.1, "vq_K8": 0.3, "none_D64": 0.2},
+                  comparison=0.01, codec=0.25, cache_bytes=100)  # fmt: skip
     anchors = len(codecs())  # JPEG, and WebP where Pillow has it
     images = {"train": 3, "val": 5, "test": 7}
-    # 2 baselines x 6 epochs, 4 squeezed runs (vq and none_D64, two seeds) x (4 epochs + the coder's pass)
-    epochs = 2 * 6 + 4 * (4 + 1)
+    # per seed: the baseline's 6 epochs, vq and none_D64 at 4 epochs + the coder's pass, on 3 + 5 images
+    training = 2 * 8 * (6 * 0.1 + 5 * 0.3 + 5 * 0.2)
     assert stage_seconds(spec, images, pending, costs, cached=True) == pytest.approx({
-        "features": 15 * 1.0,
-        "training": epochs * 8 * 0.1,
-        "scoring": (2 + 2 * 4) * 7 * 0.01,  # a squeezed run scores itself and its baseline
-        "anchors": anchors * 7 * (1.0 + 2 * 0.01),  # one pass per codec quality, every seed's baseline
+        "features": 15 * (0.5 + 1.0),
+        "training": training,
+        "scoring": (2 + 4) * 7 * 0.01,  # one comparison per baseline and per squeezed run
+        # one pass per codec quality: read, round trip, encode, and every seed's baseline scored
+        "anchors": anchors * 7 * (0.5 + 0.25 + 1.0 + 2 * 0.01 / 2),
     })  # fmt: skip
     live = stage_seconds(spec, images, pending, costs, cached=False)
-    assert live["features"] == 0 and live["training"] == pytest.approx(epochs * 8 * (0.1 + 1.0))
-    assert live["scoring"] == pytest.approx((2 + 2 * 4) * 7 * 0.01 + 6 * 7 * 1.0)
+    assert live["features"] == 0
+    assert live["training"] == pytest.approx(training + 2 * 8 * (6 + 5 + 5) * (0.5 + 1.0))
+    assert live["scoring"] == pytest.approx((2 + 4) * 7 * 0.01 + 6 * 7 * (0.5 + 1.0))
 
 
 @pytest.mark.slurm

@@ -369,9 +369,15 @@ def test_a_sweep_runs_the_backbone_once_per_image_per_split(pet_root, tmp_path, 
             seen[len(quantizers)] = sum(images)
             said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("job ")]
             assert said[0] == f"job 1 of {len(said)}: features (features)"  # each job by name, as it starts
-            # and what is left, once a job other than the one feature pass is done
-            assert "left" not in said[1]
-            assert all(line.endswith("left at the pace so far") for line in said[2:])
+            # and the time left, for the jobs of kinds already timed; the others counted
+            squeezed = [line for line in said if line.endswith("(squeezed)") or "(squeezed);" in line]
+            inputs = [line for line in said if "(input)" in line]
+            assert "left" not in said[1] and "left" not in squeezed[0] and "left" not in inputs[0]
+            for line in squeezed[1:]:
+                assert line.endswith(
+                    f"left at the pace so far, and {len(codecs())} job(s) of kinds not timed yet"
+                )
+            assert all(line.endswith("left at the pace so far") for line in inputs[1:])
             assert [line.split(":")[0] for line in said] == [
                 f"job {i} of {len(said)}" for i in range(1, len(said) + 1)
             ]
@@ -414,14 +420,19 @@ def test_the_report_shows_a_sound_models_figures_and_marks_a_degenerate_one(tmp_
     assert shown_model(work, sound) == ("vq_K64_seed42", "")
 
 
-def test_the_time_left_takes_each_kind_at_its_own_pace_and_the_feature_pass_as_a_one_off():
+def test_the_time_left_takes_each_kind_at_its_own_pace_and_counts_the_kinds_not_timed_yet():
+    """A baseline's 50 epochs said nothing of a 3-epoch squeezed job's time: jobs of a kind not timed
+    yet are counted, not priced (a 4-model sweep said 4 min left for 37 s of work)."""
+
     def job(name, kind):
         return Job(name, kind, 0)
 
     remaining = [job("baseline_seed43", JobKind.BASELINE), job("vq_K8", JobKind.SQUEEZED),
-                 job("vq_K16", JobKind.SQUEEZED)]  # fmt: skip
-    assert _time_left({JobKind.FEATURES: [100.0]}, remaining) is None  # the feature pass says nothing
-    # no squeezed job done yet: those take the mean of the jobs done but the feature pass (10 s)
-    assert _time_left({JobKind.FEATURES: [100.0], JobKind.BASELINE: [10.0]}, remaining) == 30.0
-    took = {JobKind.FEATURES: [100.0], JobKind.BASELINE: [10.0], JobKind.SQUEEZED: [4.0, 6.0]}
-    assert _time_left(took, remaining) == 10.0 + 5.0 + 5.0
+                 job("vq_K16", JobKind.SQUEEZED), job("jpeg_q50", JobKind.INPUT)]  # fmt: skip
+    assert _time_left({JobKind.FEATURES: [100.0]}, remaining) == ""  # the feature pass says nothing
+    assert _time_left({JobKind.FEATURES: [100.0], JobKind.BASELINE: [10.0]}, remaining) == (
+        "; about 10 s left at the pace so far, and 3 job(s) of kinds not timed yet"
+    )
+    took = {JobKind.FEATURES: [100.0], JobKind.BASELINE: [50.0], JobKind.SQUEEZED: [4.0, 6.0],
+            JobKind.INPUT: [2.0]}  # fmt: skip
+    assert _time_left(took, remaining) == "; about 62 s left at the pace so far"  # 50 + 5 + 5 + 2

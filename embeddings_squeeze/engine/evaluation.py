@@ -78,7 +78,7 @@ def compare_models(
     where the bottleneck loses most. When the models share their frozen encoder, it runs once per
     image for all.
     """
-    scoring = _ComparisonPass(baseline, squeezed, datamodule.files[split], device, options)
+    scoring = ComparisonPass(baseline, squeezed, datamodule.files[split], device, options)
     loader = datamodule.evaluation_dataloader(split)
     for inputs, masks, native_masks, positions in evaluation_batches(
         scoring.models.values(), loader, device, "comparing"
@@ -88,7 +88,7 @@ def compare_models(
     return scoring.result()
 
 
-class _ComparisonPass:
+class ComparisonPass:
     """The accumulators of one comparison: scores, rankings, rate, floor and atlas, fed an image at a time."""
 
     def __init__(self, baseline, squeezed, files, device, options: CompareOptions):

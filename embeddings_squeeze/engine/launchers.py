@@ -66,6 +66,8 @@ def launch(sweep: Sweep, config: LaunchConfig, say: Callable[[str], None] = log.
             say(line)
     if config.dry_run and config.launcher != "slurm":
         return None
+    if not config.dry_run:
+        sweep.make_folders()
     if config.launcher == "slurm":
         return submit_slurm(sweep, jobs, pending, records, live, config, say)
     if live:
@@ -106,24 +108,18 @@ class Records:
     def live(self) -> set[str]:
         """Jobs launched earlier that are still queued or running (SLURM), or whose process is alive."""
         queued = slurm_queue() if any(e["launcher"] == "slurm" for e in self.entries.values()) else {}
-        live = set()
-        for name, entry in self.entries.items():
-            if entry["launcher"] == "slurm":
-                alive = entry["id"] in queued
-            else:
-                alive = entry["host"] == socket.gethostname() and _process_alive(entry["pid"])
-            if alive:
-                live.add(name)
-        return live
+        return {
+            name for name, entry in self.entries.items()
+            if (entry["id"] in queued if entry["launcher"] == "slurm"
+                else entry["host"] == socket.gethostname() and _process_alive(entry["pid"]))
+        }  # fmt: skip
 
     def ended(self) -> dict[str, str]:
         """How each launched job that is no longer live ended, in words (for rows without a result)."""
         queued = slurm_queue() if any(e["launcher"] == "slurm" for e in self.entries.values()) else {}
-        ended = {}
-        for name, entry in self.entries.items():
-            if entry["launcher"] == "slurm" and entry["id"] not in queued:
-                ended[name] = f"SLURM job {entry['id']} {slurm_outcome(entry['id'])}"
-        return ended
+        return {name: f"SLURM job {entry['id']} {slurm_outcome(entry['id'])}"
+                for name, entry in self.entries.items()
+                if entry["launcher"] == "slurm" and entry["id"] not in queued}  # fmt: skip
 
 
 def _process_alive(pid: int) -> bool:
@@ -143,9 +139,8 @@ def run_serial(sweep: Sweep, pending: list[Job], records: Records) -> None:
     """Every job, one after the other in this process; a failed job is logged and the others go on."""
     took: dict[str, list[float]] = {}  # seconds per job done, by kind
     for number, job in enumerate(pending, 1):
-        left = _time_left(took, pending[number - 1 :])
-        left = "" if left is None else f"; about {duration_text(left)} left at the pace so far"
-        log.info("job %d of %d: %s (%s)%s", number, len(pending), job.name, job.kind, left)
+        log.info("job %d of %d: %s (%s)%s", number, len(pending), job.name, job.kind,
+                 _time_left(took, pending[number - 1 :]))  # fmt: skip
         records.add(job.name, launcher="serial", host=socket.gethostname(), pid=os.getpid())
         started = time.monotonic()
         try:
@@ -159,12 +154,16 @@ def run_serial(sweep: Sweep, pending: list[Job], records: Records) -> None:
             log.exception("%s failed", job.name)  # not a user mistake: the traceback says where
 
 
-def _time_left(took: dict[str, list[float]], remaining: list[Job]) -> float | None:
-    """Seconds left: each job at its kind's mean so far, else all jobs' but the feature pass (or None)."""
-    others = [seconds for kind, times in took.items() if kind != JobKind.FEATURES for seconds in times]
-    if not others:
-        return None
-    return sum(statistics.fmean(took.get(job.kind) or others) for job in remaining)
+def _time_left(took: dict[str, list[float]], remaining: list[Job]) -> str:
+    """What a job's line adds: the time left for the remaining jobs of kinds done before (each at its
+    kind's mean), and how many are of kinds not timed yet (a baseline's pace says nothing of theirs)."""
+    timed = [job for job in remaining if took.get(job.kind)]
+    if not timed:
+        return ""
+    seconds = sum(statistics.fmean(took[job.kind]) for job in timed)
+    untimed = len(remaining) - len(timed)
+    rest = f", and {untimed} job(s) of kinds not timed yet" if untimed else ""
+    return f"; about {duration_text(seconds)} left at the pace so far{rest}"
 
 
 # -- processes on this machine ---------------------------------------------------------------------

@@ -3,103 +3,143 @@ and the feature cache's bytes per split, and compute time by stage from per-imag
 this machine on a few of the sweep's own test images.
 
 The times are an estimate, labelled as one: each stage's measured cost per image times the images it
-handles (``stage_seconds``), for one job at a time (jobs running at once divide the wall time).
-Lightning's loop, start-up, loading models and the codecs' own coding are left out, so it is a lower
-bound: a whole study took 1.9x it on the machine of benchmarks/RESULTS.md (issue 27).
+handles (``stage_seconds``), for one job at a time (jobs running at once divide the wall time). Each
+cost is the median of a few timed rounds after a warm-up round, of the work itself: reading and
+resizing an image, the backbone and a training step on a batch of the sweep's batch size, each
+model's own training step (its quantizer and metric updates included), scoring image by image, a
+codec's round trip. Lightning's loop, validation's forward passes, start-up and figures are not
+counted: a Pet-sized study took 1.5x its estimate on the machine of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import time
+import warnings
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 
-from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.data.splits import EvaluationSplit
-from embeddings_squeeze.engine.evaluation import receiver_masks
+from embeddings_squeeze.engine.evaluation import CompareOptions, ComparisonPass
 from embeddings_squeeze.engine.fitting import wants_cache
 from embeddings_squeeze.engine.sweep.spec import SPLIT, Job, JobKind, SweepSpec
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models import BaselineSegmentationModule
+from embeddings_squeeze.models import BaselineSegmentationModule, SqueezedSegmentationModule
 from embeddings_squeeze.models.backbones.base import FEATURE_DTYPE
-from embeddings_squeeze.utils.metrics import image_statistics
+from embeddings_squeeze.models.quantizers import quantizer_config, run_label
+from embeddings_squeeze.utils.input_compression import codecs, round_trip
 
-PROBE_IMAGES = 4  # test images timed; one more, first, warms up and is not counted
+PROBE_IMAGES = 4  # test images timed; batches repeat them up to the sweep's batch size
+ROUNDS = 5  # timed rounds after one untimed warm-up round (first calls build kernels); their median counts
+BASELINE = "baseline"  # the baseline's key in Costs.training, beside each squeezed job's quantizer
 
 
 @dataclass(frozen=True)
 class Costs:
     """Seconds per image on this machine, and the bytes one image takes in the feature cache."""
 
-    backbone: float  # the frozen backbone on one image (the cache batches only where that agrees)
-    training: float  # the head on one image's features: forward at the input size, loss, backward, Adam
-    scoring: float  # one model's score of one test image at its mask's own size (head, labels, counts)
+    loading: float  # reading an image and its mask from disk, resized to the model's input
+    backbone: float  # the frozen backbone on one image, in batches as the cache computes them
+    training: dict[str, float]  # per model (``BASELINE`` or a quantizer's run label): one training image
+    comparison: float  # a squeezed job's comparison of one test image: mask read, both models scored, rate
+    codec: float  # a codec's round trip of one test image (encode, decode, resize)
     cache_bytes: int  # float16 features and uint8 labels at the input size
 
 
-@dataclass(frozen=True)
-class Probe:
-    """One test image as the probe uses it."""
-
-    pixels: torch.Tensor  # (3, S, S), normalised
-    labels: torch.Tensor  # (S, S): what the loss sees
-    target: torch.Tensor  # (H, W): what scores are computed against
+def training_key(job: Job) -> str:
+    """The key of ``job``'s model in ``Costs.training``."""
+    return BASELINE if job.kind == JobKind.BASELINE else run_label(quantizer_config(job.options["quantizer"]))
 
 
-def measure(sweep) -> Costs:
-    """Time each stage's work on the first test images, with a baseline of the sweep's settings on
-    random weights (the same cost as any weights, and nothing to download)."""
+def measure(sweep, pending: list[Job]) -> Costs:
+    """Time each stage's work on the first test images, with models of the sweep's settings on random
+    weights (the same cost as any weights, and nothing to download)."""
     data, plan, device = sweep.datamodule, sweep.plan, sweep.device
     model = replace(plan.model, weights="none")
-    module = BaselineSegmentationModule(model, plan.optimizer, classes=data.classes).to(device)
-    split = EvaluationSplit(data.files[SPLIT])
-    probes = [Probe(*split[position][:3]) for position in range(min(PROBE_IMAGES + 1, len(split)))]
-    encoded = [_timed(lambda p=p: module.backbone.features_one_by_one(p.pixels[None].to(device)), device)
-               for p in probes]  # fmt: skip
-    features = [value for _, value in encoded]
-    optimizer = torch.optim.Adam(module.backbone.head.parameters())
+    baseline = BaselineSegmentationModule(model, plan.optimizer, classes=data.classes).to(device)
+    files = data.files[SPLIT]
+    split = EvaluationSplit(files)
+    positions = range(min(PROBE_IMAGES, len(split)))
+    probes = [split[position] for position in positions]
+    batch = [probes[i % len(probes)] for i in range(data.hparams.batch_size)]
+    pixels = torch.stack([probe[0] for probe in batch]).to(device)
+    labels = torch.stack([probe[1] for probe in batch]).to(device)
+    features = baseline.backbone.features_one_by_one(pixels)
+    probe_features = baseline.backbone.features_one_by_one(
+        torch.stack([probe[0] for probe in probes]).to(device)
+    )
+    models = {BASELINE: baseline}
+    for job in pending:
+        if job.kind == JobKind.SQUEEZED and training_key(job) not in models:
+            models[training_key(job)] = _squeezed(sweep, model, quantizer_config(job.options["quantizer"]))
+    compared = _squeezed(sweep, model, sweep.spec.quantizers[0])
 
-    def train_step(position: int) -> None:
-        labels = probes[position].labels
-        logits = module.backbone.classify(features[position], labels.shape)
-        F.cross_entropy(logits, labels[None].to(device), ignore_index=IGNORE_INDEX).backward()
-        optimizer.step()
-        optimizer.zero_grad()
+    @torch.no_grad()
+    def compare() -> None:  # as a squeezed job's comparison: the mask read, both models scored, the rate
+        baseline.eval()
+        compared.eval()
+        # its coder's model, from the probes
+        compared.bottleneck.prepare_coder([compared.indices_of(probe_features)])
+        options = CompareOptions(metrics=tuple(sweep.metrics))
+        scoring = ComparisonPass(baseline, compared, files, device, options)
+        for position, (_, mask, _, _) in enumerate(probes):
+            scoring.image(probe_features[position, None], mask, files.native_labels(position), position)
 
-    def score(position: int) -> None:
-        target = probes[position].target
-        (prediction,) = receiver_masks(module, features[position], [tuple(target.shape)])
-        image_statistics(sweep.metrics, prediction, target, module.num_classes)
+    def round_trips() -> None:
+        for position in positions:
+            round_trip(files.native_image(position), data.image_transform, codecs()[0], 50)
 
-    steps = [_timed(lambda p=p: train_step(p), device) for p in range(len(probes))]
-    with torch.no_grad():
-        scores = [_timed(lambda p=p: score(p), device) for p in range(len(probes))]
     size = model.image_size
     return Costs(
-        backbone=_mean_after_warm_up(encoded),
-        training=_mean_after_warm_up(steps),
-        scoring=_mean_after_warm_up(scores),
-        cache_bytes=math.prod(features[0].shape[1:]) * FEATURE_DTYPE.itemsize + size * size,
+        loading=_median_seconds(lambda: [split[position] for position in positions], device) / len(positions),
+        backbone=_median_seconds(lambda: baseline.backbone.features_one_by_one(pixels), device) / len(batch),
+        training={
+            key: _median_seconds(_training_step(module, features, labels), device) / len(batch)
+            for key, module in models.items()
+        },
+        comparison=_median_seconds(compare, device) / len(probes),
+        codec=_median_seconds(round_trips, device) / len(positions),
+        cache_bytes=math.prod(features.shape[1:]) * FEATURE_DTYPE.itemsize + size * size,
     )
 
 
-def _timed(work, device: torch.device) -> tuple[float, object]:
-    """(seconds, result) of ``work()``, waiting for a GPU's queued kernels on both sides."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    started = time.perf_counter()
-    result = work()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - started, result
+def _squeezed(sweep, model, quantizer):
+    data = sweep.datamodule
+    module = SqueezedSegmentationModule(model, quantizer, sweep.plan.optimizer, classes=data.classes)
+    return module.to(sweep.device)
 
 
-def _mean_after_warm_up(timings: list[tuple[float, object]]) -> float:
-    kept = timings[1:] or timings
-    return sum(seconds for seconds, _ in kept) / len(kept)
+def _training_step(module, features: torch.Tensor, labels: torch.Tensor):
+    """One step of ``module``'s own training on cached features: its loss (quantizer and metric updates
+    included), backward and an Adam step on its trainable parameters."""
+    optimizer = torch.optim.Adam([parameter for parameter in module.parameters() if parameter.requires_grad])
+
+    def step() -> None:
+        with warnings.catch_warnings():  # self.log outside a Trainer says it is ignored: it is, here
+            warnings.simplefilter("ignore")
+            module.training_step((features, labels), 0).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    return step
+
+
+def _median_seconds(work, device: torch.device) -> float:
+    """The median wall time of ``ROUNDS`` calls of ``work()`` after one untimed call, waiting for a
+    GPU's queued kernels on both sides of each."""
+    work()
+    timings = []
+    for _ in range(ROUNDS):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        work()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
 
 
 def stage_seconds(
@@ -107,26 +147,28 @@ def stage_seconds(
 ) -> dict[str, float]:
     """Compute seconds by stage for ``pending`` on splits of ``images`` (per split name). ``cached``:
     the sweep trains and scores from the feature cache (one backbone pass per split, by the features
-    job); else every job encodes each image it reads, every epoch.
+    job); else every job reads and encodes each image it uses, every epoch.
 
     Validation is charged as training, a squeezed run's coder and rate passes (train and val) as one
-    more epoch, and its score as two models' (the baseline's beside it, and the payloads)."""
+    more epoch; a baseline's scoring (task floor and oracles beside it) as one comparison, and a codec
+    quality's as half a comparison per seed's baseline."""
     kinds = [job.kind for job in pending]
-    trained, squeezed = (
-        kinds.count(JobKind.BASELINE) + kinds.count(JobKind.SQUEEZED),
-        kinds.count(JobKind.SQUEEZED),
-    )
-    epochs = kinds.count(JobKind.BASELINE) * spec.baseline_epochs + squeezed * (spec.plan.training.epochs + 1)
-    live = 0.0 if cached else costs.backbone  # each image's features, where no cache serves them
-    features = sum(images.values()) * costs.backbone if cached and JobKind.FEATURES in kinds else 0.0
-    scorings = kinds.count(JobKind.BASELINE) + 2 * squeezed
+    trained = [job for job in pending if job.kind in (JobKind.BASELINE, JobKind.SQUEEZED)]
+    squeezed = kinds.count(JobKind.SQUEEZED)
+    encoding = costs.loading + costs.backbone
+    live = 0.0 if cached else encoding  # each image's features, where no cache serves them
+    epochs = {JobKind.BASELINE: spec.baseline_epochs, JobKind.SQUEEZED: spec.plan.training.epochs + 1}
+    fitted = images["train"] + images["val"]
+    comparisons = kinds.count(JobKind.BASELINE) + squeezed
     return {
-        "features": features,
-        "training": epochs * (images["train"] + images["val"]) * (costs.training + live),
-        "scoring": (scorings * costs.scoring + trained * live) * images[SPLIT],
+        "features": sum(images.values()) * encoding if cached and JobKind.FEATURES in kinds else 0.0,
+        "training": sum(
+            epochs[job.kind] * fitted * (costs.training[training_key(job)] + live) for job in trained
+        ),
+        "scoring": (comparisons * costs.comparison + len(trained) * live) * images[SPLIT],
         "anchors": kinds.count(JobKind.INPUT)
         * images[SPLIT]
-        * (costs.backbone + len(spec.seeds) * costs.scoring),
+        * (costs.loading + costs.codec + costs.backbone + len(spec.seeds) * costs.comparison / 2),
     }
 
 
@@ -139,7 +181,7 @@ def dry_run_lines(sweep, pending: list[Job]) -> list[str]:
         images = {name: len(files) for name, files in sweep.datamodule.files.items()}
     except UserError as error:  # the data is not there yet: the plan stands, the costs cannot be measured
         return [*lines, f"no estimate of the cost: {error}"]
-    costs, cached = measure(sweep), wants_cache(sweep.plan.training)
+    costs, cached = measure(sweep, pending), wants_cache(sweep.plan.training)
     if cached:
         splits = ", ".join(f"{name} {count} images, {costs.cache_bytes * count / 1e6:.1f} MB"
                            for name, count in images.items())  # fmt: skip
@@ -151,9 +193,9 @@ def dry_run_lines(sweep, pending: list[Job]) -> list[str]:
     total = duration_text(sum(seconds.values()))
     lines.append(
         f"estimated compute time on this machine ({sweep.device.type}; per-image costs measured on "
-        f"{PROBE_IMAGES} test images), one job at a time: {stages}; about {total} "
-        f"in all, a lower bound (baselines at their cap of {sweep.spec.baseline_epochs} epochs; Lightning's "
-        "loop, start-up, loading models and the codecs' own coding not counted)"
+        f"{PROBE_IMAGES} test images), one job at a time: {stages}; about {total} in all, an estimate "
+        f"that errs low (baselines at their cap of {sweep.spec.baseline_epochs} epochs; Lightning's loop, "
+        "start-up and figures not counted: a Pet-sized study took 1.5x it, see benchmarks/RESULTS.md)"
     )
     return lines
 

@@ -48,9 +48,7 @@ class Sweep:
         self.spec = spec
         self.output_dir = output_dir
         self.results = output_dir / "results"
-        self.results.mkdir(parents=True, exist_ok=True)
         self.jobs_dir = output_dir / "jobs"
-        self.jobs_dir.mkdir(exist_ok=True)
         self.device = pick_device(spec.plan.runtime)
         # 'auto' resolved for the device this job runs on, as fit resolves it: the runs it finds match
         model = spec.plan.model
@@ -59,6 +57,11 @@ class Sweep:
         self.metrics = chosen(spec.metrics)
         self._datamodule = None
         self._modules: dict[str, object] = {}
+
+    def make_folders(self) -> None:
+        """The results and jobs folders, once the sweep runs (a dry run leaves no trace)."""
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.jobs_dir.mkdir(exist_ok=True)
 
     @property
     def datamodule(self):
