@@ -16,8 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from tqdm.contrib.logging import logging_redirect_tqdm
-
 from embeddings_squeeze import PROGRAM, __version__
 from embeddings_squeeze.config import (
     DataConfig,
@@ -149,8 +147,7 @@ def run(main: Callable, parser: argparse.ArgumentParser, argv: Sequence[str] | N
     import torch  # here, not at the top: the bare `embeddings-squeeze --help` never loads it
 
     try:
-        with logging_redirect_tqdm():  # a message during a progress bar gets a line of its own
-            main(args)
+        main(args)
     except UserError as error:
         fail(str(error), error.exit_code)
     except KeyboardInterrupt:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import warnings
+
+from tqdm import tqdm
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
@@ -51,9 +54,38 @@ class Quiet(logging.Filter):
         return not any(re.search(pattern, record.getMessage()) for pattern in NOISE)
 
 
+class LineHandler(logging.StreamHandler):
+    """Each message as a line of its own on stderr, above any progress bar: tqdm's bars are cleared and
+    redrawn around it (``tqdm.write``); on a terminal where rich's live bar (Lightning's) is drawn, it
+    goes through that bar's console, which prints it above the bar (written past it, the line would
+    land on the bar's own line and the bar's next redraw would erase it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            console = _live_console() if self.stream.isatty() else None
+            if console is None:
+                tqdm.write(message, file=self.stream)
+            else:
+                console.print(message, markup=False, highlight=False, emoji=False, soft_wrap=True)
+        except Exception:  # as StreamHandler does: a failing log line must not stop the run
+            self.handleError(record)
+
+
+def _live_console():
+    """rich's console when it draws a live display on a terminal, else None."""
+    if "rich" not in sys.modules:  # nothing has drawn a bar yet
+        return None
+    import rich
+
+    console = rich.get_console()
+    # the stack of live displays is private; Lightning's own bar reads it the same way
+    return console if console.is_terminal and getattr(console, "_live_stack", None) else None
+
+
 def configure_logging() -> None:
     """Messages as plain lines; library noise (``NOISE``) out of logs and warnings."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[LineHandler()])
     for handler in logging.getLogger().handlers:
         handler.addFilter(Quiet(lightning_own=True))
     for name in LIGHTNING_MESSAGES:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -115,6 +115,7 @@ class CoderModel(Callback):
     def on_fit_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         datamodule, device = trainer.datamodule, module.device
         last = self.run_dir / "last.ckpt"
+        _stop_live_bar(trainer)
         prepare_coder(module, datamodule.dataloader("train"), device)
         trainer.save_checkpoint(last, weights_only=False)  # the full state: it stays resumable
         if not trainer.is_global_zero:
@@ -129,3 +130,11 @@ class CoderModel(Callback):
             bottleneck = module.bottleneck.state_dict()
             checkpoint["state_dict"].update({f"bottleneck.{k}": v.cpu() for k, v in bottleneck.items()})
             AtomicCheckpointIO().save_checkpoint(checkpoint, best)
+
+
+def _stop_live_bar(trainer: pl.Trainer) -> None:
+    """Stop Lightning's rich progress bar (its last frame stays) before the coder's passes draw bars of
+    their own: output while it is live goes through its display, a new line for every redraw."""
+    bar = trainer.progress_bar_callback
+    if isinstance(bar, RichProgressBar) and bar.progress is not None:
+        bar.progress.stop()
