@@ -222,3 +222,35 @@ def test_visualize_scores_from_the_training_cache_as_a_live_pass_does(trained, p
     scores = {(place, attempt): (tmp_path / place / attempt / "scores_test.csv").read_bytes()
               for place, attempt in passes}  # fmt: skip
     assert len(set(scores.values())) == 1
+
+
+def test_every_warning_is_shown_whole_under_the_figure_title(tmp_path):
+    """Two warnings once ran on as one title line wider than the figure, the unpaired one cut off at its
+    start; each now starts a line of its own, wrapped inside the figure and clear of the legend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    from embeddings_squeeze.data.voc import VOC_CLASSES
+    from embeddings_squeeze.utils.comparison import ScoredImage
+    from embeddings_squeeze.utils.figures import note_lines, plot_results
+
+    warnings = (
+        "warning: not paired by training: the models were trained on different data or splits (the image ids "
+        "in their split.json (baseline and VQ))",
+        "warning: the baseline stopped at its cap of 50 epochs before its validation loss flattened, so "
+        "differences against it may be understated; raise --baseline_epochs",
+    )
+    labels = np.zeros((40, 60), dtype=np.int64)
+    item = ScoredImage(0, "cat_1", 0.5, 0.4, np.zeros((40, 60, 3), np.uint8), labels, labels, labels)
+    figure = plot_results(
+        [item], VOC_CLASSES, "1 best VQ results on the test split", tmp_path / "f.png", warnings
+    )
+    lines = note_lines(warnings)
+    assert len(lines) > len(warnings) and sum(line.startswith("warning: ") for line in lines) == 2
+    assert " ".join(lines) == " ".join(warnings)  # each from a line of its own, nothing lost in the wrapping
+    renderer = FigureCanvasAgg(figure).get_renderer()  # the backend savefig drew the PNG with
+    (title,) = [text for text in figure.findobj(Text) if text.get_text().startswith("1 best VQ results")]
+    box, whole = title.get_window_extent(renderer), figure.bbox
+    assert whole.x0 <= box.x0 and box.x1 <= whole.x1 and box.y1 <= whole.y1  # inside the figure
+    assert figure.legends[0].get_window_extent(renderer).y1 <= box.y0  # the legend below the title
+    assert Image.open(tmp_path / "f.png").size == figure_size_pixels(1, len(VOC_CLASSES), len(lines))

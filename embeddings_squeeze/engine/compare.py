@@ -121,7 +121,7 @@ def _write_outputs(
     folder, split = Path(view.output_dir), view.dataset_split
     write_json(folder / names[1], report.as_dict())
     draw_rankings(
-        comparison, view.rank_by, split, view.n_best, view.n_worst, folder, " ".join(report.warnings)
+        comparison, view.rank_by, split, view.n_best, view.n_worst, folder, tuple(report.warnings)
     )
     figures = [name for name in names if name.endswith(".png")]
     (folder / names[-1]).write_text(pages.comparison_page(report, folder, figures, *table))

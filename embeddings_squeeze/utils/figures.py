@@ -6,6 +6,7 @@ No pyplot: figures go straight to files, so no display backend is needed.
 from __future__ import annotations
 
 import logging
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 PANEL_INCHES = 3.0
 TITLE_INCHES = 0.75
+NOTE_LINE_INCHES = 0.2  # a line of a warning under the title (10 pt)
 LEGEND_ROW_INCHES = 0.25
 LEGEND_COLUMNS = 8  # legend entries per line: VOC's 21 classes take three lines
 DPI = 80
@@ -38,24 +40,35 @@ def legend_rows(classes: int) -> int:
     return -(-(classes + 1) // LEGEND_COLUMNS)  # the classes and "ignored"
 
 
-def figure_inches(rows: int, classes: int = 3) -> tuple[float, float]:
-    """(width, height) in inches of a figure with ``rows`` result rows and a legend of ``classes``."""
-    header = TITLE_INCHES + LEGEND_ROW_INCHES * legend_rows(classes)
+def figure_inches(rows: int, classes: int = 3, note_lines: int = 0) -> tuple[float, float]:
+    """(width, height) in inches of a figure with ``rows`` result rows, a legend of ``classes`` and
+    ``note_lines`` lines of warnings under the title."""
+    header = TITLE_INCHES + NOTE_LINE_INCHES * note_lines + LEGEND_ROW_INCHES * legend_rows(classes)
     return len(COLUMNS) * PANEL_INCHES, rows * PANEL_INCHES + header
 
 
-def figure_size_pixels(rows: int, classes: int = 3) -> tuple[int, int]:
+def figure_size_pixels(rows: int, classes: int = 3, note_lines: int = 0) -> tuple[int, int]:
     """(width, height) in pixels of a figure with ``rows`` result rows, as saved."""
-    width, height = figure_inches(rows, classes)
+    width, height = figure_inches(rows, classes, note_lines)
     return round(width * DPI), round(height * DPI)
 
 
-def plot_results(items: list[ScoredImage], classes: ClassSet, title: str, path: Path) -> None:
-    """One row per image: input, ground truth, baseline and VQ predictions with their IoU."""
-    rows = max(len(items), 1)
-    width, height = figure_inches(rows, len(classes))
+def note_lines(warnings: tuple[str, ...]) -> list[str]:
+    """``warnings`` wrapped to the figure's width, each from a line of its own."""
+    characters = int(len(COLUMNS) * PANEL_INCHES * 72 / (10 * 0.62))  # 10 pt, about 0.6 em a character
+    return [line for warning in warnings for line in textwrap.wrap(warning, characters)]
+
+
+def plot_results(
+    items: list[ScoredImage], classes: ClassSet, title: str, path: Path, warnings: tuple[str, ...] = ()
+) -> Figure:
+    """One row per image: input, ground truth, baseline and VQ predictions with their IoU; each of
+    ``warnings`` under the title, wrapped to the figure's width. Saved to ``path``, and returned."""
+    rows, notes = max(len(items), 1), note_lines(warnings)
+    width, height = figure_inches(rows, len(classes), len(notes))
     figure = Figure(figsize=(width, height), dpi=DPI)
-    top = 1 - (TITLE_INCHES + LEGEND_ROW_INCHES * legend_rows(len(classes))) / height
+    header = TITLE_INCHES + NOTE_LINE_INCHES * len(notes)
+    top = 1 - (header + LEGEND_ROW_INCHES * legend_rows(len(classes))) / height
     grid = figure.add_gridspec(rows, len(COLUMNS), left=0.01, right=0.99, bottom=0.01, top=top, hspace=0.25)
     for row, item in enumerate(items):
         masks = (item.target, item.baseline_pred, item.squeezed_pred)
@@ -78,8 +91,9 @@ def plot_results(items: list[ScoredImage], classes: ClassSet, title: str, path: 
         for name, colour in zip(classes.names, classes.colours)
     ]
     legend.append(Patch(color=np.array(IGNORE_COLOUR) / 255, label="ignored"))
-    figure.suptitle(f"{title}\ncolumns: {' | '.join(COLUMNS)}", fontsize=10, y=1 - 0.05 / height)
-    legend_top = 1 - 0.5 / height  # below the two title lines
+    lines = [title, *notes, f"columns: {' | '.join(COLUMNS)}"]
+    figure.suptitle("\n".join(lines), fontsize=10, y=1 - 0.05 / height)
+    legend_top = 1 - (0.5 + NOTE_LINE_INCHES * len(notes)) / height  # below the title's lines
     figure.legend(
         handles=legend,
         loc="upper center",
@@ -89,6 +103,7 @@ def plot_results(items: list[ScoredImage], classes: ClassSet, title: str, path: 
         fontsize=9,
     )
     figure.savefig(path, dpi=DPI)
+    return figure
 
 
 def draw_rankings(
@@ -98,9 +113,9 @@ def draw_rankings(
     n_best: int,
     n_worst: int,
     output_dir: Path,
-    warning: str = "",
+    warnings: tuple[str, ...] = (),
 ) -> dict[str, Path]:
-    """best_results_<split>.png and worst_results_<split>.png for one ranking, ``warning`` (e.g. of a
+    """best_results_<split>.png and worst_results_<split>.png for one ranking, ``warnings`` (e.g. of a
     model that predicts one class) under their titles; returns their paths."""
     best, worst = comparison.rankings[ranking]
     ranked_by = "VQ minus baseline per-image IoU" if ranking == "delta" else "VQ per-image IoU"
@@ -111,8 +126,6 @@ def draw_rankings(
                 "only %d scored images in the %s split; showing %d %s", len(items), split, len(items), kind
             )
         title = f"{len(items)} {kind} VQ results on the {split} split, ranked by {ranked_by}"
-        if warning:
-            title += f"\n{warning}"
         paths[kind] = output_dir / f"{kind}_results_{split}.png"
-        plot_results(items, comparison.classes, title, paths[kind])
+        plot_results(items, comparison.classes, title, paths[kind], warnings)
     return paths

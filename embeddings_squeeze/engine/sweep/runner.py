@@ -205,8 +205,10 @@ class Sweep:
             for ranking in ("iou", "delta"):
                 folder = figures / ranking
                 folder.mkdir(parents=True, exist_ok=True)
-                warning = " ".join(report.warnings)  # a degenerate model says so on its figures
-                draw_rankings(comparison, ranking, SPLIT, FIGURE_ROWS, FIGURE_ROWS, folder, warning)
+                # a degenerate model says so on its figures
+                draw_rankings(
+                    comparison, ranking, SPLIT, FIGURE_ROWS, FIGURE_ROWS, folder, tuple(report.warnings)
+                )
             fields = score_fields(tuple(metric.name for metric in self.metrics), ("baseline", "squeezed"))
             page = pages.comparison_page(report, figures, list(FIGURES), scored, fields)
             (figures / "index.html").write_text(page)
