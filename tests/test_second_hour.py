@@ -114,27 +114,40 @@ def test_the_readmes_quick_check_sizes_train_the_default_backbone(pet_root, tmp_
 
 
 def test_models_trained_on_other_splits_are_refused_unless_compared_as_unpaired(
-    trained, pet_root, tmp_path, capsys
+    trained, pet_root, tmp_path, capsys, caplog
 ):
     checkpoint = torch.load(trained["vq"], weights_only=True)
     checkpoint["datamodule_hyper_parameters"]["split_seed"] = 7  # as if trained on another split
+    checkpoint["datamodule_hyper_parameters"]["batch_size"] = 8  # and with another batch size
     other = tmp_path / "other_split.ckpt"
     torch.save(checkpoint, other)
     runs = {**trained, "vq": other}
-    assert run_cli(*visualize(runs, tmp_path / "refused", "--data_path", pet_root)) == 2
+    with caplog.at_level(logging.INFO):
+        assert run_cli(*visualize(runs, tmp_path / "refused", "--data_path", pet_root)) == 2
     assert one_line_error(capsys) == (
         "error: the checkpoints were trained on different data or splits (split_seed (baseline: 42, VQ: 7)), "
         "so the comparison would not be paired; train them on the same --data_path and split, or pass "
         "--unpaired to compare anyway"
     )
+    assert not caplog.messages  # the refusal alone: no note of the settings before it
     assert not (tmp_path / "refused").exists()
-    assert run_cli(*visualize(runs, tmp_path / "vis", "--data_path", pet_root, "--unpaired")) == 0
+    with caplog.at_level(logging.INFO):
+        assert run_cli(*visualize(runs, tmp_path / "vis", "--data_path", pet_root, "--unpaired")) == 0
+    assert (
+        "note: the models were trained with different settings: batch_size (baseline: 4, VQ: 8)"
+        in caplog.messages
+    )
     warning = ("warning: not paired by training: the models were trained on different data or splits "
                "(split_seed (baseline: 42, VQ: 7))")  # fmt: skip
     summary = json.loads((tmp_path / "vis" / "summary_test.json").read_text())
-    assert warning in summary["warnings"]
-    assert warning in capsys.readouterr().out  # the console's summary
-    assert warning in (tmp_path / "vis" / "index.html").read_text()
+    assert warning in summary["warnings"] and summary["paired_by_training"] is False
+    printed = capsys.readouterr().out  # the console's summary
+    assert warning in printed
+    pairing = "differences paired on the same images (but not by training: see the warning)"
+    (header,) = [line for line in printed.splitlines() if line.startswith("test split: ")]
+    assert pairing in header  # the table's header says so too
+    page = (tmp_path / "vis" / "index.html").read_text()
+    assert warning in page and pairing in page
 
 
 def test_a_reference_trained_on_another_split_is_refused_too(trained, pet_root, tmp_path, capsys):
@@ -161,7 +174,9 @@ def test_the_same_split_read_from_another_copy_of_the_data_is_paired(trained, pe
         f"trained_data_path (baseline: {recorded}, VQ: /scratch/job7/pets)" in m for m in caplog.messages
     )
     summary = json.loads((tmp_path / "vis" / "summary_test.json").read_text())
-    assert not any("not paired" in warning for warning in summary["warnings"])
+    assert (
+        not any("not paired" in warning for warning in summary["warnings"]) and summary["paired_by_training"]
+    )
 
 
 def test_a_data_path_typed_out_is_used_even_where_the_runs_remember_another(

@@ -120,9 +120,7 @@ def _write_outputs(
     ``table``: every image's scores and their fields, for the page."""
     folder, split = Path(view.output_dir), view.dataset_split
     write_json(folder / names[1], report.as_dict())
-    draw_rankings(
-        comparison, view.rank_by, split, view.n_best, view.n_worst, folder, tuple(report.warnings)
-    )
+    draw_rankings(comparison, view.rank_by, split, view.n_best, view.n_worst, folder, tuple(report.warnings))
     figures = [name for name in names if name.endswith(".png")]
     (folder / names[-1]).write_text(pages.comparison_page(report, folder, figures, *table))
 
@@ -226,16 +224,16 @@ def _unpaired(
     for first, second, paths, names in pairs:
         differs, noted = training_differences(first, second, tuple(map(Path, paths)), names)
         data, settings = data + differs, settings + noted
-    if settings:
-        log.info("note: the models were trained with different settings: %s", "; ".join(settings))
-    if not data:
-        return ()
     what = "; ".join(data)
-    if not allowed:
+    if data and not allowed:  # the one line a refusal prints
         raise UserError(
             f"the checkpoints were trained on different data or splits ({what}), so the comparison would not "
             "be paired; train them on the same --data_path and split, or pass --unpaired to compare anyway"
         )
+    if settings:
+        log.info("note: the models were trained with different settings: %s", "; ".join(settings))
+    if not data:
+        return ()
     return (f"warning: not paired by training: the models were trained on different data or splits ({what})",)
 
 
@@ -253,7 +251,7 @@ def _report(
             "before its validation loss flattened (--converge); VQ - baseline may understate the cost",
         )
     return ComparisonReport(comparison.result(), split, checkpoints, comparison.rate, comparison.task_floor,
-                            extra_warnings=(*unpaired, *capped))  # fmt: skip
+                            extra_warnings=(*unpaired, *capped), paired_by_training=not unpaired)  # fmt: skip
 
 
 def _draw_codes(comparison, squeezed, view: ComparisonConfig) -> dict:

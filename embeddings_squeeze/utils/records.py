@@ -195,6 +195,13 @@ class ComparisonReport:
     task_floor: dict | None = None
     codes: dict | None = None
     extra_warnings: tuple[str, ...] = ()  # beyond the result's own (a baseline stopped at its cap)
+    paired_by_training: bool = True  # False: compared with --unpaired, trained on different data or splits
+
+    @property
+    def pairing(self) -> str:
+        """How its differences are paired, as its tables say it."""
+        unpaired = "" if self.paired_by_training else " (but not by training: see the warning)"
+        return f"differences paired on the same images{unpaired}"
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -206,6 +213,7 @@ class ComparisonReport:
             "split": self.split,
             **{CHECKPOINT_FLAGS[role].removeprefix("--"): path for role, path in self.checkpoints.items()},
             "rate": self.rate,
+            "paired_by_training": self.paired_by_training,
         }
         if self.task_floor is not None:
             summary["task_floor"] = self.task_floor

@@ -14,7 +14,7 @@ def summary_lines(report: ComparisonReport) -> list[str]:
     """The scores table with intervals, the paired differences, the rate, the task floor, the codes and
     the warnings."""
     return [
-        *_scores(report.result, report.split),
+        *_scores(report),
         *_differences(report.result),
         "",
         _rate(report.rate),
@@ -46,13 +46,14 @@ def _iou(value: float) -> str:
     return "absent" if math.isnan(value) else f"{value:.4f}"  # in neither ground truth nor prediction
 
 
-def _scores(result: ComparisonResult, split: str) -> list[str]:
+def _scores(report: ComparisonReport) -> list[str]:
+    result = report.result
     models = result.models.values()
     lines = [
         "",
-        f"{split} split: {result.images} images ({result.images_scored} scored), scored at each "
+        f"{report.split} split: {result.images} images ({result.images_scored} scored), scored at each "
         "mask's own size; [95 % interval over these images, for these trained models: delta method, t]; "
-        f"differences paired on the same images, {result.multiplicity}",
+        f"{report.pairing}, {result.multiplicity}",
     ]
     lines += [f"interval note: {note}" for note in result.notes()]
     lines.append(_row("", [TITLES[model.role] for model in models]))
