@@ -305,10 +305,46 @@ def test_the_plot_names_each_point_marks_a_degenerate_one_and_keeps_oracles_off_
     figure = plot_rate_quality(rows, [], "a sweep", tmp_path / "plot.png")
     axis = figure.axes[0]
     written = [text.get_text() for text in axis.texts]
-    assert {"K8", "K16", "degenerate", "oracle 7: 0.990 (above)"} <= set(written)
+    assert {"K8", "K16", "degenerate", "7"} <= set(written)  # the oracle above marked by its grid
     assert written.count("degenerate") == 1 and axis.get_ylim()[1] < 0.99  # the oracle does not set the scale
     key = axis.get_legend()
-    legend = {text.get_text(): line for text, line in zip(key.get_texts(), key.get_lines())}
+    legend = {
+        text.get_text().replace("\n", " "): line for text, line in zip(key.get_texts(), key.get_lines())
+    }
+    assert "grid oracles above the plot (cells: mIoU): 7: 0.990" in legend  # and its value in the legend
     assert legend["VQ payload (measured)"].get_linestyle() == "-"
     assert legend["VQ entropy-coded, before framing"].get_linestyle() == "--"
     assert key.handlelength >= 3  # long enough that a dashed handle shows its dashes
+
+
+def test_the_plots_labels_never_print_over_each_other(tmp_path):
+    """A sweep's four grid oracles above the range (18 to 74 bytes) and seven JPEG qualities close together
+    once smeared their labels into each other; a label that would overlap one kept is hidden, a
+    degenerate model's mark first, and every oracle's value stays in the legend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    rows = [{"name": "baseline_seed42", "kind": Kind.BASELINE, "configuration": "baseline", "seed": 42,
+             "miou": 0.42}]  # fmt: skip
+    oracles = {7: (18.2, 0.586), 14: (27.4, 0.70), 28: (44.1, 0.81), 56: (74.2, 0.9)}
+    for grid, (size, miou) in oracles.items():
+        rows.append({"name": f"grid_oracle_{grid}_seed42", "kind": Kind.ORACLE, "seed": 42, "miou": miou,
+                     "configuration": f"grid_oracle_{grid}", "payload_bytes_per_image": size})  # fmt: skip
+    for quality in (5, 10, 20, 35, 50, 80, 95):
+        rows.append({"name": f"jpeg_q{quality}_seed42", "kind": Kind.INPUT, "seed": 42, "codec": "JPEG",
+                     "configuration": f"jpeg_q{quality}", "quality": quality, "setting": "quality",
+                     "value": quality, "payload_bytes_per_image": 900 + 3 * quality,
+                     "miou": 0.40})  # fmt: skip
+    rows.append({"name": "vq_K8_seed42", "kind": Kind.SQUEEZED, "configuration": "vq_K8", "seed": 42,
+                 "quantizer": "vq", "setting": "num_vectors", "value": 8, "payload_bytes_per_image": 935.0,
+                 "coded_bits_per_image": 7000.0, "miou": 0.40,
+                 "degenerate": "predicts background"})  # fmt: skip
+    figure = plot_rate_quality(rows, [], "a sweep", tmp_path / "plot.png")
+    axis = figure.axes[0]
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    shown = [text for text in axis.texts if text.get_visible()]
+    boxes = [text.get_window_extent(renderer) for text in shown]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    assert "degenerate" in [text.get_text() for text in shown]  # kept before the labels it would cover
+    assert len(shown) < len(axis.texts)  # some labels were in each other's way here
+    legend = " ".join(text.get_text().replace("\n", " ") for text in axis.get_legend().get_texts())
+    assert "7: 0.586, 14: 0.700, 28: 0.810, 56: 0.900" in legend

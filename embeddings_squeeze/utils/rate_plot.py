@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import math
 import statistics as stats
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from embeddings_squeeze.utils.columns import Kind, by_configuration, is_number, method_and_setting
@@ -137,22 +139,43 @@ def plot_rate_quality(
     if axis.get_legend_handles_labels()[0]:  # beside the curves, not on them; long enough to show dashes
         axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), handlelength=4)
     figure.tight_layout()
+    _declutter(figure, axis)
     figure.savefig(path)
     return figure
 
 
 def _draw_oracles(axis, oracles: dict[str, tuple]) -> None:
-    """The grid oracles (upper bounds, near mIoU 1) drawn last, inside the range the methods span: one
-    above it sits on its top edge as a grey triangle with its value, so it does not squeeze the curves
-    into the bottom of the plot."""
+    """The grid oracles (upper bounds, near mIoU 1) drawn last, inside the range the methods span: those
+    above it sit on its top edge as grey triangles marked with their grid, their values in the legend, so
+    they neither squeeze the curves into the bottom of the plot nor smear their labels together."""
     low, high = axis.get_ylim()
+    above = []
     for configuration, (x, y, *_) in oracles.items():
-        name = f"oracle {configuration.rsplit('_', 1)[-1]}"
+        grid = configuration.rsplit("_", 1)[-1]
         if y <= high:
             _draw(axis, [(x, y, None, None)], "grey", marker="x", linestyle="none")
-            axis.annotate(name, (x, y), fontsize=7, textcoords="offset points", xytext=(4, 4), color="grey")
+            axis.annotate(f"oracle {grid}", (x, y), fontsize=7, textcoords="offset points", xytext=(4, 4),
+                          color="grey")  # fmt: skip
             continue
-        axis.plot([x], [high], marker="^", color="grey", linestyle="none", clip_on=False)
-        axis.annotate(f"{name}: {y:.3f} (above)", (x, high), fontsize=7, textcoords="offset points",
-                      xytext=(4, -10), color="grey")  # fmt: skip
+        axis.annotate(grid, (x, high), fontsize=7, textcoords="offset points", xytext=(0, -11), ha="center",
+                      color="grey")  # fmt: skip
+        above.append((x, f"{grid}: {y:.3f}"))
+    if above:
+        values = ", ".join(value for _, value in above)
+        label = "\n".join(textwrap.wrap(f"grid oracles above the plot (cells: mIoU): {values}", 48))
+        axis.plot([x for x, _ in above], [high] * len(above), marker="^", color="grey", linestyle="none",
+                  clip_on=False, label=label)  # fmt: skip
     axis.set_ylim(low, high)
+
+
+def _declutter(figure: Figure, axis) -> None:
+    """Hide each label that would overlap one kept before it (a degenerate model's mark first, then in
+    the order drawn): labels printed over each other read as nothing."""
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    kept = []
+    for text in sorted(axis.texts, key=lambda text: text.get_text() != "degenerate"):
+        box = text.get_window_extent(renderer)
+        if any(box.overlaps(other) for other in kept):
+            text.set_visible(False)
+        else:
+            kept.append(box)
