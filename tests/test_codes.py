@@ -151,3 +151,8 @@ def test_the_atlas_calls_unused_codes_by_one_name_on_both_splits():
         "the 16 most used of 64 codes on the test split: 3 never sent, perplexity 5.2 (training split: "
         "1 never sent, perplexity 9.5)"
     )
+    # a split that sends fewer codes than the atlas could show: its title counts the rows drawn
+    usage["split_dead_codes"] = 49
+    assert atlas_title(usage, 16, 64, "test").startswith(
+        "the 15 most used of 64 codes on the test split: 49 never"
+    )

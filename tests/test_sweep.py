@@ -312,6 +312,12 @@ def test_plot_and_report_reference_every_figure(finished_sweep):
     assert all(f'alt="{name}"' in report for name in figures)
     assert report.count("data:image/png;base64,") == 4  # plot, best, worst, worst by loss to baseline
     assert "fsq_K8_seed42" in report and "JPEG" in report
+    # the settings as the sweep was given them: its own folder (not the runs' inside it), lists as typed
+    assert f"<td>output_dir</td><td>{output_dir}</td>" in report
+    assert (
+        "<td>jpeg_qualities</td><td>10 90</td>" in report
+        and "<td>quantizer_type</td><td>vq fsq eb</td>" in report
+    )
 
 
 def test_rerun_skips_finished_work(finished_sweep, caplog):

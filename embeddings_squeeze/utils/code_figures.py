@@ -107,8 +107,9 @@ def _code_numbers(axis, codes: np.ndarray, shape: tuple[int, int]) -> None:
 
 
 def atlas_title(usage: dict, shown: int, alphabet_size: int, split: str) -> str:
-    """The atlas's title: its codes, and for this split and the training split the codes never sent
-    (one word for both) and the perplexity."""
+    """The atlas's title: the codes it shows (at most ``shown``, and only codes sent on the split), and
+    for this split and the training split the codes never sent (one word for both) and the perplexity."""
+    shown = min(shown, alphabet_size - usage["split_dead_codes"])
     return (
         f"the {shown} most used of {alphabet_size} codes on the {split} split: {usage['split_dead_codes']} "
         f"never sent, perplexity {usage['split_perplexity']:.1f} (training split: "
@@ -156,7 +157,8 @@ def plot_code_atlas(
             continue
         shares = np.sort(counts)[::-1] / max(counts.sum(), 1)
         dead = int((counts == 0).sum())
-        curve.plot(np.arange(1, len(shares) + 1), shares, style, label=f"{name} ({dead} codes never sent)")
+        never = f"{dead} code{'' if dead == 1 else 's'} never sent"
+        curve.plot(np.arange(1, len(shares) + 1), shares, style, label=f"{name} ({never})")
     curve.set_yscale("log")
     curve.set_xlabel("code rank (most used first)")
     curve.set_ylabel("share of grid cells")

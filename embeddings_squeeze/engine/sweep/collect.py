@@ -97,9 +97,11 @@ def _plot_and_report(sweep: Sweep, tables: SweepTables) -> None:
         )
         plot.unlink(missing_ok=True)
     report_figures = [(sweep.output_dir / "rate_quality.png", "mIoU against measured bytes per image")]
-    report_settings = dict(spec.settings)
+    report_settings = {}  # the runs' settings, then the sweep's flags as given (its --output_dir, not runs/)
     for config in (sweep.plan.model, sweep.plan.data, sweep.plan.optimizer, sweep.plan.training):
         report_settings.update(asdict(config))
+    report_settings.update(spec.settings)
+    report_settings = {key: _as_typed(value) for key, value in report_settings.items()}
     run_pages = []
     shown, note = shown_model(sweep, tables.rows)
     if shown is not None:
@@ -112,3 +114,8 @@ def _plot_and_report(sweep: Sweep, tables: SweepTables) -> None:
         run_pages = [(page, f"{shown}: every image's scores, on a page of its own")]
     write_report(sweep.output_dir / "report.html", f"Rate-quality sweep: {title}", report_settings, tables,
                  report_figures, run_pages)  # fmt: skip
+
+
+def _as_typed(value):
+    """A setting as a flag takes it: a list of values space-separated, not a Python tuple."""
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
