@@ -1,5 +1,6 @@
 import csv
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -180,10 +181,12 @@ def test_visualize_from_run_folders_copied_elsewhere(trained, pet_root, tmp_path
     assert copied == original  # the same models, rebuilt from the copies alone
 
 
-def test_visualize_scores_from_the_training_cache_as_a_live_pass_does(trained, pet_root, tmp_path):
+def test_visualize_scores_from_the_training_cache_as_a_live_pass_does(trained, pet_root, tmp_path, caplog):
     """Runs that trained from a feature cache are scored from it: the first comparison builds the test
     split's entry (one encoder pass over the split), later ones run only the heads; the scores are a
-    live pass's to the bit (the same runs copied without their cache)."""
+    live pass's to the bit (the same runs copied without their cache). The baseline's task floor is
+    measured once on the cached split and read by later comparisons against it: the same numbers as a
+    live pass measures; another baseline gets a floor of its own."""
     patch_embedding = type(load_module(trained["baseline"], "baseline").backbone.encoder.patch_embed)
     images = []
 
@@ -207,11 +210,16 @@ def test_visualize_scores_from_the_training_cache_as_a_live_pass_does(trained, p
         for attempt in ("first", "again") if place == "cached" else ("first",):
             images.clear()
             hook = torch.nn.modules.module.register_module_forward_hook(count)
+            caplog.clear()
             try:
-                assert run_cli(*visualize_args(runs, pet_root, tmp_path / place / attempt)) == 0
+                with caplog.at_level(logging.INFO):
+                    assert run_cli(*visualize_args(runs, pet_root, tmp_path / place / attempt)) == 0
             finally:
                 hook.remove()
             passes[place, attempt] = sum(images)
+            read = any(message.startswith("task floor of this baseline on this split read from")
+                       for message in caplog.messages)  # fmt: skip
+            assert read == (attempt == "again")
     data = tiny_datamodule(pet_root)
     data.setup()
     n = len(data.files["test"])
@@ -222,6 +230,19 @@ def test_visualize_scores_from_the_training_cache_as_a_live_pass_does(trained, p
     scores = {(place, attempt): (tmp_path / place / attempt / "scores_test.csv").read_bytes()
               for place, attempt in passes}  # fmt: skip
     assert len(set(scores.values())) == 1
+    floors = [json.loads((tmp_path / place / attempt / "summary_test.json").read_text())["task_floor"]
+              for place, attempt in passes]  # fmt: skip
+    assert floors[0] == floors[1] == floors[2] and floors[0]["mask_context"]["bytes_mean"] > 0
+    cache = tmp_path / "cached" / "cache"
+    (kept,) = cache.glob("*.floors/*.json")
+    cached = {kind: tmp_path / "cached" / kind / "last.ckpt" for kind in ("baseline", "vq")}
+    other = torch.load(cached["baseline"], weights_only=True)  # another baseline: a weight of its head moved
+    name = next(key for key in other["state_dict"] if key.endswith("weight"))
+    other["state_dict"][name] = other["state_dict"][name] + 0.5
+    torch.save(other, tmp_path / "cached" / "baseline" / "moved.ckpt")
+    moved = {**cached, "baseline": tmp_path / "cached" / "baseline" / "moved.ckpt"}
+    assert run_cli(*visualize_args(moved, pet_root, tmp_path / "moved")) == 0
+    assert kept in set(cache.glob("*.floors/*.json")) and len(list(cache.glob("*.floors/*.json"))) == 2
 
 
 def test_every_warning_is_shown_whole_under_the_figure_title(tmp_path):

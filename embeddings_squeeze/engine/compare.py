@@ -22,6 +22,7 @@ from embeddings_squeeze.engine.checkpoint import (
 from embeddings_squeeze.engine.evaluation import CompareOptions, compare_models
 from embeddings_squeeze.engine.feature_cache import cached_split
 from embeddings_squeeze.engine.fitting import trained_cache_dir
+from embeddings_squeeze.engine.floor_cache import floor_file, keep_floor, read_floor
 from embeddings_squeeze.engine.run_dirs import completed_epochs, output_folder, refuse_overwrite, unconverged
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device, recorded_folder
 from embeddings_squeeze.errors import UserError
@@ -73,21 +74,20 @@ def compare(
     metrics = chosen(view.metrics)
     check_ranking(view.rank_by, metrics)
     runs = _checkpoint_files(runs)
-    baseline_checkpoint, squeezed_checkpoint = _read_pair(runs)
+    baseline_checkpoint, squeezed_checkpoint = pair = _read_pair(runs)
     split = view.dataset_split
     indexed = _sends_indices(squeezed_checkpoint)
     names = _output_names(split, indexed)
     outputs = [Path(view.output_dir) / name for name in names]
     if not view.overwrite:
         refuse_overwrite(outputs, "figures and scores of an earlier comparison")
-    check_pair(model_name, dataset, baseline_checkpoint, squeezed_checkpoint)
-    reference_checkpoint, reference = _reference(runs, model_name, dataset, baseline_checkpoint)
-    unpaired = _unpaired(runs, view.unpaired, baseline_checkpoint, squeezed_checkpoint, reference_checkpoint)
+    reference, unpaired = _paired(runs, view.unpaired, (model_name, dataset), pair)
     baseline = build_module(baseline_checkpoint, runs.baseline)
     squeezed = build_module(squeezed_checkpoint, runs.squeezed)
     datamodule = _scored_data(data, squeezed_checkpoint, squeezed)
     device = pick_device(runtime)
-    _serve_trained_cache(datamodule, split, (squeezed, baseline, reference), runs.squeezed, device)
+    entry = _serve_trained_cache(datamodule, split, (squeezed, baseline, reference), runs.squeezed, device)
+    floor_path, known_floor = _known_floor(entry, baseline_checkpoint, squeezed.class_names)
     roles = ("baseline", "squeezed", *(("reference",) if reference else ()))
     fields = score_fields(tuple(metric.name for metric in metrics), roles)
     scored = []  # every image's scores, for the page's table too
@@ -100,12 +100,13 @@ def compare(
             scored.append(row)
 
         atlas = CodeAtlas(squeezed.bottleneck.alphabet_size, squeezed.class_names) if indexed else None
-        floor = TaskFloor(squeezed.class_names)
+        floor = TaskFloor(squeezed.class_names) if known_floor is None else None
         options = CompareOptions(
             n_best=view.n_best, n_worst=view.n_worst, record=record, rank_by=(view.rank_by,), floor=floor,
             reference=reference, metrics=tuple(metrics), atlas=atlas,
         )  # fmt: skip
         comparison = compare_models(baseline, squeezed, datamodule, split, device, options)
+    comparison.task_floor = known_floor or keep_floor(floor_path, comparison.task_floor)  # kept for the next
     report = _report(comparison, runs, split, baseline_checkpoint, unpaired)
     if indexed:
         report = replace(report, codes=_draw_codes(comparison, squeezed, view))
@@ -195,20 +196,39 @@ def _scored_data(data: DataConfig, checkpoint: dict, squeezed) -> SegmentationDa
 
 def _serve_trained_cache(
     datamodule: SegmentationDataModule, split: str, models: tuple, checkpoint_path: str | Path, device
-) -> None:
+) -> Path | None:
     """Score ``split`` from the feature cache the squeezed model (first of ``models``) trained with,
     where it still exists and every model shares its frozen encoder (its entry for this split is built
     on the way when missing): a later comparison of any model of the same backbone then runs only
-    the heads."""
+    the heads. The entry's folder, or None where the split is not served from the cache."""
     squeezed = models[0]
     cache_dir = trained_cache_dir(checkpoint_path)
     shared = all(shares_backbone(squeezed, model) for model in models if model is not None)
-    if cache_dir is not None and shared:
-        log.info("scoring the %s split from the feature cache in %s", split, cache_dir)
-        batch = datamodule.hparams.batch_size
-        datamodule.serve(
-            split, cached_split(datamodule.files[split], squeezed.backbone, cache_dir, batch, device)
-        )
+    if cache_dir is None or not shared:
+        return None
+    log.info("scoring the %s split from the feature cache in %s", split, cache_dir)
+    served = cached_split(
+        datamodule.files[split], squeezed.backbone, cache_dir, datamodule.hparams.batch_size, device
+    )
+    datamodule.serve(split, served)
+    return served.folder
+
+
+def _paired(runs: Runs, allowed: bool, trained_as: tuple, pair: tuple[dict, dict]) -> tuple:
+    """The baseline and squeezed checkpoints of ``pair`` held to each other (refused where they cannot
+    be compared, ``check_pair``; ``trained_as``: the model and dataset names asked for) and to the
+    reference: the reference's module (None without one) and the unpaired warning (``_unpaired``)."""
+    baseline, squeezed = pair
+    check_pair(*trained_as, baseline, squeezed)
+    reference_checkpoint, reference = _reference(runs, *trained_as, baseline)
+    return reference, _unpaired(runs, allowed, baseline, squeezed, reference_checkpoint)
+
+
+def _known_floor(entry: Path | None, baseline_checkpoint: dict, class_names: tuple) -> tuple:
+    """Where the baseline's task floor on the cached split of ``entry`` is kept (None: not cached), and
+    the floor an earlier comparison against this baseline measured there (None: to be measured)."""
+    path = floor_file(entry, baseline_checkpoint, class_names) if entry is not None else None
+    return path, read_floor(path)
 
 
 def _unpaired(

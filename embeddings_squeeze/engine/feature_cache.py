@@ -71,6 +71,7 @@ class CachedSplit(Dataset):
     """A split served from the cache: (features (C, h, w) float32, labels (S, S), position)."""
 
     def __init__(self, folder: Path, image_ids: list[str]):
+        self.folder = folder
         self.features = np.load(folder / "features.npy", mmap_mode="r")
         self.labels = np.load(folder / "labels.npy", mmap_mode="r")
         self.image_ids = image_ids
