@@ -24,6 +24,7 @@ from embeddings_squeeze.config import (
 )
 from embeddings_squeeze.engine.sweep import JobKind, Plan, SweepSpec
 from embeddings_squeeze.engine.sweep.estimate import Costs, stage_seconds, training_key
+from embeddings_squeeze.models.quantizers import QUANTIZERS
 from embeddings_squeeze.utils.input_compression import codecs
 
 COMMAND = [sys.executable, "-m", "embeddings_squeeze", "sweep"]
@@ -294,8 +295,7 @@ def test_the_dry_runs_estimate_adds_up_the_stages_by_hand():
     trained = [job for job in pending if job.kind in (JobKind.BASELINE, JobKind.SQUEEZED)]
     assert {training_key(job) for job in trained} == {"baseline", "vq_K8", "none_D64"}
     costs = Costs(loading=0.5, backbone=1.0, training={"baseline": 0.1, "vq_K8": 0.3, "none_D64": 0.2},
-                  comparison=0.01, codec=0.25, cache_bytes=100)  # fmt: skip
-    anchors = len(codecs())  # JPEG, and WebP where Pillow has it
+                  comparison=0.01, codec={"JPEG": 0.25, "WEBP": 0.75}, cache_bytes=100)  # fmt: skip
     images = {"train": 3, "val": 5, "test": 7}
     # per seed: the baseline's 6 epochs, vq and none_D64 at 4 epochs + the coder's pass, on 3 + 5 images
     training = 2 * 8 * (6 * 0.1 + 5 * 0.3 + 5 * 0.2)
@@ -303,13 +303,30 @@ def test_the_dry_runs_estimate_adds_up_the_stages_by_hand():
         "features": 15 * (0.5 + 1.0),
         "training": training,
         "scoring": (2 + 4) * 7 * 0.01,  # one comparison per baseline and per squeezed run
-        # one pass per codec quality: read, round trip, encode, and every seed's baseline scored
-        "anchors": anchors * 7 * (0.5 + 0.25 + 1.0 + 2 * 0.01 / 2),
+        # one pass per codec quality: read, its codec's round trip, encode, and every seed's baseline scored
+        "anchors": 7 * sum(0.5 + costs.codec[codec] + 1.0 + 2 * 0.01 / 2 for codec in codecs()),
     })  # fmt: skip
     live = stage_seconds(spec, images, pending, costs, cached=False)
     assert live["features"] == 0
     assert live["training"] == pytest.approx(training + 2 * 8 * (6 + 5 + 5) * (0.5 + 1.0))
     assert live["scoring"] == pytest.approx((2 + 4) * 7 * 0.01 + 6 * 7 * (0.5 + 1.0))
+
+
+def test_a_dry_run_measures_every_quantizer_type_and_says_how_many_images(pet_root, tmp_path, capsys):
+    """Each type's own training step and a comparison are timed (every registered type, on a test split
+    of two images: the probe times the images there are)."""
+    types = [name for name in QUANTIZERS if name != "none"]  # the references come with them
+    argv = [*TINY, "--data_path", pet_root, "--output_dir", tmp_path / "sweep", "--subset_size", 4,
+            "--quantizer_type", *types, "--num_vectors", 8, "--jpeg_qualities", 50, "--dry_run"]  # fmt: skip
+    assert run_cli("sweep", *argv) == 0
+    printed = capsys.readouterr().out.splitlines()
+    data = tiny_datamodule(pet_root, subset_size=4)
+    data.setup()
+    probes = min(4, len(data.files["test"]))
+    assert printed[-1].startswith(
+        f"estimated compute time on this machine (cpu; per-image costs measured on {probes} "
+    )
+    assert all(f"job {i} of " in line for i, line in enumerate(printed[1:-2], 1))  # every job planned
 
 
 @pytest.mark.slurm

@@ -233,16 +233,47 @@ def test_visualize_scores_from_the_training_cache_as_a_live_pass_does(trained, p
     floors = [json.loads((tmp_path / place / attempt / "summary_test.json").read_text())["task_floor"]
               for place, attempt in passes]  # fmt: skip
     assert floors[0] == floors[1] == floors[2] and floors[0]["mask_context"]["bytes_mean"] > 0
-    cache = tmp_path / "cached" / "cache"
-    (kept,) = cache.glob("*.floors/*.json")
-    cached = {kind: tmp_path / "cached" / kind / "last.ckpt" for kind in ("baseline", "vq")}
-    other = torch.load(cached["baseline"], weights_only=True)  # another baseline: a weight of its head moved
+
+
+def test_a_baselines_task_floor_is_kept_for_the_next_comparison_and_only_for_it(
+    trained, pet_root, tmp_path, caplog
+):
+    """The floor kept beside the cache entry is read back as measured; an incomplete file is measured
+    again and replaced; another baseline (a weight of its head moved) gets a floor of its own."""
+    runs = {
+        kind: shutil.copytree(trained[kind].parent, tmp_path / kind) / "last.ckpt"
+        for kind in ("baseline", "vq")
+    }
+    config_file = runs["vq"].parent / "config.json"
+    config = json.loads(config_file.read_text())
+    config["training"]["cache_dir"] = str((tmp_path / "cache").resolve())
+    (tmp_path / "cache").mkdir()
+    config_file.write_text(json.dumps(config))
+
+    def floor_of(runs, output: str, read: bool) -> dict:
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            assert run_cli(*visualize_args(runs, pet_root, tmp_path / output)) == 0
+        assert any(message.startswith("task floor of this baseline on this split read from")
+                   for message in caplog.messages) == read  # fmt: skip
+        return json.loads((tmp_path / output / "summary_test.json").read_text())["task_floor"]
+
+    measured = floor_of(runs, "first", read=False)
+    (kept,) = (tmp_path / "cache").glob("*.floors/*.json")
+    assert floor_of(runs, "again", read=True) == measured == json.loads(kept.read_text())
+    kept.write_text("{}")  # a floor file without its rows
+    assert floor_of(runs, "incomplete", read=False) == measured == json.loads(kept.read_text())
+    assert "unreadable or incomplete; measuring it again" in caplog.text
+    other = torch.load(runs["baseline"], weights_only=True)
     name = next(key for key in other["state_dict"] if key.endswith("weight"))
     other["state_dict"][name] = other["state_dict"][name] + 0.5
-    torch.save(other, tmp_path / "cached" / "baseline" / "moved.ckpt")
-    moved = {**cached, "baseline": tmp_path / "cached" / "baseline" / "moved.ckpt"}
-    assert run_cli(*visualize_args(moved, pet_root, tmp_path / "moved")) == 0
-    assert kept in set(cache.glob("*.floors/*.json")) and len(list(cache.glob("*.floors/*.json"))) == 2
+    torch.save(other, tmp_path / "baseline" / "moved.ckpt")
+    floor_of({**runs, "baseline": tmp_path / "baseline" / "moved.ckpt"}, "moved", read=False)
+    assert kept in set((tmp_path / "cache").glob("*.floors/*.json"))
+    assert len(list((tmp_path / "cache").glob("*.floors/*.json"))) == 2
+    shutil.rmtree(kept.parent)
+    kept.parent.write_text("not a folder")  # nowhere to keep it: said, and the comparison's outputs written
+    assert floor_of(runs, "unkept", read=False) == measured and "task floor not kept in" in caplog.text
 
 
 def test_every_warning_is_shown_whole_under_the_figure_title(tmp_path):

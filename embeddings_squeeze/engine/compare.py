@@ -22,7 +22,7 @@ from embeddings_squeeze.engine.checkpoint import (
 from embeddings_squeeze.engine.evaluation import CompareOptions, compare_models
 from embeddings_squeeze.engine.feature_cache import cached_split
 from embeddings_squeeze.engine.fitting import trained_cache_dir
-from embeddings_squeeze.engine.floor_cache import floor_file, keep_floor, read_floor
+from embeddings_squeeze.engine.floor_cache import floor_file, read_floor, settled_floor
 from embeddings_squeeze.engine.run_dirs import completed_epochs, output_folder, refuse_overwrite, unconverged
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device, recorded_folder
 from embeddings_squeeze.errors import UserError
@@ -81,13 +81,13 @@ def compare(
     outputs = [Path(view.output_dir) / name for name in names]
     if not view.overwrite:
         refuse_overwrite(outputs, "figures and scores of an earlier comparison")
-    reference, unpaired = _paired(runs, view.unpaired, (model_name, dataset), pair)
+    reference, unpaired = _held_pair(runs, view.unpaired, (model_name, dataset), pair)
     baseline = build_module(baseline_checkpoint, runs.baseline)
     squeezed = build_module(squeezed_checkpoint, runs.squeezed)
     datamodule = _scored_data(data, squeezed_checkpoint, squeezed)
     device = pick_device(runtime)
     entry = _serve_trained_cache(datamodule, split, (squeezed, baseline, reference), runs.squeezed, device)
-    floor_path, known_floor = _known_floor(entry, baseline_checkpoint, squeezed.class_names)
+    floor_path, known_floor = _known_floor(entry, baseline_checkpoint, squeezed.class_names, device)
     roles = ("baseline", "squeezed", *(("reference",) if reference else ()))
     fields = score_fields(tuple(metric.name for metric in metrics), roles)
     scored = []  # every image's scores, for the page's table too
@@ -106,7 +106,7 @@ def compare(
             reference=reference, metrics=tuple(metrics), atlas=atlas,
         )  # fmt: skip
         comparison = compare_models(baseline, squeezed, datamodule, split, device, options)
-    comparison.task_floor = known_floor or keep_floor(floor_path, comparison.task_floor)  # kept for the next
+    comparison.task_floor = settled_floor(floor_path, known_floor, comparison.task_floor)
     report = _report(comparison, runs, split, baseline_checkpoint, unpaired)
     if indexed:
         report = replace(report, codes=_draw_codes(comparison, squeezed, view))
@@ -214,7 +214,7 @@ def _serve_trained_cache(
     return served.folder
 
 
-def _paired(runs: Runs, allowed: bool, trained_as: tuple, pair: tuple[dict, dict]) -> tuple:
+def _held_pair(runs: Runs, allowed: bool, trained_as: tuple, pair: tuple[dict, dict]) -> tuple:
     """The baseline and squeezed checkpoints of ``pair`` held to each other (refused where they cannot
     be compared, ``check_pair``; ``trained_as``: the model and dataset names asked for) and to the
     reference: the reference's module (None without one) and the unpaired warning (``_unpaired``)."""
@@ -224,10 +224,10 @@ def _paired(runs: Runs, allowed: bool, trained_as: tuple, pair: tuple[dict, dict
     return reference, _unpaired(runs, allowed, baseline, squeezed, reference_checkpoint)
 
 
-def _known_floor(entry: Path | None, baseline_checkpoint: dict, class_names: tuple) -> tuple:
+def _known_floor(entry: Path | None, baseline_checkpoint: dict, class_names: tuple, device) -> tuple:
     """Where the baseline's task floor on the cached split of ``entry`` is kept (None: not cached), and
     the floor an earlier comparison against this baseline measured there (None: to be measured)."""
-    path = floor_file(entry, baseline_checkpoint, class_names) if entry is not None else None
+    path = floor_file(entry, baseline_checkpoint, class_names, device) if entry is not None else None
     return path, read_floor(path)
 
 

@@ -5,10 +5,10 @@ this machine on a few of the sweep's own test images.
 The times are an estimate, labelled as one: each stage's measured cost per image times the images it
 handles (``stage_seconds``), for one job at a time (jobs running at once divide the wall time). Each
 cost is the median of a few timed rounds after a warm-up round, of the work itself: reading and
-resizing an image, the backbone and a training step on a batch of the sweep's batch size, each
-model's own training step (its quantizer and metric updates included), scoring image by image, a
+resizing an image, the backbone and each model's own training step (its quantizer and metric updates
+included) on a batch of the sweep's batch size, a squeezed job's comparison image by image, each
 codec's round trip. Lightning's loop, validation's forward passes, start-up and figures are not
-counted: a Pet-sized study took 1.5x its estimate on the machine of benchmarks/RESULTS.md.
+counted, so it errs low (the dry run says by how much on a measured study).
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from embeddings_squeeze.engine.evaluation import CompareOptions, ComparisonPass
 from embeddings_squeeze.engine.fitting import wants_cache
 from embeddings_squeeze.engine.sweep.spec import SPLIT, Job, JobKind, SweepSpec
 from embeddings_squeeze.errors import UserError
-from embeddings_squeeze.models import BaselineSegmentationModule, SqueezedSegmentationModule
+from embeddings_squeeze.models import BASELINE, BaselineSegmentationModule, SqueezedSegmentationModule
 from embeddings_squeeze.models.backbones.base import FEATURE_DTYPE
 from embeddings_squeeze.models.quantizers import quantizer_config, run_label
 from embeddings_squeeze.utils.input_compression import codecs, round_trip
 
 PROBE_IMAGES = 4  # test images timed; batches repeat them up to the sweep's batch size
 ROUNDS = 5  # timed rounds after one untimed warm-up round (first calls build kernels); their median counts
-BASELINE = "baseline"  # the baseline's key in Costs.training, beside each squeezed job's quantizer
+QUALITY = 50  # the codecs' round trips are timed at one quality (time varies little with it)
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,9 @@ class Costs:
     backbone: float  # the frozen backbone on one image, in batches as the cache computes them
     training: dict[str, float]  # per model (``BASELINE`` or a quantizer's run label): one training image
     comparison: float  # a squeezed job's comparison of one test image: mask read, both models scored, rate
-    codec: float  # a codec's round trip of one test image (encode, decode, resize)
+    codec: dict[str, float]  # per codec: a round trip of one test image (encode, decode, resize)
     cache_bytes: int  # float16 features and uint8 labels at the input size
+    probes: int = PROBE_IMAGES  # the test images timed
 
 
 def training_key(job: Job) -> str:
@@ -55,53 +56,44 @@ def training_key(job: Job) -> str:
 
 def measure(sweep, pending: list[Job]) -> Costs:
     """Time each stage's work on the first test images, with models of the sweep's settings on random
-    weights (the same cost as any weights, and nothing to download)."""
+    weights (the same cost as any weights, and nothing to download), one model in memory at a time
+    beside the baseline. Every squeezed job's comparison is priced by the sweep's first quantizer's."""
     data, plan, device = sweep.datamodule, sweep.plan, sweep.device
     model = replace(plan.model, weights="none")
     baseline = BaselineSegmentationModule(model, plan.optimizer, classes=data.classes).to(device)
     files = data.files[SPLIT]
     split = EvaluationSplit(files)
     positions = range(min(PROBE_IMAGES, len(split)))
+    if not positions:
+        raise UserError("the test split has no images, so no cost can be measured; check --data_path")
     probes = [split[position] for position in positions]
     batch = [probes[i % len(probes)] for i in range(data.hparams.batch_size)]
     pixels = torch.stack([probe[0] for probe in batch]).to(device)
     labels = torch.stack([probe[1] for probe in batch]).to(device)
     features = baseline.backbone.features_one_by_one(pixels)
-    probe_features = baseline.backbone.features_one_by_one(
-        torch.stack([probe[0] for probe in probes]).to(device)
-    )
-    models = {BASELINE: baseline}
+    training = {BASELINE: _median_seconds(_training_step(baseline, features, labels), device) / len(batch)}
     for job in pending:
-        if job.kind == JobKind.SQUEEZED and training_key(job) not in models:
-            models[training_key(job)] = _squeezed(sweep, model, quantizer_config(job.options["quantizer"]))
-    compared = _squeezed(sweep, model, sweep.spec.quantizers[0])
+        if job.kind == JobKind.SQUEEZED and training_key(job) not in training:
+            squeezed = _squeezed(sweep, model, quantizer_config(job.options["quantizer"]))
+            step = _training_step(squeezed, features, labels)
+            training[training_key(job)] = _median_seconds(step, device) / len(batch)
+            del squeezed, step  # one ViT in memory beside the baseline's, however many models
+    compared = _squeezed(sweep, model, sweep.spec.quantizers[0]).eval()
+    scoring = _comparison(baseline.eval(), compared, files, probes, sweep.metrics, device)
 
-    @torch.no_grad()
-    def compare() -> None:  # as a squeezed job's comparison: the mask read, both models scored, the rate
-        baseline.eval()
-        compared.eval()
-        # its coder's model, from the probes
-        compared.bottleneck.prepare_coder([compared.indices_of(probe_features)])
-        options = CompareOptions(metrics=tuple(sweep.metrics))
-        scoring = ComparisonPass(baseline, compared, files, device, options)
-        for position, (_, mask, _, _) in enumerate(probes):
-            scoring.image(probe_features[position, None], mask, files.native_labels(position), position)
-
-    def round_trips() -> None:
-        for position in positions:
-            round_trip(files.native_image(position), data.image_transform, codecs()[0], 50)
+    def round_trips(codec: str):
+        return lambda: [round_trip(files.native_image(position), data.image_transform, codec, QUALITY)
+                        for position in positions]  # fmt: skip
 
     size = model.image_size
     return Costs(
         loading=_median_seconds(lambda: [split[position] for position in positions], device) / len(positions),
         backbone=_median_seconds(lambda: baseline.backbone.features_one_by_one(pixels), device) / len(batch),
-        training={
-            key: _median_seconds(_training_step(module, features, labels), device) / len(batch)
-            for key, module in models.items()
-        },
-        comparison=_median_seconds(compare, device) / len(probes),
-        codec=_median_seconds(round_trips, device) / len(positions),
+        training=training,
+        comparison=_median_seconds(scoring, device) / len(probes),
+        codec={codec: _median_seconds(round_trips(codec), device) / len(positions) for codec in codecs()},
         cache_bytes=math.prod(features.shape[1:]) * FEATURE_DTYPE.itemsize + size * size,
+        probes=len(positions),
     )
 
 
@@ -117,13 +109,34 @@ def _training_step(module, features: torch.Tensor, labels: torch.Tensor):
     optimizer = torch.optim.Adam([parameter for parameter in module.parameters() if parameter.requires_grad])
 
     def step() -> None:
-        with warnings.catch_warnings():  # self.log outside a Trainer says it is ignored: it is, here
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings():  # self.log outside a Trainer warns that it logs nothing: so be it
+            warnings.filterwarnings("ignore", message=r".*self\.log")
             module.training_step((features, labels), 0).backward()
         optimizer.step()
         optimizer.zero_grad()
 
     return step
+
+
+def _comparison(baseline, squeezed, files, probes: list, metrics, device):
+    """A squeezed job's comparison of the probe images, as its per-image work: the mask read, both
+    models' predictions and scores, the rate (the pass and the coder's model, built once per job, are
+    set up here, outside the timing)."""
+    with torch.no_grad():
+        features = baseline.backbone.features_one_by_one(
+            torch.stack([probe[0] for probe in probes]).to(device)
+        )
+        squeezed.bottleneck.prepare_coder(
+            [squeezed.indices_of(features)]
+        )  # the coder's model, from the probes
+    scoring = ComparisonPass(baseline, squeezed, files, device, CompareOptions(metrics=tuple(metrics)))
+
+    @torch.no_grad()
+    def compare() -> None:
+        for position, (_, mask, _, _) in enumerate(probes):
+            scoring.image(features[position, None], mask, files.native_labels(position), position)
+
+    return compare
 
 
 def _median_seconds(work, device: torch.device) -> float:
@@ -166,9 +179,15 @@ def stage_seconds(
             epochs[job.kind] * fitted * (costs.training[training_key(job)] + live) for job in trained
         ),
         "scoring": (comparisons * costs.comparison + len(trained) * live) * images[SPLIT],
-        "anchors": kinds.count(JobKind.INPUT)
-        * images[SPLIT]
-        * (costs.loading + costs.codec + costs.backbone + len(spec.seeds) * costs.comparison / 2),
+        "anchors": images[SPLIT]
+        * sum(
+            costs.loading
+            + costs.codec[job.options["codec"]]
+            + costs.backbone
+            + len(spec.seeds) * costs.comparison / 2
+            for job in pending
+            if job.kind == JobKind.INPUT
+        ),
     }
 
 
@@ -193,7 +212,7 @@ def dry_run_lines(sweep, pending: list[Job]) -> list[str]:
     total = duration_text(sum(seconds.values()))
     lines.append(
         f"estimated compute time on this machine ({sweep.device.type}; per-image costs measured on "
-        f"{PROBE_IMAGES} test images), one job at a time: {stages}; about {total} in all, an estimate "
+        f"{costs.probes} test images), one job at a time: {stages}; about {total} in all, an estimate "
         f"that errs low (baselines at their cap of {sweep.spec.baseline_epochs} epochs; Lightning's loop, "
         "start-up and figures not counted: a Pet-sized study took 1.5x it, see benchmarks/RESULTS.md)"
     )
