@@ -55,10 +55,10 @@ class Quiet(logging.Filter):
 
 
 class LineHandler(logging.StreamHandler):
-    """Each message as a line of its own on stderr, above any progress bar: tqdm's bars are cleared and
-    redrawn around it (``tqdm.write``); on a terminal where rich's live bar (Lightning's) is drawn, it
-    goes through that bar's console, which prints it above the bar (written past it, the line would
-    land on the bar's own line and the bar's next redraw would erase it)."""
+    """Each message as a line of its own, above any progress bar: on stderr, tqdm's bars cleared and
+    redrawn around it (``tqdm.write``); on a terminal where rich's live bar (Lightning's) is drawn,
+    through that bar's console (on the terminal's stdout), which prints it above the bar (written past
+    it, the line would land on the bar's own line and the bar's next redraw would erase it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -79,8 +79,10 @@ def _live_console():
     import rich
 
     console = rich.get_console()
-    # the stack of live displays is private; Lightning's own bar reads it the same way
-    return console if console.is_terminal and getattr(console, "_live_stack", None) else None
+    # which display is live is private: a stack since rich 14.1, one display before; Lightning's own
+    # bar reads it the same way (tests/test_library_internals.py holds rich to it)
+    live = getattr(console, "_live_stack", None) or getattr(console, "_live", None)
+    return console if console.is_terminal and live else None
 
 
 def configure_logging() -> None:

@@ -108,3 +108,22 @@ def test_submitit_writes_the_batch_script_a_dry_run_shows():
                 "#SBATCH --signal=USR2@90", "module load cuda")  # fmt: skip
     for line in expected:
         assert line in script.splitlines(), line
+
+
+def test_rich_keeps_its_live_display_where_the_log_handler_looks():
+    """``embeddings_squeeze.console`` tells a live bar by rich's private record of it (``_live_stack``
+    since rich 14.1, ``_live`` before), as Lightning's own bar does: a live display must show there,
+    and nothing once it stops."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(file=io.StringIO(), force_terminal=True)
+
+    def live():
+        return getattr(console, "_live_stack", None) or getattr(console, "_live", None)
+
+    with Progress(console=console):
+        assert live()
+    assert not live()

@@ -40,16 +40,16 @@ def legend_rows(classes: int) -> int:
     return -(-(classes + 1) // LEGEND_COLUMNS)  # the classes and "ignored"
 
 
-def figure_inches(rows: int, classes: int = 3, note_lines: int = 0) -> tuple[float, float]:
+def figure_inches(rows: int, classes: int = 3, warning_lines: int = 0) -> tuple[float, float]:
     """(width, height) in inches of a figure with ``rows`` result rows, a legend of ``classes`` and
-    ``note_lines`` lines of warnings under the title."""
-    header = TITLE_INCHES + NOTE_LINE_INCHES * note_lines + LEGEND_ROW_INCHES * legend_rows(classes)
+    ``warning_lines`` lines of warnings under the title."""
+    header = TITLE_INCHES + NOTE_LINE_INCHES * warning_lines + LEGEND_ROW_INCHES * legend_rows(classes)
     return len(COLUMNS) * PANEL_INCHES, rows * PANEL_INCHES + header
 
 
-def figure_size_pixels(rows: int, classes: int = 3, note_lines: int = 0) -> tuple[int, int]:
+def figure_size_pixels(rows: int, classes: int = 3, warning_lines: int = 0) -> tuple[int, int]:
     """(width, height) in pixels of a figure with ``rows`` result rows, as saved."""
-    width, height = figure_inches(rows, classes, note_lines)
+    width, height = figure_inches(rows, classes, warning_lines)
     return round(width * DPI), round(height * DPI)
 
 

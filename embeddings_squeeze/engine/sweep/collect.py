@@ -97,10 +97,11 @@ def _plot_and_report(sweep: Sweep, tables: SweepTables) -> None:
         )
         plot.unlink(missing_ok=True)
     report_figures = [(sweep.output_dir / "rate_quality.png", "mIoU against measured bytes per image")]
-    report_settings = {}  # the runs' settings, then the sweep's flags as given (its --output_dir, not runs/)
+    report_settings = dict(spec.settings)  # the flags, then what the runs used ('auto' resolved) ...
     for config in (sweep.plan.model, sweep.plan.data, sweep.plan.optimizer, sweep.plan.training):
         report_settings.update(asdict(config))
-    report_settings.update(spec.settings)
+    # ... but the sweep's own folder, not the runs' inside it
+    report_settings["output_dir"] = spec.settings.get("output_dir", report_settings["output_dir"])
     report_settings = {key: _as_typed(value) for key, value in report_settings.items()}
     run_pages = []
     shown, note = shown_model(sweep, tables.rows)
