@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,17 @@ TINY = [
     "--feature_precision",
     TEST_PRECISION,
 ]
+
+
+PROGRAM_COMMAND = [sys.executable, "-m", "embeddings_squeeze"]  # the command line, in a process of its own
+
+
+def tiny_command(command, data, output_dir, *extra) -> list[str]:
+    """``command`` on the tests' tiny model and ``data``, as a process's argv."""
+    return [
+        str(a)
+        for a in [*PROGRAM_COMMAND, command, *TINY, "--data_path", data, "--output_dir", output_dir, *extra]
+    ]
 
 
 def parse(script, *argv) -> argparse.Namespace:

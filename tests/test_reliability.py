@@ -1,25 +1,18 @@
 """Interrupts, kills, NaN losses, hostile checkpoints, bad paths and multi-process training."""
 
 import csv
-import fcntl
 import json
 import logging
 import os
-import pty
 import random
-import select
 import signal
-import struct
 import subprocess
-import sys
-import termios
 import time
 from pathlib import Path
 
-import pyte
 import pytest
 import torch
-from helpers import TEST_MODEL, TINY, one_line_error, run_cli, tiny_datamodule
+from helpers import PROGRAM_COMMAND, TEST_MODEL, TINY, one_line_error, run_cli, tiny_command, tiny_datamodule
 from PIL import Image
 from torchvision.models import vit_b_32
 
@@ -33,14 +26,6 @@ from embeddings_squeeze.engine import fitting
 from embeddings_squeeze.engine.callbacks import AtomicCheckpointIO
 from embeddings_squeeze.engine.checkpoint import load_module
 from embeddings_squeeze.utils.figures import figure_size_pixels
-
-COMMAND = [sys.executable, "-m", "embeddings_squeeze"]
-
-
-def tiny(command, data, output_dir, *extra):
-    return [
-        str(a) for a in [*COMMAND, command, *TINY, "--data_path", data, "--output_dir", output_dir, *extra]
-    ]
 
 
 def wait_for(condition, timeout=300):
@@ -72,7 +57,8 @@ RESUME_ARGS = [
 @pytest.fixture(scope="module")
 def uninterrupted(pet_root, tmp_path_factory) -> Path:
     output_dir = tmp_path_factory.mktemp("reference")
-    assert run_cli(*tiny("squeeze", pet_root, output_dir, *RESUME_ARGS)[len(COMMAND) :]) == 0  # in-process
+    in_process = tiny_command("squeeze", pet_root, output_dir, *RESUME_ARGS)[len(PROGRAM_COMMAND) :]
+    assert run_cli(*in_process) == 0
     return output_dir / "r" / "version_0" / "last.ckpt"
 
 
@@ -82,8 +68,8 @@ def test_interrupted_runs_resume_to_the_same_result(pet_root, tmp_path, uninterr
     # the runs yield the CPU to this process, so the signal goes out as soon as an epoch is done
     runs = {
         name: subprocess.Popen(
-            tiny("squeeze", pet_root, tmp_path / name, *RESUME_ARGS), stderr=subprocess.PIPE, text=True,
-            preexec_fn=lambda: os.nice(10),
+            tiny_command("squeeze", pet_root, tmp_path / name, *RESUME_ARGS), stderr=subprocess.PIPE,
+            text=True, preexec_fn=lambda: os.nice(10),
         )
         for name in signals
     }  # fmt: skip
@@ -108,8 +94,8 @@ def test_interrupted_runs_resume_to_the_same_result(pet_root, tmp_path, uninterr
         assert (last.parent / "interrupted.ckpt").is_file()
 
         # resuming needs no process of its own
-        resume = tiny("squeeze", pet_root, tmp_path / name, *RESUME_ARGS, "--resume")
-        assert run_cli(*resume[len(COMMAND) :]) == 0
+        resume = tiny_command("squeeze", pet_root, tmp_path / name, *RESUME_ARGS, "--resume")
+        assert run_cli(*resume[len(PROGRAM_COMMAND) :]) == 0
         assert not (last.parent.parent / "version_1").exists()  # continued in the same run directory
         assert not (last.parent / "interrupted.ckpt").exists()  # the partial epoch, done again, is gone
         expected, got = state(uninterrupted), state(last)
@@ -117,78 +103,11 @@ def test_interrupted_runs_resume_to_the_same_result(pet_root, tmp_path, uninterr
         assert all(torch.equal(expected[k], got[k]) for k in expected), f"{name}: resumed run differs"
 
 
-def on_a_terminal(argv, columns: int, rows: int, interrupt_when=lambda: False) -> tuple[pyte.Screen, int]:
-    """Run ``argv`` on a pseudo-terminal of ``columns`` x ``rows``, rendered by a terminal emulator as a
-    user's screen shows it; Ctrl-C once ``interrupt_when()`` holds. The screen and the exit code."""
-    screen = pyte.Screen(columns, rows)
-    stream = pyte.ByteStream(screen)
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-    run = subprocess.Popen(argv, stdin=terminal, stdout=terminal, stderr=terminal, close_fds=True)
-    os.close(terminal)
-    signalled, deadline = False, time.monotonic() + 300
-    while True:  # read until the process closes the terminal
-        assert time.monotonic() < deadline, "timed out"
-        if select.select([controller], [], [], 0.1)[0]:
-            try:
-                output = os.read(controller, 65536)
-            except OSError:  # EIO: the process has exited and the terminal is closed
-                break
-            if not output:
-                break
-            stream.feed(output)
-        if not signalled and interrupt_when():
-            run.send_signal(signal.SIGINT)
-            signalled = True
-    os.close(controller)
-    return screen, run.wait(timeout=60)
-
-
-def test_the_interrupt_line_is_the_last_line_on_the_terminal(pet_root, tmp_path):
-    """Ctrl-C once an epoch is saved: the progress bar's last frame, then the one line that says how to
-    continue, and nothing after it; the codebook's epoch line, logged while the bar was live, stays on
-    the screen as a line of its own (it was drawn over by the bar's next frame)."""
-    columns, last = 120, tmp_path / "r" / "version_0" / "last.ckpt"
-    argv = tiny("squeeze", pet_root, tmp_path, "--epochs", 300, "--num_vectors", 8, "--experiment_name", "r")
-    screen, code = on_a_terminal(argv, columns, 40, interrupt_when=last.exists)
-    assert code == 130
-    shown = [line.rstrip() for line in screen.display]
-    cursor = screen.cursor.y
-    assert not any(shown[cursor:]), "something was drawn after the error line"
-    error = next(row for row in range(cursor - 1, -1, -1) if shown[row].startswith("error: "))
-    message = "".join(line.ljust(columns) for line in shown[error:cursor]).rstrip()
-    assert message.startswith("error: training interrupted during epoch ")
-    assert message.endswith(f"--resume {last}")  # the whole line, wrapped, and nothing glued to it
-    assert "Epoch" in "".join(shown[:error])  # the progress bar was on the screen, above it
-    assert any(
-        line.startswith("epoch 0: ") and " of 8 codes used, perplexity " in line for line in shown[:error]
-    )
-
-
-def test_a_finished_run_on_the_terminal_keeps_every_epoch_line_and_one_frame_of_each_bar(pet_root, tmp_path):
-    """A whole squeezed run: each epoch's codebook line on a line of its own, the training bar's last
-    frame once, then each pass of the coder once at 100 % (drawn while the training bar was live, they
-    became a line per redraw, and the training bar's frame was drawn again after them)."""
-    argv = tiny("squeeze", pet_root, tmp_path, "--epochs", 3, "--num_vectors", 8, "--experiment_name", "r")
-    screen, code = on_a_terminal(argv, 120, 60)
-    assert code == 0
-    shown = [line.rstrip() for line in screen.display]
-    epochs = [line for line in shown if " of 8 codes used, perplexity " in line]
-    assert [line.split(":")[0] for line in epochs] == ["epoch 0", "epoch 1", "epoch 2"]
-    assert sum(line.startswith("Epoch 2/2 ") for line in shown) == 1
-    coding = [line for line in shown if line.startswith("coding the training split:")]
-    assert len(coding) == 2 and all("100%" in line for line in coding)  # last.ckpt's and the best's
-    assert shown.index(epochs[-1]) < next(i for i, line in enumerate(shown) if line.startswith("Epoch 2/2 "))
-    assert shown[[line.startswith("done: ") for line in shown].index(True) - 1].startswith(
-        "coding the training split:"
-    )
-
-
 def test_sigkill_never_leaves_a_broken_last_checkpoint(pet_root, tmp_path):
     last = tmp_path / "k_baseline" / "version_0" / "last.ckpt"
     chance = random.Random(0)
     for _ in range(2):
-        argv = tiny("train-baseline", pet_root, tmp_path, "--epochs", 200, "--experiment_name", "k")
+        argv = tiny_command("train-baseline", pet_root, tmp_path, "--epochs", 200, "--experiment_name", "k")
         before = last.stat().st_mtime_ns if last.exists() else None
         run = subprocess.Popen(
             argv + (["--resume"] if before else []), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -305,13 +224,15 @@ def test_two_process_ddp_matches_one_process_at_the_same_global_batch(trained, p
               "--no_kmeans_init", "--dead_code_threshold", 0, "--experiment_name", "run"]  # fmt: skip
     ddp = ["--devices", 2, "--strategy", "ddp", "--accelerator", "cpu"]
     argv = {
-        "ddp": tiny("squeeze", pet_root, tmp_path / "ddp", *common, "--batch_size", 4, *ddp),
-        "single": tiny("squeeze", pet_root, tmp_path / "single", *common, "--batch_size", 8),
+        "ddp": tiny_command("squeeze", pet_root, tmp_path / "ddp", *common, "--batch_size", 4, *ddp),
+        "single": tiny_command("squeeze", pet_root, tmp_path / "single", *common, "--batch_size", 8),
         # with k-means and re-seeding the processes draw together: training ends only if every
         # process holds the same bottleneck (checked at the end of fit)
-        "defaults": tiny("squeeze", pet_root, tmp_path / "defaults", "--epochs", 1, "--num_vectors", 8, *ddp),
+        "defaults": tiny_command(
+            "squeeze", pet_root, tmp_path / "defaults", "--epochs", 1, "--num_vectors", 8, *ddp
+        ),
         # the module is pickled to processes it spawns: its codebook's replacement counter too
-        "spawn": tiny(
+        "spawn": tiny_command(
             "squeeze",
             pet_root,
             tmp_path / "spawn",

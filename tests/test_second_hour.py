@@ -1,5 +1,6 @@
 """A newcomer's second hour: runs that remember their data, checkpoints named by their run folder,
-and a missing checkpoint that says which command makes it."""
+a missing checkpoint that says which command makes it, unpaired models refused, a report that shows a
+sound model's figures, a sweep's time left."""
 
 import json
 import logging
@@ -8,6 +9,18 @@ from pathlib import Path
 
 import torch
 from helpers import TEST_MODEL, TINY, one_line_error, run_cli
+
+from embeddings_squeeze.config import (
+    DataConfig,
+    ModelConfig,
+    OptimizerConfig,
+    QuantizerConfig,
+    RuntimeConfig,
+    TrainingConfig,
+)
+from embeddings_squeeze.engine.launchers import _time_left
+from embeddings_squeeze.engine.sweep import Job, JobKind, Plan, Sweep, SweepSpec
+from embeddings_squeeze.engine.sweep.collect import shown_model
 
 
 def visualize(trained, output_dir, *extra):
@@ -185,3 +198,51 @@ def test_a_data_path_typed_out_is_used_even_where_the_runs_remember_another(
     monkeypatch.chdir(tmp_path)  # the default's own spelling, typed: the user meant this folder
     assert run_cli(*visualize(trained, tmp_path / "vis", "--data_path", "./data")) == 2
     assert "not found in data" in one_line_error(capsys)
+
+
+def test_the_report_shows_a_sound_models_figures_and_marks_a_degenerate_one(tmp_path):
+    """Figures exist for each first-seed model the sweep varies; the report shows the preferred one
+    (the first type's finest) unless its predictions are degenerate, and says which it passed over."""
+    plan = Plan(ModelConfig(), DataConfig(), OptimizerConfig(), TrainingConfig(), RuntimeConfig())
+    quantizers = tuple(
+        QuantizerConfig(quantizer_type=kind, num_vectors=k) for kind in ("vq", "fsq") for k in (8, 64)
+    )
+    work = Sweep(SweepSpec(plan, quantizers, (42, 43), (), {}, ()), tmp_path)
+    preferred = ["vq_K64_seed42", "fsq_K64_seed42", "fsq_K8_seed42", "vq_K8_seed42"]
+    assert work.spec.figure_models() == preferred
+    for name in preferred:
+        work.figures_of(name).mkdir(parents=True)
+        (work.figures_of(name) / "index.html").write_text("a page")
+    background = "predicts background for 100.0% of the pixels"
+    rows = [
+        {"name": name, "degenerate": background if name.startswith("vq_K64") else None} for name in preferred
+    ]
+    assert shown_model(work, rows) == (
+        "fsq_K64_seed42",
+        f" (shown instead of vq_K64_seed42, which {background})",
+    )
+    everything = [{**row, "degenerate": background} for row in rows]
+    assert shown_model(work, everything) == (
+        "vq_K64_seed42",
+        f" (warning: it {background}, as every model with figures does)",
+    )
+    sound = [{**row, "degenerate": None} for row in rows]
+    assert shown_model(work, sound) == ("vq_K64_seed42", "")
+
+
+def test_the_time_left_takes_each_kind_at_its_own_pace_and_counts_the_kinds_not_timed_yet():
+    """A baseline's 50 epochs said nothing of a 3-epoch squeezed job's time: jobs of a kind not timed
+    yet are counted, not priced (a 4-model sweep said 4 min left for 37 s of work)."""
+
+    def job(name, kind):
+        return Job(name, kind, 0)
+
+    remaining = [job("baseline_seed43", JobKind.BASELINE), job("vq_K8", JobKind.SQUEEZED),
+                 job("vq_K16", JobKind.SQUEEZED), job("jpeg_q50", JobKind.INPUT)]  # fmt: skip
+    assert _time_left({JobKind.FEATURES: [100.0]}, remaining) == ""  # the feature pass says nothing
+    assert _time_left({JobKind.FEATURES: [100.0], JobKind.BASELINE: [10.0]}, remaining) == (
+        "; about 10 s left at the pace so far, and 3 job(s) of kinds not timed yet"
+    )
+    took = {JobKind.FEATURES: [100.0], JobKind.BASELINE: [50.0], JobKind.SQUEEZED: [4.0, 6.0],
+            JobKind.INPUT: [2.0]}  # fmt: skip
+    assert _time_left(took, remaining) == "; about 62 s left at the pace so far"  # 50 + 5 + 5 + 2

@@ -19,19 +19,8 @@ from PIL import Image
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from embeddings_squeeze import sweep
-from embeddings_squeeze.config import (
-    DataConfig,
-    ModelConfig,
-    OptimizerConfig,
-    QuantizerConfig,
-    RuntimeConfig,
-    TrainingConfig,
-)
 from embeddings_squeeze.data.labels import IGNORE_INDEX
 from embeddings_squeeze.engine.checkpoint import load_module, read_checkpoint
-from embeddings_squeeze.engine.launchers import _time_left
-from embeddings_squeeze.engine.sweep import Job, JobKind, Plan, Sweep, SweepSpec
-from embeddings_squeeze.engine.sweep.collect import shown_model
 from embeddings_squeeze.utils.figures import figure_size_pixels
 from embeddings_squeeze.utils.input_compression import codecs
 from embeddings_squeeze.utils.rate_quality import bd_rate
@@ -394,51 +383,3 @@ def test_a_sweep_runs_the_backbone_once_per_image_per_split(pet_root, tmp_path, 
     sizes = {name: len(split) for name, split in data.files.items()}
     once = sizes["train"] + sizes["val"] + sizes["test"] + len(codecs()) * sizes["test"]
     assert seen == {1: once, 3: once}
-
-
-def test_the_report_shows_a_sound_models_figures_and_marks_a_degenerate_one(tmp_path):
-    """Figures exist for each first-seed model the sweep varies; the report shows the preferred one
-    (the first type's finest) unless its predictions are degenerate, and says which it passed over."""
-    plan = Plan(ModelConfig(), DataConfig(), OptimizerConfig(), TrainingConfig(), RuntimeConfig())
-    quantizers = tuple(
-        QuantizerConfig(quantizer_type=kind, num_vectors=k) for kind in ("vq", "fsq") for k in (8, 64)
-    )
-    work = Sweep(SweepSpec(plan, quantizers, (42, 43), (), {}, ()), tmp_path)
-    preferred = ["vq_K64_seed42", "fsq_K64_seed42", "fsq_K8_seed42", "vq_K8_seed42"]
-    assert work.spec.figure_models() == preferred
-    for name in preferred:
-        work.figures_of(name).mkdir(parents=True)
-        (work.figures_of(name) / "index.html").write_text("a page")
-    background = "predicts background for 100.0% of the pixels"
-    rows = [
-        {"name": name, "degenerate": background if name.startswith("vq_K64") else None} for name in preferred
-    ]
-    assert shown_model(work, rows) == (
-        "fsq_K64_seed42",
-        f" (shown instead of vq_K64_seed42, which {background})",
-    )
-    everything = [{**row, "degenerate": background} for row in rows]
-    assert shown_model(work, everything) == (
-        "vq_K64_seed42",
-        f" (warning: it {background}, as every model with figures does)",
-    )
-    sound = [{**row, "degenerate": None} for row in rows]
-    assert shown_model(work, sound) == ("vq_K64_seed42", "")
-
-
-def test_the_time_left_takes_each_kind_at_its_own_pace_and_counts_the_kinds_not_timed_yet():
-    """A baseline's 50 epochs said nothing of a 3-epoch squeezed job's time: jobs of a kind not timed
-    yet are counted, not priced (a 4-model sweep said 4 min left for 37 s of work)."""
-
-    def job(name, kind):
-        return Job(name, kind, 0)
-
-    remaining = [job("baseline_seed43", JobKind.BASELINE), job("vq_K8", JobKind.SQUEEZED),
-                 job("vq_K16", JobKind.SQUEEZED), job("jpeg_q50", JobKind.INPUT)]  # fmt: skip
-    assert _time_left({JobKind.FEATURES: [100.0]}, remaining) == ""  # the feature pass says nothing
-    assert _time_left({JobKind.FEATURES: [100.0], JobKind.BASELINE: [10.0]}, remaining) == (
-        "; about 10 s left at the pace so far, and 3 job(s) of kinds not timed yet"
-    )
-    took = {JobKind.FEATURES: [100.0], JobKind.BASELINE: [50.0], JobKind.SQUEEZED: [4.0, 6.0],
-            JobKind.INPUT: [2.0]}  # fmt: skip
-    assert _time_left(took, remaining) == "; about 62 s left at the pace so far"  # 50 + 5 + 5 + 2
