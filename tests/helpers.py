@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -50,6 +51,12 @@ def tiny_command(command, data, output_dir, *extra) -> list[str]:
         str(a)
         for a in [*PROGRAM_COMMAND, command, *TINY, "--data_path", data, "--output_dir", output_dir, *extra]
     ]
+
+
+def ctrl_c_as_in_a_shell() -> None:
+    """A child process's ``preexec_fn``: Ctrl-C (SIGINT) interrupts it, as a user's shell leaves it,
+    whatever this process inherited (a shell ignores SIGINT in what it starts in the background)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def parse(script, *argv) -> argparse.Namespace:

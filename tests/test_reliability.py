@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import PROGRAM_COMMAND, TEST_MODEL, TINY, one_line_error, run_cli, tiny_command, tiny_datamodule
+from helpers import (
+    PROGRAM_COMMAND,
+    TEST_MODEL,
+    TINY,
+    ctrl_c_as_in_a_shell,
+    one_line_error,
+    run_cli,
+    tiny_command,
+    tiny_datamodule,
+)
 from PIL import Image
 from torchvision.models import vit_b_32
 
@@ -69,7 +78,7 @@ def test_interrupted_runs_resume_to_the_same_result(pet_root, tmp_path, uninterr
     runs = {
         name: subprocess.Popen(
             tiny_command("squeeze", pet_root, tmp_path / name, *RESUME_ARGS), stderr=subprocess.PIPE,
-            text=True, preexec_fn=lambda: os.nice(10),
+            text=True, preexec_fn=lambda: (os.nice(10), ctrl_c_as_in_a_shell()),
         )
         for name in signals
     }  # fmt: skip

@@ -13,7 +13,7 @@ import termios
 import time
 
 import pyte
-from helpers import tiny_command
+from helpers import ctrl_c_as_in_a_shell, tiny_command
 
 
 def on_a_terminal(argv, columns: int, rows: int, interrupt_when=lambda: False) -> tuple[pyte.Screen, int]:
@@ -23,7 +23,14 @@ def on_a_terminal(argv, columns: int, rows: int, interrupt_when=lambda: False) -
     stream = pyte.ByteStream(screen)
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-    run = subprocess.Popen(argv, stdin=terminal, stdout=terminal, stderr=terminal, close_fds=True)
+    run = subprocess.Popen(
+        argv,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        close_fds=True,
+        preexec_fn=ctrl_c_as_in_a_shell,
+    )
     os.close(terminal)
     signalled, deadline = False, time.monotonic() + 300
     while True:  # read until the process closes the terminal
