@@ -214,7 +214,7 @@ def dry_run_lines(sweep, pending: list[Job]) -> list[str]:
         f"estimated compute time on this machine ({sweep.device.type}; per-image costs measured on "
         f"{costs.probes} test images), one job at a time: {stages}; about {total} in all, an estimate "
         f"that errs low (baselines at their cap of {sweep.spec.baseline_epochs} epochs; Lightning's loop, "
-        "start-up and figures not counted: a Pet-sized study took 1.5x it, see benchmarks/RESULTS.md)"
+        "start-up and figures not counted: a Pet-sized study took 1.4x it, see benchmarks/RESULTS.md)"
     )
     return lines
 
