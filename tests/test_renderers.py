@@ -301,6 +301,9 @@ def test_the_plot_names_each_point_marks_a_degenerate_one_and_keeps_oracles_off_
         squeezed(16, 0.36),
         {"name": "grid_oracle_7_seed42", "kind": Kind.ORACLE, "configuration": "grid_oracle_7", "seed": 42,
          "payload_bytes_per_image": 30.0, "miou": 0.99},
+        {"name": "none_D64_seed42", "kind": Kind.SQUEEZED, "configuration": "none_D64", "seed": 42,
+         "quantizer": "none", "payload_bytes_per_image": 6282.0, "coded_bits_per_image": 50176.0,
+         "miou": 0.41},
     ]  # fmt: skip
     figure = plot_rate_quality(rows, [], "a sweep", tmp_path / "plot.png")
     axis = figure.axes[0]
@@ -314,6 +317,8 @@ def test_the_plot_names_each_point_marks_a_degenerate_one_and_keeps_oracles_off_
     assert "grid oracles above the plot (cells: mIoU): 7: 0.990" in legend  # and its value in the legend
     assert legend["VQ payload (measured)"].get_linestyle() == "-"
     assert legend["VQ entropy-coded, before framing"].get_linestyle() == "--"
+    # a continuous reference sends its values raw: its payload only, no "entropy-coded" line
+    assert [label for label in legend if label.startswith("NONE_D64")] == ["NONE_D64 payload (measured)"]
     assert key.handlelength >= 3  # long enough that a dashed handle shows its dashes
 
 

@@ -107,10 +107,9 @@ def plot_rate_quality(
             curves = [("payload_bytes_per_image", 1, "-", f"{name} input + baseline")]
         else:
             shown = (names or {}).get(name, str(name).upper())
-            curves = [
-                ("payload_bytes_per_image", 1, "-", f"{shown} payload (measured)"),
-                ("coded_bits_per_image", 1 / 8, "--", f"{shown} entropy-coded, before framing"),
-            ]
+            curves = [("payload_bytes_per_image", 1, "-", f"{shown} payload (measured)")]
+            if members[0].get("quantizer") != "none":  # a continuous reference sends raw float16, not coded
+                curves.append(("coded_bits_per_image", 1 / 8, "--", f"{shown} entropy-coded, before framing"))
         for key, scale, style, label in curves:
             points = _points(members, means, key, scale)
             if points:
