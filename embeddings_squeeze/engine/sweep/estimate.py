@@ -126,9 +126,8 @@ def _comparison(baseline, squeezed, files, probes: list, metrics, device):
         features = baseline.backbone.features_one_by_one(
             torch.stack([probe[0] for probe in probes]).to(device)
         )
-        squeezed.bottleneck.prepare_coder(
-            [squeezed.indices_of(features)]
-        )  # the coder's model, from the probes
+        # the coder's model, from the probes
+        squeezed.bottleneck.prepare_coder([squeezed.indices_of(features)])
     scoring = ComparisonPass(baseline, squeezed, files, device, CompareOptions(metrics=tuple(metrics)))
 
     @torch.no_grad()
