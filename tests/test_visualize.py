@@ -284,7 +284,7 @@ def test_every_warning_is_shown_whole_under_the_figure_title(tmp_path):
 
     from embeddings_squeeze.data.voc import VOC_CLASSES
     from embeddings_squeeze.utils.comparison import ScoredImage
-    from embeddings_squeeze.utils.figures import note_lines, plot_results
+    from embeddings_squeeze.utils.figures import plot_results, wrapped_warnings
 
     warnings = (
         "warning: not paired by training: the models were trained on different data or splits (the image ids "
@@ -297,7 +297,7 @@ def test_every_warning_is_shown_whole_under_the_figure_title(tmp_path):
     figure = plot_results(
         [item], VOC_CLASSES, "1 best VQ results on the test split", tmp_path / "f.png", warnings
     )
-    lines = note_lines(warnings)
+    lines = wrapped_warnings(warnings)
     assert len(lines) > len(warnings) and sum(line.startswith("warning: ") for line in lines) == 2
     assert " ".join(lines) == " ".join(warnings)  # each from a line of its own, nothing lost in the wrapping
     renderer = FigureCanvasAgg(figure).get_renderer()  # the backend savefig drew the PNG with

@@ -5,8 +5,8 @@ on the baseline's head and the split's features and mask sizes alone, so every c
 same baseline on the same split reports the same floor: the first one measures it, later ones read it
 (at Pet's size, 28 of the 77 s a profiled cached ``visualize`` took). It lives in ``<entry>.floors/``
 beside the entry (whose own folder holds exactly what its build wrote), one JSON file per baseline,
-named by a hash of what the floor depends on beyond the entry (``floor_file``); a change to how the floor is
-measured changes ``FLOOR_VERSION`` and with it every name.
+named by a hash of what the floor depends on beyond the entry (``floor_file``); a change to how the
+floor is measured changes ``FLOOR_VERSION`` and with it every name.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 PANEL_INCHES = 3.0
 TITLE_INCHES = 0.75
-NOTE_LINE_INCHES = 0.2  # a line of a warning under the title (10 pt)
+WARNING_LINE_INCHES = 0.2  # a line of a warning under the title (10 pt)
 LEGEND_ROW_INCHES = 0.25
 LEGEND_COLUMNS = 8  # legend entries per line: VOC's 21 classes take three lines
 DPI = 80
@@ -43,7 +43,7 @@ def legend_rows(classes: int) -> int:
 def figure_inches(rows: int, classes: int = 3, warning_lines: int = 0) -> tuple[float, float]:
     """(width, height) in inches of a figure with ``rows`` result rows, a legend of ``classes`` and
     ``warning_lines`` lines of warnings under the title."""
-    header = TITLE_INCHES + NOTE_LINE_INCHES * warning_lines + LEGEND_ROW_INCHES * legend_rows(classes)
+    header = TITLE_INCHES + WARNING_LINE_INCHES * warning_lines + LEGEND_ROW_INCHES * legend_rows(classes)
     return len(COLUMNS) * PANEL_INCHES, rows * PANEL_INCHES + header
 
 
@@ -53,7 +53,7 @@ def figure_size_pixels(rows: int, classes: int = 3, warning_lines: int = 0) -> t
     return round(width * DPI), round(height * DPI)
 
 
-def note_lines(warnings: tuple[str, ...]) -> list[str]:
+def wrapped_warnings(warnings: tuple[str, ...]) -> list[str]:
     """``warnings`` wrapped to the figure's width, each from a line of its own."""
     characters = int(len(COLUMNS) * PANEL_INCHES * 72 / (10 * 0.62))  # 10 pt, about 0.6 em a character
     return [line for warning in warnings for line in textwrap.wrap(warning, characters)]
@@ -64,11 +64,10 @@ def plot_results(
 ) -> Figure:
     """One row per image: input, ground truth, baseline and VQ predictions with their IoU; each of
     ``warnings`` under the title, wrapped to the figure's width. Saved to ``path``, and returned."""
-    rows, notes = max(len(items), 1), note_lines(warnings)
+    rows, notes = max(len(items), 1), wrapped_warnings(warnings)
     width, height = figure_inches(rows, len(classes), len(notes))
     figure = Figure(figsize=(width, height), dpi=DPI)
-    header = TITLE_INCHES + NOTE_LINE_INCHES * len(notes)
-    top = 1 - (header + LEGEND_ROW_INCHES * legend_rows(len(classes))) / height
+    top = 1 - (height - rows * PANEL_INCHES) / height  # below the header figure_inches made room for
     grid = figure.add_gridspec(rows, len(COLUMNS), left=0.01, right=0.99, bottom=0.01, top=top, hspace=0.25)
     for row, item in enumerate(items):
         masks = (item.target, item.baseline_pred, item.squeezed_pred)
@@ -93,7 +92,7 @@ def plot_results(
     legend.append(Patch(color=np.array(IGNORE_COLOUR) / 255, label="ignored"))
     lines = [title, *notes, f"columns: {' | '.join(COLUMNS)}"]
     figure.suptitle("\n".join(lines), fontsize=10, y=1 - 0.05 / height)
-    legend_top = 1 - (0.5 + NOTE_LINE_INCHES * len(notes)) / height  # below the title's lines
+    legend_top = 1 - (0.5 + WARNING_LINE_INCHES * len(notes)) / height  # below the title's lines
     figure.legend(
         handles=legend,
         loc="upper center",
