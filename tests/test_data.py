@@ -1,10 +1,15 @@
+import re
+
 import numpy as np
 import pytest
 import torch
 from helpers import tiny_datamodule, tiny_model
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from embeddings_squeeze.data.labels import IGNORE_INDEX, trimap_to_labels
+from embeddings_squeeze.data.labels import IGNORE_INDEX, index_to_labels, trimap_to_labels
 from embeddings_squeeze.data.synthetic import make_synthetic_dataset
 from embeddings_squeeze.errors import UserError
 
@@ -69,6 +74,36 @@ def test_binary_mode_ignores_the_border():
     trimap = np.array([[1, 2, 3]], dtype=np.uint8)
     assert trimap_to_labels(trimap, "trimap").tolist() == [[0, 1, 2]]
     assert trimap_to_labels(trimap, "binary").tolist() == [[0, 1, IGNORE_INDEX]]
+
+
+masks = arrays(np.uint8, st.tuples(st.integers(0, 6), st.integers(0, 6)), elements=st.integers(0, 255))
+
+
+@given(masks, st.sampled_from(["trimap", "binary"]))
+def test_trimap_labels_are_the_documented_mapping_or_a_refusal_naming_the_bad_values(trimap, mode):
+    meaning = {1: 0, 2: 1, 3: 2 if mode == "trimap" else IGNORE_INDEX}
+    bad = sorted(set(trimap.flatten().tolist()) - set(meaning))
+    if bad:
+        with pytest.raises(ValueError, match=re.escape(f"found {bad}")):
+            trimap_to_labels(trimap, mode)
+    else:
+        expected = [[meaning[value] for value in row] for row in trimap.tolist()]
+        assert trimap_to_labels(trimap, mode).tolist() == expected
+
+
+@given(masks, st.integers(1, 8), st.integers(0, 255))
+def test_index_labels_keep_classes_map_the_ignore_value_and_refuse_the_rest(mask, num_classes, ignore):
+    def meaning(value):
+        return IGNORE_INDEX if value == ignore else value if value < num_classes else None
+
+    bad = sorted({value for value in mask.flatten().tolist() if meaning(value) is None})
+    if bad:
+        with pytest.raises(ValueError, match=re.escape(f"found {bad}")):
+            index_to_labels(mask, num_classes, ignore)
+    else:
+        labels = index_to_labels(mask, num_classes, ignore)
+        assert labels.dtype == np.uint8
+        assert labels.tolist() == [[meaning(value) for value in row] for row in mask.tolist()]
 
 
 def test_binary_mode_through_the_datamodule(pet_root):
