@@ -16,6 +16,7 @@ from embeddings_squeeze.engine.evaluation import CompareOptions, compare_models
 from embeddings_squeeze.utils.comparison import Extremes
 from embeddings_squeeze.utils.figures import COLUMNS, figure_size_pixels
 from embeddings_squeeze.utils.iou import confusion_matrices, per_image_iou
+from embeddings_squeeze.utils.metrics import METRICS, BoundaryF
 
 
 def visualize_args(trained, pet_root, output_dir, *extra):
@@ -235,11 +236,14 @@ def test_visualize_scores_from_the_training_cache_as_a_live_pass_does(trained, p
     assert floors[0] == floors[1] == floors[2] and floors[0]["mask_context"]["bytes_mean"] > 0
 
 
-def test_a_baselines_task_floor_is_kept_for_the_next_comparison_and_only_for_it(
-    trained, pet_root, tmp_path, caplog
+def test_a_baselines_pass_is_kept_for_the_next_comparison_and_only_for_it(
+    trained, pet_root, tmp_path, caplog, monkeypatch
 ):
-    """The floor kept beside the cache entry is read back as measured; an incomplete file is measured
-    again and replaced; another baseline (a weight of its head moved) gets a floor of its own."""
+    """The baseline's pass over a cached split (task floor, per-image statistics) is kept beside the
+    cache entry; the next comparison against it runs only the squeezed model (no ranked images here,
+    so the baseline's head runs on none) and writes the same bytes. Statistics of a metric of one's
+    own are always measured (its code may change under the same name); an incomplete file is measured
+    again and replaced; another baseline (a weight of its head moved) gets a pass of its own."""
     runs = {
         kind: shutil.copytree(trained[kind].parent, tmp_path / kind) / "last.ckpt"
         for kind in ("baseline", "vq")
@@ -249,31 +253,65 @@ def test_a_baselines_task_floor_is_kept_for_the_next_comparison_and_only_for_it(
     config["training"]["cache_dir"] = str((tmp_path / "cache").resolve())
     (tmp_path / "cache").mkdir()
     config_file.write_text(json.dumps(config))
+    head_type = type(load_module(trained["baseline"], "baseline").backbone.head)
+    calls = {}
 
-    def floor_of(runs, output: str, read: bool) -> dict:
+    def count(module, inputs, output):
+        if type(module) is head_type:
+            calls[id(module)] = calls.get(id(module), 0) + 1
+
+    def compare(runs, output: str, *extra) -> tuple[set, list[int]]:
         caplog.clear()
-        with caplog.at_level(logging.INFO):
-            assert run_cli(*visualize_args(runs, pet_root, tmp_path / output)) == 0
-        assert any(message.startswith("task floor of this baseline on this split read from")
-                   for message in caplog.messages) == read  # fmt: skip
-        return json.loads((tmp_path / output / "summary_test.json").read_text())["task_floor"]
+        calls.clear()
+        hook = torch.nn.modules.module.register_module_forward_hook(count)
+        try:
+            with caplog.at_level(logging.INFO):
+                arguments = visualize_args(
+                    runs, pet_root, tmp_path / output, "--n_best", 0, "--n_worst", 0, *extra
+                )
+                assert run_cli(*arguments) == 0
+        finally:
+            hook.remove()
+        said = {"floor": "task floor of this baseline on this split read from",
+                "scores": "the baseline's scores on this split read from there too"}  # fmt: skip
+        read = {what for what, start in said.items() if any(m.startswith(start) for m in caplog.messages)}
+        return read, sorted(calls.values())
 
-    measured = floor_of(runs, "first", read=False)
-    (kept,) = (tmp_path / "cache").glob("*.floors/*.json")
-    assert floor_of(runs, "again", read=True) == measured == json.loads(kept.read_text())
-    kept.write_text("{}")  # a floor file without its rows
-    assert floor_of(runs, "incomplete", read=False) == measured == json.loads(kept.read_text())
+    def outputs(output: str) -> tuple[bytes, dict]:
+        summary = json.loads((tmp_path / output / "summary_test.json").read_text())
+        return (tmp_path / output / "scores_test.csv").read_bytes(), summary
+
+    assert compare(runs, "first")[0] == set()
+    (kept,) = (tmp_path / "cache").glob("*.baselines/*.npz")
+    read, heads = compare(runs, "again")
+    n = outputs("first")[0].count(b"\n") - 1  # test images; the squeezed head sees each at two sizes
+    assert read == {"floor", "scores"} and heads == [2 * n] and outputs("again") == outputs("first")
+    assert compare(runs, "iou_only", "--metrics")[0] == {"floor", "scores"}  # a subset of the kept ones
+
+    class LooseBoundary(BoundaryF):  # a metric of one's own
+        name, title, statistics_key = "loose_boundary", "boundary F within 4 pixels", "loose_boundary"
+
+        def __init__(self):
+            super().__init__(tolerance=4)
+
+    monkeypatch.setitem(METRICS.entries, LooseBoundary.name, LooseBoundary)  # removed after the test
+    read, heads = compare(runs, "own", "--metrics", "loose_boundary")
+    assert read == {"floor"} and heads == [2 * n, 2 * n]
+    assert compare(runs, "after_own")[0] == {"floor", "scores"}
+    kept.write_bytes(b"not an npz")
+    assert compare(runs, "incomplete")[0] == set() and outputs("incomplete") == outputs("first")
     assert "unreadable or incomplete; measuring it again" in caplog.text
+    assert compare(runs, "replaced")[0] == {"floor", "scores"}
     other = torch.load(runs["baseline"], weights_only=True)
     name = next(key for key in other["state_dict"] if key.endswith("weight"))
     other["state_dict"][name] = other["state_dict"][name] + 0.5
     torch.save(other, tmp_path / "baseline" / "moved.ckpt")
-    floor_of({**runs, "baseline": tmp_path / "baseline" / "moved.ckpt"}, "moved", read=False)
-    assert kept in set((tmp_path / "cache").glob("*.floors/*.json"))
-    assert len(list((tmp_path / "cache").glob("*.floors/*.json"))) == 2
+    assert compare({**runs, "baseline": tmp_path / "baseline" / "moved.ckpt"}, "moved")[0] == set()
+    assert len(list((tmp_path / "cache").glob("*.baselines/*.npz"))) == 2
     shutil.rmtree(kept.parent)
     kept.parent.write_text("not a folder")  # nowhere to keep it: said, and the comparison's outputs written
-    assert floor_of(runs, "unkept", read=False) == measured and "task floor not kept in" in caplog.text
+    assert compare(runs, "unkept")[0] == set() and outputs("unkept") == outputs("first")
+    assert "baseline pass not kept in" in caplog.text
 
 
 def test_every_warning_is_shown_whole_under_the_figure_title(tmp_path):

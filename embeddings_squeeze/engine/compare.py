@@ -10,6 +10,7 @@ from pathlib import Path
 from embeddings_squeeze import PROGRAM
 from embeddings_squeeze.config import CHECKPOINT_FLAGS, ComparisonConfig, DataConfig, RuntimeConfig
 from embeddings_squeeze.data.segmentation import SegmentationDataModule
+from embeddings_squeeze.engine.baseline_cache import BaselineStore
 from embeddings_squeeze.engine.checkpoint import (
     build_module,
     check_pair,
@@ -22,7 +23,6 @@ from embeddings_squeeze.engine.checkpoint import (
 from embeddings_squeeze.engine.evaluation import CompareOptions, compare_models
 from embeddings_squeeze.engine.feature_cache import cached_split
 from embeddings_squeeze.engine.fitting import trained_cache_dir
-from embeddings_squeeze.engine.floor_cache import floor_file, read_floor, settled_floor
 from embeddings_squeeze.engine.run_dirs import completed_epochs, output_folder, refuse_overwrite, unconverged
 from embeddings_squeeze.engine.setup import datamodule_for, pick_device, recorded_folder
 from embeddings_squeeze.errors import UserError
@@ -75,23 +75,20 @@ def compare(
     check_ranking(view.rank_by, metrics)
     runs = _checkpoint_files(runs)
     baseline_checkpoint, squeezed_checkpoint = pair = _read_pair(runs)
-    split = view.dataset_split
-    indexed = _sends_indices(squeezed_checkpoint)
-    names = _output_names(split, indexed)
-    outputs = [Path(view.output_dir) / name for name in names]
-    if not view.overwrite:
-        refuse_overwrite(outputs, "figures and scores of an earlier comparison")
+    split, indexed = view.dataset_split, _sends_indices(squeezed_checkpoint)
+    names = _output_names(view, indexed)
     reference, unpaired = _held_pair(runs, view.unpaired, (model_name, dataset), pair)
     baseline = build_module(baseline_checkpoint, runs.baseline)
     squeezed = build_module(squeezed_checkpoint, runs.squeezed)
     datamodule = _scored_data(data, squeezed_checkpoint, squeezed)
     device = pick_device(runtime)
     entry = _serve_trained_cache(datamodule, split, (squeezed, baseline, reference), runs.squeezed, device)
-    floor_path, known_floor = _known_floor(entry, baseline_checkpoint, squeezed.class_names, device)
+    store = entry and BaselineStore.beside(entry, baseline_checkpoint, datamodule, split, device, metrics)
+    kept = store.read() if store else None
     roles = ("baseline", "squeezed", *(("reference",) if reference else ()))
     fields = score_fields(tuple(metric.name for metric in metrics), roles)
     scored = []  # every image's scores, for the page's table too
-    with output_folder(view.output_dir), open(outputs[0], "w", newline="") as scores:
+    with output_folder(view.output_dir), open(Path(view.output_dir) / names[0], "w", newline="") as scores:
         writer = csv.DictWriter(scores, fieldnames=fields)
         writer.writeheader()
 
@@ -100,13 +97,13 @@ def compare(
             scored.append(row)
 
         atlas = CodeAtlas(squeezed.bottleneck.alphabet_size, squeezed.class_names) if indexed else None
-        floor = TaskFloor(squeezed.class_names) if known_floor is None else None
         options = CompareOptions(
-            n_best=view.n_best, n_worst=view.n_worst, record=record, rank_by=(view.rank_by,), floor=floor,
-            reference=reference, metrics=tuple(metrics), atlas=atlas,
+            n_best=view.n_best, n_worst=view.n_worst, record=record, rank_by=(view.rank_by,),
+            floor=TaskFloor(squeezed.class_names) if kept is None else None,
+            kept=kept, reference=reference, metrics=tuple(metrics), atlas=atlas,
         )  # fmt: skip
         comparison = compare_models(baseline, squeezed, datamodule, split, device, options)
-    comparison.task_floor = settled_floor(floor_path, known_floor, comparison.task_floor)
+    comparison.task_floor = store.settle(kept, comparison) if store else comparison.task_floor
     report = _report(comparison, runs, split, baseline_checkpoint, unpaired)
     if indexed:
         report = replace(report, codes=_draw_codes(comparison, squeezed, view))
@@ -152,14 +149,20 @@ def _read_pair(runs: Runs) -> tuple[dict, dict]:
     return baseline, squeezed
 
 
-def _output_names(split: str, indexed: bool) -> list[str]:
-    """What a comparison writes, the page of all the rest last."""
+def _output_names(view: ComparisonConfig, indexed: bool) -> list[str]:
+    """What a comparison writes to ``view.output_dir``, the page of all the rest last; earlier ones are
+    refused without ``view.overwrite``."""
+    split = view.dataset_split
     names = [f"scores_{split}.csv", f"summary_{split}.json", f"best_results_{split}.png",
              f"worst_results_{split}.png"]  # fmt: skip
     if indexed:
         names += [f"codes_best_{split}.png", f"codes_worst_{split}.png", f"code_atlas_{split}.png",
                   f"codes_{split}.csv"]  # fmt: skip
-    return [*names, "index.html"]
+    names.append("index.html")
+    if not view.overwrite:
+        outputs = [Path(view.output_dir) / name for name in names]
+        refuse_overwrite(outputs, "figures and scores of an earlier comparison")
+    return names
 
 
 def _reference(runs: Runs, model_name: str | None, dataset: str | None, baseline: dict) -> tuple:
@@ -222,13 +225,6 @@ def _held_pair(runs: Runs, allowed: bool, trained_as: tuple, pair: tuple[dict, d
     check_pair(*trained_as, baseline, squeezed)
     reference_checkpoint, reference = _reference(runs, *trained_as, baseline)
     return reference, _unpaired(runs, allowed, baseline, squeezed, reference_checkpoint)
-
-
-def _known_floor(entry: Path | None, baseline_checkpoint: dict, class_names: tuple, device) -> tuple:
-    """Where the baseline's task floor on the cached split of ``entry`` is kept (None: not cached), and
-    the floor an earlier comparison against this baseline measured there (None: to be measured)."""
-    path = floor_file(entry, baseline_checkpoint, class_names, device) if entry is not None else None
-    return path, read_floor(path)
 
 
 def _unpaired(

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from embeddings_squeeze.data.segmentation import SegmentationDataModule
+from embeddings_squeeze.engine.baseline_cache import KeptBaseline
 from embeddings_squeeze.engine.inference import evaluation_batches
 from embeddings_squeeze.engine.rate import RateMeter
 from embeddings_squeeze.models import SegmentationModule, SqueezedSegmentationModule
@@ -53,6 +54,9 @@ class CompareOptions:
     record: Callable[[dict], None] = lambda _: None  # each image's scores, as soon as they are known
     rank_by: tuple[str, ...] = ("iou",)
     floor: TaskFloor | None = None
+    kept: KeptBaseline | None = (
+        None  # what is kept of the baseline's pass over this split (its statistics are read)
+    )
     reference: SqueezedSegmentationModule | None = None
     metrics: tuple[Metric, ...] = (IoU(),)
     atlas: CodeAtlas | None = None
@@ -107,10 +111,14 @@ class ComparisonPass:
         )
         self.rankings = {ranking: Extremes(options.n_best, options.n_worst) for ranking in options.rank_by}
         self.rate = RateMeter(squeezed)
+        # the baseline's statistics where kept (then it runs only for the few images that need its labels)
+        self.kept = options.kept if options.kept is not None and options.kept.statistics is not None else None
+        self.running = [name for name in self.models if not (name == "baseline" and self.kept is not None)]
 
     def image(self, inputs: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, position: int) -> None:
         """Score one image (``inputs``: (1, 3, S, S) pixels or its cached features; ``mask`` at the
-        input size, ``target`` at its own) with every model."""
+        input size, ``target`` at its own) with every model (the baseline's statistics read where
+        kept)."""
         options, num_classes = self.options, self.squeezed.num_classes
         sizes = [tuple(target.shape), tuple(mask.shape)]  # the mask's own size, the input size
         squeezed_features = self.squeezed.features_of(inputs, one_by_one=True)
@@ -118,34 +126,53 @@ class ComparisonPass:
             raise ValueError("models with frozen encoders of their own cannot share cached features")
         sent = self.squeezed.indices_of(squeezed_features)[0]
         self.rate.update(sent[None], [sizes[0]])
-        predictions = {}
-        for name, model in self.models.items():
-            own = squeezed_features if self.shared else model.features_of(inputs, one_by_one=True)
-            predictions[name] = receiver_masks(model, own, sizes, sent if model is self.squeezed else None)
-        values = self.comparison.add(
-            {
-                name: image_statistics(options.metrics, p[0], target, num_classes)
-                for name, p in predictions.items()
-            },
-            {
-                name: confusion_matrices(p[1][None], mask[None], num_classes)[0]
-                for name, p in predictions.items()
-            },
-        )
+        predictions = {
+            name: self._predict(name, inputs, squeezed_features, sizes, sent) for name in self.running
+        }
+        statistics = {
+            name: image_statistics(options.metrics, p[0], target, num_classes)
+            for name, p in predictions.items()
+        }
+        counts = {
+            name: confusion_matrices(p[1][None], mask[None], num_classes)[0]
+            for name, p in predictions.items()
+        }
+        if self.kept is not None:
+            statistics["baseline"], counts["baseline"] = self.kept.image(position)
+        values = self.comparison.add(statistics, counts)
+
+        def baseline_labels() -> torch.Tensor:  # at the mask's size; computed here when kept
+            if "baseline" not in predictions:
+                predictions["baseline"] = self._predict(
+                    "baseline", inputs, squeezed_features, sizes[:1], sent
+                )
+            return predictions["baseline"][0]
+
         if options.floor is not None:
-            options.floor.update(predictions["baseline"][0], target)
+            options.floor.update(baseline_labels(), target)
         codes = sent[..., 0].cpu().numpy() if options.atlas is not None else None
         if options.atlas is not None:
             pixels = self.files.native_image(position) if options.atlas.wants_patches(codes) else None
             options.atlas.add(codes, target.numpy(), pixels)
         self._record(position, values)
         if not math.isnan(values["iou"]["squeezed"]):  # an image without labelled pixels is not ranked
-            self._rank(position, values, target, predictions, codes)
+            self._rank(position, values, target, (baseline_labels, predictions["squeezed"][0]), codes)
+
+    def _predict(self, name: str, inputs, squeezed_features, sizes: list, sent) -> list[torch.Tensor]:
+        """Model ``name``'s labels at each of ``sizes``, from the squeezed model's features where
+        they share an encoder."""
+        model = self.models[name]
+        own = squeezed_features if self.shared else model.features_of(inputs, one_by_one=True)
+        return receiver_masks(model, own, sizes, sent if model is self.squeezed else None)
 
     def _record(self, position: int, values: dict) -> None:
         self.options.record(image_row(position, self.files.image_ids[position], values))
 
-    def _rank(self, position: int, values: dict, target, predictions: dict, codes) -> None:
+    def _rank(self, position: int, values: dict, target, predictions: tuple, codes) -> None:
+        """Offer the image to every ranking; ``predictions``: a function giving the baseline's labels,
+        and the squeezed model's."""
+        baseline_labels, squeezed_labels = predictions
+
         def make_item():  # only for an image that enters a ranking
             return ScoredImage(
                 position=position,
@@ -154,8 +181,8 @@ class ComparisonPass:
                 squeezed_iou=values["iou"]["squeezed"],
                 image=self.files.native_image(position),
                 target=target.to(torch.uint8).numpy(),
-                baseline_pred=predictions["baseline"][0].to(torch.uint8).numpy(),
-                squeezed_pred=predictions["squeezed"][0].to(torch.uint8).numpy(),
+                baseline_pred=baseline_labels().to(torch.uint8).numpy(),
+                squeezed_pred=squeezed_labels.to(torch.uint8).numpy(),
                 codes=codes,
             )
 

@@ -92,7 +92,7 @@ class Comparison:
     metrics: tuple[Metric, ...] = (IoU(),)
     total_images: int = 0
     scores: dict[str, Scores] = field(default_factory=dict)  # per model, at each mask's own size
-    input_confusion: dict[str, torch.Tensor] = field(default_factory=dict)  # summed, input size
+    input_confusion: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # per image, input size
     # ranking (a metric, or 'delta_' and a metric) -> (best images, worst images)
     rankings: dict[str, tuple[list[ScoredImage], list[ScoredImage]]] = field(default_factory=dict)
     rate: dict = field(default_factory=dict)  # the squeezed model's rate table on this split
@@ -100,10 +100,9 @@ class Comparison:
     atlas: CodeAtlas | None = None  # what each code stands for (index-sending quantizers)
 
     def __post_init__(self):
-        size = len(self.classes)
         for name in self.models:
             self.scores[name] = Scores(list(self.metrics), self.classes.names)
-            self.input_confusion[name] = torch.zeros(size, size, dtype=torch.long)
+            self.input_confusion[name] = []
 
     def add(
         self, statistics: dict[str, dict[str, torch.Tensor]], input_confusion: dict[str, torch.Tensor]
@@ -115,16 +114,16 @@ class Comparison:
         values = {}
         for name in self.models:
             values[name] = self.scores[name].add_statistics(statistics[name])
-            self.input_confusion[name] += input_confusion[name]
+            self.input_confusion[name].append(input_confusion[name])
         return {
             metric.name: {name: values[name][metric.name] for name in self.models} for metric in self.metrics
         }
 
-    def stacked(self, name: str) -> torch.Tensor:
-        """(N, C, C) per-image counts of one model."""
+    def stacked(self, name: str, input_size: bool = False) -> torch.Tensor:
+        """(N, C, C) per-image counts of one model, at each mask's own size or at the input size."""
         size = len(self.classes)
-        counts = self.scores[name].statistics["confusion"]
-        return torch.stack(counts) if counts else torch.zeros(0, size, size)
+        counts = self.input_confusion[name] if input_size else self.scores[name].statistics["confusion"]
+        return torch.stack(counts) if counts else torch.zeros(0, size, size, dtype=torch.long)
 
     def result(self) -> ComparisonResult:
         """Per model and metric: the split's value with its 95 % interval (``utils/intervals.py``)
@@ -137,7 +136,7 @@ class Comparison:
         for name in self.models:
             mean_image = image_iou[name][scored].mean().item() if scored.any() else math.nan
             reason = degenerate(self.stacked(name).sum(dim=0), self.classes.names)
-            input_size = mean_iou(self.input_confusion[name])
+            input_size = mean_iou(self.stacked(name, input_size=True).sum(dim=0))
             models[name] = ModelScores(name, self.scores[name].results(), input_size, mean_image, reason)
         pairs = [pair for pair in DIFFERENCE_KEYS if set(pair) <= set(self.models)]
         found = [(pair, metric, self._difference(*pair, metric)) for pair in pairs for metric in self.metrics]
