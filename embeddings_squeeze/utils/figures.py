@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -34,6 +35,15 @@ def colourise(labels: np.ndarray, classes: ClassSet) -> np.ndarray:
     known = labels != IGNORE_INDEX
     rgb[known] = np.array(classes.colours, dtype=np.uint8)[labels[known]]
     return rgb
+
+
+def image_panel(figure: Figure, place) -> Axes:
+    """An axes at ``place`` of ``figure`` for an image, without axis lines or ticks. The ticks are
+    removed, not only hidden: placing each title above hidden ticks took a quarter of the time a
+    figure of 20 titled panels took to draw (the same pixels either way)."""
+    axis = figure.add_subplot(place, xticks=[], yticks=[])
+    axis.axis("off")
+    return axis
 
 
 def legend_rows(classes: int) -> int:
@@ -79,10 +89,9 @@ def plot_results(
             f"VQ (IoU {item.squeezed_iou:.3f})",
         )
         for column, (panel, panel_title) in enumerate(zip(panels, titles)):
-            axis = figure.add_subplot(grid[row, column])
+            axis = image_panel(figure, grid[row, column])
             axis.imshow(panel, interpolation="nearest")
             axis.set_title(panel_title, fontsize=9)
-            axis.axis("off")
     if not items:
         figure.text(0.5, 0.5, "no images to show", ha="center", va="center")
     legend = [
