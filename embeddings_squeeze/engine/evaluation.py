@@ -40,9 +40,10 @@ def receiver_masks(
     (``sent``, when already computed)."""
     if isinstance(module, SqueezedSegmentationModule):
         sent = module.indices_of(features) if sent is None else sent[None]
-        decoded = module.bottleneck.decode(sent)
-        return [predicted_labels(module.backbone.classify(decoded, size))[0].cpu() for size in sizes]
-    return [predicted_labels(module.logits_from_features(features, size))[0].cpu() for size in sizes]
+        features = module.bottleneck.decode(sent)
+    else:
+        features, _, _ = module.squeeze(features)  # a baseline's hook passes them on
+    return [predicted_labels(logits)[0].cpu() for logits in module.backbone.classify_at(features, sizes)]
 
 
 @dataclass(frozen=True)

@@ -116,8 +116,12 @@ class SegmentationBackbone(nn.Module):
         return each
 
     def classify(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return self.classify_at(features, [size])[0]
+
+    def classify_at(self, features: torch.Tensor, sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+        """The head's logits upsampled to each of ``sizes``; the head runs once for all."""
         logits = self.head(features)
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return [F.interpolate(logits, size=size, mode="bilinear", align_corners=False) for size in sizes]
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"out": self.classify(self.features(images), images.shape[-2:])}
