@@ -7,13 +7,21 @@ import numpy as np
 import pytest
 import torch
 from helpers import tiny_datamodule, visualize_summary
+from hypothesis import given
+from hypothesis import strategies as st
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
 from embeddings_squeeze.data.labels import IGNORE_INDEX, ClassSet
 from embeddings_squeeze.engine.checkpoint import load_module
 from embeddings_squeeze.utils.code_figures import CODES_COLUMN, atlas_title, plot_code_maps
-from embeddings_squeeze.utils.codes import PATCHES_PER_CODE, CodeAtlas, cell_of_pixels, code_colours
+from embeddings_squeeze.utils.codes import (
+    PATCHES_PER_CODE,
+    CodeAtlas,
+    cell_of_pixels,
+    code_colours,
+    majority_labels,
+)
 from embeddings_squeeze.utils.comparison import ScoredImage
 from embeddings_squeeze.utils.figures import figure_size_pixels
 
@@ -21,6 +29,27 @@ from embeddings_squeeze.utils.figures import figure_size_pixels
 def test_cells_follow_the_image_not_the_square_input():
     # a 4 x 6 image on a 2 x 2 grid: rows 0-1 and 2-3, columns 0-2 and 3-5
     assert cell_of_pixels((4, 6), (2, 2)).tolist() == [[0, 0, 0, 1, 1, 1]] * 2 + [[2, 2, 2, 3, 3, 3]] * 2
+
+
+@given(
+    height=st.integers(1, 30),
+    width=st.integers(1, 30),
+    grid=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    classes=st.integers(1, 12),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_each_cells_majority_is_a_recount_of_its_pixels(height, width, grid, classes, seed):
+    """Grids finer than the image (cells without pixels) and ignored pixels included; ties go to
+    the lower label."""
+    rng = np.random.default_rng(seed)
+    target = rng.choice([*range(classes), IGNORE_INDEX], size=(height, width))
+    cells = cell_of_pixels((height, width), grid)
+    expected = []
+    for cell in range(grid[0] * grid[1]):
+        labels = target[(cells == cell) & (target != IGNORE_INDEX)]
+        votes = np.bincount(labels, minlength=classes)
+        expected.append(int(votes.argmax()) if labels.size else -1)
+    assert majority_labels(cells, target, grid[0] * grid[1], classes).tolist() == expected
 
 
 def test_the_atlas_counts_by_hand():
