@@ -185,9 +185,9 @@ def test_visualize_from_run_folders_copied_elsewhere(trained, pet_root, tmp_path
 def test_visualize_scores_from_the_training_cache_as_a_live_pass_does(trained, pet_root, tmp_path, caplog):
     """Runs that trained from a feature cache are scored from it: the first comparison builds the test
     split's entry (one encoder pass over the split), later ones run only the heads; the scores are a
-    live pass's to the bit (the same runs copied without their cache). The baseline's task floor is
-    measured once on the cached split and read by later comparisons against it: the same numbers as a
-    live pass measures; another baseline gets a floor of its own."""
+    live pass's to the bit (the same runs copied without their cache). The baseline's pass (task floor,
+    scores) is measured once on the cached split and read by later comparisons against it, which run
+    its head only for the ranked images: the same scores, summary and figures as a live pass."""
     patch_embedding = type(load_module(trained["baseline"], "baseline").backbone.encoder.patch_embed)
     images = []
 
@@ -228,65 +228,81 @@ def test_visualize_scores_from_the_training_cache_as_a_live_pass_does(trained, p
     # building an entry runs the first batch of each shape whole once more, to check it agrees
     checked = sum({size for start in range(0, n, batch) if (size := min(batch, n - start)) > 1})
     assert passes == {("cached", "first"): n + checked, ("cached", "again"): 0, ("live", "first"): n}
-    scores = {(place, attempt): (tmp_path / place / attempt / "scores_test.csv").read_bytes()
-              for place, attempt in passes}  # fmt: skip
-    assert len(set(scores.values())) == 1
-    floors = [json.loads((tmp_path / place / attempt / "summary_test.json").read_text())["task_floor"]
-              for place, attempt in passes]  # fmt: skip
-    assert floors[0] == floors[1] == floors[2] and floors[0]["mask_context"]["bytes_mean"] > 0
+    for name in ("scores_test.csv", "best_results_test.png", "worst_results_test.png", "codes_best_test.png"):
+        assert len({(tmp_path / place / attempt / name).read_bytes() for place, attempt in passes}) == 1
+    summaries = []
+    for place, attempt in passes:
+        summary = json.loads((tmp_path / place / attempt / "summary_test.json").read_text())
+        del summary["baseline_checkpoint"], summary["vq_checkpoint"]
+        summaries.append(summary)
+    assert summaries[0] == summaries[1] == summaries[2]
+    assert summaries[0]["task_floor"]["mask_context"]["bytes_mean"] > 0
 
 
-def test_a_baselines_pass_is_kept_for_the_next_comparison_and_only_for_it(
-    trained, pet_root, tmp_path, caplog, monkeypatch
-):
-    """The baseline's pass over a cached split (task floor, per-image statistics) is kept beside the
-    cache entry; the next comparison against it runs only the squeezed model (no ranked images here,
-    so the baseline's head runs on none) and writes the same bytes. Statistics of a metric of one's
-    own are always measured (its code may change under the same name); an incomplete file is measured
-    again and replaced; another baseline (a weight of its head moved) gets a pass of its own."""
-    runs = {
-        kind: shutil.copytree(trained[kind].parent, tmp_path / kind) / "last.ckpt"
-        for kind in ("baseline", "vq")
+class KeptPassRuns:
+    """Copies of the trained runs whose cache folder is ``tmp_path/cache``, compared without ranked
+    images (so a kept baseline's head runs on none), counting each head's calls."""
+
+    SAID = {
+        "floor": "task floor of this baseline on this split read from",
+        "scores": "the baseline's scores on this split read from there too",
     }
-    config_file = runs["vq"].parent / "config.json"
-    config = json.loads(config_file.read_text())
-    config["training"]["cache_dir"] = str((tmp_path / "cache").resolve())
-    (tmp_path / "cache").mkdir()
-    config_file.write_text(json.dumps(config))
-    head_type = type(load_module(trained["baseline"], "baseline").backbone.head)
-    calls = {}
 
-    def count(module, inputs, output):
-        if type(module) is head_type:
-            calls[id(module)] = calls.get(id(module), 0) + 1
+    def __init__(self, trained, pet_root, tmp_path, caplog):
+        self.pet_root, self.tmp_path, self.caplog = pet_root, tmp_path, caplog
+        self.runs = {
+            kind: shutil.copytree(trained[kind].parent, tmp_path / kind) / "last.ckpt"
+            for kind in ("baseline", "vq")
+        }
+        config_file = self.runs["vq"].parent / "config.json"
+        config = json.loads(config_file.read_text())
+        config["training"]["cache_dir"] = str((tmp_path / "cache").resolve())
+        (tmp_path / "cache").mkdir()
+        config_file.write_text(json.dumps(config))
+        self.head_type = type(load_module(trained["baseline"], "baseline").backbone.head)
 
-    def compare(runs, output: str, *extra) -> tuple[set, list[int]]:
-        caplog.clear()
-        calls.clear()
+    def compare(self, output: str, *extra, runs=None) -> tuple[set, list[int]]:
+        """What the comparison read of a kept pass ('floor', 'scores') and how often each head ran."""
+        calls = {}
+
+        def count(module, inputs, result):
+            if type(module) is self.head_type:
+                calls[id(module)] = calls.get(id(module), 0) + 1
+
+        self.caplog.clear()
         hook = torch.nn.modules.module.register_module_forward_hook(count)
         try:
-            with caplog.at_level(logging.INFO):
-                arguments = visualize_args(
-                    runs, pet_root, tmp_path / output, "--n_best", 0, "--n_worst", 0, *extra
-                )
+            with self.caplog.at_level(logging.INFO):
+                arguments = visualize_args(runs or self.runs, self.pet_root, self.tmp_path / output,
+                                           "--n_best", 0, "--n_worst", 0, *extra)  # fmt: skip
                 assert run_cli(*arguments) == 0
         finally:
             hook.remove()
-        said = {"floor": "task floor of this baseline on this split read from",
-                "scores": "the baseline's scores on this split read from there too"}  # fmt: skip
-        read = {what for what, start in said.items() if any(m.startswith(start) for m in caplog.messages)}
+        messages = self.caplog.messages
+        read = {what for what, start in self.SAID.items() if any(m.startswith(start) for m in messages)}
         return read, sorted(calls.values())
 
-    def outputs(output: str) -> tuple[bytes, dict]:
-        summary = json.loads((tmp_path / output / "summary_test.json").read_text())
-        return (tmp_path / output / "scores_test.csv").read_bytes(), summary
+    def outputs(self, output: str) -> tuple[bytes, dict]:
+        summary = json.loads((self.tmp_path / output / "summary_test.json").read_text())
+        return (self.tmp_path / output / "scores_test.csv").read_bytes(), summary
 
-    assert compare(runs, "first")[0] == set()
-    (kept,) = (tmp_path / "cache").glob("*.baselines/*.npz")
-    read, heads = compare(runs, "again")
-    n = outputs("first")[0].count(b"\n") - 1  # test images, each seen once by the squeezed model's head
-    assert read == {"floor", "scores"} and heads == [n] and outputs("again") == outputs("first")
-    assert compare(runs, "iou_only", "--metrics")[0] == {"floor", "scores"}  # a subset of the kept ones
+    def kept(self) -> list[Path]:
+        return list((self.tmp_path / "cache").glob("*.baselines/*.npz"))
+
+
+def test_a_baselines_pass_is_kept_and_read_for_the_metrics_it_was_kept_for(
+    trained, pet_root, tmp_path, caplog, monkeypatch
+):
+    """The baseline's pass over a cached split (task floor, per-image statistics) is kept beside the
+    cache entry; the next comparison against it runs only the squeezed model's head and writes the same
+    bytes, for the kept metrics or fewer. Statistics of a metric of one's own are always measured (its
+    code may change under the same name)."""
+    runs = KeptPassRuns(trained, pet_root, tmp_path, caplog)
+    assert runs.compare("first")[0] == set() and len(runs.kept()) == 1
+    n = runs.outputs("first")[0].count(b"\n") - 1  # test images, each seen once by a model's head
+    read, heads = runs.compare("again")
+    assert read == {"floor", "scores"} and heads == [n] and runs.outputs("again") == runs.outputs("first")
+    assert runs.compare("iou_only", "--metrics")[0] == {"floor", "scores"}  # a subset of the kept ones
 
     class LooseBoundary(BoundaryF):  # a metric of one's own
         name, title, statistics_key = "loose_boundary", "boundary F within 4 pixels", "loose_boundary"
@@ -295,22 +311,36 @@ def test_a_baselines_pass_is_kept_for_the_next_comparison_and_only_for_it(
             super().__init__(tolerance=4)
 
     monkeypatch.setitem(METRICS.entries, LooseBoundary.name, LooseBoundary)  # removed after the test
-    read, heads = compare(runs, "own", "--metrics", "loose_boundary")
-    assert read == {"floor"} and heads == [n, n]
-    assert compare(runs, "after_own")[0] == {"floor", "scores"}
-    kept.write_bytes(b"not an npz")
-    assert compare(runs, "incomplete")[0] == set() and outputs("incomplete") == outputs("first")
-    assert "unreadable or incomplete; measuring it again" in caplog.text
-    assert compare(runs, "replaced")[0] == {"floor", "scores"}
-    other = torch.load(runs["baseline"], weights_only=True)
+    assert runs.compare("own", "--metrics", "loose_boundary") == ({"floor"}, [n, n])
+    assert runs.compare("after_own")[0] == {"floor", "scores"}
+
+
+def test_a_damaged_or_unkeepable_pass_is_measured_again_and_another_baseline_gets_its_own(
+    trained, pet_root, tmp_path, caplog
+):
+    """A kept file that is not an archive, cut short or empty is said and measured again (and replaced);
+    a baseline with a moved weight gets a file of its own; where nothing can be kept, that is said and
+    the comparison's outputs are written all the same."""
+    runs = KeptPassRuns(trained, pet_root, tmp_path, caplog)
+    runs.compare("first")
+    (kept,) = runs.kept()
+    whole = kept.read_bytes()
+    for attempt, damage in enumerate((b"not an npz", whole[: len(whole) // 2], b"")):
+        kept.write_bytes(damage)
+        read, output = runs.compare(f"damaged{attempt}")[0], runs.outputs(f"damaged{attempt}")
+        assert read == set() and output == runs.outputs("first")
+        assert "unreadable or incomplete; measuring it again" in caplog.text
+        assert runs.compare(f"replaced{attempt}")[0] == {"floor", "scores"}
+    other = torch.load(runs.runs["baseline"], weights_only=True)
     name = next(key for key in other["state_dict"] if key.endswith("weight"))
     other["state_dict"][name] = other["state_dict"][name] + 0.5
     torch.save(other, tmp_path / "baseline" / "moved.ckpt")
-    assert compare({**runs, "baseline": tmp_path / "baseline" / "moved.ckpt"}, "moved")[0] == set()
-    assert len(list((tmp_path / "cache").glob("*.baselines/*.npz"))) == 2
+    moved = {**runs.runs, "baseline": tmp_path / "baseline" / "moved.ckpt"}
+    assert runs.compare("moved", runs=moved)[0] == set()
+    assert len(runs.kept()) == 2
     shutil.rmtree(kept.parent)
     kept.parent.write_text("not a folder")  # nowhere to keep it: said, and the comparison's outputs written
-    assert compare(runs, "unkept")[0] == set() and outputs("unkept") == outputs("first")
+    assert runs.compare("unkept")[0] == set() and runs.outputs("unkept") == runs.outputs("first")
     assert "baseline pass not kept in" in caplog.text
 
 

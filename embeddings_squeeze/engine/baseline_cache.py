@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,13 @@ from embeddings_squeeze.utils.files import atomic_path
 from embeddings_squeeze.utils.hashing import hash_tensors
 
 log = logging.getLogger(__name__)
-KEPT_VERSION = 2  # 1 kept the floor alone, as JSON in <entry>.floors/
+KEPT_VERSION = 2  # 1 kept the floor alone, as JSON in <entry>.floors/ (which can be deleted)
+# the code a kept pass's numbers come from: an edit to any of it measures every pass again
+SOURCES = (
+    "utils/metrics.py", "utils/iou.py", "utils/task_floor.py", "utils/mask_coding.py",
+    "engine/evaluation.py", "models/backbones/base.py", "models/segmentation_module.py",
+    "models/baseline_module.py",
+)  # fmt: skip
 FLOOR_ROWS = ("mask_png", "mask_webp", "mask_context")  # what a comparison's floor reports
 
 
@@ -65,16 +72,18 @@ class BaselineStore:
     @classmethod
     def beside(cls, entry: Path, baseline_checkpoint: dict, datamodule, split: str, device, metrics):
         """The store of the baseline of ``baseline_checkpoint`` on ``split`` of ``datamodule``, served
-        from the cache ``entry`` and scored by ``metrics`` on ``device``: its name
-        hashes what the pass depends on beyond the entry, the baseline's weights and classes, the device
-        its predictions are computed on, and the coders' versions (Pillow's PNG, libwebp's)."""
+        from the cache ``entry`` and scored by ``metrics`` on ``device``: its name hashes what the pass
+        depends on beyond the entry: the baseline's weights and classes, the device its predictions
+        are computed on, torch's and the coders' versions (Pillow's PNG, libwebp's) and the
+        package's code that computes the numbers (``SOURCES``)."""
         digest = hash_tensors(hashlib.sha256(), baseline_checkpoint["state_dict"])
-        coders = [PIL.__version__, features.version("webp")]
-        digest.update(
-            json.dumps(
-                [KEPT_VERSION, list(datamodule.classes.names), torch.device(device).type, coders]
-            ).encode()
-        )
+        device = torch.device(device)
+        hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+        versions = [torch.__version__, PIL.__version__, features.version("webp")]
+        digest.update(json.dumps([KEPT_VERSION, list(datamodule.classes.names), hardware, versions]).encode())
+        package = Path(__file__).resolve().parents[1]
+        for source in SOURCES:
+            digest.update((package / source).read_bytes())
         path = entry.with_name(f"{entry.name}.baselines") / f"{digest.hexdigest()[:24]}.npz"
         return cls(path, tuple(datamodule.files[split].image_ids), _specs(metrics))
 
@@ -89,7 +98,7 @@ class BaselineStore:
                 if not all(isinstance(floor[row]["bytes_mean"], float) for row in FLOOR_ROWS):
                     raise ValueError("a row without its mean bytes")
                 statistics = self._statistics(kept)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError, TypeError):
             log.warning("kept baseline pass %s unreadable or incomplete; measuring it again", self.path)
             return None
         log.info("task floor of this baseline on this split read from %s", self.path)

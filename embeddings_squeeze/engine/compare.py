@@ -76,7 +76,7 @@ def compare(
     runs = _checkpoint_files(runs)
     baseline_checkpoint, squeezed_checkpoint = pair = _read_pair(runs)
     split, indexed = view.dataset_split, _sends_indices(squeezed_checkpoint)
-    names = _output_names(view, indexed)
+    names = _claimed_outputs(view, indexed)
     reference, unpaired = _held_pair(runs, view.unpaired, (model_name, dataset), pair)
     baseline = build_module(baseline_checkpoint, runs.baseline)
     squeezed = build_module(squeezed_checkpoint, runs.squeezed)
@@ -149,9 +149,9 @@ def _read_pair(runs: Runs) -> tuple[dict, dict]:
     return baseline, squeezed
 
 
-def _output_names(view: ComparisonConfig, indexed: bool) -> list[str]:
-    """What a comparison writes to ``view.output_dir``, the page of all the rest last; earlier ones are
-    refused without ``view.overwrite``."""
+def _claimed_outputs(view: ComparisonConfig, indexed: bool) -> list[str]:
+    """The names of what a comparison writes to ``view.output_dir``, the page of all the rest last;
+    refused where earlier ones would be replaced without ``view.overwrite``."""
     split = view.dataset_split
     names = [f"scores_{split}.csv", f"summary_{split}.json", f"best_results_{split}.png",
              f"worst_results_{split}.png"]  # fmt: skip

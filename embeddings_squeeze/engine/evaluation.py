@@ -42,7 +42,7 @@ def receiver_masks(
         sent = module.indices_of(features) if sent is None else sent[None]
         features = module.bottleneck.decode(sent)
     else:
-        features, _, _ = module.squeeze(features)  # a baseline's hook passes them on
+        features, _, _ = module.squeeze(features)  # a baseline's hook: its standardisation
     return [predicted_labels(logits)[0].cpu() for logits in module.backbone.classify_at(features, sizes)]
 
 
@@ -55,9 +55,8 @@ class CompareOptions:
     record: Callable[[dict], None] = lambda _: None  # each image's scores, as soon as they are known
     rank_by: tuple[str, ...] = ("iou",)
     floor: TaskFloor | None = None
-    kept: KeptBaseline | None = (
-        None  # what is kept of the baseline's pass over this split (its statistics are read)
-    )
+    # what is kept of the baseline's pass over this split: its statistics are read, not computed
+    kept: KeptBaseline | None = None
     reference: SqueezedSegmentationModule | None = None
     metrics: tuple[Metric, ...] = (IoU(),)
     atlas: CodeAtlas | None = None
@@ -75,7 +74,8 @@ def compare_models(
     """Score the baseline, the squeezed model (and ``options.reference``) on every image of ``split``
     by every metric of ``options.metrics`` (IoU first); rank; measure the squeezed model's rate (and,
     given a ``floor``, the baseline's masks coded losslessly; given an ``atlas``, what each code of
-    an index-sending quantizer stands for, and the ranked images keep their codes for code maps).
+    an index-sending quantizer stands for, and the ranked images keep their codes for code maps;
+    given ``kept`` statistics of the baseline, its head runs only for images entering a ranking).
 
     The squeezed model's prediction is exactly what decode(encode(image)) gives. ``rank_by``: the
     rankings to keep, from one pass: a metric's name ranks by the squeezed model's per-image value,
@@ -157,7 +157,7 @@ class ComparisonPass:
             options.atlas.add(codes, target.numpy(), pixels)
         self._record(position, values)
         if not math.isnan(values["iou"]["squeezed"]):  # an image without labelled pixels is not ranked
-            self._rank(position, values, target, (baseline_labels, predictions["squeezed"][0]), codes)
+            self._rank(position, values, target, codes, baseline_labels, predictions["squeezed"][0])
 
     def _predict(self, name: str, inputs, squeezed_features, sizes: list, sent) -> list[torch.Tensor]:
         """Model ``name``'s labels at each of ``sizes``, from the squeezed model's features where
@@ -169,10 +169,11 @@ class ComparisonPass:
     def _record(self, position: int, values: dict) -> None:
         self.options.record(image_row(position, self.files.image_ids[position], values))
 
-    def _rank(self, position: int, values: dict, target, predictions: tuple, codes) -> None:
-        """Offer the image to every ranking; ``predictions``: a function giving the baseline's labels,
-        and the squeezed model's."""
-        baseline_labels, squeezed_labels = predictions
+    def _rank(
+        self, position, values: dict, target, codes, baseline_labels: Callable, squeezed_labels
+    ) -> None:
+        """Offer the image to every ranking; ``baseline_labels()`` gives the baseline's labels (run
+        only for an image that enters one)."""
 
         def make_item():  # only for an image that enters a ranking
             return ScoredImage(
