@@ -246,3 +246,10 @@ def test_the_time_left_takes_each_kind_at_its_own_pace_and_counts_the_kinds_not_
     took = {JobKind.FEATURES: [100.0], JobKind.BASELINE: [50.0], JobKind.SQUEEZED: [4.0, 6.0],
             JobKind.INPUT: [2.0]}  # fmt: skip
     assert _time_left(took, remaining) == "; about 62 s left at the pace so far"  # 50 + 5 + 5 + 2
+
+
+def test_a_baseline_capped_below_the_squeezed_models_epochs_is_refused(pet_root, tmp_path, capsys):
+    argv = [*TINY, "--data_path", pet_root, "--output_dir", tmp_path, "--epochs", 5, "--baseline_epochs", 2]
+    assert run_cli("sweep", *argv) == 2
+    assert "--baseline_epochs 2 is below --epochs 5" in one_line_error(capsys)
+    assert not any(tmp_path.iterdir())  # refused before anything was made

@@ -238,12 +238,14 @@ def evaluate_rate(
 @dataclass(frozen=True)
 class BaselinePass:
     """The baseline's scores on a split with the per-image statistics behind them and, from the same
-    pass, the task floor (``TaskFloor.report``) and the grid oracles' (N, C, C) per-image counts."""
+    pass, the task floor (``TaskFloor.report``), the grid oracles' (N, C, C) per-image counts and its
+    own at the input size (a squeezed model's comparison reads them: ``KeptBaseline``)."""
 
     scores: SplitScores
     statistics: Scores
     floor: dict
     oracle_confusions: dict[int, torch.Tensor]
+    input_confusion: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -269,14 +271,18 @@ def evaluate_baseline(
     floor = TaskFloor(baseline.class_names, reference=True)
     scores = Scores(list(metrics), baseline.class_names)
     loader = datamodule.evaluation_dataloader(split)
-    for inputs, _, native_masks, _ in evaluation_batches(baseline, loader, device, "scoring the baseline"):
-        for image_input, target in zip(inputs, native_masks):
+    counts = []
+    batches = evaluation_batches(baseline, loader, device, "scoring the baseline")
+    for inputs, masks, native_masks, _ in batches:
+        for image_input, mask, target in zip(inputs, masks, native_masks):
             features = baseline.features_of(image_input[None].to(device), one_by_one=True)
-            (prediction,) = receiver_masks(baseline, features, [tuple(target.shape)])
+            sizes = [tuple(target.shape), tuple(mask.shape)]
+            prediction, at_input = receiver_masks(baseline, features, sizes)
             scores.add(prediction, target)
             floor.update(prediction, target)
+            counts.append(confusion_matrices(at_input[None], mask[None], baseline.num_classes)[0])
     oracles = {cells: torch.stack(counts) for cells, counts in floor.oracle_confusions.items()}
-    return BaselinePass(split_scores(scores), scores, floor.report(), oracles)
+    return BaselinePass(split_scores(scores), scores, floor.report(), oracles, torch.stack(counts))
 
 
 def split_scores(scores: Scores) -> SplitScores:

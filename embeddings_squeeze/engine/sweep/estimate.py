@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from embeddings_squeeze.data.splits import EvaluationSplit
+from embeddings_squeeze.engine.baseline_cache import KeptBaseline
 from embeddings_squeeze.engine.evaluation import CompareOptions, ComparisonPass
 from embeddings_squeeze.engine.fitting import wants_cache
 from embeddings_squeeze.engine.sweep.spec import SPLIT, Job, JobKind, SweepSpec
@@ -119,23 +120,29 @@ def _training_step(module, features: torch.Tensor, labels: torch.Tensor):
 
 
 def _comparison(baseline, squeezed, files, probes: list, metrics, device):
-    """A squeezed job's comparison of the probe images, as its per-image work: the mask read, both
-    models' predictions and scores, the rate (the pass and the coder's model, built once per job, are
-    set up here, outside the timing)."""
+    """A squeezed job's comparison of the probe images, as its per-image work: the mask read, the
+    squeezed model's predictions and scores, the rate; the baseline's scores read as its job saved
+    them (they, the pass and the coder's model, made once per job, are set up here, outside the
+    timing)."""
     with torch.no_grad():
         features = baseline.backbone.features_one_by_one(
             torch.stack([probe[0] for probe in probes]).to(device)
         )
         # the coder's model, from the probes
         squeezed.bottleneck.prepare_coder([squeezed.indices_of(features)])
-    scoring = ComparisonPass(baseline, squeezed, files, device, CompareOptions(metrics=tuple(metrics)))
+    options = CompareOptions(metrics=tuple(metrics))
 
     @torch.no_grad()
-    def compare() -> None:
+    def over_probes(scoring: ComparisonPass) -> ComparisonPass:
         for position, (_, mask, _, _) in enumerate(probes):
             scoring.image(features[position, None], mask, files.native_labels(position), position)
+        return scoring
 
-    return compare
+    measured = over_probes(ComparisonPass(baseline, squeezed, files, device, options)).comparison
+    saved = {key: torch.stack(values) for key, values in measured.scores["baseline"].statistics.items()}
+    kept = KeptBaseline({}, saved, measured.stacked("baseline", input_size=True))
+    scoring = ComparisonPass(baseline, squeezed, files, device, replace(options, kept=kept))
+    return lambda: over_probes(scoring)
 
 
 def _median_seconds(work, device: torch.device) -> float:

@@ -14,6 +14,7 @@ import torch
 
 from embeddings_squeeze.config import QuantizerConfig
 from embeddings_squeeze.console import one_line
+from embeddings_squeeze.engine.baseline_cache import KeptBaseline
 from embeddings_squeeze.engine.checkpoint import load_module, read_checkpoint
 from embeddings_squeeze.engine.evaluation import (
     CompareOptions,
@@ -134,6 +135,7 @@ class Sweep:
         baseline = self.module(checkpoint, BASELINE)
         measured = evaluate_baseline(baseline, self.scored_data(baseline), SPLIT, self.device, self.metrics)
         self._save_statistics(name, measured.statistics.statistics)
+        self._save_statistics(f"{name}_input", {"confusion": measured.input_confusion})
         for cells, confusions in measured.oracle_confusions.items():
             self._save_statistics(f"grid_oracle_{cells}_seed{seed}", {"confusion": confusions})
         write_json(self.results / f"floor_seed{seed}.json", floor_rows(measured, seed))
@@ -146,6 +148,19 @@ class Sweep:
         row = baseline_row(name, seed, checkpoint, measured.scores, trained)
         write_json(self.results / f"{name}.json", row)
         return row
+
+    def _kept_baseline(self, seed: int) -> KeptBaseline | None:
+        """The per-image statistics and input-size counts the baseline job of ``seed`` saved, which a
+        squeezed model's comparison reads instead of running the baseline again (None: saved by an
+        earlier version of this package, without the counts)."""
+        name = f"baseline_seed{seed}"
+        paths = [self.results / f"{name}_statistics.pt", self.results / f"{name}_input_statistics.pt"]
+        if not all(path.is_file() for path in paths):
+            return None
+        statistics, counts = (torch.load(path, weights_only=True) for path in paths)
+        keys = {metric.statistics_key for metric in self.metrics}
+        # saved as int32; the floor is in the sweep's own rows
+        return KeptBaseline({}, {key: statistics[key].long() for key in keys}, counts["confusion"].long())
 
     def _save_statistics(self, name: str, statistics: dict) -> None:
         """The per-image statistics of a row's model (by statistics key: a list of per-image tensors,
@@ -193,7 +208,8 @@ class Sweep:
         rows_wanted = FIGURE_ROWS if figures is not None else 0
         scored = []  # every image's scores, for the page of the model the report shows
         options = CompareOptions(n_best=rows_wanted, n_worst=rows_wanted, record=scored.append,
-                                 rank_by=("iou", "delta"), metrics=tuple(self.metrics))  # fmt: skip
+                                 rank_by=("iou", "delta"), metrics=tuple(self.metrics),
+                                 kept=self._kept_baseline(seed))  # fmt: skip
         baseline = self.module(baseline_row["checkpoint"], BASELINE)
         data = self.scored_data(baseline)
         comparison = compare_models(
