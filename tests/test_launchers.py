@@ -295,21 +295,22 @@ def test_the_dry_runs_estimate_adds_up_the_stages_by_hand():
     trained = [job for job in pending if job.kind in (JobKind.BASELINE, JobKind.SQUEEZED)]
     assert {training_key(job) for job in trained} == {"baseline", "vq_K8", "none_D64"}
     costs = Costs(loading=0.5, backbone=1.0, training={"baseline": 0.1, "vq_K8": 0.3, "none_D64": 0.2},
-                  comparison=0.01, codec={"JPEG": 0.25, "WEBP": 0.75}, cache_bytes=100)  # fmt: skip
+                  comparison=0.01, squeezed_comparison=0.004, codec={"JPEG": 0.25, "WEBP": 0.75},
+                  cache_bytes=100)  # fmt: skip
     images = {"train": 3, "val": 5, "test": 7}
     # per seed: the baseline's 6 epochs, vq and none_D64 at 4 epochs + the coder's pass, on 3 + 5 images
     training = 2 * 8 * (6 * 0.1 + 5 * 0.3 + 5 * 0.2)
     assert stage_seconds(spec, images, pending, costs, cached=True) == pytest.approx({
         "features": 15 * (0.5 + 1.0),
         "training": training,
-        "scoring": (2 + 4) * 7 * 0.01,  # one comparison per baseline and per squeezed run
+        "scoring": (2 * 0.01 + 4 * 0.004) * 7,  # a live comparison per baseline, a reading one per squeezed
         # one pass per codec quality: read, its codec's round trip, encode, and every seed's baseline scored
         "anchors": 7 * sum(0.5 + costs.codec[codec] + 1.0 + 2 * 0.01 / 2 for codec in codecs()),
     })  # fmt: skip
     live = stage_seconds(spec, images, pending, costs, cached=False)
     assert live["features"] == 0
     assert live["training"] == pytest.approx(training + 2 * 8 * (6 + 5 + 5) * (0.5 + 1.0))
-    assert live["scoring"] == pytest.approx((2 + 4) * 7 * 0.01 + 6 * 7 * (0.5 + 1.0))
+    assert live["scoring"] == pytest.approx((2 * 0.01 + 4 * 0.004) * 7 + 6 * 7 * (0.5 + 1.0))
 
 
 def test_a_dry_run_measures_every_quantizer_type_and_says_how_many_images(pet_root, tmp_path, capsys):

@@ -161,6 +161,7 @@ def test_a_models_page_pairs_each_image_with_its_baselines_own_score(finished_sw
     """A sweep's comparisons read the per-image statistics its baseline jobs saved: each image's
     baseline IoU on a model's page is the one visualize measures for that image."""
     by_name = {row["name"]: row for row in finished_sweep[1]}
+    assert len(list((finished_sweep[0] / "results").glob("baseline_seed*_input_statistics.pt"))) == 2
     page = next((finished_sweep[0] / "figures").glob("*/index.html"))
     row = by_name[page.parent.name]
     visualize_summary(

@@ -9,8 +9,9 @@ and 9 of the 41 s left on the baseline's predictions and statistics).
 
 It lives in ``<entry>.baselines/`` beside the entry (whose own folder holds exactly what its build
 wrote), one ``.npz`` file per baseline (read without pickle), named by a hash of what it depends on
-beyond the entry (``BaselineStore.beside``); a change to how the floor or a built-in metric is
-computed changes ``KEPT_VERSION`` and with it every name. Statistics are kept for the package's own
+beyond the entry (``BaselineStore.beside``): an edit to the package's code behind the numbers or
+another version of a library they come from gives another name, and a change to the file's layout
+changes ``KEPT_VERSION``. Statistics are kept for the package's own
 metrics only: a metric of your own may change between runs under the same name, so its statistics
 are always computed.
 """
@@ -22,10 +23,10 @@ import json
 import logging
 import zipfile
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-import PIL
 import torch
 from PIL import features
 
@@ -39,7 +40,7 @@ KEPT_VERSION = 2  # 1 kept the floor alone, as JSON in <entry>.floors/ (which ca
 SOURCES = (
     "utils/metrics.py", "utils/iou.py", "utils/task_floor.py", "utils/mask_coding.py",
     "engine/evaluation.py", "models/backbones/base.py", "models/segmentation_module.py",
-    "models/baseline_module.py",
+    "models/baseline_module.py", "models/quantizers/standardize.py", "utils/payload.py",
 )  # fmt: skip
 FLOOR_ROWS = ("mask_png", "mask_webp", "mask_context")  # what a comparison's floor reports
 
@@ -74,18 +75,20 @@ class BaselineStore:
         """The store of the baseline of ``baseline_checkpoint`` on ``split`` of ``datamodule``, served
         from the cache ``entry`` and scored by ``metrics`` on ``device``: its name hashes what the pass
         depends on beyond the entry: the baseline's weights and classes, the device its predictions
-        are computed on, torch's and the coders' versions (Pillow's PNG, libwebp's) and the
-        package's code that computes the numbers (``SOURCES``)."""
+        are computed on, the versions of the libraries the numbers come from (the coders' among them:
+        Pillow's PNG, libwebp, constriction) and the package's code that computes them
+        (``SOURCES``)."""
         digest = hash_tensors(hashlib.sha256(), baseline_checkpoint["state_dict"])
         device = torch.device(device)
         hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-        versions = [torch.__version__, PIL.__version__, features.version("webp")]
+        libraries = ("torch", "torchvision", "numpy", "constriction", "pillow")
+        versions = [*map(version, libraries), features.version("webp")]
         digest.update(json.dumps([KEPT_VERSION, list(datamodule.classes.names), hardware, versions]).encode())
         package = Path(__file__).resolve().parents[1]
         for source in SOURCES:
             digest.update((package / source).read_bytes())
         path = entry.with_name(f"{entry.name}.baselines") / f"{digest.hexdigest()[:24]}.npz"
-        return cls(path, tuple(datamodule.files[split].image_ids), _specs(metrics))
+        return cls(path, tuple(datamodule.files[split].image_ids), statistics_specs(metrics))
 
     def read(self) -> KeptBaseline | None:
         """The pass kept here, with its statistics where they were kept for these metrics and images;
@@ -151,7 +154,7 @@ class BaselineStore:
         return floor
 
 
-def _specs(metrics) -> dict[str, str] | None:
+def statistics_specs(metrics) -> dict[str, str] | None:
     """What each statistics key's numbers depend on: the first metric of that key (the one that
     computes them, ``image_statistics``) and its settings; None where one of those is not the
     package's own."""

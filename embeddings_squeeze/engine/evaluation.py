@@ -267,11 +267,12 @@ def evaluate_baseline(
     metrics: tuple[Metric, ...] = (IoU(),),
 ) -> BaselinePass:
     """The baseline's scores on ``split`` by ``metrics`` and, from the same pass, the task floor with
-    its references: its own masks, coded losslessly, are the ones scored here."""
+    its references (its own masks, coded losslessly, are the ones scored here) and each image's counts
+    at the input size."""
     floor = TaskFloor(baseline.class_names, reference=True)
     scores = Scores(list(metrics), baseline.class_names)
     loader = datamodule.evaluation_dataloader(split)
-    counts = []
+    input_counts = []
     batches = evaluation_batches(baseline, loader, device, "scoring the baseline")
     for inputs, masks, native_masks, _ in batches:
         for image_input, mask, target in zip(inputs, masks, native_masks):
@@ -280,9 +281,9 @@ def evaluate_baseline(
             prediction, at_input = receiver_masks(baseline, features, sizes)
             scores.add(prediction, target)
             floor.update(prediction, target)
-            counts.append(confusion_matrices(at_input[None], mask[None], baseline.num_classes)[0])
+            input_counts.append(confusion_matrices(at_input[None], mask[None], baseline.num_classes)[0])
     oracles = {cells: torch.stack(counts) for cells, counts in floor.oracle_confusions.items()}
-    return BaselinePass(split_scores(scores), scores, floor.report(), oracles, torch.stack(counts))
+    return BaselinePass(split_scores(scores), scores, floor.report(), oracles, torch.stack(input_counts))
 
 
 def split_scores(scores: Scores) -> SplitScores:

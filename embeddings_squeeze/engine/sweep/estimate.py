@@ -44,7 +44,9 @@ class Costs:
     loading: float  # reading an image and its mask from disk, resized to the model's input
     backbone: float  # the frozen backbone on one image, in batches as the cache computes them
     training: dict[str, float]  # per model (``BASELINE`` or a quantizer's run label): one training image
-    comparison: float  # a squeezed job's comparison of one test image: mask read, both models scored, rate
+    comparison: float  # a live comparison of one test image (mask read, both models scored, rate): a
+    # baseline job's scoring and an anchor's are priced by it
+    squeezed_comparison: float  # a squeezed job's: its model alone, the baseline's scores read
     codec: dict[str, float]  # per codec: a round trip of one test image (encode, decode, resize)
     cache_bytes: int  # float16 features and uint8 labels at the input size
     probes: int = PROBE_IMAGES  # the test images timed
@@ -80,7 +82,7 @@ def measure(sweep, pending: list[Job]) -> Costs:
             training[training_key(job)] = _median_seconds(step, device) / len(batch)
             del squeezed, step  # one ViT in memory beside the baseline's, however many models
     compared = _squeezed(sweep, model, sweep.spec.quantizers[0]).eval()
-    scoring = _comparison(baseline.eval(), compared, files, probes, sweep.metrics, device)
+    live, kept = _comparison(baseline.eval(), compared, files, probes, sweep.metrics, device)
 
     def round_trips(codec: str):
         return lambda: [round_trip(files.native_image(position), data.image_transform, codec, QUALITY)
@@ -91,7 +93,8 @@ def measure(sweep, pending: list[Job]) -> Costs:
         loading=_median_seconds(lambda: [split[position] for position in positions], device) / len(positions),
         backbone=_median_seconds(lambda: baseline.backbone.features_one_by_one(pixels), device) / len(batch),
         training=training,
-        comparison=_median_seconds(scoring, device) / len(probes),
+        comparison=_median_seconds(live, device) / len(probes),
+        squeezed_comparison=_median_seconds(kept, device) / len(probes),
         codec={codec: _median_seconds(round_trips(codec), device) / len(positions) for codec in codecs()},
         cache_bytes=math.prod(features.shape[1:]) * FEATURE_DTYPE.itemsize + size * size,
         probes=len(positions),
@@ -120,10 +123,10 @@ def _training_step(module, features: torch.Tensor, labels: torch.Tensor):
 
 
 def _comparison(baseline, squeezed, files, probes: list, metrics, device):
-    """A squeezed job's comparison of the probe images, as its per-image work: the mask read, the
-    squeezed model's predictions and scores, the rate; the baseline's scores read as its job saved
-    them (they, the pass and the coder's model, made once per job, are set up here, outside the
-    timing)."""
+    """Two comparisons of the probe images, as their per-image work: a live one (the mask read, both
+    models' predictions and scores, the rate) and a squeezed job's, which reads the baseline's scores
+    as its job saved them (they, the passes and the coder's model, made once per job, are set up
+    here, outside the timing)."""
     with torch.no_grad():
         features = baseline.backbone.features_one_by_one(
             torch.stack([probe[0] for probe in probes]).to(device)
@@ -138,11 +141,12 @@ def _comparison(baseline, squeezed, files, probes: list, metrics, device):
             scoring.image(features[position, None], mask, files.native_labels(position), position)
         return scoring
 
-    measured = over_probes(ComparisonPass(baseline, squeezed, files, device, options)).comparison
+    live = ComparisonPass(baseline, squeezed, files, device, options)
+    measured = over_probes(live).comparison
     saved = {key: torch.stack(values) for key, values in measured.scores["baseline"].statistics.items()}
     kept = KeptBaseline({}, saved, measured.stacked("baseline", input_size=True))
-    scoring = ComparisonPass(baseline, squeezed, files, device, replace(options, kept=kept))
-    return lambda: over_probes(scoring)
+    reading = ComparisonPass(baseline, squeezed, files, device, replace(options, kept=kept))
+    return (lambda: over_probes(live)), (lambda: over_probes(reading))
 
 
 def _median_seconds(work, device: torch.device) -> float:
@@ -169,8 +173,9 @@ def stage_seconds(
     job); else every job reads and encodes each image it uses, every epoch.
 
     Validation is charged as training, a squeezed run's coder and rate passes (train and val) as one
-    more epoch; a baseline's scoring (task floor and oracles beside it) as one comparison, and a codec
-    quality's as half a comparison per seed's baseline."""
+    more epoch; a baseline's scoring (task floor and oracles beside it) as one live comparison, a
+    squeezed job's as one that reads the baseline's scores, and a codec quality's as half a live
+    comparison per seed's baseline."""
     kinds = [job.kind for job in pending]
     trained = [job for job in pending if job.kind in (JobKind.BASELINE, JobKind.SQUEEZED)]
     squeezed = kinds.count(JobKind.SQUEEZED)
@@ -178,13 +183,13 @@ def stage_seconds(
     live = 0.0 if cached else encoding  # each image's features, where no cache serves them
     epochs = {JobKind.BASELINE: spec.baseline_epochs, JobKind.SQUEEZED: spec.plan.training.epochs + 1}
     fitted = images["train"] + images["val"]
-    comparisons = kinds.count(JobKind.BASELINE) + squeezed
+    comparisons = kinds.count(JobKind.BASELINE) * costs.comparison + squeezed * costs.squeezed_comparison
     return {
         "features": sum(images.values()) * encoding if cached and JobKind.FEATURES in kinds else 0.0,
         "training": sum(
             epochs[job.kind] * fitted * (costs.training[training_key(job)] + live) for job in trained
         ),
-        "scoring": (comparisons * costs.comparison + len(trained) * live) * images[SPLIT],
+        "scoring": (comparisons + len(trained) * live) * images[SPLIT],
         "anchors": images[SPLIT]
         * sum(
             costs.loading

@@ -14,7 +14,7 @@ import torch
 
 from embeddings_squeeze.config import QuantizerConfig
 from embeddings_squeeze.console import one_line
-from embeddings_squeeze.engine.baseline_cache import KeptBaseline
+from embeddings_squeeze.engine.baseline_cache import KeptBaseline, statistics_specs
 from embeddings_squeeze.engine.checkpoint import load_module, read_checkpoint
 from embeddings_squeeze.engine.evaluation import (
     CompareOptions,
@@ -151,20 +151,25 @@ class Sweep:
 
     def _kept_baseline(self, seed: int) -> KeptBaseline | None:
         """The per-image statistics and input-size counts the baseline job of ``seed`` saved, which a
-        squeezed model's comparison reads instead of running the baseline again (None: saved by an
-        earlier version of this package, without the counts)."""
+        squeezed model's comparison reads instead of running the baseline again. None (the baseline
+        runs) where a metric is not the package's own (its statistics may be fractions, which the
+        saved int32 would cut), or they were saved by an earlier version of this package (without the
+        counts) or for other metrics."""
         name = f"baseline_seed{seed}"
         paths = [self.results / f"{name}_statistics.pt", self.results / f"{name}_input_statistics.pt"]
-        if not all(path.is_file() for path in paths):
+        if statistics_specs(self.metrics) is None or not all(path.is_file() for path in paths):
             return None
         statistics, counts = (torch.load(path, weights_only=True) for path in paths)
         keys = {metric.statistics_key for metric in self.metrics}
+        if not keys <= set(statistics):
+            return None
         # saved as int32; the floor is in the sweep's own rows
         return KeptBaseline({}, {key: statistics[key].long() for key in keys}, counts["confusion"].long())
 
     def _save_statistics(self, name: str, statistics: dict) -> None:
-        """The per-image statistics of a row's model (by statistics key: a list of per-image tensors,
-        or their stack), from which the collect step takes every interval."""
+        """Per-image statistics (by statistics key: a list of per-image tensors, or their stack) of a
+        row's model, from which the collect step takes every interval, or the baseline's counts at
+        the input size and the grid oracles' that go with its row."""
         # counts per image fit 32 bits; a many-class split's confusions are N x C x C of them
         stacked = {key: torch.stack(list(values)).to(torch.int32) for key, values in statistics.items()}
         torch.save(stacked, self.results / f"{name}_statistics.pt")
